@@ -1,0 +1,4 @@
+import Testing
+@testable import MSCore
+
+@Test func placeholder() { #expect(Bool(true)) }

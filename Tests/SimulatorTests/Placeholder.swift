@@ -1,0 +1,4 @@
+import Testing
+@testable import Simulator
+
+@Test func placeholder() { #expect(Bool(true)) }
