@@ -135,9 +135,9 @@ static struct upconn *conn_take_idle(ch2o_upstream_t *up, ch2o_loop_t *loop)
         struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, anchor->next);
         h2o_linklist_unlink(&c->link);
         h2o_timeout_unlink(&c->idle_entry);
-        char b;
-        ssize_t rc = recv(h2o_socket_get_fd(c->sock), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->sock->input->size == 0) {
+        /* an idle socket is watched (on_idle_event), so a peer close seen by the loop already retired it; the
+         * remaining race is covered by the one fresh-connection retry of a reused connection */
+        if (c->sock->input->size == 0) {
             h2o_socket_read_stop(c->sock);
             return c;
         }
@@ -242,7 +242,7 @@ static int deliver_body(ch2o_call_t *call, h2o_socket_t *sock)
             size_t size = sock->input->size;
             ssize_t rc = phr_decode_chunked(&call->dec, sock->input->bytes, &size);
             if (rc == -1) {
-                call_finish(call, CH2O_CALL_ERR_PROTOCOL, "invalid chunked encoding from upstream");
+                call_finish(call, CH2O_CALL_ERR_BROKEN, "invalid chunked encoding from upstream");
                 return 1;
             }
             if (size != 0) {

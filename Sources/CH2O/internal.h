@@ -79,7 +79,10 @@ struct ch2o_req {
 };
 
 void ch2o_req_emit(ch2o_req_t *r, int event);
-void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length);
+void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length,
+                               int flush_head);
+/* sends the head if nothing is in flight yet */
+void ch2o_req_stream_flush_head(ch2o_req_t *r);
 void ch2o_req_client_gone(ch2o_req_t *r);
 void ch2o_proxy_on_client_gone(struct ch2o_proxy *p);
 

@@ -23,6 +23,7 @@ struct ch2o_proxy {
     int head_sent;
     int upstream_streams; /* the client response is chunked / DATA frames (no Content-Length) */
     int finished;
+    ch2o_timer_t *head_flush; /* sends the head on the next loop turn if no body byte came with it */
 };
 
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n);
@@ -35,6 +36,8 @@ static void proxy_finish(struct ch2o_proxy *p, int result, int call_result)
     if (p->finished)
         return;
     p->finished = 1;
+    if (p->head_flush != NULL)
+        ch2o_timer_cancel(p->head_flush);
     if (p->creq != NULL)
         p->creq->proxy = NULL;
     if (p->hooks.finish != NULL)
@@ -66,6 +69,14 @@ static int try_next(struct ch2o_proxy *p, int call_result, int status)
     return 1;
 }
 
+static void flush_head(void *ctx)
+{
+    struct ch2o_proxy *p = ctx;
+    p->head_flush = NULL;
+    if (p->creq != NULL)
+        ch2o_req_stream_flush_head(p->creq);
+}
+
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n)
 {
     struct ch2o_proxy *p = ctx;
@@ -91,7 +102,9 @@ static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n
     }
     p->head_sent = 1;
     p->upstream_streams = content_length == SIZE_MAX;
-    ch2o_req_stream_start_len(p->creq, status, headers, n, content_length);
+    /* the head waits for the body bytes that usually arrive in the same read: one write instead of two */
+    ch2o_req_stream_start_len(p->creq, status, headers, n, content_length, 0);
+    p->head_flush = ch2o_timer_start(p->creq->loop, 0, flush_head, p);
     return 0;
 }
 

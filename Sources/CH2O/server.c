@@ -507,10 +507,17 @@ static void on_watchdog(h2o_timeout_entry_t *entry)
 
 void ch2o_req_stream_start(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n)
 {
-    ch2o_req_stream_start_len(r, status, headers, n, SIZE_MAX);
+    ch2o_req_stream_start_len(r, status, headers, n, SIZE_MAX, 1);
 }
 
-void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length)
+void ch2o_req_stream_flush_head(ch2o_req_t *r)
+{
+    if (r->req != NULL && r->state == CH2O_REQ_STREAMING && !r->sending)
+        flush(r);
+}
+
+void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length,
+                               int flush_head)
 {
     if (r->req == NULL || r->state != CH2O_REQ_FRESH)
         return;
@@ -525,7 +532,8 @@ void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *h
     r->generator.proceed = on_proceed;
     r->generator.stop = on_stop;
     h2o_start_response(req, &r->generator);
-    flush(r); /* the head goes out now */
+    if (flush_head)
+        flush(r); /* the head goes out now; otherwise with the first bytes */
     if (req->version < 0x200 && !h2o_timeout_is_linked(&r->watchdog))
         h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, WATCHDOG_MS), &r->watchdog);
 }
