@@ -80,7 +80,8 @@ public struct GatewayError: Error, Sendable, Equatable {
     /// The OpenAI `type` this error renders with.
     public var resolvedOpenAIType: String {
         if let openAIType { return openAIType }
-        return (400..<500).contains(status) && status != 429 ? "invalid_request_error" : "server_error"
+        // Client mistakes are invalid_request_error; overload, timeouts and failures are server_error.
+        return (400..<500).contains(status) && status != 408 && status != 429 ? "invalid_request_error" : "server_error"
     }
 
     /// The TGI `error_type` this error renders with.
