@@ -206,6 +206,19 @@ struct ConfigTests {
         #expect(e.effectiveScheduleTimeout == expected)
     }
 
+    @Test("EnableDynamicAdjustTimeoutConfig is optional; when true the timeouts become 3600/3600/65536")
+    func dynamicTimeouts() throws {
+        #expect(try parse(try shippedConf()).enableDynamicAdjustTimeout == false)
+        let on = replacingOnce(try shippedConf(), "\"string_token_rate\": 4.02", "\"string_token_rate\": 4.02, \"EnableDynamicAdjustTimeoutConfig\": true")
+        let c = try parse(on)
+        #expect(c.enableDynamicAdjustTimeout)
+        let e = c.exceptions.dynamicallyAdjusted()
+        #expect(e.scheduleTimeout == 3600 && e.firstTokenTimeout == 3600 && e.inferTimeout == 65536)
+        #expect(e.tokenizerTimeout == 300)
+        let bad = replacingOnce(try shippedConf(), "\"string_token_rate\": 4.02", "\"string_token_rate\": 4.02, \"EnableDynamicAdjustTimeoutConfig\": 1")
+        #expect(configError(bad)?.key == "EnableDynamicAdjustTimeoutConfig")
+    }
+
     @Test("cache_affinity and prefix_affinity keys are read and range-checked")
     func algorithmKeys() throws {
         let ca = replacingOnce(try shippedConf(), "\"algorithm_type\": \"round_robin\"", "\"algorithm_type\": \"cache_affinity\"")

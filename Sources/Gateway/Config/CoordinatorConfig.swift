@@ -43,6 +43,16 @@ public struct CoordinatorConfig: Sendable, Equatable {
         public var tokenizerTimeout = 300
         public init() {}
 
+        /// The timeouts in force while `EnableDynamicAdjustTimeoutConfig` is true (§8):
+        /// schedule 3600, first token 3600, inference 65536.
+        public func dynamicallyAdjusted() -> Exceptions {
+            var e = self
+            e.scheduleTimeout = 3600
+            e.firstTokenTimeout = 3600
+            e.inferTimeout = 65536
+            return e
+        }
+
         /// The schedule timeout after the startup rule (§6): if schedule+20 > min(first_token, infer),
         /// it becomes max(min−20, 0). Defaults give 580.
         public var effectiveScheduleTimeout: Int {

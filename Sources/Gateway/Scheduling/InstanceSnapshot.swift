@@ -67,11 +67,25 @@ public struct InstanceSnapshot: Sendable, Equatable {
     public let instances: [InstanceInfo]
     private let index: [InstanceID: Int]
 
+    private let byRole: [InstanceRole: [InstanceInfo]]
+    private let decodesByPrefill: [InstanceID: [InstanceInfo]]
+
+    /// Builds the snapshot and its per-role and P→D indexes (once per refresh, not per request).
     public init(_ instances: [InstanceInfo]) {
         self.instances = instances
         var idx: [InstanceID: Int] = [:]
-        for (n, i) in instances.enumerated() { idx[i.id] = n }
+        var roles: [InstanceRole: [InstanceInfo]] = [:]
+        for (n, i) in instances.enumerated() {
+            idx[i.id] = n
+            roles[i.role, default: []].append(i)
+        }
         self.index = idx
+        self.byRole = roles
+        var dp: [InstanceID: [InstanceInfo]] = [:]
+        for p in roles[.prefill] ?? [] {
+            dp[p.id] = (roles[.decode] ?? []).filter { $0.peers.contains(p.id) || $0.id == p.id }
+        }
+        self.decodesByPrefill = dp
     }
 
     /// The instance with `id`, if registered.
@@ -81,11 +95,11 @@ public struct InstanceSnapshot: Sendable, Equatable {
     public func position(of id: InstanceID) -> Int? { index[id] }
 
     /// Instances with `role`, in registration order.
-    public func instances(role: InstanceRole) -> [InstanceInfo] { instances.filter { $0.role == role } }
+    public func instances(role: InstanceRole) -> [InstanceInfo] { byRole[role] ?? [] }
 
     /// The D instances that serve P `p`: those listing it in `peers`, or `p` itself (flex self-pair).
     public func decodes(for p: InstanceID) -> [InstanceInfo] {
-        instances.filter { $0.role == .decode && ($0.peers.contains(p) || $0.id == p) }
+        decodesByPrefill[p] ?? instances.filter { $0.role == .decode && ($0.peers.contains(p) || $0.id == p) }
     }
 
     public static func == (a: InstanceSnapshot, b: InstanceSnapshot) -> Bool { a.instances == b.instances }
