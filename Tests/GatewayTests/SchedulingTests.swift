@@ -322,3 +322,27 @@ struct LRUCacheTests {
         #expect(c.keys == [5, 4] && c.peek(4) == "d2")
     }
 }
+
+@Suite("SharedScheduler")
+struct SharedSchedulerTests {
+    @Test("concurrent callers still get a perfect round-robin split")
+    func concurrentRoundRobin() async {
+        var c = CoordinatorConfig.Scheduler()
+        c.deployMode = .singleNode
+        c.schedulerType = .default
+        c.algorithm = .roundRobin
+        let shared = SharedScheduler(Scheduler(config: c))
+        let snap = mixed([1, 2, 3])
+        let picks = await withTaskGroup(of: SchedulingDecision?.self) { group in
+            for _ in 0..<300 {
+                group.addTask { shared.select(text("x"), snapshot: snap, load: LoadCounters()) }
+            }
+            var all: [SchedulingDecision?] = []
+            for await p in group { all.append(p) }
+            return all
+        }
+        var counts: [InstanceID: Int] = [:]
+        for case .single(let id)? in picks { counts[id, default: 0] += 1 }
+        #expect(counts == [1: 100, 2: 100, 3: 100])
+    }
+}
