@@ -288,3 +288,32 @@ struct JSONValueTests {
         #expect(throws: JSONParseError.self) { try JSONValue.parse(input) }
     }
 }
+
+@Suite("Route + parse")
+struct RouteAndParseTests {
+    private func refusal(_ method: String, _ target: String, _ body: String) -> Refusal? {
+        do {
+            _ = try RequestParser().parse(method: method, target: target, body: Array(body.utf8))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test("refusals carry status, dialect, headers and the exact body")
+    func refusals() throws {
+        let r405 = try #require(refusal("GET", "/v1/chat/completions", ""))
+        #expect(r405.error.status == 405 && r405.dialect == .openAI)
+        #expect(r405.headers.map { "\($0.0): \($0.1)" } == ["Allow: POST"])
+        let r404 = try #require(refusal("POST", "/nope", "{}"))
+        #expect(text(r404.body) == #"{"error":"Invalid request: unknown path","code":404}"#)
+        let tgi = try #require(refusal("POST", "/generate", #"{"inputs":1}"#))
+        #expect(text(tgi.body) == #"{"error":"Request format is invalid","error_type":"validation"}"#)
+        let vllm = try #require(refusal("POST", "/generate", #"{"prompt":123}"#))
+        #expect(text(vllm.body) == #"{"error":"Request format is invalid","code":400}"#)
+        let triton = try #require(refusal("POST", "/v2/models//generate", #"{"text_input":"x"}"#))
+        #expect(triton.error.status == 400 && text(triton.body) == #"{"error":"Request format is invalid"}"#)
+        let ok = try RequestParser().parse(method: "POST", target: "/v1/completions?x=1", body: Array(#"{"prompt":"a"}"#.utf8))
+        #expect(ok.route == .openAICompletions)
+    }
+}
