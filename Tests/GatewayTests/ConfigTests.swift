@@ -193,6 +193,11 @@ struct ConfigTests {
         #expect(try parse(on).tls["status"]?.enabled == true)
         let empty = replacingOnce(on, "\"ca_cert\": \"./security/status/security/certs/ca.pem\"", "\"ca_cert\": \"\"")
         #expect(configError(empty)?.key == "tls_config.status_tls_items.ca_cert")
+        // While the switch is off, the items may be incomplete or absent.
+        let offEmpty = replacingOnce(try shippedConf(), "\"ca_cert\": \"./security/status/security/certs/ca.pem\"", "\"ca_cert\": 5")
+        #expect(configError(offEmpty) == nil)
+        let missingItems = replacingOnce(on, "\"status_tls_items\"", "\"status_tls_items_x\"")
+        #expect(configError(missingItems)?.key == "tls_config.status_tls_items")
     }
 
     @Test("schedule timeout startup rule (case 17)", arguments: [

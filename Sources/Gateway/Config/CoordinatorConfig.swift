@@ -298,13 +298,11 @@ extension CoordinatorConfig {
         for prefix in tlsPrefixes {
             var ep = TLSEndpoint()
             ep.enabled = try t.bool(prefix + "_tls_enable")
-            if ep.enabled || t.has(prefix + "_tls_items") {
+            if ep.enabled {
                 let items = try t.section(prefix + "_tls_items")
-                if ep.enabled {
-                    for k in ["ca_cert", "tls_cert", "tls_key", "tls_passwd"] {
-                        if try items.string(k).isEmpty {
-                            throw items.fail(k, .string(""), "a non-empty path when \(prefix)_tls_enable is true")
-                        }
+                for k in ["ca_cert", "tls_cert", "tls_key", "tls_passwd"] {
+                    if try items.string(k).isEmpty {
+                        throw items.fail(k, .string(""), "a non-empty path when \(prefix)_tls_enable is true")
                     }
                 }
                 ep.items.caCert = try items.string("ca_cert")
@@ -312,6 +310,13 @@ extension CoordinatorConfig {
                 ep.items.tlsKey = try items.string("tls_key")
                 ep.items.tlsPasswd = try items.string("tls_passwd")
                 ep.items.tlsCrl = try items.string("tls_crl")
+            } else if let items = t.object[prefix + "_tls_items"] {
+                // Not used while disabled: keep what is there, refuse nothing.
+                ep.items.caCert = items["ca_cert"]?.stringValue ?? ""
+                ep.items.tlsCert = items["tls_cert"]?.stringValue ?? ""
+                ep.items.tlsKey = items["tls_key"]?.stringValue ?? ""
+                ep.items.tlsPasswd = items["tls_passwd"]?.stringValue ?? ""
+                ep.items.tlsCrl = items["tls_crl"]?.stringValue ?? ""
             }
             c.tls[prefix] = ep
         }
