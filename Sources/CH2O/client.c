@@ -20,7 +20,6 @@ struct ch2o_upstream {
     ch2o_tls_client_t *tls;
     _Atomic int refs;
     _Atomic uint64_t connects;
-    h2o_linklist_t idle[CH2O_MAX_LOOPS]; /* slot i is touched only on loop i */
 };
 
 struct upconn {
@@ -72,8 +71,6 @@ ch2o_upstream_t *ch2o_upstream_create(const char *host, int port, ch2o_tls_clien
         ch2o_tls_client_retain(tls);
         up->tls = tls;
     }
-    for (int i = 0; i < CH2O_MAX_LOOPS; ++i)
-        h2o_linklist_init_anchor(&up->idle[i]);
     return up;
 }
 
@@ -122,7 +119,7 @@ static void conn_park(struct upconn *c)
 {
     c->call = NULL;
     c->reused = 1;
-    h2o_linklist_insert(&c->up->idle[c->loop->index], &c->link);
+    h2o_linklist_insert(ch2o_loop_idle_list(c->loop, c->up), &c->link);
     c->idle_entry.cb = on_idle_timeout;
     h2o_timeout_link(c->loop->evloop, ch2o_loop_timeout(c->loop, IDLE_TIMEOUT_MS), &c->idle_entry);
     h2o_socket_read_start(c->sock, on_idle_event);
@@ -130,7 +127,7 @@ static void conn_park(struct upconn *c)
 
 static struct upconn *conn_take_idle(ch2o_upstream_t *up, ch2o_loop_t *loop)
 {
-    h2o_linklist_t *anchor = &up->idle[loop->index];
+    h2o_linklist_t *anchor = ch2o_loop_idle_list(loop, up);
     while (!h2o_linklist_is_empty(anchor)) {
         struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, anchor->next);
         h2o_linklist_unlink(&c->link);

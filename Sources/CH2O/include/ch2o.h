@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "ch2o_hash.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,8 +44,7 @@ const char *ch2o_product_version(void);
 
 /* ---------------------------------------------------------------- loops */
 
-/** Create an event loop (not yet running). `index` must be unique per process and < CH2O_MAX_LOOPS. */
-#define CH2O_MAX_LOOPS 128
+/** Create an event loop (not yet running); its index is unique in the process. */
 ch2o_loop_t *ch2o_loop_create(void);
 int ch2o_loop_index(ch2o_loop_t *loop);
 /** An opaque pointer owned by the caller (the Swift EventLoop object). */
