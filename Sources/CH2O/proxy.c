@@ -113,7 +113,11 @@ static int on_body(void *ctx, const void *data, size_t len)
     struct ch2o_proxy *p = ctx;
     if (p->creq == NULL)
         return 1;
+    if (p->bytes == 0 && len != 0 && p->hooks.first_body != NULL)
+        p->hooks.first_body(p->ctx);
     p->bytes += len;
+    if (p->creq == NULL)
+        return 1;
     ch2o_req_stream_write(p->creq, data, len);
     return 0;
 }
@@ -215,4 +219,25 @@ void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_optio
     if (h2o_timeout_is_linked(&r->watchdog) == 0 && req->version < 0x200 && !r->in_handler)
         h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, 250), &r->watchdog);
     start_attempt(p);
+}
+
+void ch2o_proxy_abort(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t num_headers, const void *body,
+                      size_t len, int result)
+{
+    struct ch2o_proxy *p = r->proxy;
+    if (p == NULL || p->finished)
+        return;
+    if (p->call != NULL) {
+        ch2o_call_cancel(p->call);
+        p->call = NULL;
+    }
+    if (!p->head_sent) {
+        ch2o_req_respond(r, status, headers, num_headers, body, len);
+    } else if (p->upstream_streams) {
+        ch2o_req_stream_write(r, body, len);
+        ch2o_req_stream_end(r);
+    } else {
+        ch2o_req_stream_abort(r);
+    }
+    proxy_finish(p, result, CH2O_CALL_CANCELLED);
 }
