@@ -171,11 +171,16 @@ struct LifecycleTests {
 
     @Test("links must be mutual: a P listing an active D that does not list it back is not published")
     func mutualLinks() throws {
-        var h = Harness(servers: 2)
+        var h = Harness(servers: 3, policy: .definite(pRate: 2, dRate: 1))
         _ = h.settle(try h.pass())
+        #expect(h.roles() == [.prefill, .prefill, .decode])
         h.send(.serverStatus(id: 0, .success(h.readyStatus(0))))
-        h.send(.serverStatus(id: 1, .success(h.readyStatus(1, linked: false))))
-        #expect(h.refresh.instances.isEmpty)
+        h.send(.serverStatus(id: 1, .success(h.readyStatus(1))))
+        var d = h.readyStatus(2)
+        d.activePeers = [1]
+        h.send(.serverStatus(id: 2, .success(d)))
+        #expect(h.refresh.ids == [1, 2])
+        #expect(h.refresh.instances[1].dynamicInfo.peers == [1])
     }
 
     // Spec §12 test 11.
