@@ -27,6 +27,12 @@ public enum ControllerCore {
         public var maxGroupSize: Int = InstanceGrouping.defaultMaxGroupSize
         /// `disappeared_server_waiting_seconds`.
         public var retentionSeconds: TimeInterval = 7200
+        /// `digs_periodic_role_decision.auto_pd_role_switching_enable`.
+        public var autoSwitching: Bool = false
+        /// `digs_periodic_role_decision.tasks_end_wait_seconds`.
+        public var tasksEndWaitSeconds: TimeInterval = 300
+        /// The analytic model used by the periodic re-decision (it applies even with a definite ratio).
+        public var simulator: LlamaSimulator?
 
         public init(
             policy: RolePolicy, singleNode: Bool = false, singleContainer: Bool = false,
@@ -59,6 +65,13 @@ public enum ControllerCore {
                 policy: policy, singleNode: c.deployMode == .singleNode,
                 singleContainer: c.deployMode == .pdDisaggregationSingleContainer,
                 retentionSeconds: TimeInterval(c.disappearedServerWaitingSeconds))
+            autoSwitching = c.periodicRoleDecision.autoSwitchingEnabled && !c.isHeterogeneous
+            tasksEndWaitSeconds = TimeInterval(c.periodicRoleDecision.tasksEndWaitSeconds)
+            simulator = LlamaSimulator(
+                model: model, machine: machine,
+                parameters: .init(
+                    prefillSLO: Double(c.digsPrefillSLO), decodeSLO: Double(c.digsDecodeSLO),
+                    pipelineParallel: c.digsPP))
         }
     }
 
@@ -74,6 +87,10 @@ public enum ControllerCore {
         public var initialAssignmentDone = false
         /// Refreshes are sent (after the initial posts were answered).
         public var refreshEnabled = false
+        /// The role switch in progress (one at a time).
+        public var activeSwitch: RoleSwitch?
+        /// Switches waiting for the active one to finish.
+        public var pendingSwitches: [RoleSwitch.Request] = []
 
         public init() {}
 
@@ -97,6 +114,16 @@ public enum ControllerCore {
         case coordinatorRefreshed(ip: String, succeeded: Bool)
         /// `cluster_synchronization_seconds` elapsed.
         case syncTick
+        /// Switch one node's role (§6.5), e.g. from the periodic re-decision.
+        case switchRole(id: Int, to: InstanceRole)
+        /// The periodic re-decision timer fired and `coordinator_info` was read.
+        case roleDecisionTimer(CoordinatorInfo)
+        /// The answer to `POST /v1/instances/offline`.
+        case offlineAnswered(succeeded: Bool)
+        /// The answer to `GET /v1/instances/tasks`: the count, or nil on failure.
+        case taskCount(Int?)
+        /// The answer to `POST /v1/instances/query_tasks` for one D: `is_end`, or nil on failure.
+        case queryTasksAnswered(decodeID: Int, isEnd: Bool?)
     }
 
     /// Work for the effect runner.
@@ -113,6 +140,14 @@ public enum ControllerCore {
         case unhealthyEvent(id: Int, reason: Int)
         /// Persist the identity registry (ids, counter, roles, groups).
         case persistIdentity(InstanceIdentityRegistry)
+        /// `POST /v1/instances/offline {"ids":[…]}` to the first coordinator.
+        case offline(ids: [Int])
+        /// `POST /v1/instances/online {"ids":[…]}` to every coordinator.
+        case online(ids: [Int])
+        /// `GET /v1/instances/tasks?id=…` after `after` seconds.
+        case pollTasks(ids: [Int], after: TimeInterval)
+        /// `POST /v1/instances/query_tasks` after `after` seconds.
+        case queryTasks(prefillID: Int, decodeID: Int, change: CoordinatorAPI.RoleChange, after: TimeInterval)
     }
 
     /// The transition function.
@@ -135,6 +170,16 @@ public enum ControllerCore {
                 effects.append(.getStatus(id: id, key: state.nodes[id]!.key))
             }
             if state.refreshEnabled { effects.append(.refresh(refreshPayload(state, settings: settings))) }
+        case .switchRole(let id, let role):
+            requestSwitch(&state, &effects, RoleSwitch.Request(id: id, to: role), now, settings)
+        case .roleDecisionTimer(let info):
+            onRoleDecisionTimer(&state, &effects, info, now, settings)
+        case .offlineAnswered(let ok):
+            onOffline(&state, &effects, ok, now, settings)
+        case .taskCount(let n):
+            onTaskCount(&state, &effects, n, now, settings)
+        case .queryTasksAnswered(let d, let isEnd):
+            onQueryTasks(&state, &effects, d, isEnd, now, settings)
         }
         return (state, effects)
     }
@@ -266,6 +311,7 @@ public enum ControllerCore {
         node.rolePostPending = false
         if ok {
             node.isInitialized = true
+            node.isHealthy = true
             node.totalsPending = true
         } else {
             node.isHealthy = false
