@@ -57,6 +57,12 @@ public struct InstanceIdentityRegistry: Sendable, Equatable, Codable {
         expired.insert(key)
     }
 
+    /// Restores one remembered key (process-state recovery, §9 "Takeover"); the counter stays above every id.
+    public mutating func restore(_ key: InstanceKey, id: Int, role: InstanceRole?, groupID: Int?, instance: DiscoveredInstance?) {
+        entries[key] = Entry(key: key, id: id, role: role, groupID: groupID, disappearedAt: nil, instance: instance)
+        nextID = max(nextID, id + 1)
+    }
+
     /// Compares a new table pass with what is remembered and updates the registry (§7.3, DECISIONS 17).
     /// - Parameters:
     ///   - table: the instances of this pass, in table order.

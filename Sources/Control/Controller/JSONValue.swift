@@ -100,3 +100,57 @@ extension JSONValue: Codable {
         }
     }
 }
+
+extension JSONValue {
+    /// The value as JSON text with sorted keys; `indent` spaces per level (nil = compact).
+    public func serialized(indent: Int? = nil) -> String {
+        var out = ""
+        write(into: &out, indent: indent, level: 0)
+        return out
+    }
+
+    static func escape(_ s: String) -> String {
+        var r = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": r += "\\\""
+            case "\\": r += "\\\\"
+            case "\n": r += "\\n"
+            case "\r": r += "\\r"
+            case "\t": r += "\\t"
+            case _ where u.value < 0x20: r += String(format: "\\u%04x", u.value)
+            default: r.unicodeScalars.append(u)
+            }
+        }
+        return r + "\""
+    }
+
+    func write(into out: inout String, indent: Int?, level: Int) {
+        let nl = indent == nil ? "" : "\n"
+        func pad(_ l: Int) -> String { String(repeating: " ", count: (indent ?? 0) * l) }
+        switch self {
+        case .null, .bool, .int: out += rendered
+        case .double(let d): out += d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)) : "null"
+        case .string(let s): out += Self.escape(s)
+        case .array(let a):
+            if a.isEmpty { out += "[]"; return }
+            out += "[" + nl
+            for (i, v) in a.enumerated() {
+                out += pad(level + 1)
+                v.write(into: &out, indent: indent, level: level + 1)
+                out += (i + 1 < a.count ? "," : "") + nl
+            }
+            out += pad(level) + "]"
+        case .object(let o):
+            if o.isEmpty { out += "{}"; return }
+            out += "{" + nl
+            let keys = o.keys.sorted()
+            for (i, k) in keys.enumerated() {
+                out += pad(level + 1) + Self.escape(k) + (indent == nil ? ":" : ": ")
+                o[k]!.write(into: &out, indent: indent, level: level + 1)
+                out += (i + 1 < keys.count ? "," : "") + nl
+            }
+            out += pad(level) + "}"
+        }
+    }
+}
