@@ -199,6 +199,7 @@ struct ControllerConfigTests {
         #expect(try loadConfig([("controller_backup_cfg.function_sw", true)]).haEnabled)
         #expect(try !loadConfig([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_dns", "bad name!")]).haEnabled)
         #expect(try !loadConfig([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_port", 0)]).haEnabled)
+        #expect(try !loadConfig([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_port", "2379")]).haEnabled)
     }
 
     @Test("not JSON, or not an object, is an invalidJSON error")

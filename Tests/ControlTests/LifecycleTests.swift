@@ -394,6 +394,20 @@ struct LifecycleTests {
         #expect(h.roles() == [.decode, .prefill])
     }
 
+    @Test("a device change at the same ip:mgmt_port re-probes the node and re-admits it with its id and role")
+    func deviceChange() throws {
+        var h = Harness(servers: 2)
+        _ = h.settle(try h.pass())
+        h.allReady()
+        h.table[1].devices = 2
+        let seen = h.settle(try h.pass())
+        #expect(seen.contains(.getConfig(id: 1, key: InstanceKey(ip: "10.1.0.2", mgmtPort: 1026))))
+        #expect(h.state.nodes[1]!.role == .decode && h.state.nodes[1]!.instance.devices.count == 2)
+        #expect(Set(seen.posts.map(\.id)) == [0, 1])
+        h.allReady()
+        #expect(h.refresh.ids == [0, 1])
+    }
+
     @Test("a group without D (e.g. 1 instance) waits for more instances before deciding")
     func waitsForTwo() throws {
         var h = Harness(servers: 1)

@@ -113,6 +113,16 @@ struct RoleDecisionTests {
         #expect(RoleRatio.heterogeneousRole(hardwareType: "800T A2") == nil)
     }
 
+    @Test("multi-node roles from deploy_server")
+    func multiNode() {
+        #expect(RoleRatio.multiNodeRole(deployServer: "2", prefillDistributed: false, decodeDistributed: false) == .prefill)
+        #expect(RoleRatio.multiNodeRole(deployServer: "1", prefillDistributed: true, decodeDistributed: true) == .decode)
+        #expect(RoleRatio.multiNodeRole(deployServer: nil, prefillDistributed: false, decodeDistributed: false) == .undefined)
+        #expect(RoleRatio.multiNodeRole(deployServer: "1", prefillDistributed: true, decodeDistributed: false) == .prefill)
+        #expect(RoleRatio.multiNodeRole(deployServer: "0", prefillDistributed: true, decodeDistributed: false) == .decode)
+        #expect(RoleRatio.multiNodeRole(deployServer: "0", prefillDistributed: false, decodeDistributed: true) == .prefill)
+    }
+
     @Test("role ASCII codes")
     func codes() {
         #expect(InstanceRole.allCases.map(\.asciiCode) == [80, 68, 70, 85])

@@ -49,10 +49,19 @@ extension ControllerConfig {
         if let b = try c.optionalObject("controller_backup_cfg") {
             backup.functionSwitch = try b.bool("function_sw", default: false)
             // An invalid DNS name or port silently turns HA off (§9); we keep the value for the log.
-            if case .string(let dns)? = b.object["database_server_dns"] { backup.databaseServerDNS = dns }
-            if case .int(let p)? = b.object["database_server_port"] { backup.databaseServerPort = Int(p) }
+            var addressValid = true
+            if case .string(let dns)? = b.object["database_server_dns"] {
+                backup.databaseServerDNS = dns
+            } else if b.contains("database_server_dns") {
+                addressValid = false
+            }
+            if case .int(let p)? = b.object["database_server_port"] {
+                backup.databaseServerPort = Int(clamping: p)
+            } else if b.contains("database_server_port") {
+                addressValid = false
+            }
             haEnabled =
-                backup.functionSwitch && Self.isValidHostName(backup.databaseServerDNS)
+                backup.functionSwitch && addressValid && Self.isValidHostName(backup.databaseServerDNS)
                 && (1...65535).contains(backup.databaseServerPort)
         }
         self.backup = backup

@@ -197,14 +197,12 @@ public enum ControllerCore {
         let diff = state.registry.reconcile(instances, now: now, retention: settings.retentionSeconds)
         var reposts: Set<Int> = []
         for r in diff.removed { remove(&state, r.id, &reposts) }
-        for c in diff.changed {
-            remove(&state, c.id, &reposts)
-            state.registry.recordAssignment(c.key, role: nil, groupID: nil)
-        }
+        // A device or port change is a removal plus a re-admission; the node keeps its id, role and group.
+        for c in diff.changed { remove(&state, c.id, &reposts) }
         for r in diff.new + diff.changed + diff.reappeared {
             guard let inst = r.instance else { continue }
             var node = ControllerNode(id: r.id, instance: inst)
-            node.role = r.role ?? .undefined  // reappeared: remembered role, applied at admission
+            node.role = r.role ?? .undefined  // reappeared or changed: remembered role, applied at admission
             node.groupID = r.groupID
             state.nodes[r.id] = node
             effects.append(.getConfig(id: r.id, key: r.key))

@@ -101,4 +101,23 @@ public enum RoleRatio {
         default: return nil
         }
     }
+
+    /// The multi-node (big-EP) role of a rank-table group from its `deploy_server` (§6.4).
+    ///
+    /// With the same `enable_dist_dp_server` for P and D: "2" → P, "1" → D, anything else → U. With different
+    /// flags: the group is P when `deploy_server` (as an integer, 0 when absent) is non-zero exactly when P is the
+    /// distributed side, else D.
+    public static func multiNodeRole(
+        deployServer: String?, prefillDistributed: Bool, decodeDistributed: Bool
+    ) -> InstanceRole {
+        if prefillDistributed == decodeDistributed {
+            switch deployServer {
+            case "2": return .prefill
+            case "1": return .decode
+            default: return .undefined
+            }
+        }
+        let flag = (Int(deployServer ?? "") ?? 0) != 0
+        return flag == prefillDistributed ? .prefill : .decode
+    }
 }
