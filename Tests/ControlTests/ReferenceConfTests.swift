@@ -98,3 +98,40 @@ struct ReferenceConfTests {
         #expect(counts == RoleCounts(prefill: 1, decode: 1))
     }
 }
+
+@Suite("elastic scaling rule and HA keys")
+struct ElasticScalingAndHATests {
+    // Spec §12 test 31 (template part).
+    @Test("the reference elastic_scaling.json gives expected P=2, D=1")
+    func referenceElasticScaling() throws {
+        let rule = try #require(ElasticScalingRule(data: try Paths.reference("elastic_scaling.json")))
+        #expect(rule.expectedPrefill == 2 && rule.expectedDecode == 1)
+    }
+
+    @Test("an invalid elastic scaling file is skipped (nil)")
+    func invalidElasticScaling() throws {
+        let base = try JSONValue.parse(try Paths.reference("elastic_scaling.json"))
+        #expect(ElasticScalingRule(data: base.setting("elastic_scaling_list", to: .array([])).data) == nil)
+        #expect(ElasticScalingRule(data: base.setting("elastic_scaling_list", to: nil).data) == nil)
+        let oneGroup: JSONValue = .object(["elastic_scaling_list": .array([.object([
+            "group_list": .array([.object(["group_name": "group0", "group_num": "2"])])])])])
+        #expect(ElasticScalingRule(data: oneGroup.data) == nil)
+        let noNum: JSONValue = .object(["elastic_scaling_list": .array([.object([
+            "group_list": .array([.object(["group_name": "group0"]), .object(["group_num": "1"])])])])])
+        #expect(ElasticScalingRule(data: noNum.data) == nil)
+    }
+
+    // Spec §12 test 26 (renew interval).
+    @Test("the keepalive interval is clamp(ttl/2, 1, 10): 0→1, 10→5, 20→10, 100→10")
+    func renewInterval() {
+        #expect([0, 10, 20, 100].map(HAElection.keepaliveInterval(ttl:)) == [1, 5, 10, 10])
+    }
+
+    @Test("etcd keys get the /<POD_NAMESPACE> prefix")
+    func keys() {
+        #expect(HAElection.leaderLockKey(namespace: nil) == "/cluster/leader-lock")
+        #expect(HAElection.leaderLockKey(namespace: "mindie") == "/mindie/cluster/leader-lock")
+        #expect(HAElection.nodeDataKey(namespace: "") == "/controller/node-data")
+        #expect(HAElection.switchFaultsKey(namespace: "ns") == "/ns/controller/switch-faults")
+    }
+}
