@@ -78,6 +78,7 @@ let package = Package(
         .testTarget(name: "MSCoreTests", dependencies: ["MSCore", "CH2O"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MSCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeployerTests", dependencies: ["Control", "MSCore"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore"], swiftSettings: swiftSettings),
     ]
 )
