@@ -1,0 +1,268 @@
+/* Event loops, timers, cross-thread posting and small shared helpers. */
+#include <errno.h>
+#include <signal.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jemalloc/jemalloc.h>
+#include "internal.h"
+
+static _Atomic int next_loop_index;
+
+struct post_msg {
+    h2o_multithread_message_t super;
+    void (*cb)(void *);
+    void *arg;
+};
+
+static void on_post(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    while (!h2o_linklist_is_empty(messages)) {
+        struct post_msg *m = H2O_STRUCT_FROM_MEMBER(struct post_msg, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        m->cb(m->arg);
+        free(m);
+    }
+}
+
+static pthread_once_t ignore_sigpipe_once = PTHREAD_ONCE_INIT;
+static void ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+ch2o_loop_t *ch2o_loop_create(void)
+{
+    /* a peer that leaves must be an error code on write, not the death of the process */
+    pthread_once(&ignore_sigpipe_once, ignore_sigpipe);
+    int index = atomic_fetch_add(&next_loop_index, 1);
+    if (index >= CH2O_MAX_LOOPS)
+        return NULL;
+    ch2o_loop_t *loop = calloc(1, sizeof(*loop));
+    loop->index = index;
+    loop->evloop = h2o_evloop_create();
+    loop->queue = h2o_multithread_create_queue(loop->evloop);
+    h2o_multithread_register_receiver(loop->queue, &loop->post_receiver, on_post);
+    return loop;
+}
+
+int ch2o_loop_index(ch2o_loop_t *loop) { return loop->index; }
+void ch2o_loop_set_user(ch2o_loop_t *loop, void *user) { loop->user = user; }
+void *ch2o_loop_get_user(ch2o_loop_t *loop) { return loop->user; }
+
+static __thread ch2o_loop_t *current_loop;
+
+int ch2o_loop_is_current(ch2o_loop_t *loop) { return current_loop == loop; }
+
+ch2o_loop_t *ch2o_loop_current(void) { return current_loop; }
+
+pthread_t ch2o_loop_thread(ch2o_loop_t *loop) { return loop->thread; }
+
+void ch2o_loop_run(ch2o_loop_t *loop)
+{
+    current_loop = loop;
+    while (!atomic_load(&loop->stop))
+        h2o_evloop_run(loop->evloop, INT32_MAX);
+    current_loop = NULL;
+}
+
+static void *loop_main(void *arg)
+{
+    ch2o_loop_run(arg);
+    return NULL;
+}
+
+int ch2o_loop_start_thread(ch2o_loop_t *loop)
+{
+    if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0)
+        return -1;
+    loop->has_thread = 1;
+    return 0;
+}
+
+static void set_stop(void *arg) { atomic_store(&((ch2o_loop_t *)arg)->stop, 1); }
+
+void ch2o_loop_stop_and_join(ch2o_loop_t *loop)
+{
+    ch2o_loop_post(loop, set_stop, loop);
+    if (loop->has_thread && !pthread_equal(pthread_self(), loop->thread)) {
+        pthread_join(loop->thread, NULL);
+        loop->has_thread = 0;
+    }
+}
+
+void ch2o_loop_post(ch2o_loop_t *loop, void (*cb)(void *), void *arg)
+{
+    struct post_msg *m = calloc(1, sizeof(*m));
+    m->cb = cb;
+    m->arg = arg;
+    h2o_multithread_send_message(&loop->post_receiver, &m->super);
+}
+
+uint64_t ch2o_loop_now(ch2o_loop_t *loop) { return h2o_now(loop->evloop); }
+
+/* Durations are quantized so that the set of h2o_timeout_t lists (one per distinct duration, scanned on every
+ * loop iteration) stays small: exact to 1 s, 10 ms steps to 10 s, 100 ms steps beyond. */
+static uint64_t quantize(uint64_t ms)
+{
+    if (ms <= 1000)
+        return ms;
+    if (ms <= 10000)
+        return (ms + 9) / 10 * 10;
+    return (ms + 99) / 100 * 100;
+}
+
+h2o_timeout_t *ch2o_loop_timeout(ch2o_loop_t *loop, uint64_t millis)
+{
+    millis = quantize(millis);
+    size_t h = (size_t)(millis * 2654435761u) % CH2O_TIMEOUT_SLOTS;
+    for (size_t i = 0; i < CH2O_TIMEOUT_SLOTS; ++i) {
+        struct ch2o_timeout_slot *s = &loop->slots[(h + i) % CH2O_TIMEOUT_SLOTS];
+        if (s->timeout != NULL && s->millis == millis)
+            return s->timeout;
+        if (s->timeout == NULL) {
+            s->millis = millis;
+            s->timeout = calloc(1, sizeof(h2o_timeout_t));
+            h2o_timeout_init(loop->evloop, s->timeout, millis);
+            return s->timeout;
+        }
+    }
+    /* table full: fall back to the nearest coarser duration already present */
+    return ch2o_loop_timeout(loop, millis + 1000);
+}
+
+struct ch2o_timer {
+    h2o_timeout_entry_t entry;
+    void (*cb)(void *);
+    void *ctx;
+};
+
+static void on_timer(h2o_timeout_entry_t *entry)
+{
+    ch2o_timer_t *t = H2O_STRUCT_FROM_MEMBER(ch2o_timer_t, entry, entry);
+    void (*cb)(void *) = t->cb;
+    void *ctx = t->ctx;
+    free(t);
+    cb(ctx);
+}
+
+ch2o_timer_t *ch2o_timer_start(ch2o_loop_t *loop, uint64_t millis, void (*cb)(void *), void *ctx)
+{
+    ch2o_timer_t *t = calloc(1, sizeof(*t));
+    t->entry.cb = on_timer;
+    t->cb = cb;
+    t->ctx = ctx;
+    h2o_timeout_link(loop->evloop, ch2o_loop_timeout(loop, millis), &t->entry);
+    return t;
+}
+
+void ch2o_timer_cancel(ch2o_timer_t *t)
+{
+    h2o_timeout_unlink(&t->entry);
+    free(t);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+const char *ch2o_jemalloc_version(void)
+{
+    const char *v = NULL;
+    size_t sz = sizeof(v);
+    if (mallctl("version", &v, &sz, NULL, 0) != 0)
+        return NULL;
+    return v;
+}
+
+size_t ch2o_jemalloc_allocated(void)
+{
+    uint64_t epoch = 1;
+    size_t sz = sizeof(epoch);
+    mallctl("epoch", &epoch, &sz, &epoch, sz);
+    size_t allocated = 0;
+    sz = sizeof(allocated);
+    if (mallctl("stats.allocated", &allocated, &sz, NULL, 0) != 0)
+        return 0;
+    return allocated;
+}
+
+const char *ch2o_h2o_version(void) { return H2O_VERSION; }
+
+#ifndef MINDIE_MS_VERSION
+#define MINDIE_MS_VERSION "dev"
+#endif
+const char *ch2o_product_version(void) { return MINDIE_MS_VERSION; }
+
+void ch2o_copy_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int ch2o_resolve(const char *host, int port, struct sockaddr_storage *out, socklen_t *outlen, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+    if (strcmp(host, "*") == 0 || host[0] == '\0') {
+        host = NULL;
+        hints.ai_flags |= AI_PASSIVE;
+        hints.ai_family = AF_INET;
+    }
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        ch2o_copy_err(err, errlen, "cannot resolve %s:%d: %s", host ? host : "*", port, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    *outlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+void ch2o_set_nodelay(int fd)
+{
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+const char *ch2o_reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 424: return "Failed Dependency";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}

@@ -1,0 +1,205 @@
+/* The proxy generator: relays a server request to an upstream through our client, lets Swift pick another
+ * upstream while nothing has reached the client, reports the outcome exactly once, cancels the upstream when
+ * the client leaves, and never turns a broken upstream stream into a clean end. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+struct ch2o_proxy {
+    ch2o_req_t *creq; /* NULL once the client left */
+    ch2o_upstream_t *up;
+    ch2o_call_t *call;
+    ch2o_proxy_hooks_t hooks;
+    void *ctx;
+    h2o_iovec_t method, path, body;
+    ch2o_header_t *headers;
+    size_t num_headers;
+    h2o_iovec_t error_tail;
+    uint64_t timeout_ms;
+    int attempts;
+    int status;
+    uint64_t bytes;
+    int head_sent;
+    int upstream_streams; /* the client response is chunked / DATA frames (no Content-Length) */
+    int finished;
+};
+
+static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n);
+static int on_body(void *ctx, const void *data, size_t len);
+static void on_done(void *ctx, int result, const char *errstr);
+static const ch2o_call_callbacks_t proxy_cbs = {on_head, on_body, on_done};
+
+static void proxy_finish(struct ch2o_proxy *p, int result, int call_result)
+{
+    if (p->finished)
+        return;
+    p->finished = 1;
+    if (p->creq != NULL)
+        p->creq->proxy = NULL;
+    if (p->hooks.finish != NULL)
+        p->hooks.finish(p->ctx, result, call_result, p->status, p->bytes, p->attempts);
+    ch2o_upstream_release(p->up);
+    free(p->error_tail.base);
+    free(p);
+}
+
+static void start_attempt(struct ch2o_proxy *p)
+{
+    p->attempts++;
+    p->status = 0;
+    p->call = ch2o_call_start(p->creq->loop, p->up, p->method.base, p->method.len, p->path.base, p->path.len, p->headers,
+                              p->num_headers, p->body.base, p->body.len, p->timeout_ms, &proxy_cbs, p);
+}
+
+/* returns 1 when another attempt was started */
+static int try_next(struct ch2o_proxy *p, int call_result, int status)
+{
+    if (p->hooks.retry == NULL || p->creq == NULL)
+        return 0;
+    ch2o_upstream_t *next = p->hooks.retry(p->ctx, p->attempts, p->up, call_result, status);
+    if (next == NULL)
+        return 0;
+    ch2o_upstream_release(p->up);
+    p->up = next;
+    start_attempt(p);
+    return 1;
+}
+
+static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n)
+{
+    struct ch2o_proxy *p = ctx;
+    p->status = status;
+    if (p->creq == NULL)
+        return 1;
+    if (status == 503) {
+        ch2o_call_t *current = p->call;
+        if (try_next(p, CH2O_CALL_OK, status))
+            return 1; /* returning 1 ends the current call; the new attempt is under way */
+        p->call = current; /* no other upstream: relay the 503 as it is */
+    }
+    if (p->hooks.head != NULL)
+        p->hooks.head(p->ctx, status);
+    if (p->creq == NULL || p->creq->req == NULL)
+        return 1;
+    size_t content_length = SIZE_MAX;
+    for (size_t i = 0; i < n; ++i) {
+        if (headers[i].name_len == 14 && strncasecmp(headers[i].name, "content-length", 14) == 0)
+            content_length = strtoull(headers[i].value, NULL, 10);
+        if (headers[i].name_len == 17 && strncasecmp(headers[i].name, "transfer-encoding", 17) == 0)
+            content_length = SIZE_MAX;
+    }
+    p->head_sent = 1;
+    p->upstream_streams = content_length == SIZE_MAX;
+    ch2o_req_stream_start_len(p->creq, status, headers, n, content_length);
+    return 0;
+}
+
+static int on_body(void *ctx, const void *data, size_t len)
+{
+    struct ch2o_proxy *p = ctx;
+    if (p->creq == NULL)
+        return 1;
+    p->bytes += len;
+    ch2o_req_stream_write(p->creq, data, len);
+    return 0;
+}
+
+static void on_done(void *ctx, int result, const char *errstr)
+{
+    struct ch2o_proxy *p = ctx;
+    p->call = NULL;
+    if (p->creq == NULL) {
+        proxy_finish(p, CH2O_PROXY_CANCELLED, result);
+        return;
+    }
+    if (result == CH2O_CALL_OK) {
+        ch2o_req_stream_end(p->creq);
+        proxy_finish(p, CH2O_PROXY_OK, result);
+        return;
+    }
+    if (!p->head_sent) {
+        if (try_next(p, result, 0))
+            return;
+        int timeout = result == CH2O_CALL_ERR_TIMEOUT;
+        char body[256];
+        snprintf(body, sizeof(body), "{\"error\":\"upstream %s after %d attempt%s: %s\",\"status\":%d}",
+                 timeout ? "timed out" : "failed", p->attempts, p->attempts == 1 ? "" : "s", errstr ? errstr : "error",
+                 timeout ? 504 : 502);
+        static const ch2o_header_t ct = {"content-type", 12, "application/json", 16};
+        ch2o_req_respond(p->creq, timeout ? 504 : 502, &ct, 1, body, strlen(body));
+        proxy_finish(p, timeout ? CH2O_PROXY_TIMEOUT : CH2O_PROXY_GAVE_UP, result);
+        return;
+    }
+    if (p->upstream_streams && p->error_tail.len != 0) {
+        ch2o_req_stream_write(p->creq, p->error_tail.base, p->error_tail.len);
+        ch2o_req_stream_end(p->creq);
+    } else {
+        ch2o_req_stream_abort(p->creq);
+    }
+    proxy_finish(p, result == CH2O_CALL_ERR_TIMEOUT ? CH2O_PROXY_TIMEOUT : CH2O_PROXY_UPSTREAM_ERROR, result);
+}
+
+void ch2o_proxy_on_client_gone(struct ch2o_proxy *p)
+{
+    p->creq = NULL;
+    if (p->call != NULL) {
+        ch2o_call_cancel(p->call);
+        p->call = NULL;
+    }
+    proxy_finish(p, CH2O_PROXY_CANCELLED, CH2O_CALL_CANCELLED);
+}
+
+static int header_named(const ch2o_header_t *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_options_t *opts, const ch2o_proxy_hooks_t *hooks,
+                      void *ctx)
+{
+    struct ch2o_proxy *p = calloc(1, sizeof(*p));
+    h2o_req_t *req = r->req;
+    p->creq = r;
+    p->up = up;
+    p->hooks = *hooks;
+    p->ctx = ctx;
+    p->timeout_ms = opts->timeout_ms ? opts->timeout_ms : r->server->cfg.upstream_io_timeout_ms;
+    p->method = req->method;
+    p->path = opts->path != NULL ? h2o_strdup(&req->pool, opts->path, opts->path_len) : req->path;
+    if (opts->body != NULL) {
+        p->body.base = h2o_mem_alloc_pool(&req->pool, opts->body_len + 1);
+        memcpy(p->body.base, opts->body, opts->body_len);
+        p->body.len = opts->body_len;
+    } else {
+        p->body = req->entity.base != NULL ? req->entity : h2o_iovec_init(NULL, 0);
+    }
+    if (opts->error_tail_len != 0) {
+        p->error_tail.base = malloc(opts->error_tail_len);
+        memcpy(p->error_tail.base, opts->error_tail, opts->error_tail_len);
+        p->error_tail.len = opts->error_tail_len;
+    }
+    /* client headers (minus host and those the caller replaces) + the caller's extra headers */
+    p->headers = h2o_mem_alloc_pool(&req->pool, sizeof(ch2o_header_t) * (req->headers.size + opts->num_extra_headers));
+    for (size_t i = 0; i < req->headers.size; ++i) {
+        h2o_header_t *h = &req->headers.entries[i];
+        ch2o_header_t ch = {h->name->base, h->name->len, h->value.base, h->value.len};
+        if (header_named(&ch, "host", 4))
+            continue;
+        int replaced = 0;
+        for (size_t j = 0; j < opts->num_extra_headers; ++j)
+            if (header_named(&ch, opts->extra_headers[j].name, opts->extra_headers[j].name_len))
+                replaced = 1;
+        if (!replaced)
+            p->headers[p->num_headers++] = ch;
+    }
+    for (size_t j = 0; j < opts->num_extra_headers; ++j) {
+        const ch2o_header_t *e = &opts->extra_headers[j];
+        h2o_iovec_t n = h2o_strdup(&req->pool, e->name, e->name_len), v = h2o_strdup(&req->pool, e->value, e->value_len);
+        p->headers[p->num_headers++] = (ch2o_header_t){n.base, n.len, v.base, v.len};
+    }
+    r->proxy = p;
+    if (h2o_timeout_is_linked(&r->watchdog) == 0 && req->version < 0x200 && !r->in_handler)
+        h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, 250), &r->watchdog);
+    start_attempt(p);
+}

@@ -1,0 +1,87 @@
+import CH2O
+
+/// One h2o event loop and its thread. Work for a loop runs on that loop's thread; `execute` is the one way in
+/// from elsewhere.
+public final class EventLoop: @unchecked Sendable {
+    let raw: OpaquePointer
+    private let ownsThread: Bool
+    public let index: Int
+
+    init(adopting raw: OpaquePointer) {
+        self.raw = raw
+        self.ownsThread = false
+        self.index = Int(ch2o_loop_index(raw))
+        ch2o_loop_set_user(raw, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// A loop with a thread of its own (for clients in processes without a server).
+    public init() {
+        guard let raw = ch2o_loop_create() else { fatalError("too many event loops in this process") }
+        self.raw = raw
+        self.ownsThread = true
+        self.index = Int(ch2o_loop_index(raw))
+        ch2o_loop_set_user(raw, Unmanaged.passUnretained(self).toOpaque())
+        precondition(ch2o_loop_start_thread(raw) == 0, "cannot start an event-loop thread")
+    }
+
+    /// Stops and joins a loop created with `init()`.
+    public func stop() {
+        if ownsThread { ch2o_loop_stop_and_join(raw) }
+    }
+
+    static func from(_ raw: OpaquePointer) -> EventLoop {
+        Unmanaged<EventLoop>.fromOpaque(ch2o_loop_get_user(raw)!).takeUnretainedValue()
+    }
+
+    public var inEventLoop: Bool { ch2o_loop_is_current(raw) != 0 }
+
+    /// Milliseconds on the loop's clock (loop thread only).
+    public var nowMilliseconds: UInt64 { ch2o_loop_now(raw) }
+
+    /// Runs `work` on this loop's thread. Callable from any thread.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(WorkBox(work)).toOpaque()
+        ch2o_loop_post(raw, runWorkBox, box)
+    }
+
+    /// Runs `work` on this loop after `ms` milliseconds. Loop thread only.
+    @discardableResult
+    public func schedule(afterMilliseconds ms: UInt64, _ work: @escaping () -> Void) -> LoopTimer {
+        let timer = LoopTimer(work: work)
+        let ctx = Unmanaged.passRetained(timer).toOpaque()
+        timer.raw = ch2o_timer_start(raw, ms, fireLoopTimer, ctx)
+        return timer
+    }
+}
+
+private final class WorkBox {
+    let work: @Sendable () -> Void
+    init(_ work: @escaping @Sendable () -> Void) { self.work = work }
+}
+
+private let runWorkBox: @convention(c) (UnsafeMutableRawPointer?) -> Void = { arg in
+    Unmanaged<WorkBox>.fromOpaque(arg!).takeRetainedValue().work()
+}
+
+/// A one-shot timer on a loop; cancel it on the same loop.
+public final class LoopTimer {
+    fileprivate var raw: OpaquePointer?
+    fileprivate let work: () -> Void
+
+    fileprivate init(work: @escaping () -> Void) { self.work = work }
+
+    public var isPending: Bool { raw != nil }
+
+    public func cancel() {
+        guard let raw else { return }
+        self.raw = nil
+        ch2o_timer_cancel(raw)
+        Unmanaged.passUnretained(self).release()
+    }
+}
+
+private let fireLoopTimer: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in
+    let timer = Unmanaged<LoopTimer>.fromOpaque(ctx!).takeRetainedValue()
+    timer.raw = nil
+    timer.work()
+}

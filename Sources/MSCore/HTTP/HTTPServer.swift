@@ -1,0 +1,258 @@
+import CH2O
+import Dispatch
+
+public struct HTTPListener: Sendable {
+    public var host: String
+    /// 0 picks a free port (see `HTTPServer.boundPorts`).
+    public var port: Int
+    public var tls: TLSConfiguration?
+    /// Handed to the handler as `HTTPRequest.listener`.
+    public var tag: Int
+
+    public init(host: String, port: Int, tls: TLSConfiguration? = nil, tag: Int = 0) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.tag = tag
+    }
+}
+
+public struct HTTPServerConfiguration: Sendable {
+    /// Event-loop threads; 0 = one per core.
+    public var threads: Int
+    public var listeners: [HTTPListener]
+    public var maxRequestBodyBytes: Int
+    public var maxHeaderBytes: Int
+    /// Over it new connections are refused with 503 (plain) or closed (TLS); 0 = no limit.
+    public var maxConnections: Int
+    public var idleTimeoutMilliseconds: UInt64
+    /// Default per-read timeout of proxied upstreams.
+    public var upstreamIOTimeoutMilliseconds: UInt64
+    /// How long `shutdown()` waits for in-flight requests.
+    public var gracefulTimeoutMilliseconds: UInt64
+
+    public init(threads: Int = 0, listeners: [HTTPListener], maxRequestBodyBytes: Int = 16 << 20, maxHeaderBytes: Int = 64 << 10,
+                maxConnections: Int = 0, idleTimeoutMilliseconds: UInt64 = 60_000,
+                upstreamIOTimeoutMilliseconds: UInt64 = 600_000, gracefulTimeoutMilliseconds: UInt64 = 10_000) {
+        self.threads = threads
+        self.listeners = listeners
+        self.maxRequestBodyBytes = maxRequestBodyBytes
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxConnections = maxConnections
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        self.upstreamIOTimeoutMilliseconds = upstreamIOTimeoutMilliseconds
+        self.gracefulTimeoutMilliseconds = gracefulTimeoutMilliseconds
+    }
+}
+
+public struct HTTPServerError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public typealias HTTPHandler = @Sendable (HTTPRequest, HTTPResponder) -> Void
+
+/// An h2o server: N loop threads, each with its own SO_REUSEPORT listeners. The handler runs synchronously on
+/// the loop thread that owns the connection: it must not block.
+public final class HTTPServer: @unchecked Sendable {
+    private let raw: OpaquePointer
+    private let box: Unmanaged<ServerBox>
+    public private(set) var boundPorts: [Int] = []
+    public private(set) var loops: [EventLoop] = []
+    private let stopped = DispatchSemaphore(value: 0)
+    private var running = false
+
+    public init(configuration: HTTPServerConfiguration, handler: @escaping HTTPHandler) throws(HTTPServerError) {
+        var cfg = ch2o_server_config_t(
+            num_threads: Int32(configuration.threads), max_request_body: configuration.maxRequestBodyBytes,
+            max_header_bytes: configuration.maxHeaderBytes, max_connections: Int32(configuration.maxConnections),
+            idle_timeout_ms: configuration.idleTimeoutMilliseconds,
+            upstream_io_timeout_ms: configuration.upstreamIOTimeoutMilliseconds,
+            graceful_timeout_ms: configuration.gracefulTimeoutMilliseconds)
+        let box = Unmanaged.passRetained(ServerBox(handler: handler))
+        var err = [CChar](repeating: 0, count: 512)
+        guard let raw = ch2o_server_create(&cfg, serverOnRequest, serverOnEvent, box.toOpaque(), &err, err.count) else {
+            box.release()
+            throw HTTPServerError(cError(err))
+        }
+        self.raw = raw
+        self.box = box
+        for l in configuration.listeners {
+            let port: Int32 = if let tls = l.tls {
+                tls.withC { ch2o_server_add_listener(raw, l.host, Int32(l.port), $0, Int32(l.tag), &err, err.count) }
+            } else {
+                ch2o_server_add_listener(raw, l.host, Int32(l.port), nil, Int32(l.tag), &err, err.count)
+            }
+            if port < 0 { throw HTTPServerError("\(l.host):\(l.port): \(cError(err))") }
+            boundPorts.append(Int(port))
+        }
+    }
+
+    /// Starts the loop threads; requests are served when this returns.
+    public func start() throws(HTTPServerError) {
+        var err = [CChar](repeating: 0, count: 512)
+        guard ch2o_server_prepare(raw, &err, err.count) == 0 else { throw HTTPServerError(cError(err)) }
+        loops = (0..<Int(ch2o_server_num_loops(raw))).map { EventLoop(adopting: ch2o_server_loop(raw, Int32($0))) }
+        guard ch2o_server_start(raw, &err, err.count) == 0 else { throw HTTPServerError(cError(err)) }
+        running = true
+    }
+
+    public var openConnections: Int { Int(ch2o_server_connections(raw)) }
+
+    /// Graceful: stops accepting, waits for in-flight requests (up to the configured time), stops the loops.
+    /// Call it from a thread that is not one of this server's loops.
+    public func shutdown() {
+        guard running else { return }
+        running = false
+        ch2o_server_shutdown(raw)
+        stopped.signal()
+    }
+
+    /// Blocks until `shutdown()` finished.
+    public func waitUntilStopped() {
+        stopped.wait()
+        stopped.signal()
+    }
+}
+
+private final class ServerBox {
+    let handler: HTTPHandler
+    init(handler: @escaping HTTPHandler) { self.handler = handler }
+}
+
+private let serverOnRequest: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?) -> Void = { ctx, req in
+    let box = Unmanaged<ServerBox>.fromOpaque(ctx!).takeUnretainedValue()
+    let req = req!
+    let responder = HTTPResponder(raw: req, loop: EventLoop.from(ch2o_req_loop(req)))
+    ch2o_req_set_ctx(req, Unmanaged.passRetained(responder).toOpaque())
+    box.handler(makeRequest(req), responder)
+}
+
+private let serverOnEvent: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Void = { ctx, event in
+    let unmanaged = Unmanaged<HTTPResponder>.fromOpaque(ctx!)
+    let responder = unmanaged.takeUnretainedValue()
+    switch Int(event) {
+    case Int(CH2O_EV_CLIENT_GONE):
+        responder.clientLeft()
+    case Int(CH2O_EV_DISPOSED):
+        responder.raw = nil
+        unmanaged.release()
+    default:
+        break
+    }
+}
+
+private func makeRequest(_ req: OpaquePointer) -> HTTPRequest {
+    var len = 0
+    let method = string(ch2o_req_method(req, &len), len)
+    let fullPath = string(ch2o_req_path(req, &len), len)
+    let queryAt = ch2o_req_query_at(req)
+    let path: String
+    let query: String?
+    if queryAt != Int.max, queryAt != -1, let idx = fullPath.utf8.index(fullPath.utf8.startIndex, offsetBy: queryAt, limitedBy: fullPath.utf8.endIndex) {
+        path = String(fullPath[..<idx])
+        query = String(fullPath[fullPath.index(after: idx)...])
+    } else {
+        path = fullPath
+        query = nil
+    }
+    let n = ch2o_req_num_headers(req)
+    var headers: [(name: String, value: String)] = []
+    headers.reserveCapacity(n)
+    var h = ch2o_header_t()
+    for i in 0..<n {
+        ch2o_req_header_at(req, i, &h)
+        headers.append((string(h.name, h.name_len), string(h.value, h.value_len)))
+    }
+    let bodyPtr = ch2o_req_body(req, &len)
+    let body: [UInt8] = bodyPtr.map { Array(UnsafeRawBufferPointer(start: $0, count: len)) } ?? []
+    return HTTPRequest(method: method, path: path, query: query, headers: HTTPHeaders(headers), body: body,
+                       listener: Int(ch2o_req_listener_tag(req)), isTLS: ch2o_req_is_tls(req) != 0,
+                       httpVersion: Int(ch2o_req_http_version(req)))
+}
+
+/// The answer to one request. Loop-bound: use it only on `loop`'s thread. Calls after the response ended or
+/// after the client left are ignored.
+public final class HTTPResponder {
+    var raw: OpaquePointer?
+    public let loop: EventLoop
+    public private(set) var isFinished = false
+    public private(set) var isStreaming = false
+    public private(set) var clientGone = false
+    /// Called once, on the loop, if the client leaves before the response ended.
+    public var onClientGone: (() -> Void)?
+
+    init(raw: OpaquePointer, loop: EventLoop) {
+        self.raw = raw
+        self.loop = loop
+    }
+
+    /// The proxy owns the response from now on; Swift-side writes become no-ops.
+    func markProxied() {
+        isFinished = true
+    }
+
+    func clientLeft() {
+        guard !clientGone else { return }
+        clientGone = true
+        isFinished = true
+        let cb = onClientGone
+        onClientGone = nil
+        cb?()
+    }
+
+    /// A whole response with Content-Length.
+    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
+        guard let raw, !isFinished, !isStreaming else { return }
+        isFinished = true
+        onClientGone = nil
+        withCHeaders(headers) { h, n in
+            body.withUnsafeBytes { ch2o_req_respond(raw, Int32(status), h, n, $0.baseAddress, $0.count) }
+        }
+    }
+
+    public func respond(status: Int, headers: [(String, String)] = [], body: String) {
+        respond(status: status, headers: headers, body: Array(body.utf8))
+    }
+
+    /// Starts a streamed response (chunked on HTTP/1.1); the head goes out at once.
+    public func startStream(status: Int, headers: [(String, String)] = []) {
+        guard let raw, !isFinished, !isStreaming else { return }
+        isStreaming = true
+        withCHeaders(headers) { h, n in ch2o_req_stream_start(raw, Int32(status), h, n) }
+    }
+
+    public func write(_ bytes: [UInt8]) {
+        guard let raw, isStreaming, !isFinished else { return }
+        bytes.withUnsafeBytes { ch2o_req_stream_write(raw, $0.baseAddress, $0.count) }
+    }
+
+    public func write(_ text: String) {
+        var text = text
+        guard let raw, isStreaming, !isFinished else { return }
+        text.withUTF8 { ch2o_req_stream_write(raw, $0.baseAddress, $0.count) }
+    }
+
+    /// Bytes accepted by `write` and not yet handed to the socket.
+    public var pendingBytes: Int { raw.map { ch2o_req_stream_pending($0) } ?? 0 }
+
+    public func end() {
+        guard let raw, isStreaming, !isFinished else { return }
+        isFinished = true
+        onClientGone = nil
+        ch2o_req_stream_end(raw)
+    }
+
+    /// Breaks the stream: the client sees an error (no clean end).
+    public func abort() {
+        guard let raw, isStreaming, !isFinished else { return }
+        isFinished = true
+        onClientGone = nil
+        ch2o_req_stream_abort(raw)
+    }
+
+    /// JSON convenience.
+    public func respondJSON(status: Int, _ json: String, headers: [(String, String)] = []) {
+        respond(status: status, headers: [("content-type", "application/json")] + headers, body: Array(json.utf8))
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import MSCore
-
-@Test func placeholder() { #expect(Bool(true)) }

@@ -1,0 +1,102 @@
+import Foundation
+import Synchronization
+@testable import MSCore
+
+/// Starts a server on 127.0.0.1 (port 0) with `threads` loops; stop it with `shutdown()`.
+func startServer(threads: Int = 2, tls: TLSConfiguration? = nil, maxBody: Int = 1 << 20, maxConnections: Int = 0,
+                 handler: @escaping HTTPHandler) throws -> (HTTPServer, Int) {
+    let server = try HTTPServer(
+        configuration: HTTPServerConfiguration(threads: threads, listeners: [HTTPListener(host: "127.0.0.1", port: 0, tls: tls)],
+                                               maxRequestBodyBytes: maxBody, maxConnections: maxConnections,
+                                               gracefulTimeoutMilliseconds: 500),
+        handler: handler)
+    try server.start()
+    return (server, server.boundPorts[0])
+}
+
+struct ProcessResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+func run(_ executable: String, _ args: [String], stdin: Data? = nil) throws -> ProcessResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return ProcessResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+func curl(_ args: [String]) throws -> ProcessResult {
+    try run("/usr/bin/curl", ["-sS", "--max-time", "20"] + args)
+}
+
+/// The package root (found from this file's path).
+let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A fresh test PKI made by the project's own script.
+func makePKI() throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pki-\(UUID().uuidString)")
+    let r = try run("/bin/bash", [packageRoot.appendingPathComponent("scripts/gen_test_pki.sh").path, dir.path])
+    precondition(r.status == 0, "gen_test_pki.sh failed: \(r.stderr)")
+    return dir
+}
+
+/// Polls `condition` until it holds or `seconds` pass; returns whether it held.
+func eventually(within seconds: Double, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return condition()
+}
+
+/// A port with nothing listening on it (bound, then closed).
+func deadPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    close(fd)
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A raw TCP connection for tests that need to misbehave as a client.
+final class RawConnection {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0 { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    func send(_ s: String) { _ = s.withCString { Glibc.send(fd, $0, strlen($0), 0) } }
+
+    func close() { Glibc.close(fd) }
+}
+
+final class Box<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
+    func update(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
+}
