@@ -111,6 +111,10 @@ public final class Engine {
     private var admitCounter = 0
     private var rng: SplitMix64
     private var pending: [EngineEvent] = []
+    private var admittedCached: [UInt64: Int] = [:]
+
+    /// The cached-token count found when `id` was admitted to prefill (read once).
+    public func takeCachedTokens(_ id: UInt64) -> Int? { admittedCached.removeValue(forKey: id) }
 
     public init(configuration: EngineConfiguration) {
         self.configuration = configuration
@@ -237,7 +241,7 @@ public final class Engine {
     private func admitDecodeOnly() {
         while let head = queue.first, let s = seqs[head], s.request.kind == .decodeOnly {
             guard running.count < profile.maxBatchSize else { return }
-            let blocks = pool.blocksFor(tokens: s.length + 1)
+            let blocks = pool.blocksFor(tokens: s.length)
             guard let alloc = pool.allocate(keys: [], blocks: blocks) else { return }
             queue.removeFirst()
             admitCounter += 1
@@ -269,6 +273,7 @@ public final class Engine {
             admitCounter += 1
             seqs[id]?.alloc = alloc
             seqs[id]?.cachedTokens = cached
+            admittedCached[id] = cached
             seqs[id]?.admitOrder = admitCounter
             batch.append(id)
             sumU += u

@@ -111,6 +111,10 @@ public struct DecodeParameters: Sendable, Equatable {
     public var pNodeAddr: String
     public var e2eStartTime: Double
     public var eosAfter: Int?
+    /// The request as P received it (D re-parses it for the rendering options).
+    public var body: JSON = .obj([:])
+    public var path: String = "/"
+    public var isRecompute: Bool = false
 
     public init(
         reqId: String, promptTokens: [UInt32], firstTokens: [UInt32], isStream: Bool, maxNewToken: Int, seed: UInt64,
@@ -133,7 +137,8 @@ public struct DecodeParameters: Sendable, Equatable {
             "includeUsage": .bool(includeUsage), "id": .string(id), "responseId": .string(responseId),
             "created": .int(created), "promptText": .string(promptText), "cachedTokens": .int(cachedTokens),
             "pNodeAddr": .string(pNodeAddr), "blockTable": [], "e2eStartTime": .double(e2eStartTime),
-            "eosAfter": eosAfter.map { .int($0) } ?? .null,
+            "eosAfter": eosAfter.map { .int($0) } ?? .null, "body": body, "path": .string(path),
+            "isRecompute": .bool(isRecompute),
         ])
     }
 
@@ -161,6 +166,9 @@ public struct DecodeParameters: Sendable, Equatable {
         self.pNodeAddr = j["pNodeAddr"]?.stringValue ?? ""
         self.e2eStartTime = j["e2eStartTime"]?.doubleValue ?? 0
         self.eosAfter = j["eosAfter"]?.intValue.map { Int($0) }
+        self.body = j["body"] ?? .obj([:])
+        self.path = j["path"]?.stringValue ?? "/"
+        self.isRecompute = j["isRecompute"]?.boolValue ?? false
     }
 
     /// D's answer: `{"isValidDecodeParameters":b,"errorMessage":s}`.
