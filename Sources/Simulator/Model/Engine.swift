@@ -129,7 +129,7 @@ public final class Engine {
     public var runningCount: Int { running.count }
     public var parkedCount: Int { seqs.values.filter { $0.phase == .parked }.count }
     public var availableSlots: Int { max(0, profile.maxBatchSize - running.count) }
-    public var isIdle: Bool { step == nil && queue.isEmpty && running.isEmpty }
+    public var isIdle: Bool { (step?.members.isEmpty ?? true) && queue.isEmpty && running.isEmpty }
     public func contains(_ id: UInt64) -> Bool { seqs[id] != nil }
     /// Tokens found in the prefix cache when `id` was admitted.
     public func cachedTokens(of id: UInt64) -> Int? { seqs[id]?.cachedTokens }

@@ -198,7 +198,8 @@ extension SimInstance {
         if a.request.stream {
             let frames = a.renderer.frames(for: tok, finish: finish, timing: timing)
             let dataFrames = frames.filter { !$0.last }, lastFrames = frames.filter(\.last)
-            for f in dataFrames { sendDResult(p.reqId, .data, f.bytes) }
+            // frames of one step go out as one message (the first holds D's role chunk and token 2)
+            if !dataFrames.isEmpty { sendDResult(p.reqId, .data, dataFrames.flatMap(\.bytes)) }
             if !lastFrames.isEmpty {
                 if configuration.wire.fixed(.doubleLastData) {
                     sendDResult(p.reqId, .lastData, lastFrames.flatMap(\.bytes))

@@ -187,7 +187,7 @@ public final class SimInstance {
                 return
             }
         }
-        if !r.ports.contains(.control) {
+        if !r.path.hasPrefix("/sim/") {
             let ctx = FaultContext(path: r.path, reqId: r.header("req-id"), dialect: nil, role: role.role.rawValue)
             if let f = faults.take("slow_reply", ctx), let ms = f.double("ms") {
                 timers.schedule(at: now + ms) { [unowned self] in self.dispatch(r, sink: sink) }
