@@ -138,10 +138,8 @@ public final class SimInstance {
 
     func arm() {
         let next = nextWakeup
-        if next != lastArmed {
-            lastArmed = next
-            onWakeupChanged?(next)
-        }
+        lastArmed = next
+        onWakeupChanged?(next)
     }
 
     /// Adds or replaces a fault at run time.
