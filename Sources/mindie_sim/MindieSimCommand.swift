@@ -99,7 +99,7 @@ struct MindieSimCommand: ParsableCommand {
     @Option(name: .customLong("fault"), help: "Fault at start, 'type:k=v,...' or 'N@type:k=v' for instance N. Repeatable.")
     var faults: [String] = []
 
-    @Flag(name: .customLong("metrics-disabled"), help: "GET /metrics answers 500 (monitoring off).")
+    @Flag(name: .customLong("metrics-disabled"), help: "GET /metrics answers 500 (monitoring off; also when MIES_SERVICE_MONITOR_MODE is set and is not 1).")
     var metricsDisabled = false
 
     @Option(name: .customLong("load-time"), help: "Seconds before any port listens.")
@@ -154,7 +154,11 @@ struct MindieSimCommand: ParsableCommand {
         if acceptTritonVersions { base.acceptTritonVersions = true }
         if chunking == "coalesce" { base.coalesceDResult = true }
         if headerFaults { base.headerFaults = true }
-        if metricsDisabled { base.metricsEnabled = false }
+        // the reference serves /metrics only with MIES_SERVICE_MONITOR_MODE=1; the simulator serves it unless the
+        // variable is set to something else (or --metrics-disabled)
+        if metricsDisabled || ProcessInfo.processInfo.environment["MIES_SERVICE_MONITOR_MODE"].map({ $0 != "1" }) == true {
+            base.metricsEnabled = false
+        }
         if let v = loadTime { base.loadTime = v * 1000 }
         if let v = linkDelay { base.linkDelay = v }
         var configs = base.replicated(count: instances, portStride: portStride, distinctIPs: distinctIPs)

@@ -457,3 +457,71 @@ import Testing
         #expect(d.role.links.first?.link == "failed : pull kv failed.")
     }
 }
+
+@Suite struct ConfigAndFaultTests {
+    @Test func configFileSections() throws {
+        var c = InstanceConfiguration()
+        let text = #"""
+        {"ServerConfig":{"ipAddress":"127.0.0.5","managementIpAddress":"127.0.0.6","port":2025,"managementPort":2026,"metricsPort":2027,
+          "interCommPort":2121,"inferMode":"dmi","tokenTimeout":60,"e2eTimeout":300,"maxRequestLength":40},
+         "BackendConfig":{"ModelDeployConfig":{"maxSeqLen":4096,"maxInputTokenLen":3000,"ModelConfig":[{"modelName":"qwen","modelWeightPath":"/w"}]},
+          "ScheduleConfig":{"cacheBlockSize":64,"maxPrefillBatchSize":10,"maxPrefillTokens":4096,"maxBatchSize":100,"maxIterTimes":256}},
+         "Simulator":{"profile":"tiny","speedup":4,"wire":"compat","fix":["double-lastdata"],"faults":["http_error:status=503"],"profileOverrides":{"delta0":7}}}
+        """#
+        try c.apply(configFile: Array(text.utf8))
+        #expect(c.ipAddress == "127.0.0.5" && c.managementIpAddress == "127.0.0.6" && c.port == 2025 && c.interCommPort == 2121)
+        #expect(c.dmi && c.tokenTimeout == 60_000 && c.e2eTimeout == 300_000 && c.maxRequestLength == 40 << 20)
+        #expect(c.modelName == "qwen" && c.modelWeightPath == "/w")
+        let p = c.engine.profile
+        #expect(p.name == "tiny" && p.maxSeqLen == 4096 && p.maxInputTokenLen == 3000 && p.blockSize == 64 && p.maxBatchSize == 100)
+        #expect(p.maxIterTimes == 256 && p.delta0 == 7 && p.totalBlocks == 64)
+        #expect(c.engine.speedup == 4 && c.wire.mode == .compat && c.wire.fixes == [.doubleLastData])
+        #expect(c.faults.map(\.type) == ["http_error"] && c.faults[0].params["status"] == "503")
+        var bad = InstanceConfiguration()
+        #expect(throws: ConfigError(key: "ScheduleConfig.cacheBlockSize", value: "0", reason: "must be an integer in [1, 128]")) {
+            try bad.apply(configFile: Array(#"{"ScheduleConfig":{"cacheBlockSize":0}}"#.utf8))
+        }
+    }
+
+    @Test func replicatedPorts() {
+        var c = InstanceConfiguration()
+        c.controlPort = 9000
+        let r = c.replicated(count: 3, portStride: 10)
+        #expect(r.map(\.port) == [1025, 1035, 1045] && r.map(\.interCommPort) == [1121, 1131, 1141] && r.map(\.controlPort) == [9000, 9010, 9020])
+        let ips = c.replicated(count: 2, distinctIPs: true)
+        #expect(ips.map(\.ipAddress) == ["127.0.0.1", "127.0.0.2"] && ips.map(\.port) == [1025, 1025])
+    }
+
+    @Test func faultSyntax() {
+        let f = Fault.parse("die_mid_stream:after_tokens=3,how=close,path=/v1,count=2", id: "a")
+        #expect(f == Fault(id: "a", type: "die_mid_stream", params: ["after_tokens": "3", "how": "close"], matchPath: "/v1", count: 2))
+        let h = Fault.parse("dresult_drop;tcp_close", id: "h")
+        #expect(h?.mode == "tcp_close")
+        let j = Fault.parse(json: try! JSON.parse(#"{"type":"kv_shrink","params":{"blocks":8},"probability":0.5}"#), id: "k")
+        #expect(j?.int("blocks") == 8 && j?.probability == 0.5)
+    }
+
+    @Test func e2eTimeoutCutsAStream() {
+        let c = Cluster()
+        let i = c.add { $0.e2eTimeout = 50 }
+        let s = c.send(i, "POST", "/v1/completions", #"{"model":"llama","prompt":"p","max_tokens":100,"stream":true}"#)
+        c.advance(by: 60)
+        #expect(s.ended && s.text.hasSuffix("Engine callback timeout: server e2eTimeout"))
+        #expect(i.engine.isIdle && i.metrics.requestFailed == 1)
+    }
+
+    @Test func kvShrinkAndEngineHang() {
+        let c = Cluster()
+        let i = c.add()
+        c.send(i, "POST", "/sim/actions/kv_shrink", #"{"params":{"blocks":8}}"#, ports: [.control])
+        #expect(i.engine.pool.totalBlocks == 8)
+        i.putFault(Fault(id: "h", type: "hang", params: ["mode": "engine"]))
+        let s = c.send(i, "POST", "/v1/completions", #"{"model":"llama","prompt":"p","max_tokens":2}"#)
+        c.advance(by: 1000)
+        #expect(s.status == nil)
+        #expect(c.send(i, "GET", "/v1/status").status == 200)  // status still answers
+        i.removeFault("h")
+        c.run(until: s)
+        #expect(s.status == 200)
+    }
+}

@@ -43,6 +43,7 @@ extension SimInstance {
         requests[a.key] = nil
         if let id = a.reqId, byReqId[id] == a.key { byReqId[id] = nil }
         a.timeout?.cancel()
+        a.e2eTimeout?.cancel()
         sink.onClientGone = nil
         guard let transport else {
             sendError(sink, .incomplete("[P Node] Send D request failed:no transport"))

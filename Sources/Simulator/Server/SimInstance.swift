@@ -400,12 +400,18 @@ public final class SimInstance {
                 self.timeoutRequest(a)
             }
         }
+        if configuration.e2eTimeout > 0 {
+            a.e2eTimeout = timers.schedule(at: now + configuration.e2eTimeout * scale) { [weak self, weak a] in
+                guard let self, let a else { return }
+                self.timeoutRequest(a, reason: "server e2eTimeout")
+            }
+        }
     }
 
-    func timeoutRequest(_ a: ActiveRequest) {
+    func timeoutRequest(_ a: ActiveRequest, reason: String = "server tokenTimeout") {
         engine.cancel(a.key)
         if a.started {
-            a.sink?.write(Array("Engine callback timeout: server tokenTimeout".utf8))
+            a.sink?.write(Array("Engine callback timeout: \(reason)".utf8))
             a.sink?.end()
         } else {
             sendError(a.sink!, .incomplete("Engine callback timeout."))
@@ -513,6 +519,7 @@ public final class SimInstance {
     func finishRequest(_ a: ActiveRequest, success: Bool, stopped: Bool = false) {
         guard requests.removeValue(forKey: a.key) != nil else { return }
         a.timeout?.cancel()
+        a.e2eTimeout?.cancel()
         if let id = a.reqId, byReqId[id] == a.key { byReqId[id] = nil }
         a.sink?.onClientGone = nil
         if stopped, let sink = a.sink, !sink.isFinished {
@@ -568,6 +575,7 @@ final class ActiveRequest {
     var firstTokenAt: Double?
     var lastTokenAt: Double?
     var timeout: TimerQueue.Timer?
+    var e2eTimeout: TimerQueue.Timer?
     var onDone: (() -> Void)?
 
     init(key: UInt64, request: InferenceRequest, renderer: ResponseRenderer, mode: Mode, sink: (any ResponseSink)?, arrival: Double, path: String) {
