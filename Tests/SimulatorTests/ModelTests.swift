@@ -267,3 +267,35 @@ import Testing
         #expect(e.preemptions >= 1)
     }
 }
+
+@Suite struct JitterTests {
+    func durations(seed: UInt64, sigma: Double) throws -> [Double] {
+        var p = ModelProfile.tiny
+        p.sigma = sigma
+        let e = Engine(configuration: EngineConfiguration(profile: p, seed: seed))
+        try e.submit(EngineRequest(id: 1, prompt: Array(0..<40), maxNewTokens: 30), now: 0)
+        var out: [Double] = []
+        while let n = e.nextEventTime {
+            _ = e.advance(to: n)
+            if let s = e.lastStep, out.last != s.duration { out.append(s.duration) }
+        }
+        return out
+    }
+
+    @Test func jitterIsSeededAndBounded() throws {
+        let a = try durations(seed: 7, sigma: 0.3), b = try durations(seed: 7, sigma: 0.3), c = try durations(seed: 8, sigma: 0.3)
+        #expect(a == b)
+        #expect(a != c)
+        let flat = try durations(seed: 7, sigma: 0)
+        // every step stays ≥ 0.3 × its jitter-free time
+        for (x, y) in zip(a, flat) { #expect(x >= 0.3 * y - 1e-9) }
+    }
+
+    @Test func stallsMultiplyTheStep() throws {
+        var p = ModelProfile.tiny
+        p.stallProbability = 1; p.stallFactor = 4
+        let e = Engine(configuration: EngineConfiguration(profile: p))
+        try e.submit(EngineRequest(id: 1, prompt: Array(0..<10), maxNewTokens: 1), now: 0)
+        #expect(e.nextEventTime == 4 * (2 + 0.02 * 10))
+    }
+}

@@ -152,7 +152,7 @@ extension SimInstance {
             fixSticky: configuration.wire.fixed(.stickySwitching),
             lowercaseType: !configuration.wire.fixed(.roleErrorType))
         if reply.status == 200 {
-            if neverReady { neverReadyHold = true }
+            neverReadyHold = neverReady
             if wasPrefill != (role.role == .prefill), !requests.isEmpty {
                 failAll(.incomplete("The role of the node has changed."))
             }

@@ -103,6 +103,7 @@ public final class SimInstance {
             timers.schedule(at: clock() + configuration.loadTime) { [unowned self] in self.engineReady = true }
         }
         if faults.active("hang")?.mode == "engine" { engine.paused = true }
+        if let f = faults.active("kv_shrink") { applyStandingFault(f) }
     }
 
     var now: Double { clock() }
@@ -430,7 +431,6 @@ public final class SimInstance {
                 guard let a = requests[id] else { continue }
                 onToken(a, index: index, finish: finish, at: t)
             case .preempted(let id, let generated, let requeued, _):
-                metrics.preemptions += 1
                 if !requeued, let a = requests[id] { onDecodePreempted(a, generated: generated) }
             case .kvPulled(let id, _):
                 if let a = requests[id] { onKVPulled(a) }
