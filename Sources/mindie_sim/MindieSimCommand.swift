@@ -176,6 +176,7 @@ struct MindieSimCommand: ParsableCommand {
         server.onInstanceExit = { _, force in
             // the reference signals its process group; the simulator process simply ends
             FileHandle.standardError.write(Data("mindie_sim: stopService (\(force ? "Force" : "graceful")), exiting\n".utf8))
+            usleep(100_000)  // let the 200 reach the caller
             Foundation.exit(0)
         }
         do { try server.start() } catch { throw ValidationError("cannot start: \(error)") }

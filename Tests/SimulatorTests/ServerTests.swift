@@ -54,6 +54,21 @@ import Testing
         #expect(stream.text.hasSuffix("data: [DONE]\n\n"))
     }
 
+    @Test func loadTimeKeepsPortsClosed() async throws {
+        var c = config()
+        c.loadTime = 300
+        let sim = try SimulatorServer(configuration: .init(instances: [c]))
+        try sim.start()
+        defer { sim.shutdown() }
+        #expect(sim.ports[0].data == 0)  // not bound yet
+        let up = await eventuallyTrue(within: 5) { sim.ports[0].data != 0 }
+        #expect(up)
+        try await Task.sleep(for: .milliseconds(50))
+        let client = HTTPClient()
+        let r = try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: sim.ports[0].management, path: "/v2/health/ready"))
+        #expect(r.status == 200)
+    }
+
     @Test func manualClockHoldsTheAnswerUntilAdvanced() async throws {
         var c = config()
         c.engine.speedup = 1

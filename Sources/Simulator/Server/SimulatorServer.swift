@@ -70,7 +70,8 @@ public final class SimulatorServer: @unchecked Sendable {
         }
     }
 
-    /// The bound ports of each instance (known before `start()`, since listeners bind at init).
+    /// The bound ports of each instance (known at init, except for an instance with a load time or a
+    /// `slow_start` on `listen`, whose port-0 listeners are only bound when it starts).
     public var ports: [InstancePorts] { hosts.map(\.ports) }
 
     /// Starts every instance's loop; an instance with a load time (or `slow_start` on `listen`) starts later.
@@ -121,13 +122,14 @@ public final class SimulatorServer: @unchecked Sendable {
 /// One instance with its HTTP server and loop.
 final class InstanceHost: @unchecked Sendable {
     let instance: SimInstance
-    let server: HTTPServer
-    let ports: InstancePorts
-    private var kindsByTag: [Int: [PortKind]] = [:]
+    private(set) var server: HTTPServer?
+    private(set) var ports: InstancePorts
+    private let maxConnections: Int
     private weak var owner: SimulatorServer?
     private var timer: LoopTimer?
     private var client: HTTPClient?
-    private var running = false
+    private let runningFlag = Atomic<Bool>(false)
+    var running: Bool { runningFlag.load(ordering: .acquiring) }
     private let manual: Bool
     private let delayStart: Double
     private let clock: @Sendable () -> Double
@@ -136,6 +138,25 @@ final class InstanceHost: @unchecked Sendable {
         self.owner = owner
         self.clock = clock
         self.manual = owner.configuration.manualClock
+        self.maxConnections = maxConnections
+        var startDelay = c.loadTime
+        if let f = c.faults.first(where: { $0.type == "slow_start" }), (f.params["phase"] ?? f.mode ?? "listen") == "listen" {
+            startDelay = max(startDelay, (f.double("s") ?? 0) * 1000)
+        }
+        delayStart = startDelay
+        var cc = c
+        if startDelay > 0 { cc.loadTime = 0 }
+        instance = SimInstance(index: index, configuration: cc, clock: clock, wallClock: { Date().timeIntervalSince1970 })
+        ports = InstancePorts(
+            host: c.ipAddress, data: c.port, management: c.managementPort, metrics: c.metricsPort, interComm: c.interCommPort,
+            control: c.controlPort)
+        // ports bind now, unless the instance must stay unreachable for a while (load time, slow_start)
+        if startDelay <= 0 { try bind() }
+    }
+
+    /// Creates the listeners and records the bound ports in the instance's configuration.
+    private func bind() throws(HTTPServerError) {
+        let c = instance.configuration
         // group port kinds by (host, port); port 0 always gets a listener of its own
         var listeners: [HTTPListener] = []
         var kinds: [[PortKind]] = []
@@ -152,14 +173,14 @@ final class InstanceHost: @unchecked Sendable {
         add(c.managementIpAddress, c.metricsPort, .metrics)
         add(c.ipAddress, c.interCommPort, .interComm)
         if let cp = c.controlPort { add(c.managementIpAddress, cp, .control) }
-        for (i, k) in kinds.enumerated() { kindsByTag[i] = k }
+        var tagKinds: [Int: [PortKind]] = [:]
+        for (i, k) in kinds.enumerated() { tagKinds[i] = k }
         let box = Unchecked<InstanceHost?>(nil)
-        let tagKinds = kindsByTag
-        server = try HTTPServer(
+        let server = try HTTPServer(
             configuration: HTTPServerConfiguration(
                 threads: 1, listeners: listeners, maxRequestBodyBytes: max(c.maxRequestLength + 1, 1 << 20),
                 maxConnections: maxConnections, idleTimeoutMilliseconds: 600_000, gracefulTimeoutMilliseconds: 1000),
-            handler: { req, responder in
+            handler: { [tagKinds] req, responder in
                 guard let host = box.value else { responder.respond(status: 503, headers: [], body: []); return }
                 host.serve(req, responder, kinds: tagKinds[req.listener] ?? [.data])
             })
@@ -170,23 +191,22 @@ final class InstanceHost: @unchecked Sendable {
         ports = InstancePorts(
             host: c.ipAddress, data: port(.data)!, management: port(.management)!, metrics: port(.metrics)!,
             interComm: port(.interComm)!, control: port(.control))
-        var cc = c
-        cc.port = ports.data; cc.managementPort = ports.management; cc.metricsPort = ports.metrics
-        cc.interCommPort = ports.interComm; cc.controlPort = ports.control
-        var startDelay = c.loadTime
-        if let f = c.faults.first(where: { $0.type == "slow_start" }), (f.params["phase"] ?? f.mode ?? "listen") == "listen" {
-            startDelay = max(startDelay, (f.double("s") ?? 0) * 1000)
-        }
-        delayStart = startDelay
-        if startDelay > 0 { cc.loadTime = 0 }
-        instance = SimInstance(index: index, configuration: cc, clock: clock, wallClock: { Date().timeIntervalSince1970 })
+        // no request can reach the instance before start(), so its configuration may be updated here
+        instance.configuration.port = ports.data
+        instance.configuration.managementPort = ports.management
+        instance.configuration.metricsPort = ports.metrics
+        instance.configuration.interCommPort = ports.interComm
+        instance.configuration.controlPort = ports.control
+        self.server = server
         box.value = self
     }
 
     func start() throws(HTTPServerError) {
         if delayStart > 0 {
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(delayStart))) { [self] in
-                try? self.startNow()
+                do { try self.startNow() } catch {
+                    FileHandle.standardError.write(Data("mindie_sim: instance \(self.instance.index) cannot listen: \(error)\n".utf8))
+                }
             }
             return
         }
@@ -194,8 +214,10 @@ final class InstanceHost: @unchecked Sendable {
     }
 
     private func startNow() throws(HTTPServerError) {
+        if server == nil { try bind() }
+        guard let server else { return }
         try server.start()
-        running = true
+        runningFlag.store(true, ordering: .releasing)
         let loop = server.loops[0]
         client = HTTPClient(loop: loop)
         execute { [self] in
@@ -211,15 +233,14 @@ final class InstanceHost: @unchecked Sendable {
     }
 
     func stop() {
-        guard running else { return }
-        running = false
-        server.shutdown()
+        guard runningFlag.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        server?.shutdown()
     }
 
     /// Runs `work` on this instance's loop.
     func execute(_ work: @escaping () -> Void) {
         let w = Unchecked(work)
-        server.loops.first?.execute { w.value() }
+        server?.loops.first?.execute { w.value() }
     }
 
     func wakeFromAnyThread() {
@@ -230,7 +251,7 @@ final class InstanceHost: @unchecked Sendable {
     private func arm(_ deadline: Double?) {
         timer?.cancel()
         timer = nil
-        guard let deadline, !manual, let loop = server.loops.first else { return }
+        guard let deadline, !manual, let loop = server?.loops.first else { return }
         let delay = max(0, (deadline - clock()).rounded(.up))
         timer = loop.schedule(afterMilliseconds: UInt64(delay)) { [unowned self] in
             self.timer = nil
@@ -257,7 +278,7 @@ extension InstanceHost: PDTransport {
             }
             return
         }
-        guard let client, let loop = server.loops.first else { completion("no client"); return }
+        guard let client, let loop = server?.loops.first else { completion("no client"); return }
         var status = 0
         var body: [UInt8] = []
         client.stream(
@@ -278,7 +299,7 @@ extension InstanceHost: PDTransport {
             p.execute { _ = p.instance.releaseKV(reqId: reqId) }
             return
         }
-        guard let client, let loop = server.loops.first else { return }
+        guard let client, let loop = server?.loops.first else { return }
         client.stream(
             HTTPClientRequest(method: "POST", host: host, port: port, path: "/sim/pd/release",
                               headers: [("content-type", "application/json")], body: JSON.obj(["reqId": .string(reqId)]).bytes,
