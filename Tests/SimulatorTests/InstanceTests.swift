@@ -525,3 +525,17 @@ import Testing
         #expect(s.status == 200)
     }
 }
+
+@Suite struct ThroughputTests {
+    @Test func throughputGaugesCoverTheLastWindow() {
+        let c = Cluster()
+        let i = c.add()
+        _ = i.metricsText()  // first sample at t = 0
+        let s = c.send(i, "POST", "/v1/completions", #"{"model":"llama","prompt":"abcdefgh","max_tokens":10}"#)
+        c.run(until: s)
+        c.advance(to: 2000)
+        let text = i.metricsText()
+        #expect(text.contains("avg_prompt_throughput_toks_per_s{model_name=\"llama\"} 1\n"))  // 2 tokens / 2 s
+        #expect(text.contains("avg_generation_throughput_toks_per_s{model_name=\"llama\"} 5\n"))  // 10 tokens / 2 s
+    }
+}

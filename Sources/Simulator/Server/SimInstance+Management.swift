@@ -246,6 +246,18 @@ extension SimInstance {
         metrics.radixHits = Double(engine.pool.hitTokens)
         metrics.prefixHitRate = engine.pool.lookedUpTokens == 0 ? 0 : Double(engine.pool.hitTokens) / Double(engine.pool.lookedUpTokens)
         metrics.preemptions = UInt64(engine.preemptions)
+        // throughput over the window since the last sample at least 1 s old
+        let t = now
+        if let last = throughputSample {
+            if t - last.time >= 1000 {
+                let dt = (t - last.time) / 1000
+                metrics.promptThroughput = Double(metrics.promptTokens - last.prompt) / dt
+                metrics.generationThroughput = Double(metrics.generationTokens - last.generation) / dt
+                throughputSample = (t, metrics.promptTokens, metrics.generationTokens)
+            }
+        } else {
+            throughputSample = (t, metrics.promptTokens, metrics.generationTokens)
+        }
     }
 
     public func metricsText() -> String {

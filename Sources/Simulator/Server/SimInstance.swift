@@ -77,6 +77,7 @@ public final class SimInstance {
     var hung: [any ResponseSink] = []
     var lastArmed: Double?
     var neverReadyHold = false
+    var throughputSample: (time: Double, prompt: UInt64, generation: UInt64)?
 
     /// - Parameters:
     ///   - clock: monotonic milliseconds on the instance's time axis.
