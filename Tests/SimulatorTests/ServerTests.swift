@@ -69,6 +69,29 @@ import Testing
         #expect(r.status == 200)
     }
 
+    @Test func refuseClosesThePortsForAWhile() async throws {
+        var c = config()
+        c.port = 18_725; c.managementPort = 18_726; c.metricsPort = 18_727; c.interCommPort = 18_728; c.controlPort = 18_729
+        let sim = try SimulatorServer(configuration: .init(instances: [c]))
+        try sim.start()
+        defer { sim.shutdown() }
+        let client = HTTPClient()
+        let put = try await client.execute(HTTPClientRequest(method: "PUT", host: "127.0.0.1", port: 18_729, path: "/sim/faults/r", body: Array(#"{"type":"refuse","params":{"s":0.5}}"#.utf8)))
+        #expect(put.status == 200)
+        let down = await eventuallyTrue(within: 3) {
+            do { _ = try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: 18_726, path: "/health", timeoutMilliseconds: 500)); return false } catch {
+                return true
+            }
+        }
+        #expect(down)
+        let back = await eventuallyTrue(within: 5) {
+            (try? await client.execute(HTTPClientRequest(host: "127.0.0.1", port: 18_726, path: "/health", timeoutMilliseconds: 500)))?.status == 200
+        }
+        #expect(back)
+        let r = try await post(client, "127.0.0.1", 18_725, "/v1/chat/completions", chatBody)
+        #expect(r.status == 200)
+    }
+
     @Test func manualClockHoldsTheAnswerUntilAdvanced() async throws {
         var c = config()
         c.engine.speedup = 1

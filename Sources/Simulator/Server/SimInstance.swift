@@ -55,6 +55,8 @@ public final class SimInstance {
     public var onStop: ((Bool) -> Void)?
     /// A `crash` fault fired (true = hard: reset sockets).
     public var onCrash: ((Bool) -> Void)?
+    /// A `refuse` fault fired: the host closes every listener, for `seconds` (nil = until restarted).
+    public var onRefuse: ((_ seconds: Double?) -> Void)?
     /// Manual clock: advance by ms (control API). Set by the host when the clock is manual.
     public var advanceClock: ((Double) -> Void)?
 
@@ -166,6 +168,7 @@ public final class SimInstance {
         case "role_unknown": roleUnknown(); faults.remove(f.id)
         case "kv_shrink": engine.resizePool(totalBlocks: f.int("blocks") ?? profile.totalBlocks / 2); faults.remove(f.id)
         case "crash" where f.int("after_requests") == nil: onCrash?(f.mode == "hard" || f.params["hard"] == "true")
+        case "refuse": faults.remove(f.id); onRefuse?(f.double("s"))
         default: break
         }
     }
@@ -534,6 +537,21 @@ public final class SimInstance {
         } else if !stopped {
             metrics.requestFailed += 1
         }
+    }
+
+    /// Ends every response still bound to a connection (before the host closes its listeners). Decode work
+    /// on a D goes on; its results are dropped until a new `/dresult` link opens.
+    public func dropConnections() {
+        for a in Array(requests.values) where a.sink != nil {
+            engine.cancel(a.key)
+            if let sink = a.sink, !sink.isFinished { if a.started { sink.abort() } else { sendError(sink, .unavailable("The service is unavailable.")) } }
+            finishRequest(a, success: false)
+        }
+        closeDResult(message: nil)
+        for h in hung where !h.isFinished { h.abort() }
+        hung.removeAll()
+        if let s = stopPending { stopPending = nil; s.respond(status: 200, headers: [], body: []) }
+        pump(); arm()
     }
 
     /// Fails every running request (role change, role_unknown).

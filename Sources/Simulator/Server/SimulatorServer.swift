@@ -225,10 +225,29 @@ final class InstanceHost: @unchecked Sendable {
             instance.onWakeupChanged = { [unowned self] t in self.arm(t) }
             instance.onStop = { [unowned self] force in self.owner?.instanceExited(instance.index, force: force) }
             instance.onCrash = { [unowned self] _ in self.owner?.instanceExited(instance.index, force: true) }
+            instance.onRefuse = { [unowned self] seconds in self.refuse(for: seconds) }
             if manual {
                 instance.advanceClock = { [weak owner] ms in owner?.advanceClock(by: ms) }
             }
             instance.wake()
+        }
+    }
+
+    /// The `refuse` fault: drop every connection, close the listeners, and listen again after `seconds`.
+    private func refuse(for seconds: Double?) {
+        instance.dropConnections()
+        timer?.cancel()
+        timer = nil
+        DispatchQueue.global().async { [self] in
+            self.stop()
+            self.server = nil
+            self.client = nil
+            guard let seconds else { return }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(seconds * 1000))) { [self] in
+                do { try self.startNow() } catch {
+                    FileHandle.standardError.write(Data("mindie_sim: instance \(self.instance.index) cannot listen again: \(error)\n".utf8))
+                }
+            }
         }
     }
 
