@@ -92,6 +92,43 @@ import Testing
         #expect(r.status == 200)
     }
 
+    @Test func prefillToDecodeAcrossProcessesUsesHTTP() async throws {
+        // two SimulatorServer objects: the P reaches the D through POST /sim/pd/decode and /sim/pd/release
+        let dsim = try SimulatorServer.loopback(count: 1, dmi: true, speedup: 10) { c, _ in
+            c.ipAddress = "127.0.0.3"; c.managementIpAddress = "127.0.0.3"; c.linkDelay = 20; c.roleCheckInterval = 50; c.modelName = "llama"
+        }
+        defer { dsim.shutdown() }
+        let psim = try SimulatorServer.loopback(count: 1, dmi: true, speedup: 10) { c, _ in
+            c.linkDelay = 20; c.roleCheckInterval = 50; c.modelName = "llama"
+        }
+        defer { psim.shutdown() }
+        let client = HTTPClient()
+        let p = psim.ports[0], d = dsim.ports[0]
+        let lp = #"{"server_ip":"127.0.0.1","id":1,"host_ip":"127.0.0.1","device":[]}"#
+        let ld = #"{"server_ip":"127.0.0.3","id":3,"host_ip":"127.0.0.3","device":[]}"#
+        _ = try await post(client, "127.0.0.1", p.management, "/v1/role/prefill", "{\"local\":\(lp),\"peers\":[\(ld)]}")
+        _ = try await post(client, "127.0.0.3", d.management, "/v1/role/decode", "{\"local\":\(ld),\"peers\":[\(lp)]}")
+        let body = #"{"model":"llama","prompt":"hello","max_tokens":3}"#
+        let r = try await post(client, "127.0.0.1", p.data, "/v1/completions", body,
+                               headers: [("req-type", "prefill"), ("req-id", "0f"), ("d-target", "127.0.0.3;\(d.interComm)")])
+        #expect(r.status == 200 && r.text == #"{"reqId":"0f","isStream":false}"#)
+        let released = await eventuallyTrue(within: 5) { await psim.withInstance(0) { $0.engine.pool.usedBlocks } == 0 }
+        #expect(released)
+        // without a /dresult link, D drops the result and counts it
+        let dropped = await eventuallyTrue(within: 5) { await dsim.withInstance(0) { $0.metrics.dresultDropped } == 1 }
+        #expect(dropped)
+        // d-target naming the P itself: served as a mixed request
+        let selfTarget = try await post(client, "127.0.0.1", p.data, "/v1/completions", body,
+                                        headers: [("req-type", "prefill"), ("req-id", "10"), ("d-target", "127.0.0.1;\(p.interComm)")])
+        let sj = try JSON.parse(selfTarget.body)
+        #expect(selfTarget.status == 200 && sj["object"] == "text_completion")
+        // nobody listens there: the P's 500
+        let refused = try await post(client, "127.0.0.1", p.data, "/v1/completions", body,
+                                     headers: [("req-type", "prefill"), ("req-id", "11"), ("d-target", "127.0.0.3;1")])
+        #expect(refused.status == 500)
+        #expect((try JSON.parse(refused.body))["error"]?.stringValue?.hasPrefix("[P Node] Send D request failed:") == true)
+    }
+
     @Test func manualClockHoldsTheAnswerUntilAdvanced() async throws {
         var c = config()
         c.engine.speedup = 1
