@@ -1,1 +1,2 @@
-print("todo")
+// Thin entry point: everything lives in the Simulator library and MindieSimCommand.swift.
+MindieSimCommand.main()

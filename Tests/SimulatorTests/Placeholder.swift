@@ -1,4 +1,0 @@
-import Testing
-@testable import Simulator
-
-@Test func placeholder() { #expect(Bool(true)) }
