@@ -159,11 +159,20 @@ struct LeastLoadTests {
         var infos = mixed([1, 2, 3]).instances
         infos[2].availSlots = 8
         let snap = InstanceSnapshot(infos)
-        let p = LeastLoadPolicy()
+        var p = LeastLoadPolicy()
         #expect(p.select(snap, load: LoadCounters([1: 3, 2: 1, 3: 2]), pd: false) == .single(2))
         #expect(p.select(snap, load: LoadCounters([1: 1, 2: 1, 3: 1]), pd: false) == .single(1))
         infos[0].availSlots = 4
         #expect(p.select(InstanceSnapshot(infos), load: LoadCounters([1: 1, 2: 1, 3: 1]), pd: false) == .single(2))
+    }
+
+    @Test("equally loaded instances take turns (no pile-up on the first at idle)")
+    func tiesRotate() {
+        var p = LeastLoadPolicy()
+        let snap = mixed([1, 2, 3])
+        var picks: [SchedulingDecision?] = []
+        for _ in 0..<3 { picks.append(p.select(snap, load: LoadCounters(), pd: false)) }
+        #expect(Set(picks.compactMap { $0 }) == [.single(1), .single(2), .single(3)])
     }
 
     @Test("offline and resource-less instances are skipped")
@@ -171,7 +180,7 @@ struct LeastLoadTests {
         var infos = mixed([1, 2, 3]).instances
         infos[0].offline = true
         infos[1].availBlocks = 0
-        let p = LeastLoadPolicy()
+        var p = LeastLoadPolicy()
         #expect(p.select(InstanceSnapshot(infos), load: LoadCounters([3: 50]), pd: false) == .single(3))
         infos[2].offline = true
         #expect(p.select(InstanceSnapshot(infos), load: LoadCounters(), pd: false) == nil)
@@ -184,7 +193,7 @@ struct LeastLoadTests {
             InstanceInfo(id: 10, role: .decode, peers: [0]), InstanceInfo(id: 11, role: .decode, peers: [0]),
             InstanceInfo(id: 12, role: .decode, peers: [1], offline: true),
         ])
-        let p = LeastLoadPolicy()
+        var p = LeastLoadPolicy()
         #expect(p.select(snap, load: LoadCounters([0: 5, 1: 0, 10: 2, 11: 1]), pd: true) == .pair(prefill: 0, decode: 11))
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import MSCore
 
 /// A gateway that proxies every request to `pick()` and records each outcome.

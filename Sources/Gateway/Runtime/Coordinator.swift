@@ -44,13 +44,17 @@ public final class Coordinator: @unchecked Sendable {
     }
     private let overrides: Overrides
 
-    public init(config: CoordinatorConfig, overrides: Overrides = Overrides(), logger: Logger) throws(CoordinatorStartError) {
+    let metricsSink: MetricsSink
+
+    public init(config: CoordinatorConfig, overrides: Overrides = Overrides(), logger: Logger,
+                metrics metricsSink: MetricsSink = .process) throws(CoordinatorStartError) {
+        self.metricsSink = metricsSink
         self.config = config
         self.overrides = overrides
         self.logger = logger
         self.cluster = Cluster(deployPD: config.scheduler.deployMode.isPD)
         self.scheduler = SharedScheduler(Scheduler(config: config.scheduler))
-        self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue)
+        self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue, factory: metricsSink.factory)
         self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
         self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout
         if let t = config.tls["mindie_client"], t.enabled {

@@ -19,14 +19,17 @@ final class CoordinatorMetrics: Sendable {
     private let succeeded = Atomic<Int>(0)
     private let failed = Atomic<Int>(0)
 
-    init(policy: String) {
-        scheduled = Counter(label: "mindie_ms_schedule_decisions_total", dimensions: [("policy", policy)])
-        retries = Counter(label: "mindie_ms_retries_total")
-        cancellations = Counter(label: "mindie_ms_client_cancellations_total")
-        upstreamErrors = Counter(label: "mindie_ms_upstream_errors_total")
-        timeouts = Counter(label: "mindie_ms_timeouts_total")
-        ttfb = Metrics.Timer(label: "mindie_ms_time_to_first_byte_seconds", preferredDisplayUnit: .seconds)
-        duration = Metrics.Timer(label: "mindie_ms_request_duration_seconds", preferredDisplayUnit: .seconds)
+    private let factory: any MetricsFactory
+
+    init(policy: String, factory: any MetricsFactory) {
+        self.factory = factory
+        scheduled = Counter(label: "mindie_ms_schedule_decisions_total", dimensions: [("policy", policy)], factory: factory)
+        retries = Counter(label: "mindie_ms_retries_total", factory: factory)
+        cancellations = Counter(label: "mindie_ms_client_cancellations_total", factory: factory)
+        upstreamErrors = Counter(label: "mindie_ms_upstream_errors_total", factory: factory)
+        timeouts = Counter(label: "mindie_ms_timeouts_total", factory: factory)
+        ttfb = Metrics.Timer(label: "mindie_ms_time_to_first_byte_seconds", dimensions: [], factory: factory)
+        duration = Metrics.Timer(label: "mindie_ms_request_duration_seconds", dimensions: [], factory: factory)
     }
 
     func reply(dialect: Dialect?, status: Int) {
@@ -35,7 +38,7 @@ final class CoordinatorMetrics: Sendable {
         let key = d + "/" + code
         let counter = replies.withLock { table in
             if let c = table[key] { return c }
-            let c = Counter(label: "mindie_ms_requests_total", dimensions: [("dialect", d), ("status", code)])
+            let c = Counter(label: "mindie_ms_requests_total", dimensions: [("dialect", d), ("status", code)], factory: factory)
             table[key] = c
             return c
         }
@@ -45,7 +48,7 @@ final class CoordinatorMetrics: Sendable {
     func instanceInFlight(_ e: InstanceEntry) {
         let g = inflight.withLock { table in
             if let g = table[e.info.id] { return g }
-            let g = Gauge(label: "mindie_ms_instance_inflight_requests", dimensions: [("instance", String(e.info.id))])
+            let g = Gauge(label: "mindie_ms_instance_inflight_requests", dimensions: [("instance", String(e.info.id))], factory: factory)
             table[e.info.id] = g
             return g
         }
@@ -61,8 +64,6 @@ final class CoordinatorMetrics: Sendable {
         if success { succeeded.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
         duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
     }
-
-    func setScrape(_ up: [InstanceID: Bool]) {}
 
     /// The reference's overrides of the aggregated server metrics from the Coordinator's own counts (spec §7).
     func requestCounters(inFlight: Int) -> [String: Double] {

@@ -11,24 +11,31 @@ public struct LeastLoadPolicy: Sendable {
     public static func isEligible(_ i: InstanceInfo) -> Bool { !i.offline && i.hasFreeResources }
 
     /// Candidates sorted best first: fewest in flight, then most free slots, then registration order.
-    public static func ranked(_ candidates: [InstanceInfo], load: LoadCounters) -> [InstanceInfo] {
-        candidates.enumerated()
+    /// Candidates by load, then by free slots, then in registration order rotated by `rotation` (so that equal
+    /// instances take turns instead of the first one taking every idle-time request).
+    public static func ranked(_ candidates: [InstanceInfo], load: LoadCounters, rotation: Int = 0) -> [InstanceInfo] {
+        let n = max(candidates.count, 1)
+        return candidates.enumerated()
             .filter { isEligible($0.element) }
             .sorted { a, b in
                 let la = load[a.element.id], lb = load[b.element.id]
                 if la != lb { return la < lb }
                 if a.element.availSlots != b.element.availSlots { return a.element.availSlots > b.element.availSlots }
-                return a.offset < b.offset
+                return (a.offset - rotation % n + n) % n < (b.offset - rotation % n + n) % n
             }
             .map(\.element)
     }
 
     /// Picks an instance (single) or a pair (PD), or nil if nothing is eligible.
-    public func select(_ snapshot: InstanceSnapshot, load: LoadCounters, pd: Bool) -> SchedulingDecision? {
+    /// Rotates ties between equally loaded instances.
+    var rotation = 0
+
+    public mutating func select(_ snapshot: InstanceSnapshot, load: LoadCounters, pd: Bool) -> SchedulingDecision? {
+        rotation &+= 1
         if !pd {
-            return Self.ranked(snapshot.instances(role: .mixed), load: load).first.map { .single($0.id) }
+            return Self.ranked(snapshot.instances(role: .mixed), load: load, rotation: rotation).first.map { .single($0.id) }
         }
-        for p in Self.ranked(snapshot.instances(role: .prefill), load: load) {
+        for p in Self.ranked(snapshot.instances(role: .prefill), load: load, rotation: rotation) {
             if let d = Self.ranked(snapshot.decodes(for: p.id), load: load).first {
                 return .pair(prefill: p.id, decode: d.id)
             }

@@ -89,7 +89,12 @@ public struct PrefixAffinityPolicy: Sendable {
                 if m > bestMatch { best = c; bestMatch = m }
             }
         }
-        if bestMatch == 0 || load[best.id] > load[leastLoaded.id] + loadMargin {
+        if bestMatch == 0 {
+            // a cold prompt: among the least loaded, the instance holding the least remembered prefix state, so
+            // new conversations spread instead of piling onto the first instance while the cluster is idle
+            let minLoad = load[leastLoaded.id]
+            best = ranked.filter { load[$0.id] == minLoad }.min { rememberedBlocks($0.id) < rememberedBlocks($1.id) } ?? leastLoaded
+        } else if load[best.id] > load[leastLoaded.id] + loadMargin {
             best = leastLoaded
             bestMatch = matchedBlocks(best.id, hashes)
         }
@@ -99,7 +104,7 @@ public struct PrefixAffinityPolicy: Sendable {
             // Prefer the chosen P; if it has no eligible D, fall back to the least-loaded workable pair.
             if let d = LeastLoadPolicy.ranked(snapshot.decodes(for: best.id), load: load).first {
                 decision = .pair(prefill: best.id, decode: d.id)
-            } else if case .pair(let p, let d)? = LeastLoadPolicy().select(snapshot, load: load, pd: true) {
+            } else if var fallback = Optional(LeastLoadPolicy()), case .pair(let p, let d)? = fallback.select(snapshot, load: load, pd: true) {
                 decision = .pair(prefill: p, decode: d)
                 best = snapshot[p]!
                 bestMatch = matchedBlocks(p, hashes)

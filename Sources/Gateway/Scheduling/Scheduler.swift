@@ -48,8 +48,11 @@ public struct Scheduler: Sendable {
             let d = pd ? nil : p.select(request, snapshot: snapshot)
             policy = .cacheAffinity(p)
             return d
-        case .leastLoad(let p):
-            return p.select(snapshot, load: load, pd: pd)
+        case .leastLoad(var p):
+            policy = .loadBalance  // drop the enum's reference so `p` mutates in place (no CoW copy)
+            let d = p.select(snapshot, load: load, pd: pd)
+            policy = .leastLoad(p)
+            return d
         case .prefixAffinity(var p):
             policy = .loadBalance  // drop the enum's reference so `p` mutates in place (no CoW copy)
             let c = p.select(request, snapshot: snapshot, load: load, pd: pd)

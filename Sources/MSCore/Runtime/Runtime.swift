@@ -90,3 +90,30 @@ public func blockTerminationSignals() {
     sigaddset(&set, SIGTERM)
     pthread_sigmask(SIG_BLOCK, &set, nil)
 }
+
+/// Where a component registers its metrics and how `/metrics` renders them: the process's registry (after
+/// `Bootstrap.run`), or a private one (tests, several components in one process).
+public struct MetricsSink: Sendable {
+    public let factory: any MetricsFactory
+    public let render: @Sendable () -> [UInt8]
+
+    public init(factory: any MetricsFactory, render: @escaping @Sendable () -> [UInt8]) {
+        self.factory = factory
+        self.render = render
+    }
+
+    /// The process-wide system (bootstrapped by `Bootstrap.run`).
+    public static var process: MetricsSink {
+        MetricsSink(factory: MetricsSystem.factory, render: { Bootstrap.metricsText() })
+    }
+
+    /// A registry of its own.
+    public static func isolated() -> MetricsSink {
+        let registry = PrometheusCollectorRegistry()
+        return MetricsSink(factory: PrometheusMetricsFactory(registry: registry), render: {
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            return buffer
+        })
+    }
+}

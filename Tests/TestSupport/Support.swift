@@ -1,9 +1,9 @@
 import Foundation
 import Synchronization
-@testable import MSCore
+import MSCore
 
 /// Starts a server on 127.0.0.1 (port 0) with `threads` loops; stop it with `shutdown()`.
-func startServer(threads: Int = 2, tls: TLSConfiguration? = nil, maxBody: Int = 1 << 20, maxConnections: Int = 0,
+public func startServer(threads: Int = 2, tls: TLSConfiguration? = nil, maxBody: Int = 1 << 20, maxConnections: Int = 0,
                  handler: @escaping HTTPHandler) throws -> (HTTPServer, Int) {
     let server = try HTTPServer(
         configuration: HTTPServerConfiguration(threads: threads, listeners: [HTTPListener(host: "127.0.0.1", port: 0, tls: tls)],
@@ -14,13 +14,13 @@ func startServer(threads: Int = 2, tls: TLSConfiguration? = nil, maxBody: Int = 
     return (server, server.boundPorts[0])
 }
 
-struct ProcessResult {
-    let status: Int32
-    let stdout: String
-    let stderr: String
+public struct ProcessResult {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
 }
 
-func run(_ executable: String, _ args: [String], stdin: Data? = nil) throws -> ProcessResult {
+public func run(_ executable: String, _ args: [String], stdin: Data? = nil) throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
@@ -34,15 +34,15 @@ func run(_ executable: String, _ args: [String], stdin: Data? = nil) throws -> P
     return ProcessResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
 
-func curl(_ args: [String]) throws -> ProcessResult {
+public func curl(_ args: [String]) throws -> ProcessResult {
     try run("/usr/bin/curl", ["-sS", "--max-time", "20"] + args)
 }
 
 /// The package root (found from this file's path).
-let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+public let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// A fresh test PKI made by the project's own script.
-func makePKI() throws -> URL {
+public func makePKI() throws -> URL {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pki-\(UUID().uuidString)")
     let r = try run("/bin/bash", [packageRoot.appendingPathComponent("scripts/gen_test_pki.sh").path, dir.path])
     precondition(r.status == 0, "gen_test_pki.sh failed: \(r.stderr)")
@@ -50,7 +50,7 @@ func makePKI() throws -> URL {
 }
 
 /// Polls `condition` until it holds or `seconds` pass; returns whether it held.
-func eventually(within seconds: Double, _ condition: () -> Bool) async -> Bool {
+public func eventually(within seconds: Double, _ condition: () -> Bool) async -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if condition() { return true }
@@ -60,7 +60,7 @@ func eventually(within seconds: Double, _ condition: () -> Bool) async -> Bool {
 }
 
 /// A port with nothing listening on it (bound, then closed).
-func deadPort() -> Int {
+public func deadPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
@@ -74,10 +74,10 @@ func deadPort() -> Int {
 }
 
 /// A raw TCP connection for tests that need to misbehave as a client.
-final class RawConnection {
-    let fd: Int32
+public final class RawConnection {
+    public let fd: Int32
 
-    init(port: Int) throws {
+    public init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -87,27 +87,27 @@ final class RawConnection {
         if rc != 0 { throw POSIXError(.ECONNREFUSED) }
     }
 
-    func send(_ s: String) { _ = s.withCString { Glibc.send(fd, $0, strlen($0), 0) } }
+    public func send(_ s: String) { _ = s.withCString { Glibc.send(fd, $0, strlen($0), 0) } }
 
-    func close() { Glibc.close(fd) }
+    public func close() { Glibc.close(fd) }
 }
 
-final class Box<T>: @unchecked Sendable {
+public final class Box<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: T
-    init(_ v: T) { value = v }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func update(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
+    public init(_ v: T) { value = v }
+    public func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+    public func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
+    public func update(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
 }
 
 /// A one-shot raw TCP upstream: accepts connections, reads a request head, writes `response` verbatim and closes
 /// (for upstreams that die in ways a real server library would not).
-final class RawUpstream: @unchecked Sendable {
-    let port: Int
+public final class RawUpstream: @unchecked Sendable {
+    public let port: Int
     private let fd: Int32
 
-    init(response: String) {
+    public init(response: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         self.fd = fd
         var on: Int32 = 1
@@ -138,5 +138,5 @@ final class RawUpstream: @unchecked Sendable {
         }.start()
     }
 
-    func stop() { shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
+    public func stop() { shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
 }
