@@ -71,9 +71,14 @@ let package = Package(
             name: "msctl",
             dependencies: ["Control", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ch2o_bench",
+            dependencies: ["MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "MSCoreTests", dependencies: ["MSCore", "CH2O"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MSCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeployerTests", dependencies: ["Control", "MSCore"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore"], swiftSettings: swiftSettings),
     ]
 )

@@ -20,7 +20,6 @@ struct ch2o_upstream {
     ch2o_tls_client_t *tls;
     _Atomic int refs;
     _Atomic uint64_t connects;
-    h2o_linklist_t idle[CH2O_MAX_LOOPS]; /* slot i is touched only on loop i */
 };
 
 struct upconn {
@@ -72,8 +71,6 @@ ch2o_upstream_t *ch2o_upstream_create(const char *host, int port, ch2o_tls_clien
         ch2o_tls_client_retain(tls);
         up->tls = tls;
     }
-    for (int i = 0; i < CH2O_MAX_LOOPS; ++i)
-        h2o_linklist_init_anchor(&up->idle[i]);
     return up;
 }
 
@@ -122,7 +119,7 @@ static void conn_park(struct upconn *c)
 {
     c->call = NULL;
     c->reused = 1;
-    h2o_linklist_insert(&c->up->idle[c->loop->index], &c->link);
+    h2o_linklist_insert(ch2o_loop_idle_list(c->loop, c->up), &c->link);
     c->idle_entry.cb = on_idle_timeout;
     h2o_timeout_link(c->loop->evloop, ch2o_loop_timeout(c->loop, IDLE_TIMEOUT_MS), &c->idle_entry);
     h2o_socket_read_start(c->sock, on_idle_event);
@@ -130,14 +127,14 @@ static void conn_park(struct upconn *c)
 
 static struct upconn *conn_take_idle(ch2o_upstream_t *up, ch2o_loop_t *loop)
 {
-    h2o_linklist_t *anchor = &up->idle[loop->index];
+    h2o_linklist_t *anchor = ch2o_loop_idle_list(loop, up);
     while (!h2o_linklist_is_empty(anchor)) {
         struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, anchor->next);
         h2o_linklist_unlink(&c->link);
         h2o_timeout_unlink(&c->idle_entry);
-        char b;
-        ssize_t rc = recv(h2o_socket_get_fd(c->sock), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->sock->input->size == 0) {
+        /* an idle socket is watched (on_idle_event), so a peer close seen by the loop already retired it; the
+         * remaining race is covered by the one fresh-connection retry of a reused connection */
+        if (c->sock->input->size == 0) {
             h2o_socket_read_stop(c->sock);
             return c;
         }
@@ -242,7 +239,7 @@ static int deliver_body(ch2o_call_t *call, h2o_socket_t *sock)
             size_t size = sock->input->size;
             ssize_t rc = phr_decode_chunked(&call->dec, sock->input->bytes, &size);
             if (rc == -1) {
-                call_finish(call, CH2O_CALL_ERR_PROTOCOL, "invalid chunked encoding from upstream");
+                call_finish(call, CH2O_CALL_ERR_BROKEN, "invalid chunked encoding from upstream");
                 return 1;
             }
             if (size != 0) {

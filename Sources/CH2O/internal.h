@@ -46,6 +46,9 @@ struct ch2o_loop {
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t post_receiver;
     struct ch2o_timeout_slot slots[CH2O_TIMEOUT_SLOTS];
+    /* idle keep-alive connections of this loop, per upstream (open addressing, loop thread only) */
+    struct ch2o_pool_slot *pools;
+    size_t pools_cap, pools_used;
     /* server side, when the loop belongs to a server */
     struct ch2o_server *server;
     h2o_context_t *h2o_ctx;
@@ -53,6 +56,13 @@ struct ch2o_loop {
     h2o_socket_t **listeners;
     int num_listeners;
 };
+
+struct ch2o_pool_slot {
+    struct ch2o_upstream *up; /* NULL: free */
+    h2o_linklist_t *idle;
+};
+/* the idle list of `up` on `loop` (created on first use) */
+h2o_linklist_t *ch2o_loop_idle_list(ch2o_loop_t *loop, struct ch2o_upstream *up);
 
 /* a cached h2o_timeout_t for a duration (durations are quantized so the set stays small) */
 h2o_timeout_t *ch2o_loop_timeout(ch2o_loop_t *loop, uint64_t millis);
@@ -72,6 +82,7 @@ struct ch2o_req {
     unsigned pending_error : 1;
     unsigned gone : 1;
     unsigned in_handler : 1;
+    unsigned head_sent : 1;
     h2o_buffer_t *inflight;
     h2o_buffer_t *pending;
     h2o_timeout_entry_t watchdog;
@@ -79,7 +90,10 @@ struct ch2o_req {
 };
 
 void ch2o_req_emit(ch2o_req_t *r, int event);
-void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length);
+void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length,
+                               int flush_head);
+/* sends the head if nothing is in flight yet */
+void ch2o_req_stream_flush_head(ch2o_req_t *r);
 void ch2o_req_client_gone(ch2o_req_t *r);
 void ch2o_proxy_on_client_gone(struct ch2o_proxy *p);
 

@@ -36,8 +36,6 @@ ch2o_loop_t *ch2o_loop_create(void)
     /* a peer that leaves must be an error code on write, not the death of the process */
     pthread_once(&ignore_sigpipe_once, ignore_sigpipe);
     int index = atomic_fetch_add(&next_loop_index, 1);
-    if (index >= CH2O_MAX_LOOPS)
-        return NULL;
     ch2o_loop_t *loop = calloc(1, sizeof(*loop));
     loop->index = index;
     loop->evloop = h2o_evloop_create();
@@ -129,6 +127,38 @@ h2o_timeout_t *ch2o_loop_timeout(ch2o_loop_t *loop, uint64_t millis)
     }
     /* table full: fall back to the nearest coarser duration already present */
     return ch2o_loop_timeout(loop, millis + 1000);
+}
+
+static size_t pool_hash(struct ch2o_upstream *up) { return ((uintptr_t)up >> 4) * 0x9E3779B97F4A7C15ull; }
+
+h2o_linklist_t *ch2o_loop_idle_list(ch2o_loop_t *loop, struct ch2o_upstream *up)
+{
+    if (loop->pools_used * 2 >= loop->pools_cap) {
+        size_t old_cap = loop->pools_cap;
+        struct ch2o_pool_slot *old = loop->pools;
+        loop->pools_cap = old_cap ? old_cap * 2 : 16;
+        loop->pools = calloc(loop->pools_cap, sizeof(*loop->pools));
+        for (size_t i = 0; i < old_cap; ++i) {
+            if (old[i].up == NULL)
+                continue;
+            size_t j = pool_hash(old[i].up) & (loop->pools_cap - 1);
+            while (loop->pools[j].up != NULL)
+                j = (j + 1) & (loop->pools_cap - 1);
+            loop->pools[j] = old[i];
+        }
+        free(old);
+    }
+    size_t j = pool_hash(up) & (loop->pools_cap - 1);
+    while (loop->pools[j].up != NULL) {
+        if (loop->pools[j].up == up)
+            return loop->pools[j].idle;
+        j = (j + 1) & (loop->pools_cap - 1);
+    }
+    loop->pools[j].up = up;
+    loop->pools[j].idle = malloc(sizeof(h2o_linklist_t));
+    h2o_linklist_init_anchor(loop->pools[j].idle);
+    loop->pools_used++;
+    return loop->pools[j].idle;
 }
 
 struct ch2o_timer {

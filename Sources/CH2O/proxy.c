@@ -23,6 +23,7 @@ struct ch2o_proxy {
     int head_sent;
     int upstream_streams; /* the client response is chunked / DATA frames (no Content-Length) */
     int finished;
+    ch2o_timer_t *head_flush; /* sends the head on the next loop turn if no body byte came with it */
 };
 
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n);
@@ -35,6 +36,8 @@ static void proxy_finish(struct ch2o_proxy *p, int result, int call_result)
     if (p->finished)
         return;
     p->finished = 1;
+    if (p->head_flush != NULL)
+        ch2o_timer_cancel(p->head_flush);
     if (p->creq != NULL)
         p->creq->proxy = NULL;
     if (p->hooks.finish != NULL)
@@ -66,6 +69,14 @@ static int try_next(struct ch2o_proxy *p, int call_result, int status)
     return 1;
 }
 
+static void flush_head(void *ctx)
+{
+    struct ch2o_proxy *p = ctx;
+    p->head_flush = NULL;
+    if (p->creq != NULL)
+        ch2o_req_stream_flush_head(p->creq);
+}
+
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n)
 {
     struct ch2o_proxy *p = ctx;
@@ -91,7 +102,9 @@ static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n
     }
     p->head_sent = 1;
     p->upstream_streams = content_length == SIZE_MAX;
-    ch2o_req_stream_start_len(p->creq, status, headers, n, content_length);
+    /* the head waits for the body bytes that usually arrive in the same read: one write instead of two */
+    ch2o_req_stream_start_len(p->creq, status, headers, n, content_length, 0);
+    p->head_flush = ch2o_timer_start(p->creq->loop, 0, flush_head, p);
     return 0;
 }
 
@@ -100,7 +113,11 @@ static int on_body(void *ctx, const void *data, size_t len)
     struct ch2o_proxy *p = ctx;
     if (p->creq == NULL)
         return 1;
+    if (p->bytes == 0 && len != 0 && p->hooks.first_body != NULL)
+        p->hooks.first_body(p->ctx);
     p->bytes += len;
+    if (p->creq == NULL)
+        return 1;
     ch2o_req_stream_write(p->creq, data, len);
     return 0;
 }
@@ -202,4 +219,25 @@ void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_optio
     if (h2o_timeout_is_linked(&r->watchdog) == 0 && req->version < 0x200 && !r->in_handler)
         h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, 250), &r->watchdog);
     start_attempt(p);
+}
+
+void ch2o_proxy_abort(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t num_headers, const void *body,
+                      size_t len, int result)
+{
+    struct ch2o_proxy *p = r->proxy;
+    if (p == NULL || p->finished)
+        return;
+    if (p->call != NULL) {
+        ch2o_call_cancel(p->call);
+        p->call = NULL;
+    }
+    if (!p->head_sent) {
+        ch2o_req_respond(r, status, headers, num_headers, body, len);
+    } else if (p->upstream_streams) {
+        ch2o_req_stream_write(r, body, len);
+        ch2o_req_stream_end(r);
+    } else {
+        ch2o_req_stream_abort(r);
+    }
+    proxy_finish(p, result, CH2O_CALL_CANCELLED);
 }

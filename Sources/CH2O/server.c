@@ -37,9 +37,10 @@ ch2o_server_t *ch2o_server_create(const ch2o_server_config_t *cfg, ch2o_request_
     srv->num_threads = cfg->num_threads > 0 ? cfg->num_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (srv->num_threads < 1)
         srv->num_threads = 1;
-    if (srv->num_threads > CH2O_MAX_LOOPS / 2)
-        srv->num_threads = CH2O_MAX_LOOPS / 2;
+    if (srv->num_threads > 256)
+        srv->num_threads = 256;
     h2o_config_init(&srv->globalconf);
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("mindie-ms"));
     srv->globalconf.max_request_entity_size = cfg->max_request_body ? cfg->max_request_body : 1024 * 1024 * 16;
     if (cfg->idle_timeout_ms) {
         srv->globalconf.http1.req_timeout = cfg->idle_timeout_ms;
@@ -375,8 +376,9 @@ int ch2o_req_is_tls(ch2o_req_t *r)
 
 static int is_hop_by_hop(const char *name, size_t len)
 {
+    /* hop-by-hop headers, and those h2o sets itself (date, server) */
     static const char *const names[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-                                        "te", "content-length", "trailer", "http2-settings"};
+                                        "te", "content-length", "trailer", "http2-settings", "date", "server"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i)
         if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
             return 1;
@@ -439,6 +441,7 @@ static void flush(ch2o_req_t *r)
         unlink_watchdog(r);
     }
     r->sending = 1;
+    r->head_sent = 1;
     h2o_send(r->req, &buf, buf.len != 0 ? 1 : 0, st);
 }
 
@@ -507,10 +510,18 @@ static void on_watchdog(h2o_timeout_entry_t *entry)
 
 void ch2o_req_stream_start(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n)
 {
-    ch2o_req_stream_start_len(r, status, headers, n, SIZE_MAX);
+    ch2o_req_stream_start_len(r, status, headers, n, SIZE_MAX, 1);
 }
 
-void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length)
+void ch2o_req_stream_flush_head(ch2o_req_t *r)
+{
+    /* an empty in-progress send after the head would never be followed by proceed (nothing to write) */
+    if (r->req != NULL && r->state == CH2O_REQ_STREAMING && !r->sending && !r->head_sent)
+        flush(r);
+}
+
+void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, size_t content_length,
+                               int flush_head)
 {
     if (r->req == NULL || r->state != CH2O_REQ_FRESH)
         return;
@@ -525,7 +536,8 @@ void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *h
     r->generator.proceed = on_proceed;
     r->generator.stop = on_stop;
     h2o_start_response(req, &r->generator);
-    flush(r); /* the head goes out now */
+    if (flush_head)
+        flush(r); /* the head goes out now; otherwise with the first bytes */
     if (req->version < 0x200 && !h2o_timeout_is_linked(&r->watchdog))
         h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, WATCHDOG_MS), &r->watchdog);
 }

@@ -100,3 +100,43 @@ final class Box<T>: @unchecked Sendable {
     func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
     func update(_ f: (inout T) -> Void) { lock.lock(); f(&value); lock.unlock() }
 }
+
+/// A one-shot raw TCP upstream: accepts connections, reads a request head, writes `response` verbatim and closes
+/// (for upstreams that die in ways a real server library would not).
+final class RawUpstream: @unchecked Sendable {
+    let port: Int
+    private let fd: Int32
+
+    init(response: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        listen(fd, 16)
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        let lfd = fd
+        Thread {
+            while true {
+                let c = accept(lfd, nil, nil)
+                if c < 0 { return }
+                var buf = [UInt8](repeating: 0, count: 65536)
+                var got: [UInt8] = []
+                while !String(decoding: got, as: UTF8.self).contains("\r\n\r\n") {
+                    let n = recv(c, &buf, buf.count, 0)
+                    if n <= 0 { break }
+                    got += buf[0..<n]
+                }
+                _ = response.withCString { Glibc.send(c, $0, strlen($0), 0) }
+                Glibc.close(c)
+            }
+        }.start()
+    }
+
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
+}

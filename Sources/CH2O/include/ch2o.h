@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "ch2o_hash.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,8 +44,7 @@ const char *ch2o_product_version(void);
 
 /* ---------------------------------------------------------------- loops */
 
-/** Create an event loop (not yet running). `index` must be unique per process and < CH2O_MAX_LOOPS. */
-#define CH2O_MAX_LOOPS 128
+/** Create an event loop (not yet running); its index is unique in the process. */
 ch2o_loop_t *ch2o_loop_create(void);
 int ch2o_loop_index(ch2o_loop_t *loop);
 /** An opaque pointer owned by the caller (the Swift EventLoop object). */
@@ -208,6 +208,8 @@ typedef struct ch2o_proxy_hooks {
     void (*finish)(void *ctx, int result, int call_result, int status, uint64_t bytes, int attempts);
     /** The response head arrived and is about to be sent (informational; may be NULL). */
     void (*head)(void *ctx, int status);
+    /** The first body bytes were relayed (may be NULL). */
+    void (*first_body)(void *ctx);
 } ch2o_proxy_hooks_t;
 
 typedef struct ch2o_proxy_options {
@@ -221,6 +223,11 @@ typedef struct ch2o_proxy_options {
 /** Relay the request to `up` (retained by the callee) and the answer back. */
 void ch2o_proxy_start(ch2o_req_t *req, ch2o_upstream_t *up, const ch2o_proxy_options_t *opts,
                       const ch2o_proxy_hooks_t *hooks, void *ctx);
+/** Stop a proxied request from our side (a timeout, a removed instance): the upstream exchange is cancelled;
+ *  before the head the client gets `status` with `body`, after it `body` ends the stream (a clean end when
+ *  the response streams, else a broken one). finish() reports `result`. No-op when already finished. */
+void ch2o_proxy_abort(ch2o_req_t *req, int status, const ch2o_header_t *headers, size_t num_headers, const void *body,
+                      size_t len, int result);
 
 #ifdef __cplusplus
 }

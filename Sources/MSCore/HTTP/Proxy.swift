@@ -61,13 +61,15 @@ private final class ProxyBox {
     var current: Upstream
     let retry: (Int, Upstream, ProxyAttemptFailure) -> Upstream?
     let head: ((Int) -> Void)?
+    let firstBody: (() -> Void)?
     let finish: (ProxyOutcome) -> Void
 
     init(current: Upstream, retry: @escaping (Int, Upstream, ProxyAttemptFailure) -> Upstream?, head: ((Int) -> Void)?,
-         finish: @escaping (ProxyOutcome) -> Void) {
+         firstBody: (() -> Void)?, finish: @escaping (ProxyOutcome) -> Void) {
         self.current = current
         self.retry = retry
         self.head = head
+        self.firstBody = firstBody
         self.finish = finish
     }
 }
@@ -93,6 +95,10 @@ private let proxyHead: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Void 
     box.head?(Int(status))
 }
 
+private let proxyFirstBody: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in
+    Unmanaged<ProxyBox>.fromOpaque(ctx!).takeUnretainedValue().firstBody?()
+}
+
 extension HTTPResponder {
     /// Relays this request to `upstream` and its answer back, bytes unchanged. Before the head reached the client
     /// a failed attempt (connect error, reset, timeout, 503) asks `retry` for another upstream (nil gives up:
@@ -100,12 +106,14 @@ extension HTTPResponder {
     public func proxy(to upstream: Upstream, options: ProxyOptions = ProxyOptions(),
                       retry: @escaping (_ attempt: Int, _ failed: Upstream, _ why: ProxyAttemptFailure) -> Upstream? = { _, _, _ in nil },
                       head: ((Int) -> Void)? = nil,
+                      firstBody: (() -> Void)? = nil,
                       finish: @escaping (ProxyOutcome) -> Void) {
         guard let raw, !isFinished, !isStreaming else { return }
         markProxied()
-        let box = ProxyBox(current: upstream, retry: retry, head: head, finish: finish)
+        let box = ProxyBox(current: upstream, retry: retry, head: head, firstBody: firstBody, finish: finish)
         let ctx = Unmanaged.passRetained(box).toOpaque()
-        var hooks = ch2o_proxy_hooks_t(retry: proxyRetry, finish: proxyFinish, head: head == nil ? nil : proxyHead)
+        var hooks = ch2o_proxy_hooks_t(retry: proxyRetry, finish: proxyFinish, head: head == nil ? nil : proxyHead,
+                                       first_body: firstBody == nil ? nil : proxyFirstBody)
         ch2o_upstream_retain(upstream.raw)
         var path = options.path ?? ""
         withCHeaders(options.extraHeaders) { h, n in
@@ -122,6 +130,24 @@ extension HTTPResponder {
                 }
                 if let body = options.body { body.withUnsafeBytes { start($0) } } else { start(nil) }
             }
+        }
+    }
+}
+
+extension HTTPResponder {
+    /// Ends a proxied request from our side (timeout, removed instance): the upstream exchange is cancelled; before
+    /// the head the client gets `status` + `body`, after it `body` ends the stream. `finish` reports `result`.
+    public func abortProxy(status: Int, headers: [(String, String)] = [], body: [UInt8], result: ProxyResult) {
+        guard let raw else { return }
+        let r: Int32 = switch result {
+        case .ok: Int32(CH2O_PROXY_OK)
+        case .upstreamError: Int32(CH2O_PROXY_UPSTREAM_ERROR)
+        case .cancelled: Int32(CH2O_PROXY_CANCELLED)
+        case .gaveUp: Int32(CH2O_PROXY_GAVE_UP)
+        case .timeout: Int32(CH2O_PROXY_TIMEOUT)
+        }
+        withCHeaders(headers) { h, n in
+            body.withUnsafeBytes { ch2o_proxy_abort(raw, Int32(status), h, n, $0.baseAddress, $0.count, r) }
         }
     }
 }

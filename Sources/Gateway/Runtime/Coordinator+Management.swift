@@ -1,0 +1,210 @@
+import Foundation
+import MSCore
+
+extension Coordinator {
+    private func json(_ res: HTTPResponder, _ status: Int, _ body: String) {
+        res.respond(status: status, headers: [("content-type", "application/json")], body: Array(body.utf8))
+    }
+
+    private func managementError(_ res: HTTPResponder, _ status: Int, _ message: String) {
+        json(res, status, "{\"message\":\(JSONValue.quoted(message)),\"status\":\(status)}")
+    }
+
+    // MARK: - management port (the Controller's API, spec §3.1–3.2)
+
+    func handleManagement(_ req: HTTPRequest, _ res: HTTPResponder) {
+        let routes: [String: String] = [
+            "/v1/instances/refresh": "POST", "/v1/instances/offline": "POST", "/v1/instances/online": "POST",
+            "/v1/instances/tasks": "GET", "/v1/instances/query_tasks": "POST", "/v1/coordinator_info": "GET",
+            "/recvs_info": "GET", "/backup_info": "POST",
+        ]
+        guard let method = routes[req.path] else {
+            managementError(res, 404, "unknown management path \(req.path)")
+            return
+        }
+        guard req.method == method else {
+            res.respond(status: 405, headers: [("content-type", "application/json"), ("allow", method)],
+                        body: Array("{\"message\":\"\(req.path) takes \(method)\",\"status\":405}".utf8))
+            return
+        }
+        switch req.path {
+        case "/v1/instances/refresh": refresh(req, res)
+        case "/v1/instances/offline": setOffline(req, res, offline: true)
+        case "/v1/instances/online": setOffline(req, res, offline: false)
+        case "/v1/instances/tasks": tasks(req, res)
+        case "/v1/instances/query_tasks": queryTasks(req, res)
+        case "/v1/coordinator_info": coordinatorInfo(res)
+        case "/recvs_info":
+            json(res, 200, "{\"is_master\":true,\"recv_flow\":\(takeArrivalsSinceLastRecvsInfo())}")
+        default: backupInfo(req, res)
+        }
+    }
+
+    func refresh(_ req: HTTPRequest, _ res: HTTPResponder) {
+        let mode = config.scheduler.deployMode
+        let plan: RefreshPlan
+        do {
+            plan = try RefreshParser.parse(req.body, pd: mode.isPD, singleContainer: mode == .pdDisaggregationSingleContainer)
+        } catch {
+            managementError(res, error.status, error.message)
+            return
+        }
+        for reason in plan.rejected { logger.warning("refresh: instance skipped", metadata: ["reason": "\(reason)"]) }
+        let old = cluster.view
+        let wanted = Set(plan.ids)
+        var entries: [InstanceEntry] = []
+        var offline = Set(old.snapshot.instances.filter(\.offline).map(\.id))
+        offline.formIntersection(wanted)
+        for (src, var info) in RefreshParser.infos(plan) where wanted.contains(src.id) {
+            info.offline = offline.contains(info.id)
+            if let existing = old.entries[info.id], existing.ip == src.ip, existing.port == src.port, existing.info.role == info.role {
+                entries.append(existing.updated(info))
+                continue
+            }
+            do {
+                let up = try Upstream(host: src.ip, port: src.port, tls: instanceTLS)
+                entries.append(InstanceEntry(info: info, ip: src.ip, port: src.port, metricPort: src.metricPort,
+                                             interCommPort: src.interCommPort, virtualID: src.virtualID, upstream: up))
+            } catch {
+                logger.warning("refresh: instance skipped", metadata: ["instance": "\(info.id)", "reason": "\(error)"])
+            }
+        }
+        let kept = Set(entries.map { ObjectIdentifier($0.upstream) })
+        let removed = Set(old.entries.values.filter { !kept.contains(ObjectIdentifier($0.upstream)) }.map(\.info.id))
+        let view = ClusterView(entries: entries, initialized: old.initialized || !entries.isEmpty, deployPD: mode.isPD)
+        cluster.replace(view)
+        if !removed.isEmpty || entries.count != old.entries.count {
+            logger.info("instances refreshed", metadata: ["instances": "\(entries.map(\.info.id))", "removed": "\(removed.sorted())"])
+        }
+        // DECISIONS 11: requests on removed instances end with a reply, never with silence
+        for handle in registry.handles(on: removed) {
+            handle.loop.execute { [self] in
+                self.fail(handle.request, .instanceRemoved, result: .upstreamError)
+            }
+        }
+        res.respond(status: 200, body: [])
+    }
+
+    private func ids(_ body: [UInt8]) -> [InstanceID]? {
+        guard let v = try? JSONValue.parse(body, maxDepth: 8), let arr = v["ids"]?.arrayValue, arr.count <= 4096 else { return nil }
+        var out: [InstanceID] = []
+        for x in arr {
+            guard let n = x.integerValue, n >= 0 else { return nil }
+            out.append(InstanceID(n))
+        }
+        return out
+    }
+
+    func setOffline(_ req: HTTPRequest, _ res: HTTPResponder, offline: Bool) {
+        let old = cluster.view
+        guard old.initialized else { return managementError(res, 503, "MindIE-MS Coordinator is not ready") }
+        guard let ids = ids(req.body) else { return managementError(res, 400, "body must be {\"ids\":[...]} with at most 4096 ids") }
+        let set = Set(ids)
+        let entries = old.snapshot.instances.compactMap { info -> InstanceEntry? in
+            guard let e = old.entries[info.id] else { return nil }
+            guard set.contains(info.id) else { return e }
+            var i = e.info
+            i.offline = offline
+            return e.updated(i)
+        }
+        cluster.replace(ClusterView(entries: entries, initialized: true, deployPD: old.deployPD))
+        res.respond(status: 200, body: [])
+    }
+
+    func tasks(_ req: HTTPRequest, _ res: HTTPResponder) {
+        let view = cluster.view
+        let counts = registry.counts()
+        var out: [String] = []
+        for pair in (req.query ?? "").split(separator: "&").prefix(100) {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, kv[0] == "id" else { continue }
+            if let id = InstanceID(kv[1]), view.entries[id] != nil { out.append(String(counts[id] ?? 0)) } else { out.append("-1") }
+        }
+        json(res, 200, "{\"tasks\":[\(out.joined(separator: ","))]}")
+    }
+
+    func queryTasks(_ req: HTTPRequest, _ res: HTTPResponder) {
+        guard let v = try? JSONValue.parse(req.body, maxDepth: 8), let p = v["p_id"]?.integerValue,
+              let d = v["d_id"]?.integerValue, let type = v["role_change_type"]?.integerValue, type == 0 || type == 1 else {
+            return json(res, 400, "{\"is_end\":true}")
+        }
+        let view = cluster.view
+        let switching = InstanceID(type == 0 ? p : d)
+        guard view.available, view.entries[switching] != nil else { return json(res, 200, "{\"is_end\":true}") }
+        let busy = (registry.counts()[switching] ?? 0) > 0
+        json(res, 200, "{\"is_end\":\(!busy)}")
+    }
+
+    func coordinatorInfo(_ res: HTTPResponder) {
+        let view = cluster.view
+        guard view.initialized else { return managementError(res, 503, "MindIE-MS Coordinator is not ready") }
+        let schedule = view.snapshot.instances.map { i in
+            "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0}"
+        }
+        let (input, output) = lengthInfo()
+        var body = "{\"schedule_info\":[\(schedule.joined(separator: ","))]"
+        if !view.entries.isEmpty { body += ",\"request_num\":\(arrivalCount)" }
+        body += ",\"request_length_info\":{\"input_len\":\(Int(input)),\"output_len\":\(Int(output))}}"
+        json(res, 200, body)
+    }
+
+    func backupInfo(_ req: HTTPRequest, _ res: HTTPResponder) {
+        guard cluster.view.initialized else { return json(res, 503, "{\"update_successfully\":false}") }
+        guard let v = try? JSONValue.parse(req.body, maxDepth: 8), v["is_master"]?.boolValue != nil,
+              let abnormal = v["is_abnormal"]?.boolValue else {
+            return json(res, 400, "{\"update_successfully\":false}")
+        }
+        setBackupAbnormal(abnormal)
+        json(res, 200, "{\"update_successfully\":true}")
+    }
+
+    // MARK: - status port (probes, spec §3.3)
+
+    func handleStatus(_ req: HTTPRequest, _ res: HTTPResponder) {
+        guard req.method == "GET" else {
+            return res.respond(status: 405, headers: [("allow", "GET")], body: Array("probes take GET\n".utf8))
+        }
+        let view = cluster.view
+        let ready = view.available
+        switch req.path {
+        case "/v1/startup", "/v1/health", "/v2/health/live":
+            res.respond(status: 200, body: [])
+        case "/v2/health/ready", "/v1/readiness":
+            res.respond(status: ready ? 200 : 503, body: [])
+        default:
+            let parts = req.path.split(separator: "/")
+            if parts.count == 4, parts[0] == "v2", parts[1] == "models", parts[3] == "ready" {
+                // DECISIONS 12: any registered instance's model name
+                let model = String(parts[2])
+                let known = view.snapshot.instances.contains { $0.modelName == model }
+                res.respond(status: ready && known ? 200 : 503, body: [])
+            } else {
+                res.respond(status: 404, headers: [("content-type", "application/json")],
+                            body: Array("{\"message\":\"unknown probe path \(req.path)\",\"status\":404}".utf8))
+            }
+        }
+    }
+
+    // MARK: - external port (/metrics, spec §7 and DECISIONS 15)
+
+    func handleExternal(_ req: HTTPRequest, _ res: HTTPResponder) {
+        guard req.path == "/metrics" else {
+            return res.respond(status: 404, headers: [("content-type", "application/json")],
+                               body: Array("{\"message\":\"only /metrics is served here\",\"status\":404}".utf8))
+        }
+        guard req.method == "GET" else { return res.respond(status: 405, headers: [("allow", "GET")], body: []) }
+        let view = cluster.view
+        let counters = metrics.requestCounters(inFlight: inFlightCount)
+        aggregator.render(view: view, client: sideClient, loop: res.loop, timeoutMilliseconds: UInt64(max(config.http.httpTimeoutSeconds, 1)) * 1000,
+                          overrides: counters) { [metrics] instances, up in
+            var body = instances
+            body += Array("# HELP mindie_ms_instance_up 1 when the instance's /metrics answered the last scrape.\n# TYPE mindie_ms_instance_up gauge\n".utf8)
+            for (id, ok) in up.sorted(by: { $0.key < $1.key }) {
+                body += Array("mindie_ms_instance_up{instance=\"\(id)\"} \(ok ? 1 : 0)\n".utf8)
+            }
+            metrics.setScrape(up)
+            body += Bootstrap.metricsText()
+            res.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")], body: body)
+        }
+    }
+}

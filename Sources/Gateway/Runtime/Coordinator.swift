@@ -1,0 +1,396 @@
+import Foundation
+import Logging
+import MSCore
+import Synchronization
+
+/// Listener tags of the Coordinator's ports (spec §1).
+enum Port: Int {
+    case data = 0
+    case management = 1
+    case status = 2
+    case external = 3
+}
+
+/// The Coordinator: the data path on h2o loop threads (parse → admit → schedule → relay), the management API
+/// the Controller drives, probes and metrics.
+public final class Coordinator: @unchecked Sendable {
+    public let config: CoordinatorConfig
+    let logger: Logger
+    let cluster: Cluster
+    let scheduler: SharedScheduler
+    let registry = RequestRegistry()
+    let parser = RequestParser(maxDepth: 10)
+    let metrics: CoordinatorMetrics
+    let aggregator: MetricsAggregator
+    let instanceTLS: TLSClient?
+    let sideClient: HTTPClient
+    private var server: HTTPServer?
+    private let arrivals = Atomic<Int>(0)
+    private let arrivalsSinceRecvsInfo = Atomic<Int>(0)
+    private let inFlightTotal = Atomic<Int>(0)
+    private let idCounter = Atomic<UInt64>(0)
+    private let idSeed = UInt64.random(in: 1...UInt64.max)
+    private let backupAbnormal = Atomic<Bool>(false)
+    private let lengthStats = Mutex<LengthStats>(LengthStats())
+    let effectiveScheduleTimeout: Int
+
+    public struct Overrides: Sendable {
+        public var predictIP: String?
+        public var manageIP: String?
+        public init(predictIP: String? = nil, manageIP: String? = nil) {
+            self.predictIP = predictIP
+            self.manageIP = manageIP
+        }
+    }
+    private let overrides: Overrides
+
+    public init(config: CoordinatorConfig, overrides: Overrides = Overrides(), logger: Logger) throws(CoordinatorStartError) {
+        self.config = config
+        self.overrides = overrides
+        self.logger = logger
+        self.cluster = Cluster(deployPD: config.scheduler.deployMode.isPD)
+        self.scheduler = SharedScheduler(Scheduler(config: config.scheduler))
+        self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue)
+        self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
+        self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout
+        if let t = config.tls["mindie_client"], t.enabled {
+            do {
+                instanceTLS = try TLSClient(TLSConfiguration(certificatePath: t.items.tlsCert, privateKeyPath: t.items.tlsKey,
+                                                             caPath: t.items.caCert, crlPath: t.items.tlsCrl.isEmpty ? nil : t.items.tlsCrl))
+            } catch {
+                throw CoordinatorStartError("mindie_client TLS: \(error)")
+            }
+        } else {
+            instanceTLS = nil
+        }
+        sideClient = HTTPClient(tls: instanceTLS)
+    }
+
+    // MARK: - lifecycle
+
+    /// Binds every listener (data last, as the reference) and starts the loop threads.
+    public func start(threads: Int = 0) throws(CoordinatorStartError) {
+        let h = config.http
+        let predictIP = overrides.predictIP ?? h.predictIP
+        let manageIP = overrides.manageIP ?? h.manageIP
+        for ip in [predictIP, manageIP] where (ip == "0.0.0.0" || ip == "::") && !h.allowAllZeroIPListening {
+            throw CoordinatorStartError("listening on \(ip) needs http_config.allow_all_zero_ip_listening = true")
+        }
+        func tls(_ prefix: String) throws(CoordinatorStartError) -> TLSConfiguration? {
+            guard let t = config.tls[prefix], t.enabled else { return nil }
+            for path in [t.items.tlsCert, t.items.tlsKey, t.items.caCert] where !path.isEmpty {
+                do { try FileCheck(maxMode: FileCheck.secretMode, environment: ProcessInfo.processInfo.environment).validate(path) } catch {
+                    throw CoordinatorStartError("\(prefix) TLS: \(error)")
+                }
+            }
+            return TLSConfiguration(certificatePath: t.items.tlsCert, privateKeyPath: t.items.tlsKey, caPath: t.items.caCert,
+                                    crlPath: t.items.tlsCrl.isEmpty ? nil : t.items.tlsCrl, verifyPeer: true)
+        }
+        let listeners = [
+            HTTPListener(host: manageIP, port: h.managePort, tls: try tls("controller_server"), tag: Port.management.rawValue),
+            HTTPListener(host: manageIP, port: h.statusPort, tls: try tls("status"), tag: Port.status.rawValue),
+            HTTPListener(host: manageIP, port: h.externalPort, tls: try tls("external"), tag: Port.external.rawValue),
+            HTTPListener(host: predictIP, port: h.predictPort, tls: try tls("request_server"), tag: Port.data.rawValue),
+        ]
+        let cfg = HTTPServerConfiguration(
+            threads: threads > 0 ? threads : min(h.serverThreadNum, ProcessInfo.processInfo.activeProcessorCount),
+            listeners: listeners, maxRequestBodyBytes: config.requestLimit.bodyLimitBytes, maxHeaderBytes: 8192,
+            maxConnections: config.requestLimit.maxRequests + 64,
+            idleTimeoutMilliseconds: h.keepAliveSeconds > 0 ? UInt64(h.keepAliveSeconds) * 1000 : 24 * 3600 * 1000,
+            upstreamIOTimeoutMilliseconds: UInt64(max(h.httpTimeoutSeconds, config.exceptions.inferTimeout, 1)) * 1000)
+        do {
+            let server = try HTTPServer(configuration: cfg) { [unowned self] req, res in self.handle(req, res) }
+            try server.start()
+            self.server = server
+        } catch {
+            throw CoordinatorStartError("\(error)")
+        }
+        logger.info("listening", metadata: [
+            "data": "\(predictIP):\(boundPort(.data))", "management": "\(manageIP):\(boundPort(.management))",
+            "status": "\(manageIP):\(boundPort(.status))", "external": "\(manageIP):\(boundPort(.external))",
+            "deploy_mode": "\(config.scheduler.deployMode.rawValue)", "algorithm": "\(config.scheduler.algorithm.rawValue)",
+        ])
+    }
+
+    func boundPort(_ p: Port) -> Int {
+        guard let server else { return 0 }
+        let order: [Port] = [.management, .status, .external, .data]
+        return server.boundPorts[order.firstIndex(of: p)!]
+    }
+
+    public var dataPort: Int { boundPort(.data) }
+    public var managementPort: Int { boundPort(.management) }
+    public var statusPort: Int { boundPort(.status) }
+    public var externalPort: Int { boundPort(.external) }
+
+    public func shutdown() {
+        server?.shutdown()
+        server = nil
+    }
+
+    // MARK: - dispatch by listener
+
+    func handle(_ req: HTTPRequest, _ res: HTTPResponder) {
+        switch Port(rawValue: req.listener) {
+        case .data: handleData(req, res)
+        case .management: handleManagement(req, res)
+        case .status: handleStatus(req, res)
+        case .external: handleExternal(req, res)
+        case nil: res.respond(status: 500, body: "unknown listener")
+        }
+    }
+
+    func reply(_ res: HTTPResponder, _ error: GatewayError, dialect: Dialect?, headers: [(String, String)] = []) {
+        metrics.reply(dialect: dialect, status: error.status)
+        res.respond(status: error.status, headers: [("content-type", GatewayError.contentType)] + headers,
+                    body: error.body(dialect: dialect))
+    }
+
+    // MARK: - data path (loop thread; never blocks)
+
+    func handleData(_ req: HTTPRequest, _ res: HTTPResponder) {
+        arrivals.add(1, ordering: .relaxed)
+        arrivalsSinceRecvsInfo.add(1, ordering: .relaxed)
+        let target = req.query.map { req.path + "?" + $0 } ?? req.path
+        let parsed: InferenceRequest
+        do {
+            parsed = try parser.parse(method: req.method, target: target, body: req.body)
+        } catch {
+            reply(res, error.error, dialect: error.dialect, headers: error.headers)
+            return
+        }
+        let view = cluster.view
+        guard view.available else {
+            reply(res, .notReady, dialect: parsed.dialect)
+            return
+        }
+        guard inFlightTotal.load(ordering: .relaxed) < config.requestLimit.maxRequests else {
+            reply(res, .tooManyRequests, dialect: parsed.dialect)
+            return
+        }
+        let id = nextRequestID()
+        let tracked = TrackedRequest(id: id, responder: res, dialect: parsed.dialect, stream: parsed.stream,
+                                     model: parsed.model, arrivalNanos: DispatchTime.now().uptimeNanoseconds)
+        guard registry.insert(tracked) else {
+            reply(res, .duplicateRequestID, dialect: parsed.dialect)
+            return
+        }
+        inFlightTotal.add(1, ordering: .relaxed)
+        res.onClientGone = { [unowned self] in self.clientLeft(tracked) }
+        lengthStats.withLock { $0.arrived(input: parsed.prompt.size, output: parsed.maxTokens) }
+        if parsed.route == .tokenizer {
+            dispatchTokenizer(tracked, view: view)
+            return
+        }
+        if view.deployPD {
+            // PD disaggregation (issue 5) is not served by this build; say so instead of hanging.
+            finish(tracked, error: GatewayError(status: 501, message: "PD disaggregation is not implemented in this build"))
+            return
+        }
+        arm(tracked, seconds: effectiveScheduleTimeout, .scheduleTimeout)
+        schedule(tracked, features: RequestFeatures(parsed))
+    }
+
+    func nextRequestID() -> UInt64 {
+        // a 64-bit mix of a per-process random seed and a counter (splitmix64)
+        var z = idSeed &+ idCounter.add(1, ordering: .relaxed).newValue &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Arms a timeout that ends the request with `error` unless it finished first.
+    func arm(_ t: TrackedRequest, seconds: Int, _ error: GatewayError, stopInfer: Bool = false) {
+        guard seconds > 0 else { return }
+        let timer = t.responder.loop.schedule(afterMilliseconds: UInt64(seconds) * 1000) { [unowned self] in
+            guard !t.finished else { return }
+            self.metrics.timeouts.increment()
+            if stopInfer, let instance = t.instance { self.sendStopInfer(t, to: instance) }
+            self.fail(t, error, result: .timeout)
+        }
+        t.timers.append(timer)
+    }
+
+    func schedule(_ t: TrackedRequest, features: RequestFeatures) {
+        guard !t.finished else { return }
+        let view = cluster.view
+        if let decision = scheduler.select(features, snapshot: view.snapshot, load: view.load()),
+           case .single(let id) = decision, let entry = view.entries[id] {
+            metrics.scheduled.increment()
+            dispatch(t, to: entry)
+            return
+        }
+        // default_scheduler semantics: try again until schedule_timeout
+        t.timers.append(t.responder.loop.schedule(afterMilliseconds: 10) { [unowned self] in self.schedule(t, features: features) })
+    }
+
+    func take(_ t: TrackedRequest, _ entry: InstanceEntry) {
+        if let old = t.instance { release(old) }
+        t.instance = entry
+        t.tried.insert(entry.info.id)
+        entry.inFlight.add(1, ordering: .relaxed)
+        registry.assign(t.id, to: entry.info.id)
+        metrics.instanceInFlight(entry)
+    }
+
+    func release(_ entry: InstanceEntry) {
+        entry.inFlight.subtract(1, ordering: .relaxed)
+        metrics.instanceInFlight(entry)
+    }
+
+    func dispatch(_ t: TrackedRequest, to entry: InstanceEntry) {
+        for timer in t.timers { timer.cancel() } // the schedule timeout and retry timer
+        t.timers.removeAll()
+        take(t, entry)
+        let elapsed = Int((DispatchTime.now().uptimeNanoseconds - t.arrivalNanos) / 1_000_000_000)
+        if config.exceptions.firstTokenTimeout > 0 {
+            arm(t, seconds: max(config.exceptions.firstTokenTimeout - elapsed, 1), .firstTokenTimeout, stopInfer: true)
+        }
+        if config.exceptions.inferTimeout > 0 {
+            arm(t, seconds: max(config.exceptions.inferTimeout - elapsed, 1), .inferenceTimeout, stopInfer: true)
+        }
+        let errorTail = GatewayError.readInstanceFailed.streamErrorEvent(dialect: t.dialect, stream: t.stream)
+        let maxAttempts = config.exceptions.maxRetry + 1
+        t.responder.proxy(
+            to: entry.upstream,
+            options: ProxyOptions(extraHeaders: [("req-id", t.idString)], errorTail: errorTail),
+            retry: { [unowned self] attempt, _, why in
+                // DECISIONS 10: another eligible instance, before the first byte only
+                guard attempt < maxAttempts, !t.finished else { return nil }
+                self.metrics.retries.increment()
+                self.logger.debug("retrying on another instance", metadata: ["req": "\(t.idString)", "why": "\(why)"])
+                let view = self.cluster.view.without(t.tried)
+                guard let d = self.scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load()),
+                      case .single(let id) = d, let next = view.entries[id] else { return nil }
+                self.take(t, next)
+                return next.upstream
+            },
+            head: { _ in t.headSent = true },
+            firstBody: { [unowned self] in
+                t.firstByte = true
+                self.metrics.firstByte(since: t.arrivalNanos)
+                // the first-token timeout is the first armed after dispatch
+                if self.config.exceptions.firstTokenTimeout > 0, let first = t.timers.first { first.cancel() }
+            },
+            finish: { [unowned self] outcome in
+                self.proxyFinished(t, outcome)
+            })
+    }
+
+    func proxyFinished(_ t: TrackedRequest, _ outcome: ProxyOutcome) {
+        switch outcome.result {
+        case .ok: metrics.reply(dialect: t.dialect, status: outcome.status)
+        case .cancelled: metrics.cancellations.increment()
+        case .upstreamError, .gaveUp:
+            metrics.upstreamErrors.increment()
+            metrics.reply(dialect: t.dialect, status: outcome.result == .gaveUp ? 502 : outcome.status)
+        case .timeout: metrics.reply(dialect: t.dialect, status: 408)
+        }
+        complete(t, success: outcome.result == .ok && outcome.status < 400)
+    }
+
+    /// Bookkeeping at the end of a request, whatever ended it (exactly once).
+    func complete(_ t: TrackedRequest, success: Bool) {
+        guard !t.finished else { return }
+        t.finished = true
+        t.cancelTimers()
+        if let i = t.instance { release(i) }
+        registry.remove(t.id)
+        inFlightTotal.subtract(1, ordering: .relaxed)
+        metrics.completed(success: success, since: t.arrivalNanos)
+        lengthStats.withLock { $0.finished() }
+    }
+
+    /// Ends a request with an error reply (before the head) or an in-stream error (after it).
+    func fail(_ t: TrackedRequest, _ error: GatewayError, result: ProxyResult) {
+        guard !t.finished else { return }
+        let body = t.headSent ? error.streamErrorEvent(dialect: t.dialect, stream: t.stream) : error.body(dialect: t.dialect)
+        if t.instance != nil {
+            // proxied: the proxy answers and its finish hook completes the request
+            t.responder.abortProxy(status: error.status, headers: [("content-type", GatewayError.contentType)], body: body, result: result)
+            complete(t, success: false)
+        } else {
+            finish(t, error: error)
+        }
+    }
+
+    /// Ends a request that was never proxied.
+    func finish(_ t: TrackedRequest, error: GatewayError) {
+        reply(t.responder, error, dialect: t.dialect)
+        complete(t, success: false)
+    }
+
+    func clientLeft(_ t: TrackedRequest) {
+        // single node: the proxy already closed the upstream connection (DECISIONS 8); finish() completes
+        if t.instance == nil { complete(t, success: false) }
+    }
+
+    func sendStopInfer(_ t: TrackedRequest, to entry: InstanceEntry) {
+        // DECISIONS 7: the instance's own model name
+        let model = entry.info.modelName.isEmpty ? (t.model ?? "") : entry.info.modelName
+        let body = Array("{\"id\":\"\(t.idString)\"}".utf8)
+        let req = HTTPClientRequest(method: "POST", host: entry.ip, port: entry.port, path: "/v2/models/\(model)/stopInfer",
+                                    headers: [("content-type", "application/json")], body: body,
+                                    timeoutMilliseconds: UInt64(config.http.httpTimeoutSeconds) * 1000)
+        let logger = self.logger
+        sideClient.stream(req, on: t.responder.loop, onHead: { _, _ in }, onBody: { _ in }, onEnd: { err in
+            if let err { logger.warning("stopInfer failed", metadata: ["req": "\(t.idString)", "instance": "\(entry.info.id)", "error": "\(err)"]) }
+        })
+    }
+
+    func dispatchTokenizer(_ t: TrackedRequest, view: ClusterView) {
+        guard let id = Scheduler.tokenizerTarget(view.snapshot, load: view.load()), let entry = view.entries[id] else {
+            finish(t, error: .notReady)
+            return
+        }
+        take(t, entry)
+        arm(t, seconds: config.exceptions.tokenizerTimeout, .tokenizerTimeout)
+        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)]),
+                          head: { _ in t.headSent = true },
+                          finish: { [unowned self] outcome in self.proxyFinished(t, outcome) })
+    }
+
+    // MARK: - counters other parts read
+
+    var inFlightCount: Int { inFlightTotal.load(ordering: .relaxed) }
+    var arrivalCount: Int { arrivals.load(ordering: .relaxed) }
+    func takeArrivalsSinceLastRecvsInfo() -> Int { arrivalsSinceRecvsInfo.exchange(0, ordering: .relaxed) }
+    func setBackupAbnormal(_ v: Bool) { backupAbnormal.store(v, ordering: .relaxed) }
+    func lengthInfo() -> (input: Double, output: Double) {
+        lengthStats.withLock { $0.report(stringTokenRate: config.stringTokenRate) }
+    }
+}
+
+public struct CoordinatorStartError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Averages of input and output estimates for `/v1/coordinator_info` (spec §3.2).
+struct LengthStats {
+    private var inputSum = 0.0, outputSum = 0.0, count = 0
+    private var pendingInputs: [Double] = []
+    private var lastInput = 0.0, lastOutput = 0.0
+
+    mutating func arrived(input: InputSize, output: Int?) {
+        let n: Int = switch input {
+        case .bytes(let b), .scaledTokens(let b), .rawTokens(let b): b
+        case .none: 0
+        }
+        inputSum += Double(n)
+        outputSum += Double(output ?? 0)
+    }
+
+    mutating func finished() { count += 1 }
+
+    mutating func report(stringTokenRate: Double) -> (input: Double, output: Double) {
+        if count > 0 {
+            lastInput = inputSum / Double(count) / max(stringTokenRate, 0.001)
+            lastOutput = outputSum / Double(count)
+            inputSum = 0
+            outputSum = 0
+            count = 0
+        }
+        return (lastInput, lastOutput)
+    }
+}

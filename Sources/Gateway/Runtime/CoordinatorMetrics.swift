@@ -1,0 +1,78 @@
+import Dispatch
+import Metrics
+import MSCore
+import Synchronization
+
+/// The Coordinator's own metrics (swift-metrics → Prometheus). Label sets are bounded: dialects, status codes,
+/// the configured policy, instance ids of the cluster.
+final class CoordinatorMetrics: Sendable {
+    let scheduled: Counter
+    let retries: Counter
+    let cancellations: Counter
+    let upstreamErrors: Counter
+    let timeouts: Counter
+    private let ttfb: Metrics.Timer
+    private let duration: Metrics.Timer
+    private let replies = Mutex<[String: Counter]>([:])
+    private let inflight = Mutex<[InstanceID: Gauge]>([:])
+    private let received = Atomic<Int>(0)
+    private let succeeded = Atomic<Int>(0)
+    private let failed = Atomic<Int>(0)
+
+    init(policy: String) {
+        scheduled = Counter(label: "mindie_ms_schedule_decisions_total", dimensions: [("policy", policy)])
+        retries = Counter(label: "mindie_ms_retries_total")
+        cancellations = Counter(label: "mindie_ms_client_cancellations_total")
+        upstreamErrors = Counter(label: "mindie_ms_upstream_errors_total")
+        timeouts = Counter(label: "mindie_ms_timeouts_total")
+        ttfb = Metrics.Timer(label: "mindie_ms_time_to_first_byte_seconds", preferredDisplayUnit: .seconds)
+        duration = Metrics.Timer(label: "mindie_ms_request_duration_seconds", preferredDisplayUnit: .seconds)
+    }
+
+    func reply(dialect: Dialect?, status: Int) {
+        let d = dialect?.rawValue ?? "none"
+        let code = (100...599).contains(status) ? String(status) : "other"
+        let key = d + "/" + code
+        let counter = replies.withLock { table in
+            if let c = table[key] { return c }
+            let c = Counter(label: "mindie_ms_requests_total", dimensions: [("dialect", d), ("status", code)])
+            table[key] = c
+            return c
+        }
+        counter.increment()
+    }
+
+    func instanceInFlight(_ e: InstanceEntry) {
+        let g = inflight.withLock { table in
+            if let g = table[e.info.id] { return g }
+            let g = Gauge(label: "mindie_ms_instance_inflight_requests", dimensions: [("instance", String(e.info.id))])
+            table[e.info.id] = g
+            return g
+        }
+        g.record(e.inFlightCount)
+    }
+
+    func firstByte(since start: UInt64) {
+        ttfb.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+    }
+
+    func completed(success: Bool, since start: UInt64) {
+        received.add(1, ordering: .relaxed)
+        if success { succeeded.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
+        duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+    }
+
+    func setScrape(_ up: [InstanceID: Bool]) {}
+
+    /// The reference's overrides of the aggregated server metrics from the Coordinator's own counts (spec §7).
+    func requestCounters(inFlight: Int) -> [String: Double] {
+        let r = Double(received.load(ordering: .relaxed) + inFlight)
+        let f = Double(failed.load(ordering: .relaxed))
+        return [
+            "request_received_total": r,
+            "request_success_total": Double(succeeded.load(ordering: .relaxed)),
+            "request_failed_total": f,
+            "failed_request_perc": r > 0 ? f / r : 0,
+        ]
+    }
+}

@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One instance of a `/v1/instances/refresh` body (coordinator spec §3.1), after validation.
+public struct RefreshInstance: Sendable, Equatable {
+    public var id: InstanceID
+    public var ip: String
+    public var port: Int
+    public var metricPort: Int
+    public var interCommPort: Int
+    public var modelName: String
+    public var roleCode: Int
+    public var label: Int
+    public var groupID: UInt64
+    public var maxSeqLen: Int
+    public var maxOutputLen: Int
+    public var totalSlots: Int
+    public var totalBlocks: Int
+    public var blockSize: Int
+    public var pPercentage: Int
+    public var virtualID: UInt64
+    public var availSlots: Int
+    public var availBlocks: Int
+    public var peers: [InstanceID]
+
+    var role: InstanceRole? { InstanceRole(code: roleCode) }
+
+    func info(role: InstanceRole, id: InstanceID? = nil, scale: Double = 1, peers: [InstanceID]? = nil) -> InstanceInfo {
+        InstanceInfo(id: id ?? self.id, role: role, groupID: groupID, label: label,
+                     totalSlots: max(1, Int(Double(totalSlots) * scale)), totalBlocks: max(1, Int(Double(totalBlocks) * scale)),
+                     availSlots: Int(Double(availSlots) * scale), availBlocks: Int(Double(availBlocks) * scale),
+                     peers: peers ?? self.peers, modelName: modelName)
+    }
+}
+
+/// A parsed refresh: the instances that passed validation and why the others did not.
+public struct RefreshPlan: Sendable, Equatable {
+    public var ids: [InstanceID]
+    public var accepted: [RefreshInstance]
+    public var rejected: [String]
+}
+
+public enum RefreshParser {
+    public static let maxEntries = 4096
+    /// The id a flex instance's decode half gets (the reference's UINT64_MAX-1).
+    public static let flexDecodeID: InstanceID = .max - 1
+
+    /// Parses and validates a refresh body. Malformed bodies throw (400); an invalid instance is only skipped.
+    public static func parse(_ body: [UInt8], pd: Bool, singleContainer: Bool) throws(GatewayError) -> RefreshPlan {
+        guard let root = try? JSONValue.parse(body, maxDepth: 16) else {
+            throw GatewayError(status: 400, message: "refresh body is not JSON")
+        }
+        guard let idsValue = root["ids"]?.arrayValue else {
+            throw GatewayError(status: 400, message: "refresh body needs an 'ids' array")
+        }
+        guard let instances = root["instances"]?.arrayValue else {
+            throw GatewayError(status: 400, message: "refresh body needs an 'instances' array")
+        }
+        guard idsValue.count <= maxEntries, instances.count <= maxEntries else {
+            throw GatewayError(status: 400, message: "refresh body has more than \(maxEntries) entries")
+        }
+        var ids: [InstanceID] = []
+        for v in idsValue {
+            guard let n = v.integerValue, n >= 0 else { throw GatewayError(status: 400, message: "'ids' must hold non-negative integers") }
+            ids.append(InstanceID(n))
+        }
+        var plan = RefreshPlan(ids: ids, accepted: [], rejected: [])
+        for v in instances {
+            switch validate(v, pd: pd, singleContainer: singleContainer) {
+            case .success(let i): plan.accepted.append(i)
+            case .failure(let reason): plan.rejected.append(reason.reason)
+            }
+        }
+        return plan
+    }
+
+    static func int(_ v: JSONValue?) -> Int? {
+        if let n = v?.integerValue { return Int(n) }
+        if let s = v?.stringValue, let n = Int(s) { return n }
+        return nil
+    }
+
+    static func validIP(_ s: String) -> Bool {
+        if s == "0.0.0.0" || s == "::" { return false }
+        var a4 = in_addr(), a6 = in6_addr()
+        return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1
+    }
+
+    static func validate(_ v: JSONValue, pd: Bool, singleContainer: Bool) -> Result<RefreshInstance, RefreshRejection> {
+        guard let id = int(v["id"]), id >= 0 else { return .failure(RefreshRejection("instance without a valid id")) }
+        let tag = "instance \(id)"
+        guard let ip = v["ip"]?.stringValue, validIP(ip) else { return .failure(RefreshRejection("\(tag): invalid ip")) }
+        func portValue(_ key: String, required: Bool = true) -> Int?? {
+            guard let p = int(v[key]) else { return required ? nil : .some(nil) }
+            return (1...65535).contains(p) ? .some(p) : nil
+        }
+        guard let p = portValue("port"), let port = p else { return .failure(RefreshRejection("\(tag): invalid port")) }
+        guard let mp = portValue("metric_port", required: false) else { return .failure(RefreshRejection("\(tag): invalid metric_port")) }
+        guard let icp = portValue("inter_comm_port", required: singleContainer) else { return .failure(RefreshRejection("\(tag): invalid inter_comm_port")) }
+        let s = v["static_info"] ?? .object([])
+        let d = v["dynamic_info"] ?? .object([])
+        guard let maxSeq = int(s["max_seq_len"]), maxSeq > 0 else { return .failure(RefreshRejection("\(tag): max_seq_len must be > 0")) }
+        guard let maxOut = int(s["max_output_len"]), maxOut >= 1, maxOut <= maxSeq else {
+            return .failure(RefreshRejection("\(tag): max_output_len must be in 1...max_seq_len"))
+        }
+        guard let slots = int(s["total_slots_num"]), (1...5000).contains(slots) else { return .failure(RefreshRejection("\(tag): total_slots_num must be in 1...5000")) }
+        guard let blocks = int(s["total_block_num"]), blocks > 0 else { return .failure(RefreshRejection("\(tag): total_block_num must be > 0")) }
+        guard let blockSize = int(s["block_size"]), (1...128).contains(blockSize) else { return .failure(RefreshRejection("\(tag): block_size must be in 1...128")) }
+        guard let role = int(s["role"]) else { return .failure(RefreshRejection("\(tag): missing role")) }
+        let label = int(s["label"]) ?? 2
+        if pd {
+            guard [80, 68, 70].contains(role) else { return .failure(RefreshRejection("\(tag): PD mode needs role P, D or F")) }
+            guard [2, 3, 4].contains(label) else { return .failure(RefreshRejection("\(tag): PD mode needs label 2, 3 or 4")) }
+        } else {
+            guard role == 85 else { return .failure(RefreshRejection("\(tag): single_node mode needs role U (85)")) }
+        }
+        let peers = (d["peers"]?.arrayValue ?? []).compactMap { int($0) }.map { InstanceID($0) }
+        return .success(RefreshInstance(
+            id: InstanceID(id), ip: ip, port: port, metricPort: mp ?? port, interCommPort: icp ?? 0,
+            modelName: v["model_name"]?.stringValue ?? "", roleCode: role, label: label,
+            groupID: UInt64(int(s["group_id"]) ?? 0), maxSeqLen: maxSeq, maxOutputLen: maxOut, totalSlots: slots,
+            totalBlocks: blocks, blockSize: blockSize, pPercentage: int(s["p_percentage"]) ?? 0,
+            virtualID: UInt64(int(s["virtual_id"]) ?? 0), availSlots: int(d["avail_slots_num"]) ?? slots,
+            availBlocks: int(d["avail_block_num"]) ?? blocks, peers: peers))
+    }
+
+    /// The scheduler's view of the accepted instances: a flex instance becomes P (100%), D (0%) or both halves.
+    public static func infos(_ plan: RefreshPlan) -> [(RefreshInstance, InstanceInfo)] {
+        var out: [(RefreshInstance, InstanceInfo)] = []
+        for i in plan.accepted {
+            if let role = i.role {
+                out.append((i, i.info(role: role)))
+            } else if i.roleCode == 70 {
+                switch i.pPercentage {
+                case 100: out.append((i, i.info(role: .prefill)))
+                case 0: out.append((i, i.info(role: .decode, id: flexDecodeID)))
+                default:
+                    let p = Double(i.pPercentage) / 100
+                    out.append((i, i.info(role: .prefill, scale: p)))
+                    out.append((i, i.info(role: .decode, id: flexDecodeID, scale: 1 - p, peers: i.peers + [i.id])))
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Why one instance of a refresh was skipped.
+public struct RefreshRejection: Error, Sendable, Equatable {
+    public let reason: String
+    init(_ reason: String) { self.reason = reason }
+}

@@ -1,0 +1,79 @@
+import MSCore
+import Synchronization
+
+/// A request the Coordinator is serving. Loop-bound: touched only on `responder.loop`.
+final class TrackedRequest {
+    let id: UInt64
+    let idString: String
+    let responder: HTTPResponder
+    let dialect: Dialect?
+    let stream: Bool
+    let model: String?
+    let arrivalNanos: UInt64
+    var instance: InstanceEntry?
+    var tried: Set<InstanceID> = []
+    var headSent = false
+    var firstByte = false
+    var finished = false
+    var timers: [LoopTimer] = []
+
+    init(id: UInt64, responder: HTTPResponder, dialect: Dialect?, stream: Bool, model: String?, arrivalNanos: UInt64) {
+        self.id = id
+        self.idString = String(id)
+        self.responder = responder
+        self.dialect = dialect
+        self.stream = stream
+        self.model = model
+        self.arrivalNanos = arrivalNanos
+    }
+
+    func cancelTimers() {
+        for t in timers { t.cancel() }
+        timers.removeAll()
+    }
+}
+
+/// Lets other threads reach a loop-bound request (only inside `loop.execute`).
+struct TrackedHandle: @unchecked Sendable {
+    let request: TrackedRequest
+    let loop: EventLoop
+}
+
+/// Every request in flight, by id: for duplicate-id checks, task counts, and failing the requests of a removed
+/// instance. The lock is held for a dictionary operation only.
+final class RequestRegistry: Sendable {
+    private struct Entry {
+        var handle: TrackedHandle
+        var instance: InstanceID?
+    }
+    private let table = Mutex<[UInt64: Entry]>([:])
+
+    /// false when the id is already in use.
+    func insert(_ r: TrackedRequest) -> Bool {
+        table.withLock { t in
+            if t[r.id] != nil { return false }
+            t[r.id] = Entry(handle: TrackedHandle(request: r, loop: r.responder.loop), instance: nil)
+            return true
+        }
+    }
+
+    func assign(_ id: UInt64, to instance: InstanceID?) {
+        table.withLock { $0[id]?.instance = instance }
+    }
+
+    func remove(_ id: UInt64) { _ = table.withLock { $0.removeValue(forKey: id) } }
+
+    var count: Int { table.withLock { $0.count } }
+
+    func handles(on instances: Set<InstanceID>) -> [TrackedHandle] {
+        table.withLock { t in t.values.compactMap { e in e.instance.map { instances.contains($0) } == true ? e.handle : nil } }
+    }
+
+    func counts() -> [InstanceID: Int] {
+        table.withLock { t in
+            var out: [InstanceID: Int] = [:]
+            for e in t.values { if let i = e.instance { out[i, default: 0] += 1 } }
+            return out
+        }
+    }
+}

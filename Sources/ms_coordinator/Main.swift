@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import MSCore
+
+@main
+struct MSCoordinator: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ms_coordinator",
+        abstract: "The MindIE-MS Coordinator: the front door of an inference cluster.",
+        discussion: """
+        Config: --config, else $MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH, else ../conf/ms_coordinator.json.
+        predict_ip / manage_ip override http_config.predict_ip / manage_ip. Stops on SIGINT or SIGTERM.
+        Ports (from the config): predict_port (inference), manage_port (Controller API), status_port (probes),
+        external_port (/metrics).
+        """,
+        version: ProductInfo.versionLine(binary: "ms_coordinator"))
+
+    @Argument(help: "Address of the data (inference) listener.") var predictIP: String?
+    @Argument(help: "Address of the management, status and metrics listeners.") var manageIP: String?
+    @Option(help: "Path of ms_coordinator.json.") var config: String?
+    @Option(help: "Event-loop threads (default: min(server_thread_num, cores)).") var threads: Int = 0
+
+    func run() throws {
+        let env = ProcessInfo.processInfo.environment
+        let location = ConfigLocation(explicit: config, environmentVariable: "MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH",
+                                      defaultPath: "../conf/ms_coordinator.json", environment: env)
+        let parsed: CoordinatorConfig
+        do {
+            parsed = try CoordinatorConfig.parse(location.read(environment: env), environment: env, file: location.path)
+        } catch {
+            FileHandle.standardError.write(Data("ms_coordinator: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        blockTerminationSignals()
+        let logger = Bootstrap.run(label: "ms_coordinator", level: Bootstrap.logLevel(env["MINDIE_LOG_LEVEL"] ?? parsed.log.logLevel))
+        for w in parsed.warnings { logger.warning("config", metadata: ["warning": "\(w)"]) }
+        let coordinator: Coordinator
+        do {
+            coordinator = try Coordinator(config: parsed, overrides: .init(predictIP: predictIP, manageIP: manageIP), logger: logger)
+            try coordinator.start(threads: threads)
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        let sig = waitForTerminationSignal()
+        logger.info("stopping", metadata: ["signal": "\(sig)"])
+        coordinator.shutdown()
+    }
+}

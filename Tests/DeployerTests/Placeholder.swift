@@ -1,0 +1,4 @@
+import Testing
+@testable import Control
+
+@Test func deployerPlaceholder() { #expect(Bool(true)) }

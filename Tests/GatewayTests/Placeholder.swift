@@ -1,4 +1,0 @@
-import Testing
-@testable import Gateway
-
-@Test func placeholder() { #expect(Bool(true)) }

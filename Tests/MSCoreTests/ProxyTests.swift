@@ -1,0 +1,208 @@
+import Foundation
+import Testing
+@testable import MSCore
+
+/// A gateway that proxies every request to `pick()` and records each outcome.
+private func startGateway(upstreams: [Upstream], threads: Int = 1, errorTail: [UInt8] = [],
+                          outcomes: Box<[ProxyOutcome]>) throws -> (HTTPServer, Int) {
+    try startServer(threads: threads) { req, res in
+        var tried: Set<Upstream> = [upstreams[0]]
+        res.proxy(to: upstreams[0], options: ProxyOptions(extraHeaders: [("req-id", "42")], errorTail: errorTail),
+                  retry: { _, _, _ in
+                      guard let next = upstreams.first(where: { !tried.contains($0) }) else { return nil }
+                      tried.insert(next)
+                      return next
+                  },
+                  finish: { o in outcomes.update { $0.append(o) } })
+    }
+}
+
+@Suite("CH2O proxy", .serialized)
+struct ProxyTests {
+    @Test func relaysBytesAndPoolsUpstreamConnections() async throws {
+        let (up, upPort) = try startServer(threads: 1) { req, res in
+            res.respondJSON(status: 200, "{\"req-id\":\"\(req.headers["req-id"] ?? "")\",\"body\":\"\(String(decoding: req.body, as: UTF8.self))\"}")
+        }
+        defer { up.shutdown() }
+        let upstream = try Upstream(host: "127.0.0.1", port: upPort)
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [upstream], outcomes: outcomes)
+        defer { gw.shutdown() }
+        for i in 0..<5 {
+            let r = try curl(["-w", "\n%{http_code}", "-d", "n\(i)", "http://127.0.0.1:\(gwPort)/v1/x"])
+            #expect(r.stdout == "{\"req-id\":\"42\",\"body\":\"n\(i)\"}\n200")
+        }
+        #expect(await eventually(within: 5) { outcomes.get().count == 5 })
+        #expect(outcomes.get().allSatisfy { $0.result == .ok && $0.attempts == 1 && $0.status == 200 })
+        #expect(upstream.connectionsOpened == 1)
+    }
+
+    @Test func retriesADeadUpstreamOntoALiveOneBeforeTheHead() async throws {
+        let (live, livePort) = try startServer(threads: 1) { _, res in res.respond(status: 200, body: "live") }
+        defer { live.shutdown() }
+        let dead = try Upstream(host: "127.0.0.1", port: deadPort())
+        let alive = try Upstream(host: "127.0.0.1", port: livePort)
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [dead, alive], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let r = try curl(["-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+        #expect(r.stdout == "live\n200")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        let o = outcomes.get()[0]
+        #expect(o.result == .ok)
+        #expect(o.attempts == 2)
+        #expect(o.upstream === alive)
+    }
+
+    @Test func retriesA503AndGivesUpWith502WhenAllAreDead() async throws {
+        let (busy, busyPort) = try startServer(threads: 1) { _, res in res.respond(status: 503, body: "busy") }
+        defer { busy.shutdown() }
+        let (ok, okPort) = try startServer(threads: 1) { _, res in res.respond(status: 200, body: "ok") }
+        defer { ok.shutdown() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: busyPort), try Upstream(host: "127.0.0.1", port: okPort)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        #expect(try curl(["http://127.0.0.1:\(gwPort)/"]).stdout == "ok")
+
+        let outcomes2 = Box<[ProxyOutcome]>([])
+        let (gw2, gw2Port) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: deadPort()), try Upstream(host: "127.0.0.1", port: deadPort())], outcomes: outcomes2)
+        defer { gw2.shutdown() }
+        let r = try curl(["-w", "\n%{http_code}", "http://127.0.0.1:\(gw2Port)/"])
+        #expect(r.stdout.hasSuffix("\n502"))
+        #expect(r.stdout.contains("after 2 attempts"))
+        #expect(await eventually(within: 5) { outcomes2.get().count == 1 })
+        #expect(outcomes2.get()[0].result == .gaveUp)
+        #expect(outcomes2.get()[0].attempts == 2)
+    }
+
+    @Test func aClientThatLeavesWhileTheUpstreamIsSilentClosesTheUpstreamConnection() async throws {
+        let upstreamSawGone = Box<Date?>(nil)
+        let (up, upPort) = try startServer(threads: 1) { _, res in
+            // never answers: a long prefill
+            res.onClientGone = { upstreamSawGone.set(Date()) }
+        }
+        defer { up.shutdown() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: upPort)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let c = try RawConnection(port: gwPort)
+        c.send("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        #expect(await eventually(within: 5) { up.openConnections == 1 })
+        let closedAt = Date()
+        c.close()
+        #expect(await eventually(within: 2) { upstreamSawGone.get() != nil })
+        if let seen = upstreamSawGone.get() {
+            print("upstream saw the client leave \(Int(seen.timeIntervalSince(closedAt) * 1000)) ms after the close")
+        }
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get()[0].result == .cancelled)
+    }
+
+    @Test func anUpstreamKilledMidStreamIsReportedAsBrokenNotAsACleanEnd() async throws {
+        let (up, upPort) = try startServer(threads: 1) { _, res in
+            res.startStream(status: 200, headers: [("content-type", "text/event-stream")])
+            res.write("data: {\"token\":1}\n\n")
+            res.loop.schedule(afterMilliseconds: 20) { res.abort() } // dies at a chunk boundary
+        }
+        defer { up.shutdown() }
+        let upstream = try Upstream(host: "127.0.0.1", port: upPort)
+
+        // without an error tail: the client's stream is broken (no terminal chunk; curl fails)
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [upstream], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let r = try curl(["--http1.1", "http://127.0.0.1:\(gwPort)/stream"])
+        #expect(r.status != 0)
+        #expect(r.stdout == "data: {\"token\":1}\n\n")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get()[0].result == .upstreamError)
+        #expect(outcomes.get()[0].lastError.map { if case .broken = $0 { true } else { false } } == true)
+
+        // the project's client sees .broken too, and over h2 the client gets a reset
+        let client = HTTPClient()
+        let end = Box<HTTPClientError??>(.none)
+        client.loop.execute {
+            client.stream(HTTPClientRequest(host: "127.0.0.1", port: gwPort, path: "/s"), on: client.loop,
+                          onHead: { _, _ in }, onBody: { _ in }, onEnd: { end.set(.some($0)) })
+        }
+        #expect(await eventually(within: 5) { end.get() != nil })
+        #expect(end.get()!.map { if case .broken = $0 { true } else { false } } == true)
+        let h2 = try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(gwPort)/stream"])
+        #expect(h2.status != 0)
+
+        // with an error tail (the Gateway's in-stream error event): sent, then a clean end
+        let tailOutcomes = Box<[ProxyOutcome]>([])
+        let tail = Array("data: {\"error\":\"upstream broke\"}\n\n".utf8)
+        let (gw2, gw2Port) = try startGateway(upstreams: [upstream], errorTail: tail, outcomes: tailOutcomes)
+        defer { gw2.shutdown() }
+        let r2 = try curl(["--http1.1", "http://127.0.0.1:\(gw2Port)/stream"])
+        #expect(r2.status == 0)
+        #expect(r2.stdout == "data: {\"token\":1}\n\ndata: {\"error\":\"upstream broke\"}\n\n")
+        #expect(await eventually(within: 5) { tailOutcomes.get().count == 1 })
+        #expect(tailOutcomes.get()[0].result == .upstreamError)
+    }
+
+    @Test func anUpstreamClosingExactlyAtAChunkBoundaryIsBroken() async throws {
+        // what h2o_http1client would report as a clean end: a complete chunk, then FIN, no terminal chunk
+        let raw = RawUpstream(response: "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n7\r\ndata: 1\r\n")
+        defer { raw.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: raw.port)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let r = try curl(["--http1.1", "http://127.0.0.1:\(gwPort)/"])
+        #expect(r.status != 0)
+        #expect(r.stdout == "data: 1")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get()[0].result == .upstreamError)
+        #expect(outcomes.get()[0].lastError == .broken(""))
+        // a close before Content-Length is complete is broken too
+        let short = RawUpstream(response: "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+        defer { short.stop() }
+        let client = HTTPClient()
+        await #expect(throws: HTTPClientError.self) {
+            _ = try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: short.port, path: "/"))
+        }
+        // while a close-delimited body (no length, not chunked) ends cleanly at the close
+        let delimited = RawUpstream(response: "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nwhole body")
+        defer { delimited.stop() }
+        let ok = try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: delimited.port, path: "/"))
+        #expect(ok.text == "whole body")
+    }
+
+    @Test func perRequestUpstreamTimeoutGives504BeforeTheHead() async throws {
+        let (up, upPort) = try startServer(threads: 1) { _, _ in }
+        defer { up.shutdown() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let upstream = try Upstream(host: "127.0.0.1", port: upPort)
+        let (gw, gwPort) = try startServer(threads: 1) { _, res in
+            res.proxy(to: upstream, options: ProxyOptions(timeoutMilliseconds: 100), finish: { o in outcomes.update { $0.append(o) } })
+        }
+        defer { gw.shutdown() }
+        let r = try curl(["-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+        #expect(r.stdout.hasSuffix("\n504"))
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get()[0].result == .timeout)
+    }
+
+    @Test func chunkedUpstreamStreamsRelayUnchangedOverH2() async throws {
+        let (up, upPort) = try startServer(threads: 1) { _, res in
+            res.startStream(status: 200, headers: [("content-type", "text/event-stream")])
+            var n = 0
+            func next() {
+                n += 1
+                res.write("data: \(n)\n\n")
+                if n == 5 { res.write("data: [DONE]\n\n"); res.end() } else { res.loop.schedule(afterMilliseconds: 2, next) }
+            }
+            next()
+        }
+        defer { up.shutdown() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: upPort)], threads: 2, outcomes: outcomes)
+        defer { gw.shutdown() }
+        let expected = "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\ndata: 5\n\ndata: [DONE]\n\n"
+        #expect(try curl(["--http2-prior-knowledge", "-N", "http://127.0.0.1:\(gwPort)/"]).stdout == expected)
+        #expect(try curl(["--http1.1", "-N", "http://127.0.0.1:\(gwPort)/"]).stdout == expected)
+        #expect(await eventually(within: 5) { outcomes.get().count == 2 })
+        #expect(outcomes.get().allSatisfy { $0.result == .ok && $0.bytes == UInt64(expected.utf8.count) })
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# mindie-ms one-key build.
+#   bash one_key_build.sh            release build into out/bin
+#   bash one_key_build.sh -d         debug build
+#   bash one_key_build.sh -v 1.2.3   embed a version (shown by every binary's --version)
+#   bash one_key_build.sh --test     install, build, run every test
+#   bash one_key_build.sh --run      install, build, start a local cluster on simulated servers
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+
+MODE=build
+CONFIG=release
+VERSION=""
+RUN_ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -d|--debug) CONFIG=debug ;;
+    -v|--version) VERSION=${2:?-v needs a version}; shift ;;
+    --test) MODE=test ;;
+    --run) MODE=run; shift; RUN_ARGS=("$@"); break ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "one_key_build.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '\033[1m[one_key_build]\033[0m %s\n' "$*"; }
+
+# ---------------------------------------------------------------- Debian packages (idempotent)
+DEB_PACKAGES=(libh2o-evloop-dev libssl-dev libjemalloc-dev libxxhash-dev curl openssl python3-venv python3-pip)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  if ! $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  fi
+fi
+
+# ---------------------------------------------------------------- Swift toolchain
+if ! command -v swift >/dev/null 2>&1; then
+  [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
+fi
+command -v swift >/dev/null || { echo "swift not found (expected Swift 6.3 at /opt/swift)" >&2; exit 1; }
+
+if [ -z "$VERSION" ]; then
+  VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+fi
+# the version reaches C (and so every binary) as a define; an unchanged define keeps builds incremental
+SWIFT_FLAGS=(-Xcc "-DMINDIE_MS_VERSION=\"$VERSION\"")
+
+build() {
+  log "building ($CONFIG, version $VERSION)"
+  swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}"
+  local bin
+  bin=$(swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}" --show-bin-path)
+  mkdir -p out/bin
+  for exe in ms_coordinator ms_controller ms_deployer mindie_sim msctl; do
+    cp -f "$bin/$exe" "out/bin/$exe"
+  done
+  log "binaries in $ROOT/out/bin"
+}
+
+case "$MODE" in
+  build)
+    build
+    ;;
+  test)
+    build
+    export MINDIE_MS_BIN="$ROOT/out/bin"
+    log "swift tests"
+    set +e
+    swift test "${SWIFT_FLAGS[@]}" 2>&1 | tee out/swift-test.log
+    status=${PIPESTATUS[0]}
+    set -e
+    [ "$status" -eq 0 ] || { log "swift tests failed (full log: out/swift-test.log)"; exit "$status"; }
+    log "binary checks"
+    bash scripts/check_binaries.sh out/bin
+    if [ -x scripts/run_python_tests.sh ]; then
+      log "end-to-end tests with real clients"
+      bash scripts/run_python_tests.sh
+    fi
+    log "all tests passed"
+    ;;
+  run)
+    build
+    exec bash scripts/local_cluster.sh "${RUN_ARGS[@]}"
+    ;;
+esac
