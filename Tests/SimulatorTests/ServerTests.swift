@@ -54,9 +54,9 @@ import Testing
         #expect(stream.text.hasSuffix("data: [DONE]\n\n"))
     }
 
-    @Test func loadTimeKeepsPortsClosed() async throws {
+    @Test(arguments: ["loadTime", "slow_start"]) func loadTimeKeepsPortsClosed(_ how: String) async throws {
         var c = config()
-        c.loadTime = 300
+        if how == "loadTime" { c.loadTime = 300 } else { c.faults = [Fault.parse("slow_start:s=0.3", id: "s")!] }
         let sim = try SimulatorServer(configuration: .init(instances: [c]))
         try sim.start()
         defer { sim.shutdown() }
