@@ -208,6 +208,14 @@ import Testing
         #expect(c.send(i, "GET", "/v1/status", ports: [.data]).status == 404)  // management routes are not on the data port
     }
 
+    @Test func oversizedBody() {
+        let c = Cluster()
+        let i = c.add()
+        let big = "{\"inputs\":\"" + String(repeating: "a", count: 40 << 20) + "\"}"
+        let s = c.send(i, "POST", "/generate", big)
+        #expect(s.status == 413 && s.text == #"{"message":"Request body too large. Maximum allowed size is 40MB."}"#)
+    }
+
     @Test func clientGoneCancels() {
         let c = Cluster()
         let i = c.add()

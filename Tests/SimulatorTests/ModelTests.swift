@@ -299,3 +299,46 @@ import Testing
         #expect(e.nextEventTime == 4 * (2 + 0.02 * 10))
     }
 }
+
+@Suite struct EngineInvariantTests {
+    /// Random traffic (seeded): blocks are conserved, nothing leaks once everything ends.
+    @Test(arguments: [1, 2, 3, 4]) func blocksAreConserved(_ seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        var p = ModelProfile.tiny
+        p.totalBlocks = 24
+        let e = Engine(configuration: EngineConfiguration(profile: p, seed: seed))
+        var live: [UInt64] = []
+        var t = 0.0
+        for id in UInt64(1)...300 {
+            t += Double(rng.next() % 20)
+            let events = e.advance(to: t)
+            for ev in events {
+                if case .token(let i, _, let f?, _) = ev { live.removeAll { $0 == i }; _ = f }
+                if case .preempted(let i, _, false, _) = ev { live.removeAll { $0 == i } }
+            }
+            let pool = e.pool
+            #expect(pool.usedBlocks + pool.freeBlocks + pool.evictableBlocks == pool.totalBlocks)
+            #expect(pool.usedBlocks >= 0 && pool.freeBlocks >= 0)
+            #expect(e.runningCount <= p.maxBatchSize)
+            let r = rng.next() % 10
+            if r < 6 {
+                let n = 5 + Int(rng.next() % 60)
+                let shared = rng.next() % 2 == 0
+                let prompt = (0..<UInt32(n)).map { shared ? $0 : ($0 &+ UInt32(id) &* 1000) }
+                let kind: SequenceKind = [.mixed, .prefillOnly, .decodeOnly][Int(rng.next() % 3)]
+                try e.submit(EngineRequest(id: id, prompt: prompt, maxNewTokens: 1 + Int(rng.next() % 40), preGenerated: kind == .decodeOnly ? 1 : 0, kind: kind), now: t)
+                live.append(id)
+            } else if r < 8, let victim = live.randomElement(using: &rng) {
+                e.cancel(victim)
+                live.removeAll { $0 == victim }
+            } else if let victim = live.randomElement(using: &rng) {
+                e.release(victim)
+            }
+        }
+        for id in live { e.cancel(id) }
+        _ = e.advance(to: t + 100_000)
+        #expect(e.isIdle && e.waitingCount == 0 && e.parkedCount == 0)
+        #expect(e.pool.usedBlocks == 0 && e.pool.privateBlocks == 0)
+        #expect(e.pool.freeBlocks + e.pool.evictableBlocks == 24)
+    }
+}

@@ -54,9 +54,9 @@ import Testing
         #expect(stream.text.hasSuffix("data: [DONE]\n\n"))
     }
 
-    @Test func loadTimeKeepsPortsClosed() async throws {
+    @Test(arguments: ["loadTime", "slow_start"]) func loadTimeKeepsPortsClosed(_ how: String) async throws {
         var c = config()
-        c.loadTime = 300
+        if how == "loadTime" { c.loadTime = 300 } else { c.faults = [Fault.parse("slow_start:s=0.3", id: "s")!] }
         let sim = try SimulatorServer(configuration: .init(instances: [c]))
         try sim.start()
         defer { sim.shutdown() }
@@ -70,25 +70,26 @@ import Testing
     }
 
     @Test func refuseClosesThePortsForAWhile() async throws {
-        var c = config()
-        c.port = 18_725; c.managementPort = 18_726; c.metricsPort = 18_727; c.interCommPort = 18_728; c.controlPort = 18_729
-        let sim = try SimulatorServer(configuration: .init(instances: [c]))
+        // ports are picked at the first bind and reused when the listeners come back
+        let sim = try SimulatorServer(configuration: .init(instances: [config()]))
         try sim.start()
         defer { sim.shutdown() }
+        let ports = sim.ports[0]
         let client = HTTPClient()
-        let put = try await client.execute(HTTPClientRequest(method: "PUT", host: "127.0.0.1", port: 18_729, path: "/sim/faults/r", body: Array(#"{"type":"refuse","params":{"s":0.5}}"#.utf8)))
+        let put = try await client.execute(HTTPClientRequest(method: "PUT", host: "127.0.0.1", port: ports.control!, path: "/sim/faults/r", body: Array(#"{"type":"refuse","params":{"s":0.5}}"#.utf8)))
         #expect(put.status == 200)
         let down = await eventuallyTrue(within: 3) {
-            do { _ = try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: 18_726, path: "/health", timeoutMilliseconds: 500)); return false } catch {
+            do { _ = try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: ports.management, path: "/health", timeoutMilliseconds: 500)); return false } catch {
                 return true
             }
         }
         #expect(down)
         let back = await eventuallyTrue(within: 5) {
-            (try? await client.execute(HTTPClientRequest(host: "127.0.0.1", port: 18_726, path: "/health", timeoutMilliseconds: 500)))?.status == 200
+            (try? await client.execute(HTTPClientRequest(host: "127.0.0.1", port: ports.management, path: "/health", timeoutMilliseconds: 500)))?.status == 200
         }
         #expect(back)
-        let r = try await post(client, "127.0.0.1", 18_725, "/v1/chat/completions", chatBody)
+        #expect(sim.ports[0] == ports)
+        let r = try await post(client, "127.0.0.1", ports.data, "/v1/chat/completions", chatBody)
         #expect(r.status == 200)
     }
 

@@ -55,6 +55,14 @@ func utf8(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
             == "Unsupported datatype, got INT64.")
     }
 
+    @Test func samplingRanges() {
+        #expect(error(.chat, #"{"model":"llama","messages":"x","temperature":3}"#)?.message == "Parameter temperature must be in [0, 2], got 3.0.")
+        #expect(error(.tgiGeneral, #"{"inputs":"x","parameters":{"top_p":0}}"#)?.status == 422)
+        #expect(error(.tgiGeneral, #"{"inputs":"x","parameters":{"top_p":0.9,"top_k":5,"repetition_penalty":1.1}}"#) == nil)
+        #expect(error(.chat, #"{"model":"llama","messages":"x","n":2}"#)?.message == "Parameter n must be 1, got 2.")
+        #expect(error(.chat, #"{"model":"llama","messages":"x","max_tokens":0}"#)?.status == 422)
+    }
+
     @Test func openAIFields() throws {
         let r = try parse(.chat, #"{"model":"llama","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{}},{"type":"text","text":"b"}]}],"max_completion_tokens":7,"stream":true,"stream_options":{"include_usage":true},"stop":["x"],"seed":9}"#)
         #expect(r.promptText == "<|system|>\nbe brief\n<|user|>\nab\n<|assistant|>\n")

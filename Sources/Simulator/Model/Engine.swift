@@ -188,6 +188,7 @@ public final class Engine {
     /// Removes `id` wherever it is (stopInfer, client gone, role change) and frees its blocks.
     @discardableResult
     public func cancel(_ id: UInt64) -> Bool {
+        admittedCached[id] = nil
         guard seqs[id] != nil else { return false }
         finish(id)
         startStepIfIdle()

@@ -211,6 +211,11 @@ public final class SimInstance {
     }
 
     func dispatch(_ r: SimRequest, sink: any ResponseSink) {
+        if r.body.count > configuration.maxRequestLength {
+            let mb = configuration.maxRequestLength >> 20
+            sink.respond(status: 413, headers: jsonHeaders, body: JSON.obj(["message": .string("Request body too large. Maximum allowed size is \(mb)MB.")]).bytes)
+            return
+        }
         for kind in r.ports {
             if handle(kind, r, sink) { return }
         }
@@ -325,10 +330,6 @@ public final class SimInstance {
 
     func infer(_ routed: Dialect, _ r: SimRequest, _ sink: any ResponseSink) {
         if stopped { sendError(sink, .unavailable("The service has been stopped")); return }
-        if r.body.count > configuration.maxRequestLength {
-            sink.respond(status: 413, headers: jsonHeaders, body: JSON.obj(["message": "Request body too large. Maximum allowed size is 40MB."]).bytes)
-            return
-        }
         var mode = ActiveRequest.Mode.mixed
         var pd: PDHeaders?
         if configuration.dmi {

@@ -277,7 +277,31 @@ public enum RequestParser {
             r.stream = try boolean(body["stream"], "stream")
         }
         if r.prompt.isEmpty { throw .validation("The input is empty.") }
+        try checkRanges(dialect.isOpenAI || dialect == .vllm ? body : (params ?? .obj([:])))
         return r
+    }
+
+    /// Sampling parameter ranges (restful_response_status_codes.md; message texts (U)).
+    static func checkRanges(_ p: JSON) throws(WireError) {
+        func number(_ key: String) throws(WireError) -> Double? {
+            guard let j = p[key], !j.isNull else { return nil }
+            guard let v = j.doubleValue else { throw .validation("Parameter \(key) must be a number, got \(j.compact).") }
+            return v
+        }
+        if let t = try number("temperature"), !(t >= 0 && t <= 2) {
+            throw .validation("Parameter temperature must be in [0, 2], got \(t).")
+        }
+        if let v = try number("top_p"), !(v > 0 && v <= 1) { throw .validation("Parameter top_p must be in (0, 1], got \(v).") }
+        if let v = try number("top_k"), !(v >= 0 && v.rounded() == v && v <= 2_147_483_647) {
+            throw .validation("Parameter top_k must be an integer in [0, 2147483647], got \(v).")
+        }
+        for key in ["repetition_penalty"] {
+            if let v = try number(key), !(v > 0 && v <= 2) { throw .validation("Parameter \(key) must be in (0, 2], got \(v).") }
+        }
+        for key in ["presence_penalty", "frequency_penalty"] {
+            if let v = try number(key), !(v >= -2 && v <= 2) { throw .validation("Parameter \(key) must be in [-2, 2], got \(v).") }
+        }
+        if let n = p["n"], !n.isNull, n.intValue != 1 { throw .validation("Parameter n must be 1, got \(n.compact).") }
     }
 
     /// Renders chat `messages` through the chat template; `content` may be a string or an array of parts.
