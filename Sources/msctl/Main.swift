@@ -11,13 +11,13 @@ struct Msctl: AsyncParsableCommand {
         commandName: "msctl",
         abstract: "Command-line client of ms_deployer: create, update, get and delete inference services.",
         discussion: """
-            Config: $HOME/.mindie_ms/msctl.json ({"http":{"dstIP","dstPort","ca_cert","tls_cert","tls_key","tls_crl","timeout"}}).
-            Examples:
-              msctl create infer_server -f conf/infer_server.json
-              msctl update infer_server -f conf/update_server.json
-              msctl get infer_server -n mindie-server
-              msctl delete infer_server -n mindie-server
-              msctl render infer_server -f conf/infer_server.json | kubectl apply -f -
+            Config: $HOME/.mindie_ms/msctl.json (keys http.dstIP, dstPort, ca_cert, tls_cert, tls_key, tls_crl, timeout).
+            $ msctl create infer_server -f conf/infer_server.json
+            $ msctl update infer_server -f conf/update_server.json
+            $ msctl get infer_server -n mindie-server
+            $ msctl delete infer_server -n mindie-server
+            $ msctl render infer_server -f conf/infer_server.json | kubectl apply -f -
+
             Exit codes: 0 success, 1 ms_deployer refused or unreachable, 2 usage or local file error.
             """,
         version: ProductInfo.versionLine(binary: "msctl"),
@@ -25,6 +25,10 @@ struct Msctl: AsyncParsableCommand {
 
     /// ArgumentParser's usage errors exit 64; ours exit 2, help and --version exit 0.
     static func main() async {
+        if CommandLine.arguments.count == 1 {
+            FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
+            Foundation.exit(2)
+        }
         do {
             var command = try parseAsRoot()
             if var async = command as? any AsyncParsableCommand { try await async.run() } else { try command.run() }
@@ -32,7 +36,7 @@ struct Msctl: AsyncParsableCommand {
             let code = exitCode(for: error)
             if code == .success { print(fullMessage(for: error)); Foundation.exit(0) }
             if let e = error as? ExitCode { Foundation.exit(e.rawValue) }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n" + helpMessage() + "\n").utf8))
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
             Foundation.exit(2)
         }
     }
@@ -52,7 +56,7 @@ extension Msctl {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Deploy an inference service (POST /v1/servers).")
         @Argument(help: "The resource kind: infer_server.") var resource: ResourceKind
-        @Option(name: .customShort("f"), help: "The infer_server.json spec.") var file: String
+        @Option(name: .customShort("f"), help: ArgumentHelp("The infer_server.json spec.", valueName: "FILE")) var file: String
         func run() async throws {
             try finish(await MsctlClient.run(.create(file: file), environment: ProcessInfo.processInfo.environment))
         }
@@ -61,7 +65,7 @@ extension Msctl {
     struct Update: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Update an inference service (POST /v1/servers/NAME; fields given are changed, none = rolling restart).")
         @Argument(help: "The resource kind: infer_server.") var resource: ResourceKind
-        @Option(name: .customShort("f"), help: "A JSON file with server_name and the fields to change.") var file: String
+        @Option(name: .customShort("f"), help: ArgumentHelp("A JSON file with server_name and the fields to change.", valueName: "FILE")) var file: String
         func run() async throws {
             try finish(await MsctlClient.run(.update(file: file), environment: ProcessInfo.processInfo.environment))
         }
@@ -70,7 +74,7 @@ extension Msctl {
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show an inference service and its pods (GET /v1/servers/NAME).")
         @Argument(help: "The resource kind: infer_server.") var resource: ResourceKind
-        @Option(name: .customShort("n"), help: "The server_name.") var name: String
+        @Option(name: .customShort("n"), help: ArgumentHelp("The server_name.", valueName: "NAME")) var name: String
         func run() async throws {
             try finish(await MsctlClient.run(.get(name: name), environment: ProcessInfo.processInfo.environment))
         }
@@ -79,7 +83,7 @@ extension Msctl {
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove an inference service and everything created for it (DELETE /v1/servers/NAME).")
         @Argument(help: "The resource kind: infer_server.") var resource: ResourceKind
-        @Option(name: .customShort("n"), help: "The server_name.") var name: String
+        @Option(name: .customShort("n"), help: ArgumentHelp("The server_name.", valueName: "NAME")) var name: String
         func run() async throws {
             try finish(await MsctlClient.run(.delete(name: name), environment: ProcessInfo.processInfo.environment))
         }
@@ -88,7 +92,7 @@ extension Msctl {
     struct Render: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the Kubernetes manifests of a spec as YAML (for kubectl apply -f -).")
         @Argument(help: "The resource kind: infer_server.") var resource: ResourceKind
-        @Option(name: .customShort("f"), help: "The infer_server.json spec.") var file: String
+        @Option(name: .customShort("f"), help: ArgumentHelp("The infer_server.json spec.", valueName: "FILE")) var file: String
         @Option(name: .long, help: "Namespace of the objects.") var namespace: String = "mindie"
         func run() throws {
             try finish(MsctlClient.render(file: file, namespace: namespace, environment: ProcessInfo.processInfo.environment))

@@ -87,6 +87,8 @@ import MSCore
         #expect(r.status == 0 && r.stdout.contains("create"))
         r = try run(msctl, ["--version"], environment: env)
         #expect(r.status == 0 && r.stdout.hasPrefix("msctl "))
+        r = try run(msctl, [], environment: env)
+        #expect(r.status == 2)
         r = try run(msctl, ["get", "infer_server"], environment: env)
         #expect(r.status == 2)
         r = try run(msctl, ["list", "infer_server", "-n", "a"], environment: env)

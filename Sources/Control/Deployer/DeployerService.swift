@@ -34,6 +34,14 @@ public actor DeployerService {
     let now: @Sendable () -> Date
     private(set) var servers: [String: StatusStore.Entry] = [:]
     private var order: [String] = []
+    /// Servers with a create, update or delete in flight (the actor is re-entered at every Kubernetes call).
+    private var busy: Set<String> = []
+
+    private func claim(_ name: String) -> DeployerReply? {
+        if busy.contains(name) { return DeployerReply(409, "server \(name) is busy with another create, update or delete; try again") }
+        busy.insert(name)
+        return nil
+    }
 
     public init(kube: KubeClient, store: StatusStore, namespace: String, mindieTLS: Bool, logger: Logger,
                 restored: [StatusStore.Entry] = [], now: @escaping @Sendable () -> Date = { Date() }) {
@@ -69,6 +77,8 @@ public actor DeployerService {
         do { spec = try InferServerSpec.parse(body: body, mindieTLS: mindieTLS, exists: { [servers] in servers[$0] != nil }) } catch {
             return DeployerReply(error.status, error.message)
         }
+        if let refusal = claim(spec.serverName) { return refusal }
+        defer { busy.remove(spec.serverName) }
         servers[spec.serverName] = StatusStore.Entry(namespace: namespace, spec: spec)  // reserve the name while creating
         order.append(spec.serverName)
         var created: [KubeObject] = []
@@ -117,6 +127,9 @@ public actor DeployerService {
         guard case .string(let name)? = doc["server_name"], !name.isEmpty else {
             return DeployerReply(400, "update json does not include server name.")
         }
+        guard servers[name] != nil else { return DeployerReply(404, "server to be updated is not existing") }
+        if let refusal = claim(name) { return refusal }
+        defer { busy.remove(name) }
         guard let entry = servers[name] else { return DeployerReply(404, "server to be updated is not existing") }
         let old = entry.spec
         let mergedDoc = old.document.merging(doc)
@@ -232,6 +245,9 @@ public actor DeployerService {
 
     /// Removes every object of the server in reverse creation order; a server stays registered if anything is left.
     public func delete(name: String, target: String) async -> DeployerReply {
+        guard servers[name] != nil else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        if let refusal = claim(name) { return refusal }
+        defer { busy.remove(name) }
         guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
         var notRemoved: [JSONValue] = []
         for obj in Manifests.build(entry.spec, namespace: entry.namespace).reversed() {
