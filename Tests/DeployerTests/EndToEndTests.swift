@@ -134,6 +134,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         let status = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: statusPath)))
         #expect(status["server_list"]?.arrayValue?.first?["replicas"] == ji(3))
         try h.restart()
+        #expect(await h.server.service.verifyRestored() == [])
         o = await h.msctl(.get(name: "mindie-server"))
         #expect(o.exitCode == 0, "\(o)")
         #expect(parsed(o)["data"]?["replicas"] == ji(3))
@@ -267,5 +268,63 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(DeployerAPI.route(method: "DELETE", path: "/v1/servers/a") == .delete("a"))
         #expect(DeployerAPI.route(method: "GET", path: "/v1/servers/a/../b") == .refuse(DeployerReply(400, "Illegal request-target")))
         #expect(DeployerAPI.route(method: "POST", path: "/v1/serversX") == .refuse(DeployerReply(404, "Cannot find the resource /v1/serversX")))
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct KubeconfigDeployerTests {
+    /// ms_deployer with `kubeconfig` (plain HTTP server + bearer token) instead of the apiserver keys; server TLS off.
+    @Test func deploysThroughAKubeconfigWithAToken() async throws {
+        let fake = try FakeKubeAPIServer(token: "t0ken")
+        defer { fake.stop() }
+        let dir = tempDir("kubecfg")
+        let kubeconfig = write("""
+            apiVersion: v1
+            kind: Config
+            current-context: lab
+            contexts:
+            - name: lab
+              context: {cluster: lab, user: bot}
+            """.replacingOccurrences(of: "context: {cluster: lab, user: bot}", with: "context:\n    cluster: lab\n    user: bot") + """
+
+            clusters:
+            - name: lab
+              cluster:
+                server: http://127.0.0.1:\(fake.port)
+            users:
+            - name: bot
+              user:
+                token: t0ken
+            """, to: dir.appendingPathComponent("kubeconfig"))
+        let doc = try JSONValue.parse(Data("""
+            {"ip":"127.0.0.1","port":9789,"kubeconfig":"\(kubeconfig)","ms_status_file":"\(dir.path)/status.json",
+             "server_tls_enable":false,"client_mindie_server_tls_enable":false,"namespace":"lab"}
+            """.utf8))
+        let config = try DeployerConfig.parse(doc)
+        let server = try DeployerServer(config: config, environment: [:], logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
+        defer { server.shutdown() }
+        let client = HTTPClient()
+        let r = try await client.execute(HTTPClientRequest(method: "POST", host: "127.0.0.1", port: server.port, path: "/v1/servers",
+                                                           body: Array(specJSON(name: "lab-server").utf8)))
+        #expect(r.status == 200, "\(r.text)")
+        #expect(fake.names("deployments", "lab") == ["lab-server"])
+        #expect(fake.names("services", "lab") == ["lab-server"])
+    }
+}
+
+@Suite struct UpdateDiffTests {
+    @Test func mergeDiffNullsRemovedKeysAndReplacesLists() {
+        let old = jo(["a": ji(1), "b": jo(["c": ji(2), "d": ji(3)]), "l": ja([ji(1), ji(2)])])
+        let new = jo(["a": ji(1), "b": jo(["c": ji(5)]), "l": ja([ji(1)]), "e": js("x")])
+        let d = DeployerService.mergeDiff(old, new)
+        #expect(d == jo(["b": jo(["c": ji(5), "d": .null]), "l": ja([ji(1)]), "e": js("x")]))
+        #expect(old.merging(d) == new)
+    }
+
+    @Test func turningFaultReschedulingOffRemovesTheLabel() throws {
+        let before = Manifests.build(try spec())[0].body
+        let after = Manifests.build(try spec("mindie_single_node", ["npu_fault_reschedule": false]))[0].body
+        let d = DeployerService.mergeDiff(before, after)
+        #expect(d.at("spec", "template", "metadata", "labels", "fault-scheduling") == .null)
+        #expect(before.merging(d) == after)
     }
 }

@@ -34,6 +34,7 @@ public final class DeployerServer: @unchecked Sendable {
         let service = self.service
         let every = reconcileIntervalMilliseconds ?? UInt64(config.rankTableSyncSeconds) * 1000
         reconcileTask = Task {
+            await service.verifyRestored()
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(every))
                 if Task.isCancelled { break }

@@ -153,7 +153,11 @@ public actor DeployerService {
                 }
                 let diff = Self.mergeDiff(before.body, obj.body)
                 if case .object(let d) = diff, d.isEmpty { continue }
-                _ = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false, fieldManager: "ms_deployer")
+                do {
+                    _ = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false, fieldManager: "ms_deployer")
+                } catch where error.isNotFound {
+                    _ = try await kube.create(obj)  // lost meanwhile: recreate it
+                }
                 changed += 1
             } catch {
                 return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref): \(error)")
@@ -271,6 +275,25 @@ public actor DeployerService {
     }
 
     // MARK: background reconciliation
+
+    /// After a restart: which objects of the restored servers are missing in Kubernetes (logged; `get` shows the
+    /// pods, `delete` still cleans up what is left, `update` recreates what is missing).
+    @discardableResult
+    public func verifyRestored() async -> [String] {
+        var missing: [String] = []
+        for name in order {
+            guard let entry = servers[name] else { continue }
+            for obj in Manifests.build(entry.spec, namespace: entry.namespace) {
+                do {
+                    if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil { missing.append(obj.ref) }
+                } catch {
+                    logger.warning("cannot check a restored object", metadata: ["server": "\(name)", "object": "\(obj.ref)", "error": "\(error)"])
+                }
+            }
+        }
+        if !missing.isEmpty { logger.warning("restored servers miss objects", metadata: ["objects": "\(missing.joined(separator: ", "))"]) }
+        return missing
+    }
 
     /// Keeps each PD cluster's global rank table in step with its pods, and labels each cross-node server's master
     /// pod once its rank table is complete. Returns the names whose rank table was written.
