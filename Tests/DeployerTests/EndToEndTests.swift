@@ -96,6 +96,8 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(data?["instances_status"]?.arrayValue?.count == 2)
         #expect(data?["instances_status"]?.arrayValue?.allSatisfy { $0["readiness"] == jb(true) && $0["liveness"] == jb(true) } == true)
         #expect(data?["ready_replicas"] == ji(2))
+        // nothing listens on the pods' management port 1026: readiness comes from Kubernetes, and it says so
+        #expect(data?["instances_status"]?.arrayValue?.first?["message"]?.stringValue?.hasPrefix("management port not reachable") == true)
 
         // update with spec changes → merge patch, rolling update of replicas and image
         let upd = h.specFile("update.json", #"{"server_name":"mindie-server","replicas":3,"image":"mindie:server-v2","liveness_timeout":20}"#)
@@ -327,4 +329,42 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(d.at("spec", "template", "metadata", "labels", "fault-scheduling") == .null)
         #expect(before.merging(d) == after)
     }
+}
+
+import Synchronization
+
+@Suite(.timeLimit(.minutes(1))) struct ManagementProbeTests {
+    /// `get` asks each pod's management port (as the reference does) and reports `/info` as model_info.
+    @Test func getAsksTheServersManagementPort() async throws {
+        let box = ReadyBox()
+        let mgmt = try HTTPServer(configuration: HTTPServerConfiguration(threads: 1, listeners: [HTTPListener(host: "0.0.0.0", port: 0)],
+                                                                          gracefulTimeoutMilliseconds: 200), handler: { req, res in
+            switch req.path {
+            case "/v2/health/ready": res.respond(status: box.flag.load(ordering: .relaxed) ? 200 : 503, body: "")
+            case "/v2/health/live": res.respond(status: 200, body: "")
+            case "/info": res.respondJSON(status: 200, #"{"max_seq_len":4096,"model":"llama2-7b"}"#)
+            default: res.respond(status: 404, body: "")
+            }
+        })
+        try mgmt.start()
+        defer { mgmt.shutdown() }
+        let h = try Harness()
+        defer { h.stop() }
+        let file = h.specFile("s.json", specJSON(name: "probed", ["mindie_server_config.management_port": mgmt.boundPorts[0]]))
+        #expect(await h.msctl(.create(file: file)).exitCode == 0)
+        var data = parsed(await h.msctl(.get(name: "probed")))["data"]
+        #expect(data?["model_info"] == jo(["max_seq_len": ji(4096), "model": js("llama2-7b")]))
+        let pods = data?["instances_status"]?.arrayValue ?? []
+        #expect(pods.count == 2 && pods.allSatisfy { $0["readiness"] == jb(true) && $0["message"] == nil }, "\(pods)")
+        box.flag.store(false, ordering: .relaxed)
+        data = parsed(await h.msctl(.get(name: "probed")))["data"]
+        #expect(data?["instances_status"]?.arrayValue?.allSatisfy {
+            $0["readiness"] == jb(false) && $0["message"] == js("this mindie_server is not ready.")
+        } == true)
+        #expect(data?["ready_replicas"] == ji(0))
+    }
+}
+
+final class ReadyBox: Sendable {
+    let flag = Atomic<Bool>(true)
 }

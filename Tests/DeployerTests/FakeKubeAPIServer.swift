@@ -242,7 +242,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
 
     func nextIP(_ s: inout State) -> String {
         defer { s.nextIP += 1 }
-        return "10.244.\(s.nextIP / 250).\(s.nextIP % 250 + 2)"
+        return "127.1.\(s.nextIP / 250).\(s.nextIP % 250 + 2)"
     }
 
     /// Pods of a Deployment: `replicas` of them for the current template (older templates' pods are replaced).

@@ -19,8 +19,11 @@ public final class DeployerServer: @unchecked Sendable {
         let store = StatusStore(path: config.statusFile)
         let loaded = try store.load(mindieTLS: config.mindieTLSEnable, environment: environment)
         for d in loaded.dropped { logger.warning("dropped an invalid status-file entry", metadata: ["entry": "\(d)"]) }
+        let mindieTLS = try config.mindieTLS.map { i throws(ConfigLoadError) in try DeployerConfig.tlsConfiguration(i, environment: environment) }
+        let probe: MindieProbe
+        do { probe = try MindieProbe(tls: mindieTLS) } catch { throw ConfigLoadError("MindIE Server client: \(error)") }
         service = DeployerService(kube: kube, store: store, namespace: config.namespace, mindieTLS: config.mindieTLSEnable,
-                                  logger: logger, restored: loaded.entries)
+                                  logger: logger, restored: loaded.entries, probe: probe)
         let tls = try config.serverTLS.map { i throws(ConfigLoadError) in try DeployerConfig.tlsConfiguration(i, environment: environment) }
         do {
             http = try HTTPServer(configuration: HTTPServerConfiguration(

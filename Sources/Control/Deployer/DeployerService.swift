@@ -31,6 +31,7 @@ public actor DeployerService {
     let namespace: String
     let mindieTLS: Bool
     let logger: Logger
+    let probe: MindieProbe?
     let now: @Sendable () -> Date
     private(set) var servers: [String: StatusStore.Entry] = [:]
     private var order: [String] = []
@@ -44,8 +45,9 @@ public actor DeployerService {
     }
 
     public init(kube: KubeClient, store: StatusStore, namespace: String, mindieTLS: Bool, logger: Logger,
-                restored: [StatusStore.Entry] = [], now: @escaping @Sendable () -> Date = { Date() }) {
+                restored: [StatusStore.Entry] = [], probe: MindieProbe? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
         self.kube = kube
+        self.probe = probe
         self.store = store
         self.namespace = namespace
         self.mindieTLS = mindieTLS
@@ -212,24 +214,59 @@ public actor DeployerService {
             return DeployerReply(502, "Service is not exist. \(error)")
         }
         guard let items = pods["items"]?.arrayValue else { return DeployerReply(502, "Pod items is invalid") }
+        let sorted = items.sorted { ($0.at("metadata", "name")?.stringValue ?? "") < ($1.at("metadata", "name")?.stringValue ?? "") }
+        // Ask each running MindIE Server pod's management port, all at once.
+        var probes: [String: MindieProbe.Result] = [:]
+        if let probe {
+            let targets: [(String, String)] = sorted.compactMap { item in
+                guard let podName = item.at("metadata", "name")?.stringValue, item.at("status", "phase")?.stringValue == "Running",
+                      let ip = item.at("status", "podIP")?.stringValue, IPAddress.isValid(ip) else { return nil }
+                let role = item.at("metadata", "labels", Manifests.roleLabel)?.stringValue
+                guard role == nil || role == "prefill" || role == "decode" else { return nil }
+                return (podName, ip)
+            }
+            let port = spec.managementPort
+            probes = await withTaskGroup(of: (String, MindieProbe.Result).self) { group in
+                for (podName, ip) in targets { group.addTask { (podName, await probe.probe(ip: ip, port: port)) } }
+                var out: [String: MindieProbe.Result] = [:]
+                for await (podName, r) in group { out[podName] = r }
+                return out
+            }
+        }
         var instances: [JSONValue] = []
-        for item in items.sorted(by: { ($0.at("metadata", "name")?.stringValue ?? "") < ($1.at("metadata", "name")?.stringValue ?? "") }) {
+        var modelInfo: JSONValue = .null
+        for item in sorted {
             guard let podName = item.at("metadata", "name")?.stringValue else { continue }
             let phase = item.at("status", "phase")?.stringValue ?? "Unknown"
             let conditions = item.at("status", "conditions")?.arrayValue ?? []
-            let ready = conditions.contains { $0["type"]?.stringValue == "Ready" && $0["status"]?.stringValue == "True" }
+            var ready = conditions.contains { $0["type"]?.stringValue == "Ready" && $0["status"]?.stringValue == "True" }
             let statuses = item.at("status", "containerStatuses")?.arrayValue ?? []
-            let live = phase == "Running" && !statuses.isEmpty && statuses.allSatisfy { $0.at("state", "running") != nil }
-            var o: [String: JSONValue] = ["pod_name": js(podName), "readiness": jb(ready), "liveness": jb(live), "phase": js(phase)]
+            var live = phase == "Running" && !statuses.isEmpty && statuses.allSatisfy { $0.at("state", "running") != nil }
+            var o: [String: JSONValue] = ["pod_name": js(podName), "phase": js(phase)]
             if let ip = item.at("status", "podIP")?.stringValue { o["pod_ip"] = js(ip) }
             if let role = item.at("metadata", "labels", Manifests.roleLabel)?.stringValue { o["role"] = js(role) }
-            if phase != "Running" { o["message"] = js("This server is not Running now.") } else if !ready { o["message"] = js("this mindie_server is not ready.") }
+            var message: String?
+            if let r = probes[podName] {
+                if let why = r.unreachable {
+                    message = "management port not reachable from ms_deployer (\(why)); readiness and liveness from Kubernetes"
+                } else {
+                    ready = r.ready
+                    live = r.live
+                    if let info = r.info { modelInfo = info } else { message = "get mindie_server info failed." }
+                }
+            }
+            if phase != "Running" { message = "This server is not Running now." }
+            else if !ready { message = "this mindie_server is not ready." }
+            else if !live { message = "this mindie_server is not live." }
+            o["readiness"] = jb(ready)
+            o["liveness"] = jb(live)
+            if let message { o["message"] = js(message) }
             instances.append(.object(o))
         }
         var data: [String: JSONValue] = [
             "server_name": js(name), "server_type": js(spec.serverType.rawValue), "namespace": js(entry.namespace),
             "replicas": ji(spec.replicas), "ready_replicas": ji(instances.filter { $0["readiness"] == .bool(true) }.count),
-            "instances_status": ja(instances), "model_info": .null,
+            "instances_status": ja(instances), "model_info": modelInfo,
         ]
         if spec.serverType == .pdCluster {
             let table = GlobalRankTable.build(spec: spec, pods: GlobalRankTable.pods(fromList: pods))
