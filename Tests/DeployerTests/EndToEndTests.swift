@@ -74,7 +74,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         let h = try Harness()
         defer { h.stop() }
         let ns = "mindie"
-        let file = h.specFile("infer_server.json", specJSON())
+        let file = h.specFile("infer_server.json", specJSON(name: "mindie-server", ["mindie_server_config.management_port": deadPort()]))
 
         // create
         var o = await h.msctl(.create(file: file))
@@ -96,7 +96,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(data?["instances_status"]?.arrayValue?.count == 2)
         #expect(data?["instances_status"]?.arrayValue?.allSatisfy { $0["readiness"] == jb(true) && $0["liveness"] == jb(true) } == true)
         #expect(data?["ready_replicas"] == ji(2))
-        // nothing listens on the pods' management port 1026: readiness comes from Kubernetes, and it says so
+        // nothing listens on the pods' management port: readiness comes from Kubernetes, and it says so
         #expect(data?["instances_status"]?.arrayValue?.first?["message"]?.stringValue?.hasPrefix("management port not reachable") == true)
 
         // update with spec changes → merge patch, rolling update of replicas and image

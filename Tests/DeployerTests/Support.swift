@@ -93,3 +93,17 @@ func specJSON(_ type: String = "mindie_single_node", name: String = "mindie-serv
 func spec(_ type: String = "mindie_single_node", name: String = "mindie-server", _ overrides: [String: Any] = [:]) throws -> InferServerSpec {
     try InferServerSpec.parse(body: Array(specJSON(type, name: name, overrides).utf8), mindieTLS: false)
 }
+
+/// A TCP port with nothing listening on it on any address (bound on 0.0.0.0, then closed).
+func deadPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = 0
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    close(fd)
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
