@@ -198,8 +198,8 @@ public enum Manifests {
                 "volumeMounts": ja([jo(["name": js("config"), "mountPath": js("/mnt/configmap"), "readOnly": jb(true)]), rankMount]),
             ])
             if role == "coordinator" {
-                container = container.setting(["args"], to: ja([js("$(POD_IP)"), js(String(coordinatorInferPort)),
-                                                                 js("$(POD_IP)"), js(String(coordinatorManagementPort))]))
+                // `ms_coordinator [predict_ip] [manage_ip]`: listen on the pod IP; ports come from its config.
+                container = container.setting(["args"], to: ja([js("$(POD_IP)"), js("$(POD_IP)")]))
             }
             var pod = jo([
                 "automountServiceAccountToken": jb(account),
