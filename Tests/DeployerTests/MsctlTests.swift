@@ -107,3 +107,47 @@ import MSCore
         #expect(r.status == 0 && r.stdout.hasPrefix("---\napiVersion: apps/v1\nkind: Deployment\n"))
     }
 }
+
+/// The built ms_deployer binary: --version, config errors (exit 2 before listening), SIGTERM stops it (exit 0).
+@Suite struct DeployerBinaryTests {
+    @Test func startsServesAndStops() async throws {
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ms_deployer").path
+        let candidates = [bin, packageRoot.appendingPathComponent(".build-deploy/debug/ms_deployer").path]
+        guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            print("ms_deployer binary not built; skipping")
+            return
+        }
+        var r = try run(exe, ["--version"])
+        #expect(r.status == 0 && r.stdout.hasPrefix("ms_deployer "))
+        let dir = tempDir("msd")
+        let bad = write(#"{"ip":"0.0.0.0","ms_status_file":"x"}"#, to: dir.appendingPathComponent("bad.json"))
+        r = try run(exe, [bad])
+        #expect(r.status == 2 && r.stderr.contains("ip"), "\(r.stderr)")
+        let port = deadPort()
+        let good = write("""
+            {"ip":"127.0.0.1","port":\(port),"k8s_apiserver_ip":"127.0.0.1","k8s_apiserver_port":8001,"ms_status_file":"\(dir.path)/status.json",
+             "server_tls_enable":false,"client_k8s_tls_enable":false,"client_mindie_server_tls_enable":false}
+            """, to: dir.appendingPathComponent("good.json"))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = [good]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        let client = HTTPClient()
+        var answered = false
+        for _ in 0..<50 {
+            if let r = try? await client.execute(HTTPClientRequest(host: "127.0.0.1", port: port, path: "/v1/servers", timeoutMilliseconds: 500)) {
+                #expect(r.status == 200 && r.text == #"{"data":[],"message":"success","status":"0"}"#)
+                answered = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(answered)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(FileManager.default.fileExists(atPath: "\(dir.path)/status.json"))
+    }
+}
