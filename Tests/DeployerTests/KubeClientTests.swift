@@ -180,3 +180,15 @@ import MSCore
         #expect(throws: ConfigLoadError.self) { try StatusStore(path: "/nonexistent-dir/s.json").load(mindieTLS: false, environment: [:]) }
     }
 }
+
+@Suite struct InClusterTests {
+    @Test func serviceAccountEndpoint() throws {
+        let dir = tempDir("sa")
+        write("tok\n", to: dir.appendingPathComponent("token"))
+        write("CA", to: dir.appendingPathComponent("ca.crt"))
+        let e = try DeployerConfig.inClusterEndpoint(environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"],
+                                                     directory: dir.path)
+        #expect(e.host == "10.96.0.1" && e.port == 443 && e.bearerToken == "tok" && e.tls?.caPath == "\(dir.path)/ca.crt")
+        #expect(throws: ConfigLoadError.self) { try DeployerConfig.inClusterEndpoint(environment: [:], directory: dir.path) }
+    }
+}

@@ -7,7 +7,8 @@ import MSCore
 /// `log_info.log_level`, `ms_status_file`, `server_tls_items`, `client_k8s_tls_enable` + `client_k8s_tls_items`,
 /// `client_mindie_server_tls_enable` + `client_mindie_tls_items`. Ours, all optional: `server_tls_enable` (true),
 /// `kubeconfig` (a kubeconfig path; replaces the apiserver keys), `k8s_token_file` (bearer token),
-/// `namespace` ("mindie"), `rank_table_sync_seconds` (5).
+/// `namespace` ("mindie"), `rank_table_sync_seconds` (5). `"kubeconfig": "in-cluster"` uses the pod's service
+/// account (`KUBERNETES_SERVICE_HOST`/`_PORT`, the mounted token and CA).
 public struct DeployerConfig: Sendable, Equatable {
     public struct TLSItems: Sendable, Equatable {
         public var caCert, tlsCert, tlsKey, tlsPasswd, tlsCrl: String
@@ -111,10 +112,27 @@ public struct DeployerConfig: Sendable, Equatable {
         }
     }
 
+    public static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+    /// The pod's own service account. Its files are kubelet-managed symlinks, so the symlink check does not apply.
+    static func inClusterEndpoint(environment: [String: String], directory: String = serviceAccountDirectory) throws(ConfigLoadError) -> KubeEndpoint {
+        guard let host = environment["KUBERNETES_SERVICE_HOST"], !host.isEmpty,
+              let port = Int(environment["KUBERNETES_SERVICE_PORT"] ?? "443") else {
+            throw ConfigLoadError("ms_deployer config: kubeconfig \"in-cluster\" needs KUBERNETES_SERVICE_HOST (not running in a pod?)")
+        }
+        guard let token = try? String(contentsOfFile: "\(directory)/token", encoding: .utf8) else {
+            throw ConfigLoadError("ms_deployer config: kubeconfig \"in-cluster\": cannot read \(directory)/token")
+        }
+        return KubeEndpoint(host: host, port: port, tls: TLSConfiguration(caPath: "\(directory)/ca.crt", minimumVersion: 12),
+                            bearerToken: token.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// The API server endpoint: from the kubeconfig when given, else from the apiserver keys.
     public func kubeEndpoint(environment: [String: String]) throws(ConfigLoadError) -> KubeEndpoint {
         var endpoint: KubeEndpoint
-        if let kubeconfig {
+        if kubeconfig == "in-cluster" {
+            endpoint = try Self.inClusterEndpoint(environment: environment)
+        } else if let kubeconfig {
             let bytes: [UInt8]
             do { bytes = try FileCheck(maxMode: FileCheck.configMode, environment: environment).read(kubeconfig) } catch {
                 throw ConfigLoadError("ms_deployer config: kubeconfig: \(error)")

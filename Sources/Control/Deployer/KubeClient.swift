@@ -88,7 +88,7 @@ public final class KubeClient: Sendable {
     /// One request; 2xx → the parsed body (or `.null` when empty).
     public func request(_ method: String, _ path: String, body: JSONValue? = nil,
                         contentType: String = "application/json") async throws(KubeError) -> JSONValue {
-        var headers: [(String, String)] = [("Accept", "application/json"), ("Host", endpoint.host)]
+        var headers: [(String, String)] = [("Accept", "application/json")]
         if let token = endpoint.bearerToken { headers.append(("Authorization", "Bearer \(token)")) }
         let bytes = body.map { Array($0.serialized().utf8) } ?? []
         if body != nil { headers.append(("Content-Type", contentType)) }
