@@ -49,7 +49,7 @@ public enum YAML {
         case .array(let a) where !a.isEmpty:
             out += "\n"
             write(child, indent: indent, into: &out)
-        case .string(let s) where s.contains("\n"):
+        case .string(let s) where s.contains("\n") && !s.hasPrefix(" ") && !s.hasPrefix("\n") && !s.hasSuffix("\n\n") && !s.contains("\r"):
             out += " |" + (s.hasSuffix("\n") ? "" : "-") + "\n"
             let pad = String(repeating: " ", count: indent + 2)
             for line in s.split(separator: "\n", omittingEmptySubsequences: false).dropLast(s.hasSuffix("\n") ? 1 : 0) {
