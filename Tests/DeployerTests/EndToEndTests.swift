@@ -179,6 +179,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         let get = parsed(await h.msctl(.get(name: "pd")))
         #expect(get["data"]?["rank_table_status"] == js("completed"))
         #expect(get["data"]?["instances_status"]?.arrayValue?.count == 6)
+        #expect(get["data"]?["replicas"] == ji(6) && get["data"]?["ready_replicas"] == ji(6))
 
         // cross node: once the operator completes hccl.json the master pod is labelled
         let pod = h.fake.names("pods", ns).first { $0.hasPrefix("cross-") }!

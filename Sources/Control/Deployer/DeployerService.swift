@@ -265,7 +265,7 @@ public actor DeployerService {
         }
         var data: [String: JSONValue] = [
             "server_name": js(name), "server_type": js(spec.serverType.rawValue), "namespace": js(entry.namespace),
-            "replicas": ji(spec.replicas), "ready_replicas": ji(instances.filter { $0["readiness"] == .bool(true) }.count),
+            "replicas": ji(Self.expectedPods(spec)), "ready_replicas": ji(instances.filter { $0["readiness"] == .bool(true) }.count),
             "instances_status": ja(instances), "model_info": modelInfo,
         ]
         if spec.serverType == .pdCluster {
@@ -273,6 +273,15 @@ public actor DeployerService {
             data["rank_table_status"] = table["status"]
         }
         return DeployerReply(200, "success", data: .object(data))
+    }
+
+    /// Pods a server runs when all is well.
+    static func expectedPods(_ s: InferServerSpec) -> Int {
+        switch s.serverType {
+        case .singleNode: s.replicas
+        case .crossNode: s.crossNodeNum
+        case .pdCluster: (s.pd?.prefillReplicas ?? 0) + (s.pd?.decodeReplicas ?? 0) + 2
+        }
     }
 
     /// Every managed server's name and type.
