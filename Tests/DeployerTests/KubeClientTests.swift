@@ -174,6 +174,7 @@ import MSCore
         let r = try store.load(mindieTLS: false, environment: [:])
         #expect(r.entries.map(\.spec) == [good])
         #expect(r.dropped.count == 1)
+        #expect(try store.load(mindieTLS: true, environment: [:]).entries.count == 1)  // a TLS switch does not orphan servers
         #expect(try !String(contentsOfFile: path, encoding: .utf8).contains("a b"))  // rewritten
         write("not json", to: URL(fileURLWithPath: path))
         #expect(throws: ConfigLoadError.self) { try store.load(mindieTLS: false, environment: [:]) }

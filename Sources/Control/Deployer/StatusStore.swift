@@ -42,7 +42,9 @@ public struct StatusStore: Sendable {
         for item in list {
             guard let ns = item["namespace"]?.stringValue, InferServerSpec.isValidServerName(ns),
                   item["server_type"]?.stringValue != nil, item["replicas"]?.intValue != nil, item["use_service"]?.boolValue != nil,
-                  let specDoc = item["spec"], let spec = try? InferServerSpec.validate(specDoc, mindieTLS: mindieTLS),
+                  let specDoc = item["spec"],
+                  // A server deployed before `client_mindie_server_tls_enable` changed is still ours: keep it.
+                  let spec = try? InferServerSpec.validate(specDoc, mindieTLS: specDoc["mindie_server_config"]?["enable_tls"]?.boolValue ?? mindieTLS),
                   spec.serverName == item["server_name"]?.stringValue,
                   !entries.contains(where: { $0.spec.serverName == spec.serverName })
             else {
