@@ -155,7 +155,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
                 if resource == "deployments" { reconcilePods(&s, ns: ns, deployment: patched) }
                 return (200, patched)
             case ("DELETE", let n?):
-                guard let ns, let o = s.objects["\(resource)/\(ns)/\(n)"] else {
+                guard let ns, s.objects["\(resource)/\(ns)/\(n)"] != nil else {
                     return Self.status(404, "NotFound", "\(resource) \"\(n)\" not found", kind: resource, name: n)
                 }
                 if s.failDelete.contains("\(resource)/\(n)") { return Self.status(500, "InternalError", "etcd is sulking") }

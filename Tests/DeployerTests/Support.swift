@@ -48,7 +48,7 @@ func makePKI() throws -> URL {
 /// Writes `text` with mode `mode`.
 @discardableResult
 func write(_ text: String, to url: URL, mode: mode_t = 0o640) -> String {
-    FileManager.default.createFile(atPath: url.path, contents: Data(text.utf8))
+    _ = FileManager.default.createFile(atPath: url.path, contents: Data(text.utf8))
     chmod(url.path, mode)
     return url.path
 }

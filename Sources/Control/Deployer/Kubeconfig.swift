@@ -36,7 +36,9 @@ public enum Kubeconfig {
             guard let b64 = obj["\(key)-data"]?.stringValue else { return nil }
             guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters) else { throw Error("kubeconfig \(key)-data is not base64") }
             let path = "\(directory)/.kube-\(key)-\(getpid())-\(files.count).pem"
-            FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
+            guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+                throw Error("cannot write \(path) for kubeconfig \(key)-data")
+            }
             files[key] = path
             return path
         }
