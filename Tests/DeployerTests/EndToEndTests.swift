@@ -232,6 +232,22 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(await h.msctl(.delete(name: "mindie-server")).exitCode == 0)
     }
 
+    @Test func concurrentRequestsForOneServerDoNotInterleave() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let service = h.server.service
+        let body = Array(specJSON(name: "race").utf8)
+        async let a = service.create(body: body)
+        async let b = service.create(body: body)
+        let statuses = await [a.status, b.status].sorted()
+        #expect(statuses == [200, 409])
+        async let d1 = service.delete(name: "race", target: "/v1/servers/race")
+        async let d2 = service.delete(name: "race", target: "/v1/servers/race")
+        let deleted = await [d1.status, d2.status].sorted()
+        #expect(deleted == [200, 404] || deleted == [200, 409])
+        #expect(h.fake.names("deployments", "mindie").isEmpty)
+    }
+
     @Test func restAPIRefusalsOverMutualTLS() async throws {
         let h = try Harness()
         defer { h.stop() }
