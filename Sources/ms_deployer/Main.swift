@@ -8,20 +8,42 @@ struct Main: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ms_deployer",
         abstract: "The MindIE-MS Deployer: Deploys inference services onto Kubernetes (the reference's ms_server).",
-        discussion: "Config: --config, else $MINDIE_MS_DEPLOYER_CONFIG_FILE_PATH, else ../conf/ms_deployer.json.",
+        discussion: """
+            Config: the positional path or --config, else $MINDIE_MS_DEPLOYER_CONFIG_FILE_PATH, else ../conf/ms_deployer.json.
+            Serves POST/GET/DELETE /v1/servers[/NAME] (mutual TLS unless server_tls_enable is false) until SIGINT/SIGTERM.
+            """,
         version: ProductInfo.versionLine(binary: "ms_deployer"))
 
+    @Argument(help: "Path of the config file (as the reference's `ms_server <ms_server.json>`).") var configFile: String?
     @Option(help: "Path of the config file.") var config: String?
 
     func run() throws {
         let env = ProcessInfo.processInfo.environment
-        let location = ConfigLocation(explicit: config, environmentVariable: "MINDIE_MS_DEPLOYER_CONFIG_FILE_PATH", defaultPath: "../conf/ms_deployer.json", environment: env)
-        let json: [String: Any]
-        do { json = try location.readJSONObject(environment: env) } catch {
+        let location = ConfigLocation(explicit: configFile ?? config, environmentVariable: "MINDIE_MS_DEPLOYER_CONFIG_FILE_PATH",
+                                      defaultPath: "../conf/ms_deployer.json", environment: env)
+        let deployerConfig: DeployerConfig
+        do {
+            let bytes = try location.read(environment: env)
+            guard let doc = try? JSONValue.parse(Data(bytes)), case .object = doc else {
+                throw ConfigLoadError("config file \(location.path): not a JSON object")
+            }
+            deployerConfig = try DeployerConfig.parse(doc, environment: env)
+        } catch {
             FileHandle.standardError.write(Data("ms_deployer: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        let logger = Bootstrap.run(label: "ms_deployer", level: Bootstrap.logLevel(env["MINDIE_LOG_LEVEL"]))
-        logger.info("config loaded", metadata: ["path": "\(location.path)", "keys": "\(json.count)"])
+        blockTerminationSignals()
+        let level = Bootstrap.logLevel(env["MINDIEMS_LOG_LEVEL"] ?? env["MINDIE_LOG_LEVEL"] ?? deployerConfig.logLevel)
+        let logger = Bootstrap.run(label: "ms_deployer", level: level)
+        logger.info("config loaded", metadata: ["path": "\(location.path)"])
+        let server: DeployerServer
+        do { server = try DeployerServer(config: deployerConfig, environment: env, logger: logger) } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        let sig = waitForTerminationSignal()
+        logger.info("stopping", metadata: ["signal": "\(sig)"])
+        server.shutdown()
+        server.http.waitUntilStopped()
     }
 }

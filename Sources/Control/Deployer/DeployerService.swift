@@ -1,0 +1,391 @@
+import Foundation
+import Logging
+import MSCore
+
+/// A reply of the Deployer's REST API: status code and the `{"data"?,"message","status"}` envelope.
+public struct DeployerReply: Sendable, Equatable {
+    public var status: Int
+    public var message: String
+    public var data: JSONValue?
+
+    public init(_ status: Int, _ message: String, data: JSONValue? = nil) {
+        self.status = status
+        self.message = message
+        self.data = data
+    }
+
+    public var json: JSONValue {
+        var o: [String: JSONValue] = ["message": .string(message), "status": .string((200..<300).contains(status) ? "0" : "1")]
+        if let data { o["data"] = data }
+        return .object(o)
+    }
+
+    public var body: String { json.serialized() }
+}
+
+/// The Deployer: create, update, get and delete inference services on Kubernetes, remembering them in the
+/// status file. One actor serialises all changes.
+public actor DeployerService {
+    let kube: KubeClient
+    let store: StatusStore
+    let namespace: String
+    let mindieTLS: Bool
+    let logger: Logger
+    let probe: MindieProbe?
+    let now: @Sendable () -> Date
+    private(set) var servers: [String: StatusStore.Entry] = [:]
+    private var order: [String] = []
+    /// Servers with a create, update or delete in flight (the actor is re-entered at every Kubernetes call).
+    private var busy: Set<String> = []
+
+    private func claim(_ name: String) -> DeployerReply? {
+        if busy.contains(name) { return DeployerReply(409, "server \(name) is busy with another create, update or delete; try again") }
+        busy.insert(name)
+        return nil
+    }
+
+    public init(kube: KubeClient, store: StatusStore, namespace: String, mindieTLS: Bool, logger: Logger,
+                restored: [StatusStore.Entry] = [], probe: MindieProbe? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.kube = kube
+        self.probe = probe
+        self.store = store
+        self.namespace = namespace
+        self.mindieTLS = mindieTLS
+        self.logger = logger
+        self.now = now
+        for e in restored {
+            servers[e.spec.serverName] = e
+            order.append(e.spec.serverName)
+        }
+    }
+
+    public var serverNames: [String] { order }
+
+    private func persist() throws(DeployerError) {
+        do { try store.save(order.compactMap { servers[$0] }) } catch {
+            throw DeployerError(500, "failed to write the status file: \(error)")
+        }
+    }
+
+    private static func kubeStatus(_ e: KubeError) -> Int {
+        if case .conflict = e { return 409 }
+        return 502
+    }
+
+    // MARK: create
+
+    public func create(body: [UInt8]) async -> DeployerReply {
+        let spec: InferServerSpec
+        do { spec = try InferServerSpec.parse(body: body, mindieTLS: mindieTLS, exists: { [servers] in servers[$0] != nil }) } catch {
+            return DeployerReply(error.status, error.message)
+        }
+        if let refusal = claim(spec.serverName) { return refusal }
+        defer { busy.remove(spec.serverName) }
+        servers[spec.serverName] = StatusStore.Entry(namespace: namespace, spec: spec)  // reserve the name while creating
+        order.append(spec.serverName)
+        var created: [KubeObject] = []
+        for obj in Manifests.build(spec, namespace: namespace) {
+            do {
+                _ = try await kube.create(obj)
+                created.append(obj)
+                logger.info("created", metadata: ["server": "\(spec.serverName)", "object": "\(obj.ref)"])
+            } catch {
+                logger.error("create failed", metadata: ["server": "\(spec.serverName)", "object": "\(obj.ref)", "error": "\(error)"])
+                var leftovers: [String] = []
+                for c in created.reversed() {
+                    do { try await kube.delete(c.kind, namespace: c.namespace, name: c.name) } catch where !error.isNotFound {
+                        leftovers.append("\(c.ref) (\(error))")
+                    } catch {}
+                }
+                servers[spec.serverName] = nil
+                order.removeAll { $0 == spec.serverName }
+                var msg = "\(Self.createFailure(spec.serverType, obj.kind)): \(obj.ref): \(error)"
+                if !leftovers.isEmpty { msg += "; could not remove: " + leftovers.joined(separator: ", ") }
+                return DeployerReply(Self.kubeStatus(error), msg)
+            }
+        }
+        do { try persist() } catch { return DeployerReply(error.status, error.message) }
+        return DeployerReply(200, "Creating the server!")
+    }
+
+    static func createFailure(_ type: ServerType, _ kind: KubeObject.Kind) -> String {
+        switch (type, kind) {
+        case (.singleNode, .deployment): "Deploy deployments failed"
+        case (.singleNode, .service): "deploy services failed"
+        case (.crossNode, .configMap): "failed to create ranktable ConfigMap!"
+        case (.crossNode, .deployment): "failed to create deployment!"
+        case (.crossNode, .service): "Failed to create service!"
+        default: "Failed to create infer server!"
+        }
+    }
+
+    // MARK: update
+
+    /// DECISIONS 27: fields in the body are merged over the stored spec; changed objects are patched (a changed pod
+    /// template rolls the Deployment); an unchanged spec restarts the pods as the reference does.
+    public func update(body: [UInt8]) async -> DeployerReply {
+        let doc: JSONValue
+        do { doc = try InferServerSpec.parseDocument(body) } catch { return DeployerReply(error.status, error.message) }
+        guard case .string(let name)? = doc["server_name"], !name.isEmpty else {
+            return DeployerReply(400, "update json does not include server name.")
+        }
+        guard servers[name] != nil else { return DeployerReply(404, "server to be updated is not existing") }
+        if let refusal = claim(name) { return refusal }
+        defer { busy.remove(name) }
+        guard let entry = servers[name] else { return DeployerReply(404, "server to be updated is not existing") }
+        let old = entry.spec
+        let mergedDoc = old.document.merging(doc)
+        let new: InferServerSpec
+        do { new = try InferServerSpec.validate(mergedDoc, mindieTLS: mindieTLS) } catch {
+            return DeployerReply(error.status, "update failed: \(error.message)")
+        }
+        guard new.serverType == old.serverType else { return DeployerReply(400, "update failed: server_type cannot be changed by update") }
+        if new.serverType == .crossNode && new != old {
+            return DeployerReply(400, "cross node mode does not support update yet")
+        }
+        let oldObjs = Dictionary(uniqueKeysWithValues: Manifests.build(old, namespace: entry.namespace).map { ("\($0.ref)", $0) })
+        let newObjs = Manifests.build(new, namespace: entry.namespace)
+        var changed = 0
+        for obj in newObjs {
+            do {
+                guard let before = oldObjs[obj.ref] else {
+                    _ = try await kube.create(obj)
+                    changed += 1
+                    continue
+                }
+                let diff = Self.mergeDiff(before.body, obj.body)
+                if case .object(let d) = diff, d.isEmpty { continue }
+                do {
+                    _ = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false, fieldManager: "ms_deployer")
+                } catch where error.isNotFound {
+                    _ = try await kube.create(obj)  // lost meanwhile: recreate it
+                }
+                changed += 1
+            } catch {
+                return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref): \(error)")
+            }
+        }
+        if changed == 0 {
+            // Nothing changed: a rolling restart of every Deployment (the reference's update).
+            let stamp = Self.restartStamp(now())
+            for obj in newObjs where obj.kind == .deployment {
+                let patch = jo(["spec": jo(["template": jo(["metadata": jo(["annotations": jo(["kubectl.kubernetes.io/restartedAt": stamp])])])])])
+                do { _ = try await kube.patch(.deployment, namespace: obj.namespace, name: obj.name, patch: patch, fieldManager: "kubectl-rollout") } catch {
+                    return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref): \(error)")
+                }
+            }
+        }
+        servers[name] = StatusStore.Entry(namespace: entry.namespace, spec: new)
+        do { try persist() } catch { return DeployerReply(error.status, error.message) }
+        return DeployerReply(200, "update server success.")
+    }
+
+    static func restartStamp(_ d: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        return f.string(from: d)
+    }
+
+    /// The RFC 7386 merge patch that turns `old` into `new` (removed keys become null, lists are replaced).
+    static func mergeDiff(_ old: JSONValue, _ new: JSONValue) -> JSONValue {
+        guard case .object(let o) = old, case .object(let n) = new else { return new }
+        var d: [String: JSONValue] = [:]
+        for (k, v) in n {
+            if let ov = o[k] {
+                if ov == v { continue }
+                if case .object = ov, case .object = v { d[k] = mergeDiff(ov, v) } else { d[k] = v }
+            } else {
+                d[k] = v
+            }
+        }
+        for k in o.keys where n[k] == nil { d[k] = .null }
+        return .object(d)
+    }
+
+    // MARK: get
+
+    public func get(name: String, target: String) async -> DeployerReply {
+        guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        let spec = entry.spec
+        let pods: JSONValue
+        do { pods = try await kube.list(.pod, namespace: entry.namespace, labelSelector: "app=\(name)") } catch {
+            return DeployerReply(502, "Service is not exist. \(error)")
+        }
+        guard let items = pods["items"]?.arrayValue else { return DeployerReply(502, "Pod items is invalid") }
+        let sorted = items.sorted { ($0.at("metadata", "name")?.stringValue ?? "") < ($1.at("metadata", "name")?.stringValue ?? "") }
+        // Ask each running MindIE Server pod's management port, all at once.
+        var probes: [String: MindieProbe.Result] = [:]
+        if let probe {
+            let targets: [(String, String)] = sorted.compactMap { item in
+                guard let podName = item.at("metadata", "name")?.stringValue, item.at("status", "phase")?.stringValue == "Running",
+                      let ip = item.at("status", "podIP")?.stringValue, IPAddress.isValid(ip) else { return nil }
+                let role = item.at("metadata", "labels", Manifests.roleLabel)?.stringValue
+                guard role == nil || role == "prefill" || role == "decode" else { return nil }
+                return (podName, ip)
+            }
+            let port = spec.managementPort
+            probes = await withTaskGroup(of: (String, MindieProbe.Result).self) { group in
+                for (podName, ip) in targets { group.addTask { (podName, await probe.probe(ip: ip, port: port)) } }
+                var out: [String: MindieProbe.Result] = [:]
+                for await (podName, r) in group { out[podName] = r }
+                return out
+            }
+        }
+        var instances: [JSONValue] = []
+        var modelInfo: JSONValue = .null
+        for item in sorted {
+            guard let podName = item.at("metadata", "name")?.stringValue else { continue }
+            let phase = item.at("status", "phase")?.stringValue ?? "Unknown"
+            let conditions = item.at("status", "conditions")?.arrayValue ?? []
+            var ready = conditions.contains { $0["type"]?.stringValue == "Ready" && $0["status"]?.stringValue == "True" }
+            let statuses = item.at("status", "containerStatuses")?.arrayValue ?? []
+            var live = phase == "Running" && !statuses.isEmpty && statuses.allSatisfy { $0.at("state", "running") != nil }
+            var o: [String: JSONValue] = ["pod_name": js(podName), "phase": js(phase)]
+            if let ip = item.at("status", "podIP")?.stringValue { o["pod_ip"] = js(ip) }
+            if let role = item.at("metadata", "labels", Manifests.roleLabel)?.stringValue { o["role"] = js(role) }
+            var message: String?
+            if let r = probes[podName] {
+                if let why = r.unreachable {
+                    message = "management port not reachable from ms_deployer (\(why)); readiness and liveness from Kubernetes"
+                } else {
+                    ready = r.ready
+                    live = r.live
+                    if let info = r.info { modelInfo = info } else { message = "get mindie_server info failed." }
+                }
+            }
+            if phase != "Running" { message = "This server is not Running now." }
+            else if !ready { message = "this mindie_server is not ready." }
+            else if !live { message = "this mindie_server is not live." }
+            o["readiness"] = jb(ready)
+            o["liveness"] = jb(live)
+            if let message { o["message"] = js(message) }
+            instances.append(.object(o))
+        }
+        var data: [String: JSONValue] = [
+            "server_name": js(name), "server_type": js(spec.serverType.rawValue), "namespace": js(entry.namespace),
+            "replicas": ji(Self.expectedPods(spec)), "ready_replicas": ji(instances.filter { $0["readiness"] == .bool(true) }.count),
+            "instances_status": ja(instances), "model_info": modelInfo,
+        ]
+        if spec.serverType == .pdCluster {
+            let table = GlobalRankTable.build(spec: spec, pods: GlobalRankTable.pods(fromList: pods))
+            data["rank_table_status"] = table["status"]
+        }
+        return DeployerReply(200, "success", data: .object(data))
+    }
+
+    /// Pods a server runs when all is well.
+    static func expectedPods(_ s: InferServerSpec) -> Int {
+        switch s.serverType {
+        case .singleNode: s.replicas
+        case .crossNode: s.crossNodeNum
+        case .pdCluster: (s.pd?.prefillReplicas ?? 0) + (s.pd?.decodeReplicas ?? 0) + 2
+        }
+    }
+
+    /// Every managed server's name and type.
+    public func list() -> DeployerReply {
+        DeployerReply(200, "success", data: ja(order.compactMap { servers[$0] }.map {
+            jo(["server_name": js($0.spec.serverName), "server_type": js($0.spec.serverType.rawValue), "namespace": js($0.namespace)])
+        }))
+    }
+
+    // MARK: delete
+
+    /// Removes every object of the server in reverse creation order; a server stays registered if anything is left.
+    public func delete(name: String, target: String) async -> DeployerReply {
+        guard servers[name] != nil else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        if let refusal = claim(name) { return refusal }
+        defer { busy.remove(name) }
+        guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        var notRemoved: [JSONValue] = []
+        for obj in Manifests.build(entry.spec, namespace: entry.namespace).reversed() {
+            do {
+                try await kube.delete(obj.kind, namespace: obj.namespace, name: obj.name)
+                logger.info("deleted", metadata: ["server": "\(name)", "object": "\(obj.ref)"])
+            } catch where error.isNotFound {
+                continue
+            } catch {
+                notRemoved.append(jo(["kind": js(obj.kind.rawValue), "name": js(obj.name), "error": js(error.description)]))
+            }
+        }
+        guard notRemoved.isEmpty else {
+            let what = notRemoved.map { "\($0["kind"]?.stringValue ?? "")/\($0["name"]?.stringValue ?? "")" }.joined(separator: ", ")
+            return DeployerReply(502, "unload server failed! could not remove: \(what)", data: jo(["not_removed": ja(notRemoved)]))
+        }
+        servers[name] = nil
+        order.removeAll { $0 == name }
+        do { try persist() } catch { return DeployerReply(error.status, error.message) }
+        return DeployerReply(200, "succeed to clear resources")
+    }
+
+    // MARK: background reconciliation
+
+    /// After a restart: which objects of the restored servers are missing in Kubernetes (logged; `get` shows the
+    /// pods, `delete` still cleans up what is left, `update` recreates what is missing).
+    @discardableResult
+    public func verifyRestored() async -> [String] {
+        var missing: [String] = []
+        for name in order {
+            guard let entry = servers[name] else { continue }
+            for obj in Manifests.build(entry.spec, namespace: entry.namespace) {
+                do {
+                    if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil { missing.append(obj.ref) }
+                } catch {
+                    logger.warning("cannot check a restored object", metadata: ["server": "\(name)", "object": "\(obj.ref)", "error": "\(error)"])
+                }
+            }
+        }
+        if !missing.isEmpty { logger.warning("restored servers miss objects", metadata: ["objects": "\(missing.joined(separator: ", "))"]) }
+        return missing
+    }
+
+    /// Keeps each PD cluster's global rank table in step with its pods, and labels each cross-node server's master
+    /// pod once its rank table is complete. Returns the names whose rank table was written.
+    @discardableResult
+    public func reconcile() async -> [String] {
+        var written: [String] = []
+        for name in order {
+            guard let entry = servers[name] else { continue }
+            do {
+                switch entry.spec.serverType {
+                case .pdCluster:
+                    if try await syncRankTable(entry) { written.append(name) }
+                case .crossNode:
+                    try await labelMaster(entry)
+                case .singleNode:
+                    break
+                }
+            } catch {
+                logger.warning("reconcile failed", metadata: ["server": "\(name)", "error": "\(error)"])
+            }
+        }
+        return written
+    }
+
+    func syncRankTable(_ entry: StatusStore.Entry) async throws(KubeError) -> Bool {
+        let names = Manifests.PDNames(entry.spec.serverName)
+        let pods = try await kube.list(.pod, namespace: entry.namespace, labelSelector: "app=\(entry.spec.serverName)")
+        let table = GlobalRankTable.build(spec: entry.spec, pods: GlobalRankTable.pods(fromList: pods)).serialized(indent: 4)
+        let cm = try await kube.get(.configMap, namespace: entry.namespace, name: names.globalRankTable)
+        if cm.at("data", "global_ranktable.json")?.stringValue == table { return false }
+        _ = try await kube.patch(.configMap, namespace: entry.namespace, name: names.globalRankTable,
+                                 patch: jo(["data": jo(["global_ranktable.json": table])]), strategic: false)
+        return true
+    }
+
+    func labelMaster(_ entry: StatusStore.Entry) async throws(KubeError) {
+        let s = entry.spec
+        let cm = try await kube.get(.configMap, namespace: entry.namespace, name: Manifests.ringsConfigName(s))
+        guard let text = cm.at("data", "hccl.json")?.stringValue, let hccl = try? JSONValue.parse(Data(text.utf8)),
+              hccl["status"]?.stringValue == "completed", let list = hccl["server_list"]?.arrayValue, (2...4).contains(list.count),
+              let ip = list[0]["container_ip"]?.stringValue else { return }
+        let pods = try await kube.list(.pod, namespace: nil, fieldSelector: "status.podIP=\(ip)")
+        guard let pod = pods["items"]?.arrayValue?.first, let podName = pod.at("metadata", "name")?.stringValue,
+              let podNS = pod.at("metadata", "namespace")?.stringValue else { return }
+        if pod.at("metadata", "labels", "cross-node-app")?.stringValue == Manifests.masterLabelValue(s) { return }
+        _ = try await kube.patch(.pod, namespace: podNS, name: podName,
+                                 patch: jo(["metadata": jo(["labels": jo(["cross-node-app": Manifests.masterLabelValue(s)])])]))
+    }
+}

@@ -1,0 +1,258 @@
+import Foundation
+
+/// The kinds of inference service the Deployer knows.
+public enum ServerType: String, Sendable, Equatable, Codable {
+    case singleNode = "mindie_single_node"
+    case crossNode = "mindie_cross_node"
+    /// Beyond the reference (DECISIONS 28): Coordinator, Controller, P and D servers from one spec.
+    case pdCluster = "mindie_pd_cluster"
+}
+
+/// A spec refusal: the HTTP status it maps to and the message (the reference's text where it has one).
+public struct DeployerError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var message: String
+    public init(_ status: Int, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+    public var description: String { "\(status): \(message)" }
+}
+
+/// The PD-cluster part of a `mindie_pd_cluster` spec (`pd_cluster` object).
+public struct PDClusterSpec: Sendable, Equatable {
+    public var prefillReplicas: Int
+    public var decodeReplicas: Int
+    /// Contents of the ConfigMaps (`config.json` of each component); `{}` when not given.
+    public var coordinatorConfig: JSONValue
+    public var controllerConfig: JSONValue
+    public var serverConfig: JSONValue
+}
+
+/// A validated `infer_server.json` (deployer spec §3, DECISIONS 23 and 28).
+public struct InferServerSpec: Sendable, Equatable {
+    public static let defaultImage = "mindie:server"
+
+    public var serverName: String
+    public var serverType: ServerType
+    public var replicas: Int
+    public var crossNodeNum: Int
+    public var serviceType: String
+    public var servicePort: Int
+    public var scheduler: String
+    public var initDelay: Int
+    public var detectServerInnerError: Bool
+    public var livenessTimeout: Int
+    public var livenessFailureThreshold: Int
+    public var readinessTimeout: Int
+    public var readinessFailureThreshold: Int
+    public var memoryMiB: Int
+    public var cpuMilli: Int
+    public var npuType: String
+    public var npuChipNum: Int
+    public var miesInstallPath: String
+    public var inferPort: Int
+    public var managementPort: Int
+    public var enableTLS: Bool
+    public var npuFaultReschedule: Bool
+    public var terminationGracePeriodSeconds: Int
+    public var maxUnavailable: String
+    public var maxSurge: String
+    /// Container image (`image`, optional; the reference hard-codes `mindie:server`).
+    public var image: String
+    public var pd: PDClusterSpec?
+    /// The document as given (kept in the status file so that updates can merge over it).
+    public var document: JSONValue
+}
+
+extension InferServerSpec {
+    /// DECISIONS 23: a DNS-1123 label of at most 48 characters. It must also start with a letter, because the
+    /// single-node Service is named after it and Service names are DNS-1035 labels.
+    public static func isValidServerName(_ s: String) -> Bool {
+        guard (1...48).contains(s.utf8.count) else { return false }
+        let bytes = Array(s.utf8)
+        func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D }
+        guard bytes.allSatisfy(ok), let f = bytes.first, f >= 0x61, f <= 0x7A, bytes.last != 0x2D else { return false }
+        return true
+    }
+
+    public static let serverNameRule =
+        "server_name must be a DNS-1123 label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, at most 48 characters"
+
+    /// Parses a request body the way the reference's deploy does (§2 checks 2–7), then the per-type fields.
+    /// - Parameters:
+    ///   - body: the raw request body.
+    ///   - mindieTLS: ms_deployer's `client_mindie_server_tls_enable`; `enable_tls` must equal it.
+    ///   - exists: whether a server of that name is already managed (409).
+    public static func parse(body: [UInt8], mindieTLS: Bool, exists: (String) -> Bool = { _ in false }) throws(DeployerError) -> InferServerSpec {
+        let doc = try parseDocument(body)
+        guard case .string(let name)? = doc["server_name"], !name.isEmpty else {
+            throw DeployerError(400, "load config not contain server_name!")
+        }
+        guard isValidServerName(name) else { throw DeployerError(400, serverNameRule + " (got \"\(name)\")") }
+        if exists(name) { throw DeployerError(409, "server with same name is already loaded") }
+        return try validate(doc, mindieTLS: mindieTLS)
+    }
+
+    /// JSON object, at most 1 MiB and 50 levels deep.
+    public static func parseDocument(_ body: [UInt8]) throws(DeployerError) -> JSONValue {
+        let invalid = DeployerError(400, "load config is not a valid json!")
+        guard body.count <= 1 << 20, jsonDepth(body) <= 50, let doc = try? JSONValue.parse(Data(body)), case .object = doc else {
+            throw invalid
+        }
+        return doc
+    }
+
+    /// Maximum nesting of brackets outside strings (a cheap guard before decoding).
+    static func jsonDepth(_ b: [UInt8]) -> Int {
+        var depth = 0, maxDepth = 0, inString = false, escaped = false
+        for c in b {
+            if inString {
+                if escaped { escaped = false } else if c == 0x5C { escaped = true } else if c == 0x22 { inString = false }
+                continue
+            }
+            switch c {
+            case 0x22: inString = true
+            case 0x7B, 0x5B: depth += 1; maxDepth = max(maxDepth, depth)
+            case 0x7D, 0x5D: depth -= 1
+            default: break
+            }
+        }
+        return maxDepth
+    }
+
+    /// Validates a whole document (name already checked or not): type, then the type's fields in the reference's order.
+    public static func validate(_ doc: JSONValue, mindieTLS: Bool) throws(DeployerError) -> InferServerSpec {
+        guard case .string(let name)? = doc["server_name"], isValidServerName(name) else {
+            throw DeployerError(400, serverNameRule)
+        }
+        guard case .string(let typeText)? = doc["server_type"] else { throw DeployerError(400, "load config not contain server_type!") }
+        guard let type = ServerType(rawValue: typeText) else {
+            throw DeployerError(400, "load config deploy_type is not mindie_cross_node, mindie_single_node or mindie_pd_cluster!")
+        }
+        let prefix: String = switch type {
+        case .singleNode: "ParseLoadParams failed"
+        case .crossNode: "failed to parse load params!"
+        case .pdCluster: "failed to parse load params!"
+        }
+        var r = FieldReader(doc: doc, prefix: prefix)
+        var s = InferServerSpec(
+            serverName: name, serverType: type, replicas: 1, crossNodeNum: 1, serviceType: "NodePort", servicePort: 0,
+            scheduler: "default", initDelay: 0, detectServerInnerError: true, livenessTimeout: 0, livenessFailureThreshold: 0,
+            readinessTimeout: 0, readinessFailureThreshold: 0, memoryMiB: 0, cpuMilli: 0, npuType: "Ascend910", npuChipNum: 0,
+            miesInstallPath: "", inferPort: 0, managementPort: 0, enableTLS: false, npuFaultReschedule: false,
+            terminationGracePeriodSeconds: 0, maxUnavailable: "0%", maxSurge: "0%", image: defaultImage, pd: nil, document: doc)
+        let schedulers = type == .crossNode ? ["default"] : ["default", "volcano"]
+        s.scheduler = try r.string("scheduler", oneOf: schedulers)
+        s.serviceType = try r.string("service_type", oneOf: ["NodePort"])
+        if type == .singleNode {
+            s.npuFaultReschedule = try r.bool("npu_fault_reschedule")
+        }
+        s.servicePort = try r.int("service_port", 30000...32767)
+        s.memoryMiB = try r.int("resource_requests.memory", 1000...256000)
+        s.cpuMilli = try r.int("resource_requests.cpu_core", 1000...256000)
+        s.npuType = try r.string("resource_requests.npu_type", oneOf: type == .crossNode ? ["Ascend910"] : ["Ascend910", "Ascend310P"])
+        s.npuChipNum = try r.int("resource_requests.npu_chip_num", type == .crossNode ? 8...8 : 1...8)
+        switch type {
+        case .singleNode: s.replicas = try r.int("replicas", 1...256)
+        case .crossNode:
+            s.replicas = try r.int("replicas", 1...1)
+            s.crossNodeNum = try r.int("cross_node_num", 2...4)
+            guard s.crossNodeNum != 3 else { throw r.fail("cross_node_num", "must be 2 or 4") }
+        case .pdCluster: break
+        }
+        s.initDelay = try r.int("init_delay", 10...1800)
+        s.detectServerInnerError = try r.bool("detect_server_inner_error")
+        s.livenessTimeout = try r.int("liveness_timeout", 1...600)
+        s.livenessFailureThreshold = try r.int("liveness_failure_threshold", 1...10)
+        s.readinessTimeout = try r.int("readiness_timeout", 1...600)
+        s.readinessFailureThreshold = try r.int("readiness_failure_threshold", 1...10)
+        if type != .crossNode {
+            s.terminationGracePeriodSeconds = try r.int("termination_grace_period_seconds", 0...3600)
+            s.maxSurge = try r.percent("max_surge")
+            s.maxUnavailable = try r.percent("max_unavailable")
+        }
+        s.miesInstallPath = try r.installPath("mindie_server_config.mies_install_path")
+        s.inferPort = try r.int("mindie_server_config.infer_port", 1024...65535)
+        s.managementPort = try r.int("mindie_server_config.management_port", 1024...65535)
+        s.enableTLS = try r.bool("mindie_server_config.enable_tls")
+        guard s.enableTLS == mindieTLS else {
+            throw r.fail("mindie_server_config.enable_tls", "must equal ms_deployer's client_mindie_server_tls_enable (\(mindieTLS))")
+        }
+        if let v = doc["image"] {
+            guard case .string(let img) = v, (1...255).contains(img.utf8.count),
+                  img.utf8.allSatisfy({ c in (c >= 0x30 && c <= 0x3A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x2F || c == 0x2D || c == 0x5F || c == 0x40 })
+            else { throw r.fail("image", "must be a container image reference ([A-Za-z0-9._/:@-], 1..255 characters)") }
+            s.image = img
+        }
+        if type == .pdCluster {
+            guard case .object? = doc["pd_cluster"] else { throw r.fail("pd_cluster", "must be an object") }
+            let p = try r.int("pd_cluster.prefill_replicas", 1...64)
+            let d = try r.int("pd_cluster.decode_replicas", 1...64)
+            s.pd = PDClusterSpec(prefillReplicas: p, decodeReplicas: d,
+                                 coordinatorConfig: try r.object("pd_cluster.coordinator_config"),
+                                 controllerConfig: try r.object("pd_cluster.controller_config"),
+                                 serverConfig: try r.object("pd_cluster.server_config"))
+            s.replicas = p + d
+        }
+        return s
+    }
+}
+
+/// Reads dotted keys of a spec document with the reference's ranges; errors name key, value and rule.
+struct FieldReader {
+    let doc: JSONValue
+    let prefix: String
+
+    func value(_ key: String) -> JSONValue? {
+        var v: JSONValue? = doc
+        for part in key.split(separator: ".") { v = v?[String(part)] }
+        return v
+    }
+
+    func fail(_ key: String, _ rule: String) -> DeployerError {
+        let got = value(key).map { $0.rendered } ?? "nothing"
+        return DeployerError(400, "\(prefix): \(key) \(rule), got \(got)")
+    }
+
+    mutating func int(_ key: String, _ range: ClosedRange<Int>) throws(DeployerError) -> Int {
+        guard case .int(let i)? = value(key), range.contains(Int(i)) else {
+            throw fail(key, "must be an integer in [\(range.lowerBound), \(range.upperBound)]")
+        }
+        return Int(i)
+    }
+
+    mutating func bool(_ key: String) throws(DeployerError) -> Bool {
+        guard case .bool(let b)? = value(key) else { throw fail(key, "must be a boolean") }
+        return b
+    }
+
+    mutating func string(_ key: String, oneOf options: [String]) throws(DeployerError) -> String {
+        guard case .string(let s)? = value(key), options.contains(s) else {
+            throw fail(key, "must be one of " + options.map { "\"\($0)\"" }.joined(separator: ", "))
+        }
+        return s
+    }
+
+    /// `"N%"` with 0 ≤ N ≤ 100, written `^\d{1,3}%$`.
+    mutating func percent(_ key: String) throws(DeployerError) -> String {
+        guard case .string(let s)? = value(key), s.hasSuffix("%"), (2...4).contains(s.count),
+              s.dropLast().allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(s.dropLast()), n <= 100
+        else { throw fail(key, "must be a percentage \"N%\" with 0 <= N <= 100") }
+        return s
+    }
+
+    mutating func installPath(_ key: String) throws(DeployerError) -> String {
+        guard case .string(let s)? = value(key), s.hasPrefix("/"), s.utf8.count <= 4096,
+              s.utf8.allSatisfy({ c in (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F || c == 0x2F || c == 0x2E }),
+              !s.contains("..")
+        else { throw fail(key, "must be an absolute path of [A-Za-z0-9-_/.] characters, at most 4096") }
+        return s
+    }
+
+    mutating func object(_ key: String) throws(DeployerError) -> JSONValue {
+        guard let v = value(key) else { return .object([:]) }
+        guard case .object = v else { throw fail(key, "must be an object") }
+        return v
+    }
+}

@@ -1,0 +1,357 @@
+/// Pure manifest building: a validated spec in, the Kubernetes objects out (deployer spec §4, DECISIONS 28).
+public enum Manifests {
+    public static let defaultNamespace = "mindie"
+    public static let managedByLabel = "app.kubernetes.io/managed-by"
+    public static let managedBy = "ms_deployer"
+    public static let roleLabel = "mindie-ms/role"
+    static let mount = "/mnt/mindie-service/ms"
+    static let rankTableDir = "/user/serverid/devindex/config"
+
+    /// Every object of a server, in creation order.
+    public static func build(_ spec: InferServerSpec, namespace: String = defaultNamespace) -> [KubeObject] {
+        let objs: [KubeObject] = switch spec.serverType {
+        case .singleNode: singleNode(spec, namespace: namespace)
+        case .crossNode: crossNode(spec, namespace: namespace)
+        case .pdCluster: pdCluster(spec, namespace: namespace)
+        }
+        return objs.enumerated().sorted { ($0.element.kind.createRank, $0.offset) < ($1.element.kind.createRank, $1.offset) }.map(\.element)
+    }
+
+    // MARK: single node
+
+    static func singleNode(_ s: InferServerSpec, namespace ns: String) -> [KubeObject] {
+        let name = s.serverName
+        var podLabels: [String: String] = ["app": name, "pod-rescheduling": "on",
+                                           "ring-controller.atlas": s.npuType == "Ascend910" ? "ascend-910" : "ascend-310P"]
+        if s.npuFaultReschedule { podLabels["fault-scheduling"] = "grace" }
+        let pod = podSpec(s, container: serverContainer(s, role: nil), extraVolumes: [], extraMounts: [], shm: "1Gi",
+                          grace: s.terminationGracePeriodSeconds)
+        let deployment = jo([
+            "apiVersion": js("apps/v1"), "kind": js("Deployment"),
+            "metadata": metadata(name, ns, labels: ["app": name]),
+            "spec": jo([
+                "replicas": ji(s.replicas),
+                "selector": jo(["matchLabels": jo(["app": name])]),
+                "strategy": rollingUpdate(s),
+                "template": jo(["metadata": jo(["labels": jo(podLabels)]), "spec": pod]),
+            ]),
+        ])
+        let service = jo([
+            "apiVersion": js("v1"), "kind": js("Service"),
+            "metadata": metadata(name, ns, labels: ["app": name]),
+            "spec": jo([
+                "type": js(s.serviceType),
+                "selector": jo(["app": name]),
+                "ports": ja([jo(["name": js("infer"), "protocol": js("TCP"), "port": ji(s.inferPort),
+                                 "targetPort": ji(s.inferPort), "nodePort": ji(s.servicePort)])]),
+            ]),
+        ])
+        return [KubeObject(kind: .deployment, namespace: ns, name: name, body: deployment),
+                KubeObject(kind: .service, namespace: ns, name: name, body: service)]
+    }
+
+    // MARK: cross node
+
+    public static func crossNodeDeploymentName(_ s: InferServerSpec) -> String { "\(s.serverName)-deployment-0" }
+    public static func ringsConfigName(_ s: InferServerSpec) -> String { "rings-config-\(crossNodeDeploymentName(s))" }
+    public static func masterLabelValue(_ s: InferServerSpec) -> String { "\(s.serverName)-master-node" }
+
+    static func crossNode(_ s: InferServerSpec, namespace ns: String) -> [KubeObject] {
+        let name = s.serverName
+        let dep = crossNodeDeploymentName(s)
+        let cm = jo([
+            "apiVersion": js("v1"), "kind": js("ConfigMap"),
+            "metadata": metadata(ringsConfigName(s), ns, labels: ["app": name, "ring-controller.atlas": "ascend-910b"]),
+            "data": jo(["hccl.json": "{\"status\":\"initializing\"}"]),
+        ])
+        let labels = ["app": name, "deploy-name": dep, "ring-controller.atlas": "ascend-910b"]
+        var container = serverContainer(s, role: nil, probes: false)
+        let waitAndRun = "while true; do if grep -q '\"status\": *\"completed\"' \(rankTableDir)/..data/hccl.json 2>/dev/null; then break; fi; sleep 1; done; " +
+            "cp \(rankTableDir)/..data/hccl.json \(mount)/writable-data/hccl.json && chmod 640 \(mount)/writable-data/hccl.json && exec \(mount)/run/run.sh"
+        container = container.setting(["command"], to: ja([js("/bin/bash"), js("-c"), js(waitAndRun)]))
+        container = container.setting(["readinessProbe"], to: jo([
+            "exec": jo(["command": ja([js("/bin/bash"), js("-c"), js("$MIES_INSTALL_PATH/scripts/http_client_ctl/probe.sh readiness")])]),
+            "periodSeconds": ji(5), "timeoutSeconds": ji(s.readinessTimeout), "failureThreshold": ji(s.readinessFailureThreshold),
+        ]))
+        let env = (container["env"]?.arrayValue ?? []) + [
+            envValue("MINDIE_SERVER_DISTRIBUTE", "1"), envValue("MINDIE_SERVER_PROBE_ONLY", "1"),
+            envValue("RANK_TABLE_FILE", "\(mount)/writable-data/hccl.json"), envField("POD_IP", "status.podIP"),
+        ]
+        container = container.setting(["env"], to: ja(env))
+        container = container.setting(["volumeMounts"], to: ja((container["volumeMounts"]?.arrayValue ?? []) + [
+            jo(["name": js("ascend-910-config"), "mountPath": js(rankTableDir)]),
+        ]))
+        var pod = podSpec(s, container: container,
+                          extraVolumes: [jo(["name": js("ascend-910-config"),
+                                             "configMap": jo(["name": js(ringsConfigName(s)), "defaultMode": ji(0o640)])])],
+                          extraMounts: [], shm: "16Gi", grace: 0)
+        pod = pod.setting(["nodeSelector"], to: jo(["accelerator": "huawei-Ascend910"]))
+        pod = pod.setting(["securityContext"], to: jo(["fsGroup": ji(1001)]))
+        pod = pod.setting(["affinity"], to: jo([
+            "podAntiAffinity": jo([
+                "requiredDuringSchedulingIgnoredDuringExecution": ja([jo([
+                    "labelSelector": jo(["matchExpressions": ja([jo(["key": js("deploy-name"), "operator": js("In"), "values": ja([js(dep)])])])]),
+                    "topologyKey": js("kubernetes.io/hostname"),
+                ])]),
+            ]),
+        ]))
+        let annotations = ["mindie_port": String(s.managementPort), "init_delay": String(s.initDelay),
+                           "liveness_timeout": String(s.livenessTimeout), "liveness_failure_threshold": String(s.livenessFailureThreshold),
+                           "readiness_timeout": String(s.readinessTimeout), "readiness_failure_threshold": String(s.readinessFailureThreshold)]
+        let deployment = jo([
+            "apiVersion": js("apps/v1"), "kind": js("Deployment"),
+            "metadata": metadata(dep, ns, labels: labels).setting(["annotations"], to: jo(annotations)),
+            "spec": jo([
+                "replicas": ji(s.crossNodeNum),
+                "selector": jo(["matchLabels": jo(["app": name, "deploy-name": dep])]),
+                "template": jo(["metadata": jo(["labels": jo(labels)]), "spec": pod]),
+            ]),
+        ])
+        let service = jo([
+            "apiVersion": js("v1"), "kind": js("Service"),
+            "metadata": metadata("\(name)-service", ns, labels: ["app": name, "k8s-app": name]),
+            "spec": jo([
+                "type": js(s.serviceType),
+                "selector": jo(["cross-node-app": masterLabelValue(s)]),
+                "ports": ja([jo(["name": js("infer"), "protocol": js("TCP"), "port": ji(s.inferPort),
+                                 "targetPort": ji(s.inferPort), "nodePort": ji(s.servicePort)])]),
+            ]),
+        ])
+        return [KubeObject(kind: .configMap, namespace: ns, name: ringsConfigName(s), body: cm),
+                KubeObject(kind: .deployment, namespace: ns, name: dep, body: deployment),
+                KubeObject(kind: .service, namespace: ns, name: "\(name)-service", body: service)]
+    }
+
+    // MARK: PD cluster
+
+    /// Object names of a PD cluster.
+    public struct PDNames: Sendable {
+        public let rbac, globalRankTable, coordinatorConfig, controllerConfig, serverConfig: String
+        public let coordinator, controller, prefill, decode, inferService: String
+        public init(_ n: String) {
+            rbac = "\(n)-ms"
+            globalRankTable = "\(n)-global-ranktable"
+            coordinatorConfig = "\(n)-coordinator-config"
+            controllerConfig = "\(n)-controller-config"
+            serverConfig = "\(n)-server-config"
+            coordinator = "\(n)-coordinator"
+            controller = "\(n)-controller"
+            prefill = "\(n)-prefill"
+            decode = "\(n)-decode"
+            inferService = "\(n)-infer"
+        }
+    }
+
+    public static let coordinatorInferPort = 1025
+    public static let coordinatorManagementPort = 1026
+
+    static func pdCluster(_ s: InferServerSpec, namespace ns: String) -> [KubeObject] {
+        let name = s.serverName
+        let n = PDNames(name)
+        let pd = s.pd ?? PDClusterSpec(prefillReplicas: 1, decodeReplicas: 1, coordinatorConfig: .object([:]),
+                                       controllerConfig: .object([:]), serverConfig: .object([:]))
+        var out: [KubeObject] = []
+        func add(_ kind: KubeObject.Kind, _ objName: String, _ body: JSONValue) {
+            out.append(KubeObject(kind: kind, namespace: ns, name: objName, body: body))
+        }
+        let common = ["app": name]
+        // RBAC: the Controller reads pods and the rank table.
+        add(.serviceAccount, n.rbac, jo(["apiVersion": js("v1"), "kind": js("ServiceAccount"), "metadata": metadata(n.rbac, ns, labels: common)]))
+        add(.role, n.rbac, jo([
+            "apiVersion": js("rbac.authorization.k8s.io/v1"), "kind": js("Role"), "metadata": metadata(n.rbac, ns, labels: common),
+            "rules": ja([
+                jo(["apiGroups": ja([js("")]), "resources": ja([js("pods")]), "verbs": ja([js("get"), js("list"), js("watch")])]),
+                jo(["apiGroups": ja([js("")]), "resources": ja([js("configmaps")]), "verbs": ja([js("get"), js("list"), js("watch")])]),
+            ]),
+        ]))
+        add(.roleBinding, n.rbac, jo([
+            "apiVersion": js("rbac.authorization.k8s.io/v1"), "kind": js("RoleBinding"), "metadata": metadata(n.rbac, ns, labels: common),
+            "roleRef": jo(["apiGroup": js("rbac.authorization.k8s.io"), "kind": js("Role"), "name": js(n.rbac)]),
+            "subjects": ja([jo(["kind": js("ServiceAccount"), "name": js(n.rbac), "namespace": js(ns)])]),
+        ]))
+        // ConfigMaps.
+        add(.configMap, n.globalRankTable, jo([
+            "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(n.globalRankTable, ns, labels: common),
+            "data": jo(["global_ranktable.json": "{\"status\":\"initializing\",\"version\":\"1.0\"}"]),
+        ]))
+        for (cmName, cfg) in [(n.coordinatorConfig, pd.coordinatorConfig), (n.controllerConfig, pd.controllerConfig), (n.serverConfig, pd.serverConfig)] {
+            add(.configMap, cmName, jo([
+                "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(cmName, ns, labels: common),
+                "data": jo(["config.json": cfg.serialized(indent: 4)]),
+            ]))
+        }
+        // Deployments.
+        let rankVolume = jo(["name": js("global-ranktable"), "configMap": jo(["name": js(n.globalRankTable), "defaultMode": ji(0o640)])])
+        let rankMount = jo(["name": js("global-ranktable"), "mountPath": js(rankTableDir), "readOnly": jb(true)])
+        let rankEnv = envValue("GLOBAL_RANK_TABLE_FILE_PATH", "\(rankTableDir)/..data/global_ranktable.json")
+        func msDeployment(_ depName: String, role: String, binary: String, configCM: String, configEnv: String,
+                          ports: [Int], request: (String, String), limit: (String, String), account: Bool) -> JSONValue {
+            let labels = ["app": name, roleLabel: role]
+            var container = jo([
+                "name": js(role), "image": js(s.image), "imagePullPolicy": js("IfNotPresent"),
+                "command": ja([js(binary)]),
+                "env": ja([envField("POD_IP", "status.podIP"), envValue(configEnv, "/mnt/configmap/config.json"), rankEnv,
+                           envValue("MINDIE_LOG_TO_STDOUT", "1")]),
+                "ports": ja(ports.map { jo(["containerPort": ji($0)]) }),
+                "resources": jo(["requests": jo(["memory": request.0, "cpu": request.1]), "limits": jo(["memory": limit.0, "cpu": limit.1])]),
+                "securityContext": containerSecurity(),
+                "volumeMounts": ja([jo(["name": js("config"), "mountPath": js("/mnt/configmap"), "readOnly": jb(true)]), rankMount]),
+            ])
+            if role == "coordinator" {
+                // `ms_coordinator [predict_ip] [manage_ip]`: listen on the pod IP; ports come from its config.
+                container = container.setting(["args"], to: ja([js("$(POD_IP)"), js("$(POD_IP)")]))
+            }
+            var pod = jo([
+                "automountServiceAccountToken": jb(account),
+                "containers": ja([container]),
+                "securityContext": jo(["fsGroup": ji(1001)]),
+                "volumes": ja([jo(["name": js("config"), "configMap": jo(["name": js(configCM), "defaultMode": ji(0o640)])]), rankVolume]),
+            ])
+            if account { pod = pod.setting(["serviceAccountName"], to: js(n.rbac)) }
+            return jo([
+                "apiVersion": js("apps/v1"), "kind": js("Deployment"),
+                "metadata": metadata(depName, ns, labels: labels),
+                "spec": jo([
+                    "replicas": ji(1),
+                    "selector": jo(["matchLabels": jo(labels)]),
+                    "strategy": jo(["type": js("Recreate")]),
+                    "template": jo(["metadata": jo(["labels": jo(labels)]), "spec": pod]),
+                ]),
+            ])
+        }
+        add(.deployment, n.coordinator, msDeployment(n.coordinator, role: "coordinator", binary: "ms_coordinator", configCM: n.coordinatorConfig,
+                                                     configEnv: "MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH",
+                                                     ports: [coordinatorInferPort, coordinatorManagementPort],
+                                                     request: ("4Gi", "16"), limit: ("8Gi", "64"), account: false))
+        add(.deployment, n.controller, msDeployment(n.controller, role: "controller", binary: "ms_controller", configCM: n.controllerConfig,
+                                                    configEnv: "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH", ports: [],
+                                                    request: ("2Gi", "4"), limit: ("4Gi", "8"), account: true))
+        for (depName, role, replicas) in [(n.prefill, "prefill", pd.prefillReplicas), (n.decode, "decode", pd.decodeReplicas)] {
+            let labels = ["app": name, roleLabel: role, "ring-controller.atlas": s.npuType == "Ascend910" ? "ascend-910" : "ascend-310P"]
+            var container = serverContainer(s, role: role)
+            container = container.setting(["env"], to: ja((container["env"]?.arrayValue ?? []).map { e in
+                e["name"]?.stringValue == "MIES_CONFIG_JSON_PATH" ? envValue("MIES_CONFIG_JSON_PATH", "/mnt/configmap/config.json") : e
+            } + [rankEnv, envValue("MINDIE_SERVER_ROLE", role)]))
+            container = container.setting(["volumeMounts"], to: ja((container["volumeMounts"]?.arrayValue ?? []).filter {
+                $0["mountPath"]?.stringValue != "\(mount)/config/config.json"
+            } + [jo(["name": js("config"), "mountPath": js("/mnt/configmap"), "readOnly": jb(true)]), rankMount]))
+            var pod = podSpec(s, container: container, extraVolumes: [
+                jo(["name": js("config"), "configMap": jo(["name": js(n.serverConfig), "defaultMode": ji(0o640)])]), rankVolume,
+            ], extraMounts: [], shm: "4Gi", grace: s.terminationGracePeriodSeconds)
+            pod = pod.setting(["volumes"], to: ja((pod["volumes"]?.arrayValue ?? []).filter { $0["name"]?.stringValue != "path-0" }))
+            add(.deployment, depName, jo([
+                "apiVersion": js("apps/v1"), "kind": js("Deployment"),
+                "metadata": metadata(depName, ns, labels: labels),
+                "spec": jo([
+                    "replicas": ji(replicas),
+                    "selector": jo(["matchLabels": jo(["app": name, roleLabel: role])]),
+                    "strategy": rollingUpdate(s),
+                    "template": jo(["metadata": jo(["labels": jo(labels)]), "spec": pod]),
+                ]),
+            ]))
+        }
+        add(.service, n.inferService, jo([
+            "apiVersion": js("v1"), "kind": js("Service"),
+            "metadata": metadata(n.inferService, ns, labels: common),
+            "spec": jo([
+                "type": js(s.serviceType),
+                "selector": jo(["app": name, roleLabel: "coordinator"]),
+                "ports": ja([jo(["name": js("infer"), "protocol": js("TCP"), "port": ji(coordinatorInferPort),
+                                 "targetPort": ji(coordinatorInferPort), "nodePort": ji(s.servicePort)])]),
+            ]),
+        ]))
+        return out
+    }
+
+    // MARK: parts
+
+    static func metadata(_ name: String, _ ns: String, labels: [String: String]) -> JSONValue {
+        var l = labels
+        l[managedByLabel] = managedBy
+        return jo(["name": js(name), "namespace": js(ns), "labels": jo(l)])
+    }
+
+    static func rollingUpdate(_ s: InferServerSpec) -> JSONValue {
+        jo(["type": js("RollingUpdate"), "rollingUpdate": jo(["maxUnavailable": js(s.maxUnavailable), "maxSurge": js(s.maxSurge)])])
+    }
+
+    static func envValue(_ name: String, _ value: String) -> JSONValue { jo(["name": js(name), "value": js(value)]) }
+    static func envField(_ name: String, _ path: String) -> JSONValue {
+        jo(["name": js(name), "valueFrom": jo(["fieldRef": jo(["fieldPath": js(path)])])])
+    }
+
+    static func containerSecurity() -> JSONValue {
+        jo(["allowPrivilegeEscalation": jb(false), "capabilities": jo(["drop": ja([js("ALL")])]),
+            "seccompProfile": jo(["type": js("RuntimeDefault")])])
+    }
+
+    /// `/bin/bash -c` running `http_client_ctl` against the pod's management port.
+    static func clientCtl(_ s: InferServerSpec, url: String, timeout: Int, prefix: String = "") -> JSONValue {
+        let script = prefix + "export HSECEASY_PATH=$MIES_INSTALL_PATH/lib; export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$MIES_INSTALL_PATH/lib; " +
+            "export MINDIE_UTILS_HTTP_CLIENT_CTL_CONFIG_FILE_PATH=$MIES_INSTALL_PATH/conf/http_client_ctl.json; " +
+            "$MIES_INSTALL_PATH/bin/http_client_ctl $MIES_CONTAINER_MANAGEMENT_IP \(s.managementPort) \(url) \(timeout) 0"
+        return jo(["command": ja([js("/bin/bash"), js("-c"), js(script)])])
+    }
+
+    /// The MindIE Server container shared by single-node, cross-node and PD servers.
+    static func serverContainer(_ s: InferServerSpec, role: String?, probes: Bool = true) -> JSONValue {
+        let npu = "huawei.com/\(s.npuType)"
+        var env: [JSONValue] = [
+            envField("HOST_IP", "status.hostIP"), envField("MIES_CONTAINER_IP", "status.podIP"),
+            envField("MIES_CONTAINER_MANAGEMENT_IP", "status.podIP"),
+            envValue("MIES_CONFIG_JSON_PATH", "\(mount)/config/config.json"), envValue("MIES_INSTALL_PATH", s.miesInstallPath),
+            envValue("MINDIE_USE_HTTPS", s.enableTLS ? "true" : "false"),
+        ]
+        if s.scheduler == "volcano" { env.append(envField("ASCEND_VISIBLE_DEVICES", "metadata.annotations['\(npu)']")) }
+        var c = jo([
+            "name": js(role.map { "mindie-server-\($0)" } ?? "mindie-server"),
+            "image": js(s.image), "imagePullPolicy": js("IfNotPresent"),
+            "command": ja([js("\(mount)/run/run.sh")]),
+            "env": ja(env),
+            "ports": ja([jo(["containerPort": ji(s.inferPort)])]),
+            "resources": jo([
+                "requests": jo([npu: String(s.npuChipNum), "memory": "\(s.memoryMiB)Mi", "cpu": "\(s.cpuMilli)m"]),
+                "limits": jo([npu: String(s.npuChipNum), "memory": "\(s.memoryMiB * 2)Mi", "cpu": "\(s.cpuMilli * 2)m"]),
+            ]),
+            "securityContext": containerSecurity(),
+            "volumeMounts": ja(hostPaths.enumerated().map { i, p in
+                jo(["name": js("path-\(i)"), "mountPath": js(p.path), "readOnly": jb(p.readOnly)])
+            } + [jo(["name": js("dshm"), "mountPath": js("/dev/shm")])]),
+        ])
+        if probes {
+            let readyURL = s.detectServerInnerError ? "/health/timed-\(s.readinessTimeout)" : "/v2/health/ready"
+            let liveURL = s.detectServerInnerError ? "/health/timed-\(s.livenessTimeout)" : "/v2/health/live"
+            c = c.setting(["startupProbe"], to: jo(["exec": clientCtl(s, url: "/v2/health/live", timeout: 3), "periodSeconds": ji(1),
+                                                    "failureThreshold": ji(s.initDelay)]))
+            c = c.setting(["readinessProbe"], to: jo(["exec": clientCtl(s, url: readyURL, timeout: s.readinessTimeout), "periodSeconds": ji(5),
+                                                      "timeoutSeconds": ji(s.readinessTimeout), "failureThreshold": ji(s.readinessFailureThreshold)]))
+            c = c.setting(["livenessProbe"], to: jo(["exec": clientCtl(s, url: liveURL, timeout: s.livenessTimeout), "periodSeconds": ji(3),
+                                                     "timeoutSeconds": ji(s.livenessTimeout), "failureThreshold": ji(s.livenessFailureThreshold)]))
+            c = c.setting(["lifecycle"], to: jo(["preStop": jo(["exec": clientCtl(s, url: "/stopService", timeout: 3, prefix: "sleep 1; ")])]))
+        }
+        return c
+    }
+
+    static let hostPaths: [(path: String, type: String, readOnly: Bool)] = [
+        ("\(mount)/config/config.json", "File", true),
+        ("\(mount)/model", "Directory", true),
+        ("\(mount)/run/run.sh", "File", true),
+        ("\(mount)/writable-data", "Directory", false),
+    ]
+
+    static func podSpec(_ s: InferServerSpec, container: JSONValue, extraVolumes: [JSONValue], extraMounts: [JSONValue], shm: String,
+                        grace: Int) -> JSONValue {
+        let volumes = hostPaths.enumerated().map { i, p in
+            jo(["name": js("path-\(i)"), "hostPath": jo(["path": js(p.path), "type": js(p.type)])])
+        } + [jo(["name": js("dshm"), "emptyDir": jo(["medium": js("Memory"), "sizeLimit": js(shm)])])] + extraVolumes
+        var pod = jo([
+            "automountServiceAccountToken": jb(false),
+            "containers": ja([container]),
+            "nodeSelector": jo(["accelerator": s.npuType == "Ascend910" ? "huawei-Ascend910" : "huawei-Ascend310P"]),
+            "terminationGracePeriodSeconds": ji(grace),
+            "volumes": ja(volumes),
+        ])
+        if s.scheduler == "volcano" { pod = pod.setting(["schedulerName"], to: js("volcano")) }
+        return pod
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import Control
-
-@Test func deployerPlaceholder() { #expect(Bool(true)) }
