@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MSCore
 import Simulator
 
 extension WireMode: ExpressibleByArgument {}
@@ -124,6 +125,7 @@ struct MindieSimCommand: ParsableCommand {
     }
 
     func run() throws {
+        blockTerminationSignals()  // before any thread starts, so that they inherit the mask
         var base = InstanceConfiguration()
         if let path = configFile {
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
@@ -185,14 +187,14 @@ struct MindieSimCommand: ParsableCommand {
             for p in server.ports { lines += p.json.compact + "\n" }
             FileHandle.standardOutput.write(Data(lines.utf8))
         }
-        let signals = [Int32(SIGTERM), Int32(SIGINT)].map { sig -> any DispatchSourceSignal in
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { server.shutdown(); Foundation.exit(0) }
-            s.resume()
-            return s
+        // SIGINT/SIGTERM are blocked in every thread (see run()) and taken here; an ignored signal would never
+        // reach a dispatch source on Linux, and the simulator would outlive its launcher
+        Thread.detachNewThread {
+            server.waitUntilStopped()
+            Foundation.exit(0)
         }
-        server.waitUntilStopped()
-        _ = signals
+        _ = waitForTerminationSignal()
+        server.shutdown()
+        Foundation.exit(0)
     }
 }

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# mindie-ms benchmarks. Every number is measured in this run, against a baseline measured in the same run.
+#   bash bench/run.sh overhead [seconds]   direct-to-simulator vs through ms_coordinator (single_node, round_robin):
+#                                          small non-stream chat and SSE streams; Coordinator CPU-µs per request and
+#                                          per streamed event (utime+stime from /proc/PID/stat), peak RSS
+#   bash bench/run.sh proxy [seconds]      the bare CH2O proxy vs direct (bench/proxy_overhead.sh)
+# Results: a dated Markdown table under bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MODE=${1:-overhead}
+SECS=${2:-8}
+export PATH=/opt/swift/usr/bin:$PATH
+
+need() { command -v "$1" >/dev/null || { apt-get install -y -qq "$2" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2"; }; }; }
+need wrk wrk
+
+case "$MODE" in
+  proxy) exec bash bench/proxy_overhead.sh "$SECS" 32 ;;
+  overhead) ;;
+  *) echo "bench/run.sh: unknown mode '$MODE' (overhead | proxy)" >&2; exit 2 ;;
+esac
+
+BIN=${MINDIE_MS_BIN:-$ROOT/out/bin}
+if [ ! -x "$BIN/ms_coordinator" ] || [ ! -x "$BIN/mindie_sim" ]; then
+  swift build -c release >/dev/null
+  BIN=$(swift build -c release --show-bin-path)
+fi
+WORK=$(mktemp -d /tmp/mindie-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not up: $1" >&2; exit 1; }
+
+# one simulator instance, fast engine (the Coordinator's cost is what is measured)
+SP=$(free_port); SM=$(free_port); SX=$(free_port); SI=$(free_port)
+"$BIN/mindie_sim" --port "$SP" --management-port "$SM" --metrics-port "$SX" --inter-comm-port "$SI" \
+  --profile tiny --speedup 1000 --wire compat >"$WORK/sim.log" 2>&1 & pids+=($!); SIMPID=$!
+wait_http "http://127.0.0.1:$SM/v1/status"
+
+CP=$(free_port); CM=$(free_port); CS=$(free_port); CE=$(free_port)
+python3 - "$ROOT/conf/ms_coordinator.json" "$WORK/coord.json" "$CP" "$CM" "$CS" "$CE" <<'PY'
+import json, sys
+src, dst, cp, cm, cs, ce = sys.argv[1:]
+c = json.load(open(src))
+c["http_config"].update(predict_port=cp, manage_port=cm, status_port=cs, external_port=ce, server_thread_num=1)
+c["digs_scheduler_config"].update(deploy_mode="single_node", scheduler_type="default_scheduler", algorithm_type="round_robin")
+c["log_info"]["log_level"] = "WARN"
+json.dump(c, open(dst, "w"), indent=2)
+PY
+chmod 0640 "$WORK/coord.json"
+MINDIE_LOG_LEVEL=warning "$BIN/ms_coordinator" --config "$WORK/coord.json" --threads 1 >"$WORK/coord.log" 2>&1 & pids+=($!); CPID=$!
+wait_http "http://127.0.0.1:$CS/v1/health"
+curl -s -X POST "http://127.0.0.1:$CM/v1/instances/refresh" -d "{\"ids\":[0],\"instances\":[{\"id\":0,\"ip\":\"127.0.0.1\",\"port\":\"$SP\",\"metric_port\":\"$SX\",\"inter_comm_port\":\"$SI\",\"model_name\":\"llama3-8b\",\"static_info\":{\"group_id\":0,\"max_seq_len\":4096,\"max_output_len\":1024,\"total_slots_num\":1000,\"total_block_num\":100000,\"block_size\":128,\"label\":2,\"role\":85,\"p_percentage\":0,\"virtual_id\":0},\"dynamic_info\":{\"avail_slots_num\":1000,\"avail_block_num\":100000,\"peers\":[]}}]}" >/dev/null
+for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CS/v1/readiness")" = 200 ] && break; sleep 0.05; done
+
+cat > "$WORK/chat.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"llama3-8b","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+EVENTS=16
+cat > "$WORK/stream.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"model":"llama3-8b","messages":[{"role":"user","content":"hello there"}],"max_tokens":$EVENTS,"stream":true}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+rows=()
+measure() { # name url script conns events_per_request
+  local name=$1 url=$2 script=$3 conns=$4 events=$5 t0 t1 out rps p50 p99 n errs cpu_req cpu_ev
+  t0=$(ticks "$CPID")
+  out=$(wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$script" "$url")
+  t1=$(ticks "$CPID")
+  rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  p50=$(echo "$out" | awk '$1=="50%"{print $2}')
+  p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+  n=$(echo "$out" | awk '/requests in/{print $1}')
+  errs=$(echo "$out" | awk '/Non-2xx/{print $4} /Socket errors/{print $0}' | tr '\n' ' ')
+  if [[ "$url" == *":$CP/"* ]]; then
+    cpu_req=$(awk -v t=$((t1-t0)) -v hz="$HZ" -v n="$n" 'BEGIN{printf "%.1f", t*1e6/hz/n}')
+    cpu_ev=$(awk -v t=$((t1-t0)) -v hz="$HZ" -v n="$n" -v e="$events" 'BEGIN{printf "%.1f", t*1e6/hz/n/e}')
+  else
+    cpu_req="–"; cpu_ev="–"
+  fi
+  rows+=("| $name | $conns | $rps | $p50 | $p99 | $cpu_req | $cpu_ev | ${errs:-0} |")
+  echo "$name c=$conns: $rps req/s p50 $p50 p99 $p99 coordinator CPU ${cpu_req} µs/req ${cpu_ev} µs/event ${errs}"
+}
+for c in 16 64; do
+  measure "non-stream chat, direct" "http://127.0.0.1:$SP/v1/chat/completions" "$WORK/chat.lua" $c 1
+  measure "non-stream chat, via Coordinator" "http://127.0.0.1:$CP/v1/chat/completions" "$WORK/chat.lua" $c 1
+  measure "SSE chat ($EVENTS tokens), direct" "http://127.0.0.1:$SP/v1/chat/completions" "$WORK/stream.lua" $c $((EVENTS + 2))
+  measure "SSE chat ($EVENTS tokens), via Coordinator" "http://127.0.0.1:$CP/v1/chat/completions" "$WORK/stream.lua" $c $((EVENTS + 2))
+done
+RSS=$(awk '/VmHWM/{print $2}' "/proc/$CPID/status")
+
+mkdir -p bench/results
+OUT="bench/results/$(date -u +%Y-%m-%d)-overhead.md"
+{
+  echo "# Coordinator overhead, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r). mindie-ms $("$BIN/ms_coordinator" --version)."
+  echo "Backend: one mindie_sim (tiny profile, --speedup 1000, compat wire). Coordinator: single_node round_robin, 1 loop thread, WARN logs."
+  echo "Load: wrk -t1 -d${SECS}s; every process on the same cores. CPU is the Coordinator's utime+stime / requests (per event: / $((EVENTS + 2)) SSE events)."
+  echo "Command: bash bench/run.sh overhead $SECS"
+  echo
+  echo "| run | conns | req/s | p50 | p99 | Coordinator CPU µs/req | µs/event | errors |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "Coordinator peak RSS: ${RSS} kB."
+} > "$OUT"
+echo
+cat "$OUT"
