@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import MSCore
+
+/// Why the Controller could not start.
+public struct ControllerStartError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The whole Controller process minus `main`: the runtime, its effect runner and the REST servers, built from a
+/// loaded `ControllerConfig`.
+///
+/// Listeners (both on `POD_IP` when valid, else `http_server.ip`; every endpoint is served on both):
+/// - `http_server.port` (1026): probes `/v1/startup`, `/v1/health`, `/v1/readiness`;
+/// - `controller_alarm_port` (1027): `/v1/alarm/*` and `/v1/terminate-service` (DECISIONS 21: every mode).
+public final class ControllerService: Sendable {
+    public let config: ControllerConfig
+    public let runtime: ControllerRuntime
+    public let api: ControllerHTTPAPI
+    let server: HTTPServer
+    let logger: Logger
+
+    /// The bound ports: probe listener first, then the alarm listener (useful with port 0 in tests).
+    public var boundPorts: [Int] { server.boundPorts }
+
+    /// Builds everything; nothing runs until `start()`.
+    /// - Parameters:
+    ///   - config: the loaded config.
+    ///   - environment: the process environment (file-check switch).
+    ///   - logger: injected logger.
+    ///   - clock: the runtime's time source.
+    ///   - portOverrides: test hook: listen ports to use instead of the config's (0 = any free port).
+    /// - Throws: `ControllerStartError` naming the file or listener that failed.
+    public init(
+        config: ControllerConfig, environment: [String: String], logger: Logger,
+        clock: any ControllerClock = SystemControllerClock(), portOverrides: (probe: Int, alarm: Int)? = nil
+    ) throws(ControllerStartError) {
+        self.config = config
+        self.logger = logger
+        let check = FileCheck(maxMode: FileCheck.configMode, environment: environment)
+        let model: DigsModelConfig
+        let machine: DigsMachineConfig
+        do {
+            model = try DigsModelConfig(data: Data(try check.read(config.digsModelConfigPath)), file: config.digsModelConfigPath)
+            machine = try DigsMachineConfig(
+                data: Data(try check.read(config.digsMachineConfigPath)), file: config.digsMachineConfigPath)
+        } catch {
+            throw ControllerStartError("\(error)")
+        }
+        let settings = ControllerCore.Settings(config: config, model: model, machine: machine)
+        let serverTLS = try Self.client(config.tls.requestServer, "request_server", environment)
+        let coordinatorTLS = try Self.client(config.tls.requestCoordinator, "request_coordinator", environment)
+        let runner = HTTPEffectRunner(
+            configuration: .init(
+                timeoutSeconds: config.httpTimeoutSeconds, retries: config.httpRetries,
+                coordinatorPort: config.mindieMSCoordinatorPort, v2: config.multiNode.enabled),
+            serverTLS: serverTLS, coordinatorTLS: coordinatorTLS)
+        runtime = ControllerRuntime(
+            options: .init(config: config, environment: environment), settings: settings, runner: runner, clock: clock,
+            logger: logger)
+        api = ControllerHTTPAPI(runtime: runtime, singleNode: config.deployMode == .singleNode, logger: logger)
+        let ip = config.httpServer.ip
+        let listeners = [
+            HTTPListener(
+                host: ip, port: portOverrides?.probe ?? config.httpServer.port,
+                tls: try Self.server(config.tls.httpServer, "http_server", environment), tag: 0),
+            HTTPListener(
+                host: ip, port: portOverrides?.alarm ?? config.controllerAlarmPort,
+                tls: try Self.server(config.tls.alarm, "alarm", environment), tag: 1),
+        ]
+        do {
+            server = try HTTPServer(
+                configuration: .init(threads: 1, listeners: listeners, maxRequestBodyBytes: 4 << 20, maxConnections: 266),
+                handler: api.handler)
+        } catch {
+            throw ControllerStartError("cannot listen on \(ip): \(error)")
+        }
+    }
+
+    /// Starts the REST servers, then the runtime.
+    public func start() async throws(ControllerStartError) {
+        do { try server.start() } catch { throw ControllerStartError("\(error)") }
+        logger.info(
+            "listening",
+            metadata: ["ip": "\(config.httpServer.ip)", "probe.port": "\(boundPorts[0])", "alarm.port": "\(boundPorts[1])"])
+        await runtime.start()
+    }
+
+    /// Stops the runtime (files written a last time), then the servers.
+    public func stop() async {
+        await runtime.stop()
+        server.shutdown()
+        server.waitUntilStopped()
+    }
+
+    static func tlsConfiguration(_ s: ControllerConfig.TLSSetting, _ name: String, _ env: [String: String])
+        throws(ControllerStartError) -> TLSConfiguration?
+    {
+        guard s.enabled else { return nil }
+        guard let items = s.items else { throw ControllerStartError("tls_config.\(name)_tls_items is required") }
+        let secret = FileCheck(maxMode: FileCheck.configMode, environment: env)
+        var password: String?
+        do {
+            for p in [items.caCert, items.tlsCert, items.tlsKey] { try secret.validate(p) }
+            if !items.tlsCRL.isEmpty { try secret.validate(items.tlsCRL) }
+            if !items.tlsPasswd.isEmpty {
+                password = String(decoding: try secret.read(items.tlsPasswd), as: UTF8.self)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        } catch {
+            throw ControllerStartError("tls_config.\(name)_tls_items: \(error)")
+        }
+        return TLSConfiguration(
+            certificatePath: items.tlsCert, privateKeyPath: items.tlsKey, caPath: items.caCert,
+            crlPath: items.tlsCRL.isEmpty ? nil : items.tlsCRL, keyPassword: password, verifyPeer: true)
+    }
+
+    static func client(_ s: ControllerConfig.TLSSetting, _ name: String, _ env: [String: String])
+        throws(ControllerStartError) -> TLSClient?
+    {
+        guard let c = try tlsConfiguration(s, name, env) else { return nil }
+        do { return try TLSClient(c) } catch { throw ControllerStartError("tls_config.\(name): \(error)") }
+    }
+
+    static func server(_ s: ControllerConfig.TLSSetting, _ name: String, _ env: [String: String])
+        throws(ControllerStartError) -> TLSConfiguration?
+    {
+        try tlsConfiguration(s, name, env)
+    }
+}
