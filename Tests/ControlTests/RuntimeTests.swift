@@ -1,0 +1,129 @@
+import Foundation
+import MSCore
+import Testing
+
+@testable import Control
+
+/// The runtime against fake instances and a fake coordinator over real HTTP (127.0.0.1, port 0).
+@Suite("controller runtime over HTTP (fake instances and coordinator)", .serialized, .timeLimit(.minutes(2)))
+struct RuntimeTests {
+    @Test("4 instances at 1:1 get roles posted and are pushed as 2P2D with correct peers")
+    func twoPTwoD() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        let inst = f.coordinator.latestInstances
+        #expect(inst[0]?.role == 80 && inst[1]?.role == 80)
+        #expect(inst[2]?.role == 68 && inst[3]?.role == 68)
+        #expect(inst[0]?.peers == [2, 3] && inst[1]?.peers == [2, 3])
+        #expect(inst[2]?.peers == [0, 1] && inst[3]?.peers == [0, 1])
+        // The role posts: P with both D as peers, D with both P.
+        #expect(f.instances[0].posts.first == .init(role: "prefill", localID: 0, peers: [2, 3]))
+        #expect(f.instances[1].posts.first == .init(role: "prefill", localID: 1, peers: [2, 3]))
+        #expect(f.instances[2].posts.first == .init(role: "decode", localID: 2, peers: [0, 1]))
+        #expect(f.instances[3].posts.first == .init(role: "decode", localID: 3, peers: [0, 1]))
+        // Refresh wire format (coordinator.md §3.1).
+        let first = f.coordinator.latest?["instances"]?.arrayFirst
+        #expect(first?["port"] == .int(20000) && first?["metric_port"] == .int(21000))
+        #expect(first?["model_name"] == .string("llama2-7b") && first?["ip"] == .string("127.0.0.1"))
+        #expect(first?["static_info"]?["block_size"] == .int(128) && first?["static_info"]?["label"] == .int(2))
+        // Readiness and the output files (0640, JSON).
+        let ready = try await f.request("GET", "/v1/readiness")
+        #expect(ready.status == 200)
+        #expect(await eventually { FileManager.default.fileExists(atPath: f.processStatePath) })
+        let attrs = try FileManager.default.attributesOfItem(atPath: f.processStatePath)
+        #expect((attrs[.posixPermissions] as? Int) == 0o640)
+        let ps = try ProcessStateFile(data: Data(contentsOf: URL(fileURLWithPath: f.processStatePath)))
+        #expect(ps.servers.map(\.role) == [.prefill, .prefill, .decode, .decode])
+        let cs = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: f.clusterStatusPath)))
+        #expect(cs["coordinator"]?.arrayFirst?["is_healthy"] == .bool(true))
+        await f.tearDown()
+    }
+
+    @Test("an instance that stops answering leaves the refresh; restarted without a role it gets its id and role back")
+    func stopsAnsweringAndReturns() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        let port = f.instances[3].port
+        f.instances[3].stop()
+        #expect(await f.waitForRefresh([0, 1, 2]))
+        #expect(f.coordinator.latestInstances[0]?.peers == [2])
+        // The same server comes back on the same port with no role (a restarted process).
+        f.instances[3] = try FakeInstance(port: port)
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        #expect(f.instances[3].posts.last == .init(role: "decode", localID: 3, peers: [0, 1]))
+        #expect(f.coordinator.latestInstances[3]?.role == 68)
+        #expect(f.coordinator.latestInstances[0]?.peers == [2, 3])
+        await f.tearDown()
+    }
+
+    @Test("an instance removed from the rank table leaves at once and gets its id and role back when re-added (DECISIONS 17)")
+    func rankTableRemovalAndReturn() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        try f.writeRankTable([0, 2, 3])
+        #expect(await f.waitForRefresh([0, 2, 3]))
+        // The D servers were re-posted with the remaining P only.
+        #expect(await eventually { f.instances[2].posts.last?.peers == [0] })
+        try f.writeRankTable()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        #expect(f.coordinator.latestInstances[1]?.role == 80)
+        #expect(f.instances[1].posts.last == .init(role: "prefill", localID: 1, peers: [2, 3]))
+        #expect(await eventually { f.instances[2].posts.last?.peers == [0, 1] })
+        await f.tearDown()
+    }
+
+    @Test("a restarted controller recovers ids and roles from the process state instead of re-deciding")
+    func restartRecovery() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        #expect(await eventually { FileManager.default.fileExists(atPath: f.processStatePath) })
+        await f.stopController()
+        let postsBefore = f.instances.map(\.posts.count)
+        // The servers keep running with their roles; a new refresh must come from the new controller.
+        f.coordinator.refreshes.withLock { $0 = [] }
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        let inst = f.coordinator.latestInstances
+        #expect(inst[0]?.role == 80 && inst[1]?.role == 80 && inst[2]?.role == 68 && inst[3]?.role == 68)
+        #expect(f.instances.map(\.posts.count) == postsBefore)
+        await f.tearDown()
+    }
+
+    @Test("terminate-service stops the instance, releases it and drops it from the refresh")
+    func terminateService() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        let r = try await f.request("POST", "/v1/terminate-service", body: #"{"ip":"127.0.0.1","port":"20003"}"#, listener: 1)
+        #expect(r.status == 200)
+        #expect(f.instances[3].stops == 1)
+        #expect(await f.waitForRefresh([0, 1, 2]))
+        let unknown = try await f.request("POST", "/v1/terminate-service", body: #"{"ip":"127.0.0.1","port":"1999"}"#, listener: 1)
+        #expect(unknown.status == 404)
+        #expect(unknown.text.contains("no instance"))
+        await f.tearDown()
+    }
+
+    @Test("single_node: every healthy instance is published with role U, no role is posted")
+    func singleNode() async throws {
+        let f = try ClusterFixture(instances: 2, mode: "single_node")
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1]))
+        #expect(f.coordinator.latestInstances[0]?.role == 85 && f.coordinator.latestInstances[1]?.role == 85)
+        #expect(f.instances.allSatisfy { $0.posts.isEmpty })
+        f.instances[1].stop()
+        #expect(await f.waitForRefresh([0]))
+        await f.tearDown()
+    }
+}
+
+extension JSONValue {
+    var arrayFirst: JSONValue? {
+        if case .array(let a) = self { return a.first }
+        return nil
+    }
+}
