@@ -344,7 +344,8 @@ struct LifecycleTests {
             "role", "p_percentage", "virtual_id",
         ])
         #expect(first["dynamic_info"]?["peers"] == .array([1]))
-        #expect(first["port"] == 1025 && first["metric_port"] == 1027)
+        // Ports as strings (coordinator.md §3.1); no inter_comm_port in the table gives an empty one.
+        #expect(first["port"] == "1025" && first["metric_port"] == "1027" && first["inter_comm_port"] == "")
     }
 
     // Spec §12 test 23 (v1).

@@ -24,7 +24,9 @@ struct RuntimeTests {
         #expect(f.instances[3].posts.first == .init(role: "decode", localID: 3, peers: [0, 1]))
         // Refresh wire format (coordinator.md §3.1).
         let first = f.coordinator.latest?["instances"]?.arrayFirst
-        #expect(first?["port"] == .int(20000) && first?["metric_port"] == .int(21000))
+        #expect(first?["port"] == .string("20000") && first?["metric_port"] == .string("21000"))
+        #expect(first?["inter_comm_port"] == .string(""))
+        #expect(first?["static_info"]?["total_slots_num"] == .int(200) && first?["static_info"]?["total_block_num"] == .int(1024))
         #expect(first?["model_name"] == .string("llama2-7b") && first?["ip"] == .string("127.0.0.1"))
         #expect(first?["static_info"]?["block_size"] == .int(128) && first?["static_info"]?["label"] == .int(2))
         // Readiness and the output files (0640, JSON).

@@ -23,6 +23,29 @@ struct RuntimeUnitTests {
         return out
     }
 
+    @Test("totals come from the first poll reporting the assigned role, Switching included")
+    func totalsFromSwitching() throws {
+        var h = Harness(servers: 2)
+        _ = h.settle(try h.pass())
+        for id in [0, 1] { h.send(.serverStatus(id: id, .success(h.readyStatus(id, roleState: .switching)))) }
+        #expect(h.state.nodes[0]!.totalSlots == 200 && h.state.nodes[0]!.totalBlocks == 1024)
+        #expect(h.refresh.instances.map(\.staticInfo.totalSlotsNum) == [200, 200])
+    }
+
+    @Test("refresh ports go on the wire as strings; inter_comm_port empty when the table gave none")
+    func refreshWire() throws {
+        var h = Harness(servers: 2)
+        h.table[0].interCommPort = "1030"
+        _ = h.settle(try h.pass())
+        h.allReady()
+        let v = try JSONValue.parse(h.refresh.jsonData())
+        guard case .array(let list)? = v["instances"], list.count == 2 else { Issue.record("no instances"); return }
+        #expect(list[0]["port"] == .string("1025") && list[0]["metric_port"] == .string("1027"))
+        #expect(list[0]["inter_comm_port"] == .string("1030") && list[1]["inter_comm_port"] == .string(""))
+        let back = try JSONDecoder().decode(RefreshPayload.self, from: h.refresh.jsonData())
+        #expect(back == h.refresh)
+    }
+
     @Test("recovery keeps ids and roles, and adopts a live role that differs from the record (peers rebuilt)")
     func recoveryAdoptsLiveRoles() throws {
         let h = try liveState()

@@ -292,7 +292,7 @@ public enum ControllerCore {
             node.currentRole = st.currentRole
             node.activePeers = st.activePeers
             node.resources = st.resources
-            if node.totalsPending && node.isInitialized && st.roleState == .ready && st.currentRole == node.role {
+            if node.totalsPending && node.isInitialized && st.roleState != .unknown && st.currentRole == node.role {
                 node.totalSlots = st.resources.availSlotsNum
                 node.totalBlocks = st.resources.availBlockNum
                 node.totalsPending = false
