@@ -84,6 +84,12 @@ public final class ControllerService: Sendable {
         logger.info(
             "listening",
             metadata: ["ip": "\(config.httpServer.ip)", "probe.port": "\(boundPorts[0])", "alarm.port": "\(boundPorts[1])"])
+        if config.multiNode.enabled {
+            logger.warning("multi-node mode: status is read from /v2/status, but role posts still carry the v1 body (v2 bodies are not built yet)")
+        }
+        if config.haEnabled {
+            logger.warning("controller_backup_cfg.function_sw is on, but active/standby through etcd is not implemented: running as the only leader")
+        }
         await runtime.start()
     }
 
