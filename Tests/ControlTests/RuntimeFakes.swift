@@ -107,18 +107,30 @@ final class FakeInstance: Sendable {
 /// A fake Coordinator management port that records every `POST /v1/instances/refresh` body.
 final class FakeCoordinator: Sendable {
     let refreshes = Locked<[JSONValue]>([])
+    /// Every other management call: "METHOD path?query body".
+    let calls = Locked<[String]>([])
     let server: HTTPServer
     var port: Int { server.boundPorts[0] }
 
     init() throws {
         let refreshes = self.refreshes
+        let calls = self.calls
         server = try HTTPServer(
             configuration: .init(threads: 1, listeners: [HTTPListener(host: "127.0.0.1", port: 0)])
-        ) { req, res in
+        ) { [calls] req, res in
             if req.method == "POST", req.path == "/v1/instances/refresh", let v = try? JSONValue.parse(Data(req.body)) {
                 refreshes.withLock { $0.append(v) }
-                res.respondJSON(status: 200, #"{"result":"ok"}"#)
-            } else {
+                return res.respondJSON(status: 200, #"{"result":"ok"}"#)
+            }
+            calls.withLock { $0.append("\(req.method) \(req.path)\(req.query.map { "?" + $0 } ?? "") \(String(decoding: req.body, as: UTF8.self))") }
+            switch (req.method, req.path) {
+            case ("POST", "/v1/instances/offline"), ("POST", "/v1/instances/online"):
+                res.respondJSON(status: 200, "{}")
+            case ("GET", "/v1/instances/tasks"):
+                res.respondJSON(status: 200, #"{"tasks":[0]}"#)
+            case ("POST", "/v1/instances/query_tasks"):
+                res.respondJSON(status: 200, #"{"is_end":true}"#)
+            default:
                 res.respondJSON(status: 404, #"{"error":"not found"}"#)
             }
         }

@@ -110,6 +110,24 @@ struct RuntimeTests {
         await f.tearDown()
     }
 
+    @Test("a P→D switch goes offline, drains, asks query_tasks, re-posts and ends as 1P3D (§6.5)")
+    func roleSwitch() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        await f.service!.runtime.apply(.switchRole(id: 1, to: .decode))
+        #expect(await eventually { f.coordinator.latestInstances[1]?.role == 68 && f.coordinator.latestInstances.count == 4 })
+        let calls = f.coordinator.calls.withLock { $0 }
+        #expect(calls.first == #"POST /v1/instances/offline {"ids":[1]}"#)
+        #expect(calls.contains("GET /v1/instances/tasks?id=1 "))
+        #expect(calls.contains(#"POST /v1/instances/query_tasks {"p_id":1,"d_id":2,"role_change_type":0}"#))
+        #expect(calls.contains(#"POST /v1/instances/query_tasks {"p_id":1,"d_id":3,"role_change_type":0}"#))
+        #expect(f.instances[1].posts.last == .init(role: "decode", localID: 1, peers: [0]))
+        #expect(await eventually { f.coordinator.latestInstances[0]?.peers == [1, 2, 3] })
+        #expect(f.coordinator.latestInstances[3]?.peers == [0])
+        await f.tearDown()
+    }
+
     @Test("single_node: every healthy instance is published with role U, no role is posted")
     func singleNode() async throws {
         let f = try ClusterFixture(instances: 2, mode: "single_node")
