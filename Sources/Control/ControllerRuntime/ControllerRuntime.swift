@@ -270,7 +270,17 @@ public actor ControllerRuntime {
             return
         }
         postsInFlight.remove(id)
-        for ev in events { apply(ev) }
+        for ev in events {
+            if case .rolePosted(_, let ok) = ev {
+                let role = state.nodes[id]?.role.postPathComponent ?? "?"
+                if ok {
+                    logger.info("role posted", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
+                } else {
+                    logger.warning("role post failed", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
+                }
+            }
+            apply(ev)
+        }
     }
 
     func spawnRefresh(_ e: ControllerCore.Effect) {
@@ -330,6 +340,15 @@ public actor ControllerRuntime {
         snap.instances = state.nodes.count
         snap.initialAssignmentDone = state.initialAssignmentDone
         snap.rankTableLoaded = tableLoaded
+        let before = board.snapshot
+        if before.published != snap.published {
+            logger.info(
+                "published set changed",
+                metadata: [
+                    "published": "\(snap.published)", "prefill": "\(snap.prefill)", "decode": "\(snap.decode)",
+                    "instances": "\(snap.instances)",
+                ])
+        }
         board.set(snap)
     }
 
