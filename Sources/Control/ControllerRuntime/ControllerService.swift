@@ -14,6 +14,22 @@ public struct ControllerStartError: Error, Sendable, CustomStringConvertible {
 /// Listeners (both on `POD_IP` when valid, else `http_server.ip`; every endpoint is served on both):
 /// - `http_server.port` (1026): probes `/v1/startup`, `/v1/health`, `/v1/readiness`;
 /// - `controller_alarm_port` (1027): `/v1/alarm/*` and `/v1/terminate-service` (DECISIONS 21: every mode).
+///
+/// Behaviour where the spec is silent or where we chose (for the project docs):
+/// - Outbound: instances at `server_ip:mgmt_port` of the rank table (`/v1/config`, `/v1/status`, `/v1/role/*`,
+///   `/stopService`); coordinators at each group-"0" `server_ip` : `mindie_ms_coordinator_port`.
+/// - Periods: the rank table is re-read every `rank_table_detecting_seconds`; status polls, the refresh and the
+///   output files every `cluster_synchronization_seconds`.
+/// - Files (mode 0640, temp file + rename): `process_manager.file_path` (§10.1, once roles are assigned),
+///   `cluster_status.file_path` (§10.2), and the identity registry beside the process file
+///   (`<process_manager.file_path>.identity.json`: ids, counter, remembered roles of departed instances).
+/// - Restart: when the process file loads and some server of the table reports a role, the state is recovered
+///   and live P/D roles are adopted; when the file is missing or invalid, roles are decided afresh (the
+///   reference retries init every 5 s instead).
+/// - `/v1/readiness` is 200 once at least one instance is published (PD mode: a linked P/D pair), else 503
+///   with the reason.
+/// - Not implemented yet: etcd HA (runs as the only leader), v2 (multi-node) role bodies, node-manager and
+///   ClusterD fault handling (§7.4), log files (`log_info`: logs go to stderr).
 public final class ControllerService: Sendable {
     public let config: ControllerConfig
     public let runtime: ControllerRuntime
