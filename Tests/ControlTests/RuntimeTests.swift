@@ -135,6 +135,10 @@ struct RuntimeTests {
         #expect(await f.waitForRefresh([0, 1]))
         #expect(f.coordinator.latestInstances[0]?.role == 85 && f.coordinator.latestInstances[1]?.role == 85)
         #expect(f.instances.allSatisfy { $0.posts.isEmpty })
+        // The fakes report RoleUnknown / none without a role; the totals still come from their answers.
+        #expect(await eventually {
+            f.coordinator.latest?["instances"]?.arrayFirst?["static_info"]?["total_slots_num"] == .int(200)
+        })
         f.instances[1].stop()
         #expect(await f.waitForRefresh([0]))
         await f.tearDown()

@@ -292,7 +292,10 @@ public enum ControllerCore {
             node.currentRole = st.currentRole
             node.activePeers = st.activePeers
             node.resources = st.resources
-            if node.totalsPending && node.isInitialized && st.roleState != .unknown && st.currentRole == node.role {
+            // single_node: any answer gives the totals (a mixed server may report RoleUnknown).
+            if node.totalsPending && node.isInitialized
+                && (settings.singleNode || (st.roleState != .unknown && st.currentRole == node.role))
+            {
                 node.totalSlots = st.resources.availSlotsNum
                 node.totalBlocks = st.resources.availBlockNum
                 node.totalsPending = false
