@@ -95,6 +95,22 @@ struct RuntimeTests {
         await f.tearDown()
     }
 
+    @Test("an instance that left the table before a controller restart gets its id and role back afterwards")
+    func departedAcrossRestart() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        try f.writeRankTable([0, 1, 2])
+        #expect(await f.waitForRefresh([0, 1, 2]))
+        await f.stopController()
+        try f.writeRankTable()
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        #expect(f.coordinator.latestInstances[3]?.role == 68)
+        #expect(f.instances[3].posts.last == .init(role: "decode", localID: 3, peers: [0, 1]))
+        await f.tearDown()
+    }
+
     @Test("terminate-service stops the instance, releases it and drops it from the refresh")
     func terminateService() async throws {
         let f = try ClusterFixture(instances: 4)

@@ -74,6 +74,25 @@ struct RuntimeUnitTests {
         #expect(!ControllerCore.serversHaveRoles([h.state.nodes[0]!.key: ServerStatus(roleState: .unknown, currentRole: .undefined)]))
     }
 
+    @Test("saved identities come back as departed; the counter never goes down; used ids are not taken twice")
+    func adoptDeparted() throws {
+        let now = Date(timeIntervalSince1970: 1_700_000_000)
+        let insts = servers(3).map { s in
+            try! RankTable(data: rankTableJSON(servers: [s]).data, options: .init()).instances[0]
+        }
+        var saved = InstanceIdentityRegistry()
+        _ = saved.reconcile(insts, now: now, retention: 7200)
+        saved.recordAssignment(insts[2].key, role: .decode, groupID: 0)
+        var fresh = InstanceIdentityRegistry()
+        fresh.restore(insts[0].key, id: 0, role: .prefill, groupID: 0, instance: insts[0])
+        fresh.adoptDeparted(from: saved, now: now)
+        #expect(fresh.nextID == 3)
+        let diff = fresh.reconcile(insts, now: now + 10, retention: 7200)
+        #expect(diff.unchanged == [0])
+        #expect(diff.reappeared.map(\.id) == [1, 2] && diff.reappeared.last?.role == .decode)
+        #expect(diff.new.isEmpty)
+    }
+
     @Test("releasing an instance marks it expired, re-posts its peers without it and refreshes")
     func expire() throws {
         var h = try liveState()

@@ -372,6 +372,23 @@ public actor ControllerRuntime {
     /// §9 "Takeover" on a plain restart: if a process-state file loads and some server of the table already has
     /// a role, the state is recovered (ids, counter, roles, groups, peers; live roles adopted) instead of decided.
     func recoverAtStartup() async {
+        await recoverFromProcessState()
+        adoptSavedIdentities()
+    }
+
+    /// Identities saved before the restart come back as departed: an instance still (or again) in the table
+    /// keeps its id and remembered role instead of getting a new id.
+    func adoptSavedIdentities() {
+        guard let path = options.identityPath, FileManager.default.fileExists(atPath: path) else { return }
+        do {
+            let saved = try InstanceIdentityRegistry(jsonData: Data(try options.fileCheck.read(path)))
+            state.registry.adoptDeparted(from: saved, now: clock.now())
+        } catch {
+            logger.warning("saved identities not loaded; new instances get new ids", metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    func recoverFromProcessState() async {
         guard let path = options.processStatePath, FileManager.default.fileExists(atPath: path) else { return }
         let file: ProcessStateFile
         do {
