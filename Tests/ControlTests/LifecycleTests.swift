@@ -381,7 +381,11 @@ struct LifecycleTests {
         h.settings.singleNode = true
         let seen = h.settle(try h.pass())
         #expect(seen.posts.isEmpty && h.state.refreshEnabled)
+        // Published once a status answer gave the totals.
+        #expect(h.refresh.ids.isEmpty)
+        h.allReady()
         #expect(h.refresh.ids == [0, 1] && h.refresh.instances.allSatisfy { $0.staticInfo.role == 85 })
+        #expect(h.refresh.instances.allSatisfy { $0.staticInfo.totalSlotsNum == 200 })
         h.send(.serverStatus(id: 1, .failure(.noReply)))
         #expect(h.refresh.ids == [0])
     }

@@ -447,7 +447,9 @@ public enum ControllerCore {
     public static func published(_ state: State, settings: Settings) -> [Int: [Int]] {
         if settings.singleNode {
             var out: [Int: [Int]] = [:]
-            for n in state.nodes.values where n.phase == .candidate && n.isHealthy { out[n.id] = [] }
+            // Not before the first status answer gave the totals (the reference's INITIALIZING_STATIC_TOTAL_INFO;
+            // a Coordinator refuses zero totals).
+            for n in state.nodes.values where n.phase == .candidate && n.isHealthy && !n.totalsPending { out[n.id] = [] }
             return out
         }
         var set = Set(state.nodes.values.filter(\.isLocallyPublishable).map(\.id))
