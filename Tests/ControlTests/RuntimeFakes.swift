@@ -109,15 +109,18 @@ final class FakeCoordinator: Sendable {
     let refreshes = Locked<[JSONValue]>([])
     /// Every other management call: "METHOD path?query body".
     let calls = Locked<[String]>([])
+    /// The `GET /v1/coordinator_info` body (503 while nil).
+    let info = Locked<String?>(nil)
     let server: HTTPServer
     var port: Int { server.boundPorts[0] }
 
     init() throws {
         let refreshes = self.refreshes
         let calls = self.calls
+        let info = self.info
         server = try HTTPServer(
             configuration: .init(threads: 1, listeners: [HTTPListener(host: "127.0.0.1", port: 0)])
-        ) { [calls] req, res in
+        ) { [calls, info] req, res in
             if req.method == "POST", req.path == "/v1/instances/refresh", let v = try? JSONValue.parse(Data(req.body)) {
                 refreshes.withLock { $0.append(v) }
                 return res.respondJSON(status: 200, #"{"result":"ok"}"#)
@@ -126,6 +129,10 @@ final class FakeCoordinator: Sendable {
             switch (req.method, req.path) {
             case ("POST", "/v1/instances/offline"), ("POST", "/v1/instances/online"):
                 res.respondJSON(status: 200, "{}")
+            case ("GET", "/v1/coordinator_info"):
+                if let body = info.withLock({ $0 }) { res.respondJSON(status: 200, body) } else {
+                    res.respondJSON(status: 503, #"{"error":"not initialized"}"#)
+                }
             case ("GET", "/v1/instances/tasks"):
                 res.respondJSON(status: 200, #"{"tasks":[0]}"#)
             case ("POST", "/v1/instances/query_tasks"):
@@ -240,5 +247,59 @@ final class ClusterFixture: @unchecked Sendable {
         for i in instances { i.stop() }
         coordinator.stop()
         try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+/// A clock that moves only when told to; sleepers wake when their deadline is reached (or on cancellation).
+final class ManualClock: ControllerClock {
+    struct Sleeper {
+        var id: Int
+        var deadline: Date
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    struct State {
+        var now = Date(timeIntervalSince1970: 1_700_000_000)
+        var sleepers: [Sleeper] = []
+        var nextID = 0
+    }
+
+    let state = Locked(State())
+
+    func now() -> Date { state.withLock { $0.now } }
+
+    func sleep(seconds: TimeInterval) async throws {
+        let id = state.withLock { s -> Int in
+            s.nextID += 1
+            return s.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if seconds <= 0 { return true }
+                    s.sleepers.append(Sleeper(id: id, deadline: s.now.addingTimeInterval(seconds), continuation: c))
+                    return false
+                }
+                if resumeNow { c.resume() }
+            }
+        } onCancel: {
+            let c = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+                guard let i = s.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.sleepers.remove(at: i).continuation
+            }
+            c?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Moves time forward and wakes every sleeper whose deadline passed.
+    func advance(_ seconds: TimeInterval) {
+        let due = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            s.now = s.now.addingTimeInterval(seconds)
+            let now = s.now
+            let due = s.sleepers.filter { $0.deadline <= now }
+            s.sleepers.removeAll { $0.deadline <= now }
+            return due.map(\.continuation)
+        }
+        for c in due { c.resume() }
     }
 }

@@ -144,6 +144,52 @@ struct RuntimeTests {
         await f.tearDown()
     }
 
+    @Test("with an injected clock: the periodic re-decision reads coordinator_info and switches 2P1D to 1P2D")
+    func periodicDecisionWithManualClock() async throws {
+        let f = try ClusterFixture(instances: 3)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let list = f.instances.indices.map { i in
+            TableServer(
+                ip: "127.0.0.1", hostID: "127.0.0.1", mgmtPort: String(f.instances[i].port),
+                predictPort: String(20000 + i), devices: 8)
+        }
+        try AtomicFile.write(rankTableJSON(servers: list).data, to: f.rankTablePath)
+        let sim = RoleModelTests.vectors[0].simulator
+        var settings = ControllerCore.Settings(policy: .automatic(sim, inputLength: 3000, outputLength: 200))
+        settings.autoSwitching = true
+        settings.simulator = sim
+        var options = ControllerRuntime.Options(rankTablePath: f.rankTablePath)
+        options.syncInterval = 1
+        options.rankTableInterval = 1
+        options.roleDecisionInterval = 3600
+        let clock = ManualClock()
+        let runtime = ControllerRuntime(
+            options: options, settings: settings,
+            runner: HTTPEffectRunner(configuration: .init(timeoutSeconds: 2, retries: 0, coordinatorPort: f.coordinator.port)),
+            clock: clock, logger: quietLogger)
+        await runtime.start()
+        /// Advances the clock a second at a time until `cond` holds.
+        func drive(_ cond: () -> Bool) async -> Bool {
+            await eventually(20) {
+                clock.advance(1)
+                return cond()
+            }
+        }
+        func roles() -> [Int] { f.coordinator.latestInstances.keys.sorted().map { f.coordinator.latestInstances[$0]!.role } }
+        #expect(await drive { roles() == [80, 80, 68] })
+        f.coordinator.info.withLock {
+            $0 = #"{"schedule_info":[{"id":0,"allocated_slots":9,"allocated_blocks":0},{"id":1,"allocated_slots":3,"allocated_blocks":0}],"request_length_info":{"input_len":1024,"output_len":1024}}"#
+        }
+        clock.advance(3600)
+        #expect(await drive { roles() == [80, 68, 68] })
+        let calls = f.coordinator.calls.withLock { $0 }
+        #expect(Array(calls.prefix(2)) == ["GET /v1/coordinator_info ", #"POST /v1/instances/offline {"ids":[1]}"#])
+        #expect(f.instances[1].posts.last == .init(role: "decode", localID: 1, peers: [0]))
+        await runtime.stop()
+        for i in f.instances { i.stop() }
+        f.coordinator.stop()
+    }
+
     @Test("single_node: every healthy instance is published with role U, no role is posted")
     func singleNode() async throws {
         let f = try ClusterFixture(instances: 2, mode: "single_node")
