@@ -344,7 +344,8 @@ struct LifecycleTests {
             "role", "p_percentage", "virtual_id",
         ])
         #expect(first["dynamic_info"]?["peers"] == .array([1]))
-        #expect(first["port"] == 1025 && first["metric_port"] == 1027)
+        // Ports as strings (coordinator.md §3.1); no inter_comm_port in the table gives an empty one.
+        #expect(first["port"] == "1025" && first["metric_port"] == "1027" && first["inter_comm_port"] == "")
     }
 
     // Spec §12 test 23 (v1).
@@ -380,7 +381,11 @@ struct LifecycleTests {
         h.settings.singleNode = true
         let seen = h.settle(try h.pass())
         #expect(seen.posts.isEmpty && h.state.refreshEnabled)
+        // Published once a status answer gave the totals.
+        #expect(h.refresh.ids.isEmpty)
+        h.allReady()
         #expect(h.refresh.ids == [0, 1] && h.refresh.instances.allSatisfy { $0.staticInfo.role == 85 })
+        #expect(h.refresh.instances.allSatisfy { $0.staticInfo.totalSlotsNum == 200 })
         h.send(.serverStatus(id: 1, .failure(.noReply)))
         #expect(h.refresh.ids == [0])
     }

@@ -292,7 +292,10 @@ public enum ControllerCore {
             node.currentRole = st.currentRole
             node.activePeers = st.activePeers
             node.resources = st.resources
-            if node.totalsPending && node.isInitialized && st.roleState == .ready && st.currentRole == node.role {
+            // single_node: any answer gives the totals (a mixed server may report RoleUnknown).
+            if node.totalsPending && node.isInitialized
+                && (settings.singleNode || (st.roleState != .unknown && st.currentRole == node.role))
+            {
                 node.totalSlots = st.resources.availSlotsNum
                 node.totalBlocks = st.resources.availBlockNum
                 node.totalsPending = false
@@ -444,7 +447,9 @@ public enum ControllerCore {
     public static func published(_ state: State, settings: Settings) -> [Int: [Int]] {
         if settings.singleNode {
             var out: [Int: [Int]] = [:]
-            for n in state.nodes.values where n.phase == .candidate && n.isHealthy { out[n.id] = [] }
+            // Not before the first status answer gave the totals (the reference's INITIALIZING_STATIC_TOTAL_INFO;
+            // a Coordinator refuses zero totals).
+            for n in state.nodes.values where n.phase == .candidate && n.isHealthy && !n.totalsPending { out[n.id] = [] }
             return out
         }
         var set = Set(state.nodes.values.filter(\.isLocallyPublishable).map(\.id))

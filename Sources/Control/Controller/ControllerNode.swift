@@ -69,7 +69,8 @@ public struct ControllerNode: Sendable, Equatable {
     public var config: ServerConfigInfo?
     public var totalSlots = 0
     public var totalBlocks = 0
-    /// Totals are taken from the first Ready poll after each assignment.
+    /// Totals are taken from the first poll after each assignment that reports the assigned role (Ready, or
+    /// Switching: a server may stay Switching while linked, and a Coordinator refuses zero totals).
     public var totalsPending = true
 
     public init(id: Int, instance: DiscoveredInstance) {

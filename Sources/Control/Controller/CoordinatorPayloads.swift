@@ -59,6 +59,56 @@ public struct RefreshPayload: Sendable, Equatable, Codable {
             case id, ip, port, metricPort = "metric_port", interCommPort = "inter_comm_port"
             case modelName = "model_name", staticInfo = "static_info", dynamicInfo = "dynamic_info"
         }
+
+        public init(
+            id: Int, ip: String, port: Int, metricPort: Int, interCommPort: Int, modelName: String,
+            staticInfo: StaticInfo, dynamicInfo: DynamicInfo
+        ) {
+            self.id = id
+            self.ip = ip
+            self.port = port
+            self.metricPort = metricPort
+            self.interCommPort = interCommPort
+            self.modelName = modelName
+            self.staticInfo = staticInfo
+            self.dynamicInfo = dynamicInfo
+        }
+
+        /// Ports go on the wire as strings, as in coordinator.md §3.1 (`"port":"1025"`). `inter_comm_port` is
+        /// always present (the reference Coordinator requires the key) but empty when the rank table gave none:
+        /// port 0 would be refused where the port is validated.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(ip, forKey: .ip)
+            try c.encode(String(port), forKey: .port)
+            try c.encode(String(metricPort), forKey: .metricPort)
+            try c.encode(interCommPort > 0 ? String(interCommPort) : "", forKey: .interCommPort)
+            try c.encode(modelName, forKey: .modelName)
+            try c.encode(staticInfo, forKey: .staticInfo)
+            try c.encode(dynamicInfo, forKey: .dynamicInfo)
+        }
+
+        /// Accepts ports as strings or integers.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            func portValue(_ k: CodingKeys) throws -> Int {
+                if let i = try? c.decode(Int.self, forKey: k) { return i }
+                guard let s = try c.decodeIfPresent(String.self, forKey: k), !s.isEmpty else { return 0 }
+                guard let i = Int(s) else {
+                    throw DecodingError.dataCorruptedError(forKey: k, in: c, debugDescription: "not a port: \(s)")
+                }
+                return i
+            }
+            id = try c.decode(Int.self, forKey: .id)
+            ip = try c.decode(String.self, forKey: .ip)
+            port = try portValue(.port)
+            metricPort = try portValue(.metricPort)
+            interCommPort = try portValue(.interCommPort)
+            modelName = try c.decode(String.self, forKey: .modelName)
+            staticInfo = try c.decode(StaticInfo.self, forKey: .staticInfo)
+            dynamicInfo = try c.decode(DynamicInfo.self, forKey: .dynamicInfo)
+        }
     }
 
     public var ids: [Int]

@@ -63,6 +63,22 @@ public struct InstanceIdentityRegistry: Sendable, Equatable, Codable {
         nextID = max(nextID, id + 1)
     }
 
+    /// Takes over the identities of a registry saved before a restart that this one does not hold: each comes
+    /// back as departed (since `now` unless it had already left), so an instance at the same ip:mgmt_port gets
+    /// its id and role back on the next pass (DECISIONS 17 across restarts). The counter never goes down; an
+    /// entry whose id is already used here is skipped.
+    public mutating func adoptDeparted(from saved: InstanceIdentityRegistry, now: Date) {
+        nextID = max(nextID, saved.nextID)
+        var used = Set(entries.values.map(\.id))
+        for e in saved.entries.values.sorted(by: { $0.id < $1.id }) where entries[e.key] == nil && !used.contains(e.id) {
+            var d = e
+            d.disappearedAt = e.disappearedAt ?? now
+            entries[e.key] = d
+            used.insert(e.id)
+        }
+        for key in saved.expired where entries[key] != nil { expired.insert(key) }
+    }
+
     /// Compares a new table pass with what is remembered and updates the registry (§7.3, DECISIONS 17).
     /// - Parameters:
     ///   - table: the instances of this pass, in table order.

@@ -1,0 +1,438 @@
+import Foundation
+import Logging
+import MSCore
+import Synchronization
+
+/// What the HTTP handlers may read without going through the actor: updated after every transition.
+public struct ControllerSnapshot: Sendable, Equatable {
+    /// Published instance ids (the refresh the coordinators get now).
+    public var published: [Int] = []
+    /// Published P and D counts.
+    public var prefill = 0
+    public var decode = 0
+    /// Live instances known (not deleted).
+    public var instances = 0
+    /// The initial assignment was made.
+    public var initialAssignmentDone = false
+    /// The first rank-table pass validated.
+    public var rankTableLoaded = false
+
+    public init() {}
+}
+
+/// A lock-protected snapshot shared by the runtime (writer) and the HTTP loop threads (readers).
+public final class ControllerStatusBoard: Sendable {
+    private let value = Mutex(ControllerSnapshot())
+    public init() {}
+    public var snapshot: ControllerSnapshot { value.withLock { $0 } }
+    func set(_ s: ControllerSnapshot) { value.withLock { $0 = s } }
+}
+
+/// The Controller's runtime: one actor owns `ControllerCore.State` (architecture.md, Controller).
+///
+/// It feeds events into `ControllerCore.transition` — a rank-table pass every `rank_table_detecting_seconds`,
+/// a sync tick every `cluster_synchronization_seconds` (status polls and the refresh), the periodic role
+/// decision, and the outcomes of effects — and hands the effects to an `ControllerEffectRunner`; their results
+/// come back as events. After each sync tick it writes the process-state and cluster-status files atomically.
+/// On start it recovers from the process-state file when live servers already have roles (§9 "Takeover").
+public actor ControllerRuntime {
+    /// Periods, paths and file checks.
+    public struct Options: Sendable {
+        /// `cluster_synchronization_seconds`.
+        public var syncInterval: TimeInterval = 1
+        /// `rank_table_detecting_seconds`.
+        public var rankTableInterval: TimeInterval = 5
+        /// `digs_periodic_role_decision.role_decision_time_period` (used when auto switching is on).
+        public var roleDecisionInterval: TimeInterval = 86400
+        /// `global_rank_table_file_path`.
+        public var rankTablePath: String
+        public var rankTableOptions: RankTable.Options
+        /// Checks on the rank table (≤0640 unless `MINDIE_CHECK_INPUTFILES_PERMISSION=0`).
+        public var fileCheck: FileCheck
+        /// `process_manager.file_path` when `to_file`.
+        public var processStatePath: String?
+        /// `cluster_status.file_path` when `to_file`.
+        public var clusterStatusPath: String?
+        /// Where the identity registry (ids, counter, remembered roles) is written; nil = not written.
+        public var identityPath: String?
+
+        public init(rankTablePath: String, rankTableOptions: RankTable.Options = .init(), environment: [String: String] = [:]) {
+            self.rankTablePath = rankTablePath
+            self.rankTableOptions = rankTableOptions
+            self.fileCheck = FileCheck(maxMode: FileCheck.configMode, environment: environment)
+        }
+
+        /// The options a config implies.
+        public init(config c: ControllerConfig, environment: [String: String]) {
+            self.init(
+                rankTablePath: c.globalRankTableFilePath, rankTableOptions: RankTable.Options(config: c),
+                environment: environment)
+            syncInterval = TimeInterval(c.clusterSynchronizationSeconds)
+            rankTableInterval = TimeInterval(c.rankTableDetectingSeconds)
+            roleDecisionInterval = TimeInterval(c.periodicRoleDecision.periodSeconds)
+            if c.processManager.toFile {
+                processStatePath = c.processManager.filePath
+                identityPath = c.processManager.filePath + ".identity.json"
+            }
+            if c.clusterStatus.toFile { clusterStatusPath = c.clusterStatus.filePath }
+        }
+    }
+
+    public let options: Options
+    public let settings: ControllerCore.Settings
+    public let board: ControllerStatusBoard
+    let runner: any ControllerEffectRunner
+    let clock: any ControllerClock
+    let logger: Logger
+
+    public private(set) var state = ControllerCore.State()
+    /// Coordinator IPs in table order.
+    public private(set) var coordinatorOrder: [String] = []
+    var loopTask: Task<Void, Never>?
+    var effectTasks: [Int: Task<Void, Never>] = [:]
+    var nextToken = 0
+    /// Probes in flight, by "config:<id>" / "status:<id>": a new one is skipped while the old one runs.
+    var probesInFlight: Set<String> = []
+    /// Role posts in flight by id; a newer post for the same id waits here and replaces any older waiting one.
+    var postsInFlight: Set<Int> = []
+    var waitingPosts: [Int: ControllerCore.Effect] = [:]
+    /// A refresh in flight; the newest waiting one goes next (so an old list never lands last).
+    var refreshInFlight = false
+    var waitingRefresh: ControllerCore.Effect?
+    var lastTableError: String?
+    var tableLoaded = false
+    var lastWriteError: String?
+
+    /// - Parameters:
+    ///   - options: periods and paths.
+    ///   - settings: the core's settings.
+    ///   - runner: runs HTTP effects.
+    ///   - clock: the time source.
+    ///   - board: the snapshot the HTTP handlers read.
+    ///   - logger: injected logger.
+    public init(
+        options: Options, settings: ControllerCore.Settings, runner: any ControllerEffectRunner,
+        clock: any ControllerClock = SystemControllerClock(), board: ControllerStatusBoard = ControllerStatusBoard(),
+        logger: Logger
+    ) {
+        self.options = options
+        self.settings = settings
+        self.runner = runner
+        self.clock = clock
+        self.board = board
+        self.logger = logger
+    }
+
+    /// Starts the scheduler loop (recovery first); returns at once.
+    public func start() {
+        guard loopTask == nil else { return }
+        loopTask = Task { await self.runLoop() }
+    }
+
+    /// Stops the loop and every effect in flight, then writes the output files one last time.
+    public func stop() async {
+        let loop = loopTask
+        loopTask = nil
+        loop?.cancel()
+        for t in effectTasks.values { t.cancel() }
+        await loop?.value
+        for t in effectTasks.values { await t.value }
+        effectTasks = [:]
+        writeOutputFiles()
+    }
+
+    func runLoop() async {
+        await recoverAtStartup()
+        var lastTable: Date?
+        var lastDecision = clock.now()
+        while !Task.isCancelled {
+            let now = clock.now()
+            if lastTable == nil || now.timeIntervalSince(lastTable!) >= options.rankTableInterval - 0.001 {
+                lastTable = now
+                rankTablePass()
+            }
+            apply(.syncTick)
+            writeOutputFiles()
+            if settings.autoSwitching && now.timeIntervalSince(lastDecision) >= options.roleDecisionInterval {
+                lastDecision = now
+                spawn { runtime, runner, ctx in
+                    if let info = await runner.coordinatorInfo(context: ctx) {
+                        await runtime.apply(.roleDecisionTimer(info))
+                    }
+                }
+            }
+            do { try await clock.sleep(seconds: options.syncInterval) } catch { break }
+        }
+    }
+
+    // MARK: - Events
+
+    /// Feeds one event to the core and runs its effects.
+    public func apply(_ event: ControllerCore.Event) {
+        let (s, effects) = ControllerCore.transition(state, event, now: clock.now(), settings: settings)
+        state = s
+        dispatch(effects)
+        publishSnapshot()
+    }
+
+    /// Reads and validates the rank table; a valid pass becomes a `.rankTable` event.
+    func rankTablePass() {
+        guard let table = readRankTable() else { return }
+        coordinatorOrder = table.coordinatorIPs
+        tableLoaded = true
+        apply(.rankTable(instances: table.instances, coordinators: table.coordinatorIPs))
+    }
+
+    func readRankTable() -> RankTable? {
+        do {
+            let bytes = try options.fileCheck.read(options.rankTablePath)
+            let t = try RankTable(data: Data(bytes), options: options.rankTableOptions)
+            if lastTableError != nil { logger.info("rank table readable again", metadata: ["path": "\(options.rankTablePath)"]) }
+            lastTableError = nil
+            return t
+        } catch {
+            let text = "\(error)"
+            if text != lastTableError {
+                logger.warning("rank table pass skipped", metadata: ["path": "\(options.rankTablePath)", "error": "\(text)"])
+            }
+            lastTableError = text
+            return nil
+        }
+    }
+
+    /// Terminates the instance serving `ip:port` (data port) for `/v1/terminate-service`.
+    /// - Returns: nil on success, else (HTTP status, message).
+    public func terminate(ip: String, port: Int) async -> (status: Int, message: String)? {
+        guard let node = state.nodes.values.first(where: { $0.instance.ip == ip && $0.instance.ports.predict == port }) else {
+            return (404, "no instance with ip \(ip) and port \(port)")
+        }
+        if let failure = await runner.stopService(node.key) { return (502, failure) }
+        let (s, effects) = ControllerCore.expire(state, id: node.id, settings: settings)
+        state = s
+        logger.notice("instance released", metadata: ["instance.id": "\(node.id)", "instance.key": "\(node.key)"])
+        dispatch(effects)
+        publishSnapshot()
+        return nil
+    }
+
+    // MARK: - Effects
+
+    func context() -> EffectContext {
+        EffectContext(coordinators: coordinatorOrder, initPhase: !state.refreshEnabled)
+    }
+
+    func dispatch(_ effects: [ControllerCore.Effect]) {
+        for e in effects {
+            switch e {
+            case .persistIdentity(let registry):
+                if let path = options.identityPath, let data = try? registry.jsonData() { write(data, path) }
+            case .unhealthyEvent(let id, let reason):
+                logger.warning(
+                    "instance unhealthy (event 0xFC001003)",
+                    metadata: ["instance.id": "\(id)", "reason": "\(reason == 1 ? "no reply" : "bad response")"])
+            case .getConfig(let id, _), .getStatus(let id, _):
+                let key = (e.isConfig ? "config:" : "status:") + String(id)
+                guard probesInFlight.insert(key).inserted else { continue }
+                spawn(e) { rt in await rt.probeDone(key) }
+            case .postRole(let id, _, _, _):
+                if postsInFlight.contains(id) {
+                    waitingPosts[id] = e
+                    continue
+                }
+                postsInFlight.insert(id)
+                spawnPost(e, id: id)
+            case .refresh:
+                if refreshInFlight {
+                    waitingRefresh = e
+                    continue
+                }
+                refreshInFlight = true
+                spawnRefresh(e)
+            case .offline, .online, .pollTasks, .queryTasks:
+                spawn(e) { _ in }
+            }
+        }
+    }
+
+    func probeDone(_ key: String) { probesInFlight.remove(key) }
+
+    func spawnPost(_ e: ControllerCore.Effect, id: Int) {
+        let ctx = context()
+        spawnTask { runtime, runner in
+            let events = await runner.run(e, context: ctx)
+            await runtime.postDone(id, events)
+        }
+    }
+
+    func postDone(_ id: Int, _ events: [ControllerCore.Event]) {
+        if let next = waitingPosts.removeValue(forKey: id) {
+            spawnPost(next, id: id)  // the older answer is superseded by the newer post
+            return
+        }
+        postsInFlight.remove(id)
+        for ev in events {
+            if case .rolePosted(_, let ok) = ev {
+                let role = state.nodes[id]?.role.postPathComponent ?? "?"
+                if ok {
+                    logger.info("role posted", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
+                } else {
+                    logger.warning("role post failed", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
+                }
+            }
+            apply(ev)
+        }
+    }
+
+    func spawnRefresh(_ e: ControllerCore.Effect) {
+        let ctx = context()
+        spawnTask { runtime, runner in
+            let events = await runner.run(e, context: ctx)
+            await runtime.refreshDone(events)
+        }
+    }
+
+    func refreshDone(_ events: [ControllerCore.Event]) {
+        for ev in events { apply(ev) }
+        if let next = waitingRefresh {
+            waitingRefresh = nil
+            spawnRefresh(next)
+        } else {
+            refreshInFlight = false
+        }
+    }
+
+    /// Runs `e`, feeds its events back, then calls `done`.
+    func spawn(_ e: ControllerCore.Effect, done: @escaping @Sendable (ControllerRuntime) async -> Void) {
+        let ctx = context()
+        spawnTask { runtime, runner in
+            let events = await runner.run(e, context: ctx)
+            await done(runtime)
+            for ev in events { await runtime.apply(ev) }
+        }
+    }
+
+    func spawn(_ work: @escaping @Sendable (ControllerRuntime, any ControllerEffectRunner, EffectContext) async -> Void) {
+        let ctx = context()
+        spawnTask { runtime, runner in await work(runtime, runner, ctx) }
+    }
+
+    func spawnTask(_ work: @escaping @Sendable (ControllerRuntime, any ControllerEffectRunner) async -> Void) {
+        guard loopTask != nil else { return }
+        let token = nextToken
+        nextToken += 1
+        let runner = self.runner
+        effectTasks[token] = Task {
+            await work(self, runner)
+            await self.taskDone(token)
+        }
+    }
+
+    func taskDone(_ token: Int) { effectTasks[token] = nil }
+
+    // MARK: - Files and snapshot
+
+    func publishSnapshot() {
+        var snap = ControllerSnapshot()
+        let pub = ControllerCore.published(state, settings: settings)
+        snap.published = pub.keys.sorted()
+        snap.prefill = pub.keys.filter { state.nodes[$0]?.role == .prefill }.count
+        snap.decode = pub.keys.filter { state.nodes[$0]?.role == .decode }.count
+        snap.instances = state.nodes.count
+        snap.initialAssignmentDone = state.initialAssignmentDone
+        snap.rankTableLoaded = tableLoaded
+        let before = board.snapshot
+        if before.published != snap.published {
+            logger.info(
+                "published set changed",
+                metadata: [
+                    "published": "\(snap.published)", "prefill": "\(snap.prefill)", "decode": "\(snap.decode)",
+                    "instances": "\(snap.instances)",
+                ])
+        }
+        board.set(snap)
+    }
+
+    func writeOutputFiles() {
+        if let p = options.processStatePath, state.initialAssignmentDone { write(ProcessStateFile.encode(state), p) }
+        if let p = options.clusterStatusPath { write(ClusterStatusFile.encode(state, coordinators: coordinatorOrder), p) }
+    }
+
+    func write(_ data: Data, _ path: String) {
+        do {
+            try AtomicFile.write(data, to: path)
+            lastWriteError = nil
+        } catch {
+            if lastWriteError != error.description { logger.error("output file not written", metadata: ["error": "\(error)"]) }
+            lastWriteError = error.description
+        }
+    }
+
+    // MARK: - Recovery
+
+    /// §9 "Takeover" on a plain restart: if a process-state file loads and some server of the table already has
+    /// a role, the state is recovered (ids, counter, roles, groups, peers; live roles adopted) instead of decided.
+    func recoverAtStartup() async {
+        await recoverFromProcessState()
+        adoptSavedIdentities()
+    }
+
+    /// Identities saved before the restart come back as departed: an instance still (or again) in the table
+    /// keeps its id and remembered role instead of getting a new id.
+    func adoptSavedIdentities() {
+        guard let path = options.identityPath, FileManager.default.fileExists(atPath: path) else { return }
+        do {
+            let saved = try InstanceIdentityRegistry(jsonData: Data(try options.fileCheck.read(path)))
+            state.registry.adoptDeparted(from: saved, now: clock.now())
+        } catch {
+            logger.warning("saved identities not loaded; new instances get new ids", metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    func recoverFromProcessState() async {
+        guard let path = options.processStatePath, FileManager.default.fileExists(atPath: path) else { return }
+        let file: ProcessStateFile
+        do {
+            file = try ProcessStateFile(data: Data(try options.fileCheck.read(path)))
+        } catch {
+            logger.warning("process state not loaded; deciding roles afresh", metadata: ["path": "\(path)", "error": "\(error)"])
+            return
+        }
+        guard let table = readRankTable() else { return }
+        coordinatorOrder = table.coordinatorIPs
+        let known = Set(file.servers.map(\.key))
+        let keys = table.instances.map(\.key).filter(known.contains)
+        let runner = self.runner
+        let ctx = context()
+        let statuses = await withTaskGroup(of: (InstanceKey, ServerStatus?).self) { group in
+            for key in keys {
+                group.addTask {
+                    let events = await runner.run(.getStatus(id: -1, key: key), context: ctx)
+                    if case .serverStatus(_, .success(let st))? = events.first { return (key, st) }
+                    return (key, nil)
+                }
+            }
+            var out: [InstanceKey: ServerStatus] = [:]
+            for await (k, s) in group { if let s { out[k] = s } }
+            return out
+        }
+        guard ControllerCore.serversHaveRoles(statuses) else {
+            logger.info("no server reports a role; deciding roles afresh", metadata: ["path": "\(path)"])
+            return
+        }
+        state = ControllerCore.recover(file: file, table: table.instances, statuses: statuses)
+        logger.notice(
+            "recovered from the process state",
+            metadata: [
+                "path": "\(path)", "instances": "\(state.nodes.count)",
+                "roles": "\(state.nodes.keys.sorted().map { "\($0):\(state.nodes[$0]!.role.asciiCode)" })",
+            ])
+        publishSnapshot()
+    }
+}
+
+extension ControllerCore.Effect {
+    var isConfig: Bool {
+        if case .getConfig = self { return true }
+        return false
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import Logging
+import MSCore
+
+/// Why the Controller could not start.
+public struct ControllerStartError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The whole Controller process minus `main`: the runtime, its effect runner and the REST servers, built from a
+/// loaded `ControllerConfig`.
+///
+/// Listeners (both on `POD_IP` when valid, else `http_server.ip`; every endpoint is served on both):
+/// - `http_server.port` (1026): probes `/v1/startup`, `/v1/health`, `/v1/readiness`;
+/// - `controller_alarm_port` (1027): `/v1/alarm/*` and `/v1/terminate-service` (DECISIONS 21: every mode).
+///
+/// Behaviour where the spec is silent or where we chose (for the project docs):
+/// - Outbound: instances at `server_ip:mgmt_port` of the rank table (`/v1/config`, `/v1/status`, `/v1/role/*`,
+///   `/stopService`); coordinators at each group-"0" `server_ip` : `mindie_ms_coordinator_port`.
+/// - Periods: the rank table is re-read every `rank_table_detecting_seconds`; status polls, the refresh and the
+///   output files every `cluster_synchronization_seconds`.
+/// - Files (mode 0640, temp file + rename): `process_manager.file_path` (§10.1, once roles are assigned),
+///   `cluster_status.file_path` (§10.2), and the identity registry beside the process file
+///   (`<process_manager.file_path>.identity.json`: ids, counter, remembered roles of departed instances).
+/// - Restart: when the process file loads and some server of the table reports a role, the state is recovered
+///   and live P/D roles are adopted; when the file is missing or invalid, roles are decided afresh (the
+///   reference retries init every 5 s instead).
+/// - `/v1/readiness` is 200 once at least one instance is published (PD mode: a linked P/D pair), else 503
+///   with the reason.
+/// - Not implemented yet: etcd HA (runs as the only leader), v2 (multi-node) role bodies, node-manager and
+///   ClusterD fault handling (§7.4), log files (`log_info`: logs go to stderr).
+public final class ControllerService: Sendable {
+    public let config: ControllerConfig
+    public let runtime: ControllerRuntime
+    public let api: ControllerHTTPAPI
+    let server: HTTPServer
+    let logger: Logger
+
+    /// The bound ports: probe listener first, then the alarm listener (useful with port 0 in tests).
+    public var boundPorts: [Int] { server.boundPorts }
+
+    /// Builds everything; nothing runs until `start()`.
+    /// - Parameters:
+    ///   - config: the loaded config.
+    ///   - environment: the process environment (file-check switch).
+    ///   - logger: injected logger.
+    ///   - clock: the runtime's time source.
+    ///   - portOverrides: test hook: listen ports to use instead of the config's (0 = any free port).
+    /// - Throws: `ControllerStartError` naming the file or listener that failed.
+    public init(
+        config: ControllerConfig, environment: [String: String], logger: Logger,
+        clock: any ControllerClock = SystemControllerClock(), portOverrides: (probe: Int, alarm: Int)? = nil
+    ) throws(ControllerStartError) {
+        self.config = config
+        self.logger = logger
+        let check = FileCheck(maxMode: FileCheck.configMode, environment: environment)
+        let model: DigsModelConfig
+        let machine: DigsMachineConfig
+        do {
+            model = try DigsModelConfig(data: Data(try check.read(config.digsModelConfigPath)), file: config.digsModelConfigPath)
+            machine = try DigsMachineConfig(
+                data: Data(try check.read(config.digsMachineConfigPath)), file: config.digsMachineConfigPath)
+        } catch {
+            throw ControllerStartError("\(error)")
+        }
+        let settings = ControllerCore.Settings(config: config, model: model, machine: machine)
+        let serverTLS = try Self.client(config.tls.requestServer, "request_server", environment)
+        let coordinatorTLS = try Self.client(config.tls.requestCoordinator, "request_coordinator", environment)
+        let runner = HTTPEffectRunner(
+            configuration: .init(
+                timeoutSeconds: config.httpTimeoutSeconds, retries: config.httpRetries,
+                coordinatorPort: config.mindieMSCoordinatorPort, v2: config.multiNode.enabled),
+            serverTLS: serverTLS, coordinatorTLS: coordinatorTLS)
+        runtime = ControllerRuntime(
+            options: .init(config: config, environment: environment), settings: settings, runner: runner, clock: clock,
+            logger: logger)
+        api = ControllerHTTPAPI(runtime: runtime, singleNode: config.deployMode == .singleNode, logger: logger)
+        let ip = config.httpServer.ip
+        let listeners = [
+            HTTPListener(
+                host: ip, port: portOverrides?.probe ?? config.httpServer.port,
+                tls: try Self.server(config.tls.httpServer, "http_server", environment), tag: 0),
+            HTTPListener(
+                host: ip, port: portOverrides?.alarm ?? config.controllerAlarmPort,
+                tls: try Self.server(config.tls.alarm, "alarm", environment), tag: 1),
+        ]
+        do {
+            server = try HTTPServer(
+                configuration: .init(threads: 1, listeners: listeners, maxRequestBodyBytes: 4 << 20, maxConnections: 266),
+                handler: api.handler)
+        } catch {
+            throw ControllerStartError("cannot listen on \(ip): \(error)")
+        }
+    }
+
+    /// Starts the REST servers, then the runtime.
+    public func start() async throws(ControllerStartError) {
+        do { try server.start() } catch { throw ControllerStartError("\(error)") }
+        logger.info(
+            "listening",
+            metadata: ["ip": "\(config.httpServer.ip)", "probe.port": "\(boundPorts[0])", "alarm.port": "\(boundPorts[1])"])
+        if config.multiNode.enabled {
+            logger.warning("multi-node mode: status is read from /v2/status, but role posts still carry the v1 body (v2 bodies are not built yet)")
+        }
+        if config.haEnabled {
+            logger.warning("controller_backup_cfg.function_sw is on, but active/standby through etcd is not implemented: running as the only leader")
+        }
+        await runtime.start()
+    }
+
+    /// Stops the runtime (files written a last time), then the servers.
+    public func stop() async {
+        await runtime.stop()
+        server.shutdown()
+        server.waitUntilStopped()
+    }
+
+    static func tlsConfiguration(_ s: ControllerConfig.TLSSetting, _ name: String, _ env: [String: String])
+        throws(ControllerStartError) -> TLSConfiguration?
+    {
+        guard s.enabled else { return nil }
+        guard let items = s.items else { throw ControllerStartError("tls_config.\(name)_tls_items is required") }
+        let secret = FileCheck(maxMode: FileCheck.configMode, environment: env)
+        var password: String?
+        do {
+            for p in [items.caCert, items.tlsCert, items.tlsKey] { try secret.validate(p) }
+            if !items.tlsCRL.isEmpty { try secret.validate(items.tlsCRL) }
+            if !items.tlsPasswd.isEmpty {
+                password = String(decoding: try secret.read(items.tlsPasswd), as: UTF8.self)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        } catch {
+            throw ControllerStartError("tls_config.\(name)_tls_items: \(error)")
+        }
+        return TLSConfiguration(
+            certificatePath: items.tlsCert, privateKeyPath: items.tlsKey, caPath: items.caCert,
+            crlPath: items.tlsCRL.isEmpty ? nil : items.tlsCRL, keyPassword: password, verifyPeer: true)
+    }
+
+    static func client(_ s: ControllerConfig.TLSSetting, _ name: String, _ env: [String: String])
+        throws(ControllerStartError) -> TLSClient?
+    {
+        guard let c = try tlsConfiguration(s, name, env) else { return nil }
+        do { return try TLSClient(c) } catch { throw ControllerStartError("tls_config.\(name): \(error)") }
+    }
+
+    static func server(_ s: ControllerConfig.TLSSetting, _ name: String, _ env: [String: String])
+        throws(ControllerStartError) -> TLSConfiguration?
+    {
+        try tlsConfiguration(s, name, env)
+    }
+}
