@@ -126,8 +126,3 @@ public struct ControllerHTTPAPI: Sendable {
     }
 }
 
-/// Carries a responder to its own loop from another task (it is used only on that loop).
-final class ResponderBox: @unchecked Sendable {
-    let responder: HTTPResponder
-    init(_ r: HTTPResponder) { responder = r }
-}

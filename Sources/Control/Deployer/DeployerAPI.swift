@@ -63,8 +63,3 @@ public enum DeployerAPI {
     }
 }
 
-/// Carries a loop-bound responder to the task and back to its loop (it is only touched on that loop).
-final class ResponderBox: @unchecked Sendable {
-    let responder: HTTPResponder
-    init(_ r: HTTPResponder) { responder = r }
-}

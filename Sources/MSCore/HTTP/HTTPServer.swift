@@ -256,3 +256,10 @@ public final class HTTPResponder {
         respond(status: status, headers: [("content-type", "application/json")] + headers, body: Array(json.utf8))
     }
 }
+
+/// Carries a loop-bound responder through async code back to its loop (touch `responder` only inside
+/// `responder.loop.execute`).
+public final class ResponderBox: @unchecked Sendable {
+    public let responder: HTTPResponder
+    public init(_ r: HTTPResponder) { responder = r }
+}
