@@ -54,6 +54,9 @@ fi
 # the version reaches C (and so every binary) as a define; an unchanged define keeps builds incremental
 SWIFT_FLAGS=(-Xcc "-DMINDIE_MS_VERSION=\"$VERSION\"")
 
+# git keeps files 0644; the binaries refuse config files more open than 0640 (as the reference does)
+find conf -type f -name '*.json' -exec chmod 0640 {} +
+
 build() {
   log "building ($CONFIG, version $VERSION)"
   swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}"

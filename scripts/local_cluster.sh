@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-echo "local_cluster.sh: the simulator, Coordinator and Controller are not built yet; nothing to start." >&2
-exit 1
+# Starts a local MindIE-MS cluster on simulated servers (see scripts/local_cluster.py --help).
+exec python3 "$(dirname "$0")/local_cluster.py" "$@"

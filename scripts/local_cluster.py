@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""A MindIE-MS cluster on this machine: simulated MindIE Servers (mindie_sim), ms_controller and ms_coordinator,
+wired through a generated global rank table exactly as on a real cluster.
+
+    python3 scripts/local_cluster.py                 # 2P2D, pd_separate, the Controller decides roles
+    python3 scripts/local_cluster.py --mode single --instances 3 --policy prefix_affinity
+    python3 scripts/local_cluster.py --tls            # the data port speaks mutual TLS (a test PKI is generated)
+
+Ctrl-C (SIGINT) or SIGTERM stops every process of the cluster and frees every port. The same class is used by
+the end-to-end tests (tests_py/), which kill and restart components for the failure drills.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Instances listen on their own loopback address (127.0.0.<first_ip + k>) with the reference's fixed ports, as
+# MindIE Servers do on their own hosts; the Controller and Coordinator use 127.0.0.1.
+SIM_PORTS = {"data": 1025, "management": 1026, "metrics": 1027, "inter_comm": 1121}
+
+
+def log(msg):
+    print(f"[local_cluster] {msg}", flush=True)
+
+
+def port_free(host, port):
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def http_status(url, timeout=2, context=None):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception:
+        return None
+
+
+class LocalCluster:
+    def __init__(self, mode="pd", p=2, d=2, instances=2, policy=None, wire="compat", tls=False, base_port=1025,
+                 workdir=None, binaries=None, speedup=1.0, profile="8b", sync_seconds=1, first_ip=2):
+        self.mode = mode
+        self.p, self.d = p, d
+        self.count = p + d if mode == "pd" else instances
+        self.policy = policy or ("round_robin" if mode == "single" else "load_balance")
+        self.wire = wire
+        self.tls = tls
+        self.speedup = speedup
+        self.profile = profile
+        self.sync_seconds = sync_seconds
+        self.first_ip = first_ip
+        self.bin = binaries or os.environ.get("MINDIE_MS_BIN") or os.path.join(ROOT, "out", "bin")
+        self.workdir = workdir or os.path.join(ROOT, "run", time.strftime("cluster-%Y%m%d-%H%M%S"))
+        self.logs = os.path.join(self.workdir, "logs")
+        self.conf = os.path.join(self.workdir, "conf")
+        off = base_port - 1025
+        self.coord_ports = {"predict": 1025 + off, "manage": 1026 + off, "external": 1028 + off, "status": 1029 + off}
+        self.controller_port = 1030 + off
+        self.controller_alarm_port = 1027 + off
+        self.procs = {}  # name -> Popen
+
+    # ------------------------------------------------------------------ configuration
+    def instance_ip(self, k):
+        return f"127.0.0.{self.first_ip + k}"
+
+    def write_configs(self):
+        # the binaries refuse config files more open than 0640; git checks them out 0644
+        for d, _, files in os.walk(os.path.join(ROOT, "conf")):
+            for f in files:
+                if f.endswith(".json"):
+                    os.chmod(os.path.join(d, f), 0o640)
+        os.makedirs(self.logs, exist_ok=True)
+        os.makedirs(self.conf, exist_ok=True)
+        # the rank table: group 0 the Coordinator, 1 the Controller, 2 the servers
+        servers = [{"server_id": self.instance_ip(k), "server_ip": self.instance_ip(k), "hardware_type": "800I A2(64G)",
+                    "device": [{"device_id": "0", "device_ip": self.instance_ip(k), "device_logical_id": "0", "rank_id": str(k)}]}
+                   for k in range(self.count)]
+        table = {"version": "1.0", "status": "completed", "server_group_list": [
+            {"group_id": "0", "server_count": "1", "server_list": [{"server_id": "coordinator", "server_ip": "127.0.0.1"}]},
+            {"group_id": "1", "server_count": "1", "server_list": [{"server_id": "controller", "server_ip": "127.0.0.1"}]},
+            {"group_id": "2", "server_count": str(self.count), "server_list": servers}]}
+        self.rank_table = self._write("global_rank_table.json", table)
+
+        c = json.load(open(os.path.join(ROOT, "conf", "ms_coordinator.json")))
+        cp = self.coord_ports
+        c["http_config"].update(predict_ip="127.0.0.1", manage_ip="127.0.0.1", predict_port=str(cp["predict"]),
+                                manage_port=str(cp["manage"]), external_port=str(cp["external"]),
+                                status_port=str(cp["status"]), alarm_port=str(self.controller_alarm_port))
+        s = c["digs_scheduler_config"]
+        s["deploy_mode"] = "pd_separate" if self.mode == "pd" else "single_node"
+        s["scheduler_type"] = "digs_scheduler" if self.policy == "load_balance" else "default_scheduler"
+        s["algorithm_type"] = self.policy
+        if self.tls:
+            pki = self.make_pki()
+            c["tls_config"]["request_server_tls_enable"] = True
+            c["tls_config"]["request_server_tls_items"] = {
+                "ca_cert": f"{pki}/ca.pem", "tls_cert": f"{pki}/server.pem", "tls_key": f"{pki}/server.key.pem",
+                "tls_passwd": "", "tls_crl": f"{pki}/crl.pem"}
+        self.coordinator_conf = self._write("ms_coordinator.json", c)
+
+        k = json.load(open(os.path.join(ROOT, "conf", "ms_controller.json")))
+        k["deploy_mode"] = "pd_separate" if self.mode == "pd" else "single_node"
+        k["global_rank_table_file_path"] = self.rank_table
+        k["default_p_rate"], k["default_d_rate"] = (self.p, self.d) if self.mode == "pd" else (0, 0)
+        k["cluster_synchronization_seconds"] = self.sync_seconds
+        k["rank_table_detecting_seconds"] = max(1, self.sync_seconds)
+        k["http_server"] = {"ip": "127.0.0.1", "port": self.controller_port}
+        k["controller_alarm_port"] = self.controller_alarm_port
+        k["mindie_ms_coordinator_port"] = cp["manage"]
+        k["mindie_ms_coordinator_external_port"] = cp["external"]
+        k["mindie_server_port"] = SIM_PORTS["data"]
+        k["mindie_server_control_port"] = SIM_PORTS["management"]
+        k["mindie_server_metric_port"] = SIM_PORTS["metrics"]
+        k["process_manager"]["file_path"] = os.path.join(self.logs, "controller_process_status.json")
+        k["cluster_status"]["file_path"] = os.path.join(self.logs, "cluster_status_output.json")
+        for key in ("scaling_rule_file_path", "digs_model_config_path", "digs_machine_config_path"):
+            if isinstance(k.get(key), str) and k[key].startswith("./"):
+                k[key] = os.path.join(ROOT, k[key][2:])
+        self.controller_conf = self._write("ms_controller.json", k)
+
+    def _write(self, name, obj):
+        path = os.path.join(self.conf, name)
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=2)
+        os.chmod(path, 0o640)
+        return path
+
+    def make_pki(self):
+        pki = os.path.join(self.workdir, "pki")
+        if not os.path.exists(os.path.join(pki, "ca.pem")):
+            subprocess.run(["bash", os.path.join(ROOT, "scripts", "gen_test_pki.sh"), pki], check=True,
+                           stdout=subprocess.DEVNULL)
+        self.pki = pki
+        return pki
+
+    # ------------------------------------------------------------------ processes
+    def _spawn(self, name, args):
+        out = open(os.path.join(self.logs, f"{name}.log"), "ab")
+        env = dict(os.environ)
+        env.setdefault("MINDIE_LOG_LEVEL", "info")
+        self.procs[name] = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, cwd=self.workdir, start_new_session=True)
+        return self.procs[name]
+
+    def start_instance(self, k):
+        ip = self.instance_ip(k)
+        args = [os.path.join(self.bin, "mindie_sim"), "--ip", ip, "--management-ip", ip,
+                "--port", str(SIM_PORTS["data"]), "--management-port", str(SIM_PORTS["management"]),
+                "--metrics-port", str(SIM_PORTS["metrics"]), "--inter-comm-port", str(SIM_PORTS["inter_comm"]),
+                "--wire", self.wire, "--profile", self.profile, "--seed", str(k + 1)]
+        if self.speedup != 1.0:
+            args += ["--speedup", str(self.speedup)]
+        if self.mode == "pd":
+            args += ["--infer-mode", "dmi"]
+        return self._spawn(f"sim{k}", args)
+
+    def start_coordinator(self):
+        return self._spawn("ms_coordinator", [os.path.join(self.bin, "ms_coordinator"), "--config", self.coordinator_conf])
+
+    def start_controller(self):
+        return self._spawn("ms_controller", [os.path.join(self.bin, "ms_controller"), "--config", self.controller_conf])
+
+    def stop_process(self, name, sig=signal.SIGTERM, timeout=15):
+        p = self.procs.get(name)
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    def kill_process(self, name):
+        self.stop_process(name, signal.SIGKILL)
+
+    def ports(self):
+        out = [("127.0.0.1", v) for v in self.coord_ports.values()] + [("127.0.0.1", self.controller_port),
+                                                                       ("127.0.0.1", self.controller_alarm_port)]
+        for k in range(self.count):
+            out += [(self.instance_ip(k), v) for v in SIM_PORTS.values()]
+        return out
+
+    def start(self, timeout=90):
+        for host, port in self.ports():
+            if not port_free(host, port):
+                raise SystemExit(f"port {host}:{port} is in use; stop what holds it or pass --base-port")
+        self.write_configs()
+        for k in range(self.count):
+            self.start_instance(k)
+        self.start_coordinator()
+        self.start_controller()
+        self.wait_ready(timeout)
+
+    def status_url(self, path):
+        return f"http://127.0.0.1:{self.coord_ports['status']}{path}"
+
+    def instances_in_coordinator(self):
+        """Instance ids the Coordinator holds (from its management API)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.coord_ports['manage']}/v1/coordinator_info", timeout=2) as r:
+                return [e["id"] for e in json.load(r).get("schedule_info", [])]
+        except Exception:
+            return []
+
+    def wait_ready(self, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise SystemExit(f"{name} exited with status {p.returncode}; see {self.logs}/{name}.log")
+            if http_status(self.status_url("/v1/readiness")) == 200 and len(self.instances_in_coordinator()) >= self.count:
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"the cluster was not ready within {timeout} s; logs in {self.logs}")
+
+    def stop(self):
+        for name in sorted(self.procs, key=lambda n: (n != "ms_controller", n != "ms_coordinator")):
+            self.stop_process(name)
+
+    # ------------------------------------------------------------------ what a user sees
+    def banner(self):
+        scheme = "https" if self.tls else "http"
+        cp = self.coord_ports
+        tlsargs = (f" --cacert {self.pki}/ca.pem --cert {self.pki}/client.pem --key {self.pki}/client.key.pem"
+                   if self.tls else "")
+        shape = f"{self.p}P{self.d}D ({'pd_separate'})" if self.mode == "pd" else f"{self.count} mixed instances (single_node)"
+        lines = [
+            "",
+            f"MindIE-MS local cluster is ready: {shape}, scheduling {self.policy}, simulators in {self.wire} wire mode.",
+            "",
+            f"  Inference (OpenAI, TGI, vLLM, Triton, MindIE):  {scheme}://127.0.0.1:{cp['predict']}",
+            "  Try a streamed chat:",
+            f"    curl -sN{tlsargs} {scheme}://127.0.0.1:{cp['predict']}/v1/chat/completions \\",
+            "      -H 'Content-Type: application/json' \\",
+            "      -d '{\"model\":\"llama3-8b\",\"stream\":true,\"max_tokens\":16,"
+            "\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'",
+            f"  Metrics:     http://127.0.0.1:{cp['external']}/metrics",
+            f"  Health:      http://127.0.0.1:{cp['status']}/v1/health   (readiness: /v1/readiness)",
+            f"  Management:  http://127.0.0.1:{cp['manage']}/v1/coordinator_info",
+            f"  Controller:  http://127.0.0.1:{self.controller_port}/v1/readiness",
+            f"  Servers:     {', '.join(self.instance_ip(k) + ':' + str(SIM_PORTS['data']) for k in range(self.count))}",
+            f"  Logs:        {self.logs}",
+            f"  Configs:     {self.conf}",
+            "",
+            "Press Ctrl-C to stop the cluster.",
+        ]
+        print("\n".join(lines), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["pd", "single"], default="pd", help="pd (P/D separation, default) or single (mixed)")
+    ap.add_argument("--p", type=int, default=2, help="prefill instances in pd mode (default 2)")
+    ap.add_argument("--d", type=int, default=2, help="decode instances in pd mode (default 2)")
+    ap.add_argument("--instances", type=int, default=2, help="mixed instances in single mode (default 2)")
+    ap.add_argument("--policy", help="round_robin, cache_affinity, least_load, prefix_affinity (single); "
+                                     "load_balance or round_robin (pd)")
+    ap.add_argument("--wire", choices=["compat", "mindie"], default="compat",
+                    help="simulator wire mode: compat (standard clients, default) or mindie (byte-faithful)")
+    ap.add_argument("--tls", action="store_true", help="mutual TLS on the inference port (test PKI generated)")
+    ap.add_argument("--base-port", type=int, default=1025, help="first Coordinator port (default 1025)")
+    ap.add_argument("--speedup", type=float, default=1.0, help="simulated accelerator speed-up (default 1)")
+    ap.add_argument("--workdir", help="where configs and logs go (default run/cluster-<time>)")
+    args = ap.parse_args()
+
+    for exe in ("mindie_sim", "ms_coordinator", "ms_controller"):
+        path = os.path.join(os.environ.get("MINDIE_MS_BIN") or os.path.join(ROOT, "out", "bin"), exe)
+        if not os.access(path, os.X_OK):
+            raise SystemExit(f"{path} is missing: build first with 'bash one_key_build.sh'")
+
+    cluster = LocalCluster(mode=args.mode, p=args.p, d=args.d, instances=args.instances, policy=args.policy,
+                           wire=args.wire, tls=args.tls, base_port=args.base_port, workdir=args.workdir,
+                           speedup=args.speedup)
+    stopping = {"flag": False}
+
+    def on_signal(signum, frame):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        log(f"starting in {cluster.workdir}")
+        cluster.start()
+        cluster.banner()
+        while not stopping["flag"]:
+            for name, p in list(cluster.procs.items()):
+                if p.poll() is not None and not stopping["flag"]:
+                    log(f"{name} exited with status {p.returncode} (see {cluster.logs}/{name}.log); the rest keeps running")
+                    cluster.procs.pop(name)
+            time.sleep(0.5)
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            print(f"[local_cluster] {e.code}", file=sys.stderr)
+        cluster.stop()
+        raise SystemExit(1 if e.code not in (None, 0) else 0)
+    log("stopping")
+    cluster.stop()
+    busy = [f"{h}:{p}" for h, p in cluster.ports() if not port_free(h, p)]
+    if busy:
+        log(f"still in use after stop: {', '.join(busy)}")
+        raise SystemExit(1)
+    log("stopped; every port is free")
+
+
+if __name__ == "__main__":
+    main()
