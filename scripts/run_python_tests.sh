@@ -2,7 +2,7 @@
 # End-to-end tests with real clients (openai, huggingface_hub, text-generation, tritonclient, requests)
 # against mindie_sim directly and through ms_coordinator (tests_py/).
 #
-#   bash scripts/run_python_tests.sh [pytest args...]
+#   bash scripts/run_python_tests.sh [pytest args, e.g. tests_py/test_triton.py -k infer]
 #
 # Binaries: $MINDIE_MS_BIN if set, else out/bin if it holds them, else a release build into .build-py/.
 # The venv lives in .venv-e2e/ (created once, reinstalled only when the pins below change).
@@ -65,7 +65,9 @@ export OPENAI_API_KEY=${OPENAI_API_KEY:-sk-local-test}
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 export PYTHONDONTWRITEBYTECODE=1
 set +e
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests_py "$@"
+# every test under tests_py/ unless the arguments name test files or ids there
+case " $* " in *" tests_py"*) ;; *) set -- "$@" tests_py ;; esac
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
 status=$?
 set -e
 exit $status

@@ -217,9 +217,10 @@ class SimProcess:
 
 
 def start_sim(tmp: Path, wire: str, instances: int = 1, extra: tuple = ()) -> SimProcess:
+    """mindie_sim on free ports (8b profile, sped up); per-request `X-Sim-Fault` / `X-Sim-Output-Tokens` honoured."""
     argv = [str(bin_dir() / "mindie_sim"), "--instances", str(instances), "--ip", HOST, "--management-ip", HOST,
             "--port", "0", "--management-port", "0", "--metrics-port", "0", "--inter-comm-port", "0",
-            "--print-ports", "--speedup", SPEEDUP, "--model-name", MODEL, "--wire", wire, *extra]
+            "--print-ports", "--speedup", SPEEDUP, "--model-name", MODEL, "--wire", wire, "--header-faults", *extra]
     env = dict(os.environ)
     env.pop("MIES_SERVICE_MONITOR_MODE", None)
     p = Proc(f"mindie_sim[{wire}]", argv, tmp / f"mindie_sim-{wire}.log", env=env)
