@@ -209,3 +209,31 @@ def test_usage_strict_mode_over_sdk(tmp_path):
         assert asked[-1].choices == [] and asked[-1].usage.completion_tokens == 2
     finally:
         sim.proc.stop()
+
+
+# --------------------------------------------------------------------------- EOS and broken streams
+
+
+def test_eos_finish_reason_is_stop(any_target):
+    """X-Sim-Output-Tokens: k makes the simulator hit EOS after k tokens: OpenAI says `stop`."""
+    c = client(any_target)
+    hdr = {"X-Sim-Output-Tokens": "2"}
+    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "eos"}], max_tokens=10,
+                                  extra_headers=hdr)
+    assert r.choices[0].finish_reason == "stop" and r.usage.completion_tokens == 2
+    chunks = list(c.completions.create(model=MODEL, prompt="eos", max_tokens=10, stream=True, extra_headers=hdr,
+                                       stream_options={"include_usage": True}))
+    with_choice = [k for k in chunks if k.choices]
+    assert len(with_choice) == 2 and with_choice[-1].choices[0].finish_reason == "stop"
+    assert [k.usage.completion_tokens for k in chunks if k.usage] == [2]
+
+
+def test_stream_cut_by_server_is_an_error_for_the_sdk(sim_compat):
+    """A stream the server cuts (no [DONE]) must not look like a clean end to the openai SDK."""
+    c = openai.OpenAI(base_url=sim_compat.instances[0].url + "/v1", api_key="x", max_retries=0, timeout=TIMEOUT)
+    seen = []
+    with pytest.raises(openai.APIConnectionError):
+        for k in c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "cut"}], max_tokens=10,
+                                           stream=True, extra_headers={"X-Sim-Fault": "die_mid_stream;after_tokens=3"}):
+            seen.append(k)
+    assert len(seen) == 1 + 3  # role chunk and 3 tokens, then the connection breaks

@@ -183,3 +183,18 @@ def test_vllm_generate(any_target):
     parts = [json.loads(p) for p in raw.split(b"\0")[:-1]]
     assert len(parts) == 3
     assert "abc " + "".join(p["text"][0] for p in parts) == text[0]
+
+
+def test_eos_finish_reason_tgi(any_target):
+    hdr = {"X-Sim-Output-Tokens": "3"}
+    if any_target.wire == "compat":
+        c = text_generation.Client(any_target.url, timeout=TIMEOUT, headers=hdr)
+        r = c.generate(PROMPT, max_new_tokens=10)
+        assert r.details.finish_reason == text_generation.types.FinishReason.EndOfSequenceToken
+        assert r.details.generated_tokens == 3
+        frames = list(c.generate_stream(PROMPT, max_new_tokens=10))
+        assert len(frames) == 3
+        assert frames[-1].details.finish_reason == text_generation.types.FinishReason.EndOfSequenceToken
+    out = InferenceClient(model=any_target.url, timeout=TIMEOUT, headers=hdr).text_generation(
+        PROMPT, max_new_tokens=10, details=True)
+    assert out.details.finish_reason == "eos_token" and out.details.generated_tokens == 3
