@@ -216,11 +216,13 @@ class SimProcess:
     instances: list[SimInstance] = field(default_factory=list)
 
 
-def start_sim(tmp: Path, wire: str, instances: int = 1, extra: tuple = ()) -> SimProcess:
-    """mindie_sim on free ports (8b profile, sped up); per-request `X-Sim-Fault` / `X-Sim-Output-Tokens` honoured."""
+def start_sim(tmp: Path, wire: str, instances: int = 1, extra: tuple = (), data_port: int = 0,
+              management_port: int = 0) -> SimProcess:
+    """mindie_sim on free ports (8b profile, sped up); per-request `X-Sim-Fault` / `X-Sim-Output-Tokens` honoured.
+    Equal non-zero data and management ports share one listener."""
     argv = [str(bin_dir() / "mindie_sim"), "--instances", str(instances), "--ip", HOST, "--management-ip", HOST,
-            "--port", "0", "--management-port", "0", "--metrics-port", "0", "--inter-comm-port", "0",
-            "--print-ports", "--speedup", SPEEDUP, "--model-name", MODEL, "--wire", wire, "--header-faults", *extra]
+            "--port", str(data_port), "--management-port", str(management_port), "--metrics-port", "0",
+            "--inter-comm-port", "0", "--print-ports", "--speedup", SPEEDUP, "--model-name", MODEL, "--wire", wire, "--header-faults", *extra]
     env = dict(os.environ)
     env.pop("MIES_SERVICE_MONITOR_MODE", None)
     p = Proc(f"mindie_sim[{wire}]", argv, tmp / f"mindie_sim-{wire}.log", env=env)

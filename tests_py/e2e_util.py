@@ -58,10 +58,31 @@ def openai_frames(raw: bytes) -> list[dict]:
     return [json.loads(p) for p in payloads[:-1]]
 
 
+def sim_tokens(text: str) -> list[int]:
+    """The simulator's tokenizer (simulator.md §6.1): greedy chunks of whole characters of at most 4 UTF-8
+    bytes; a chunk's id is FNV-1a-32(chunk) mod 151936."""
+    ids, chunk = [], b""
+
+    def fnv(b: bytes) -> int:
+        h = 0x811C9DC5
+        for x in b:
+            h = ((h ^ x) * 0x01000193) & 0xFFFFFFFF
+        return h % 151936
+
+    for ch in text:
+        e = ch.encode("utf-8")
+        if chunk and len(chunk) + len(e) > 4:
+            ids.append(fnv(chunk))
+            chunk = b""
+        chunk += e
+    if chunk:
+        ids.append(fnv(chunk))
+    return ids
+
+
 def ascii_token_count(text: str) -> int:
-    """The simulator's tokenizer on ASCII: greedy chunks of 4 bytes (simulator.md §6.1)."""
-    assert text.isascii()
-    return (len(text.encode()) + 3) // 4
+    """Token count of `text` for the simulator (4 ASCII bytes per token)."""
+    return len(sim_tokens(text))
 
 
 def chat_body(content: str, max_tokens: int, **kw) -> dict:

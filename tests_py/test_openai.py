@@ -137,6 +137,14 @@ def test_chat_bad_temperature_is_422(target):
     assert body["error_type"] == "Input Validation Error" and "temperature" in body["error"]
 
 
+def test_chat_unicode_round_trip(any_target):
+    c = client(any_target)
+    content = "请用中文回答：昇腾是什么？ — café ☕"
+    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=3)
+    assert r.usage.prompt_tokens == expected_prompt_tokens(content)
+    assert r.usage.completion_tokens == 3
+
+
 # --------------------------------------------------------------------------- completions
 
 

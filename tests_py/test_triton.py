@@ -121,3 +121,23 @@ def test_triton_unknown_model_and_versions(any_target):
     r = requests.post(f"{any_target.url}/v2/models/{MODEL}/versions/1/generate", json={"text_input": "x"},
                       timeout=TIMEOUT)
     assert r.status_code == 404
+
+
+def test_tritonclient_single_url_with_shared_port(tmp_path):
+    """With the data and management ports equal, one listener serves both (simulator.md §1), so a single
+    tritonclient URL does health, metadata and inference, as against a real Triton server."""
+    import conftest
+
+    (port,) = conftest.free_ports(1)
+    sim = conftest.start_sim(tmp_path, "compat", data_port=port, management_port=port)
+    try:
+        i = sim.instances[0]
+        assert i.port == i.management_port == port
+        c = triton(i.url)
+        assert c.is_server_live() and c.is_server_ready() and c.is_model_ready(MODEL)
+        assert c.get_model_metadata(MODEL)["name"] == MODEL
+        inputs, outputs = infer_inputs([5, 6, 7])
+        assert c.infer(MODEL, inputs, outputs=outputs, parameters={"max_new_tokens": 3}).as_numpy("output0").shape == (1, 3)
+        assert requests.get(i.url + "/v1/status", timeout=TIMEOUT).json()["service"]["roleStatus"] == "RoleReady"
+    finally:
+        sim.proc.stop()
