@@ -217,3 +217,46 @@ def test_client_headers_reach_the_instance(coordinator):
     r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "eos"}], max_tokens=10,
                                   extra_headers={"X-Sim-Output-Tokens": "3"})
     assert r.choices[0].finish_reason == "stop" and r.usage.completion_tokens == 3
+
+
+# --------------------------------------------------------------------------- limits and headers
+
+
+def test_headers_over_8k_get_431(coordinator):
+    r = requests.post(coordinator.url + "/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1},
+                      headers={"x-big": "a" * 10000}, timeout=TIMEOUT)
+    assert r.status_code == 431
+    assert "8192" in r.json()["error"]
+
+
+def test_body_over_limit_is_413_for_the_sdk(coordinator):
+    """body_limit 1 MiB (conf default): the openai SDK gets a 413 (DECISIONS 1), not a closed connection."""
+    c = openai.OpenAI(base_url=coordinator.url + "/v1", api_key="x", max_retries=0, timeout=TIMEOUT)
+    with pytest.raises(openai.APIStatusError) as ei:
+        c.completions.create(model=MODEL, prompt="a" * (2 << 20), max_tokens=2)
+    assert ei.value.status_code == 413
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product bug (ms_coordinator): a body over request_limit.body_limit is refused by h2o itself with "
+    "`413 text/plain 'request entity is too large'`, not in the caller's dialect (DECISIONS 2; an OpenAI client "
+    "should get {\"error\":{\"message\",\"type\",\"code\":413}}). GatewayError.bodyTooLarge(limitMiB:) exists "
+    "but nothing uses it: the limit is enforced by CH2O's max_request_body before the handler runs."))
+def test_body_over_limit_error_speaks_openai(coordinator):
+    r = requests.post(coordinator.url + "/v1/completions", json={"model": MODEL, "prompt": "a" * (2 << 20),
+                                                                 "max_tokens": 2}, timeout=TIMEOUT)
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert err["code"] == 413 and err["type"] == "invalid_request_error" and "1 MiB" in err["message"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product bug (ms_coordinator): coordinator.md §2.2 says every reply the Coordinator writes carries "
+    "`Server: <http_config.server_name>` (\"MindIE-MS\" in conf/ms_coordinator.json); the replies say "
+    "`Server: mindie-ms` (MSCore's fixed name) and CoordinatorConfig.http.serverName is parsed but never used."))
+def test_coordinator_replies_carry_server_name(coordinator):
+    r = requests.post(coordinator.url + "/v1/chat/completions", data=b"{bad", timeout=TIMEOUT,
+                      headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.headers.get("server") == "MindIE-MS"
