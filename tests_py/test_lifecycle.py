@@ -24,8 +24,9 @@ def _exits_within(proc: conftest.Proc, sig: int, seconds: float) -> int | None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "product bug (mindie_sim): SIGTERM/SIGINT never stop the process (it needs SIGKILL; the release build "
-    "catches SIGTERM per /proc/PID/status but neither shuts down nor exits). Probable cause: "
+    "product bug (mindie_sim): SIGTERM/SIGINT never stop the process; it needs SIGKILL. The release build "
+    "catches SIGTERM (/proc/PID/status) but, per gdb, the main thread stays in waitUntilStopped() and no thread "
+    "ever enters shutdown(): the handler never runs. Probable cause: "
     "MindieSimCommand.run() keeps its DispatchSourceSignal array only with `_ = signals` after "
     "server.waitUntilStopped(), which does not extend its lifetime in an optimised build, so the sources are "
     "released while libdispatch's handler keeps swallowing the signal. Suggested fix: "
