@@ -46,7 +46,7 @@ WANT=$(printf '%s\n' "${PINS[@]}")
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   rm -rf "$VENV"
-  python3 -m venv "$VENV"
+  python3 -m venv "$VENV" >&2 || { log "python3 -m venv failed (Debian: apt-get install python3-venv)"; rm -rf "$VENV"; exit 2; }
 fi
 # keep the venv out of git whatever the repo's .gitignore says
 [ -f "$VENV/.gitignore" ] || printf '*\n' > "$VENV/.gitignore"

@@ -179,6 +179,15 @@ class Proc:
             _live.remove(self)
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    # a terminated test run still reaches pytest_sessionfinish and stops its children
+    signal.signal(signal.SIGTERM, _sigterm)
+
+
 def pytest_sessionfinish(session, exitstatus):
     # last resort (e.g. an interrupted run): no child may outlive the session
     for p in list(_live):
