@@ -6,6 +6,7 @@ with a deadline. Binaries come from $MINDIE_MS_BIN, else out/bin, else .build-py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -334,9 +335,10 @@ def refresh_payload(backends: SimProcess) -> dict:
     return {"ids": ids, "instances": instances}
 
 
-@pytest.fixture(scope="session")
-def coordinator(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("coordinator")
+@contextlib.contextmanager
+def coordinator_cluster(tmp: Path):
+    """Two compat simulators (one process) and ms_coordinator in front; the simulators registered with a
+    refresh. Yields a CoordinatorCluster; every process is stopped on exit."""
     backends = start_sim(tmp, "compat", instances=2)
     procs = [backends.proc]
     try:
@@ -365,8 +367,7 @@ def coordinator(tmp_path_factory):
                           json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
         c.before_refresh["chat"] = (r.status_code, r.text)
         # register the two simulators
-        payload = refresh_payload(backends)
-        r = requests.post(c.manage_url + "/v1/instances/refresh", json=payload, timeout=10)
+        r = requests.post(c.manage_url + "/v1/instances/refresh", json=refresh_payload(backends), timeout=10)
         c.before_refresh["refresh_status"] = r.status_code
         wait_until(lambda: requests.get(c.status_url + "/v1/readiness", timeout=2).status_code == 200,
                    "coordinator /v1/readiness after refresh", proc=p)
@@ -374,6 +375,12 @@ def coordinator(tmp_path_factory):
     finally:
         for pr in reversed(procs):
             pr.stop()
+
+
+@pytest.fixture(scope="session")
+def coordinator(tmp_path_factory):
+    with coordinator_cluster(tmp_path_factory.mktemp("coordinator")) as c:
+        yield c
 
 
 # --------------------------------------------------------------------------- targets

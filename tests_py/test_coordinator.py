@@ -260,3 +260,45 @@ def test_coordinator_replies_carry_server_name(coordinator):
                       headers={"content-type": "application/json"})
     assert r.status_code == 400
     assert r.headers.get("server") == "MindIE-MS"
+
+
+# --------------------------------------------------------------------------- membership (a private cluster)
+
+
+def test_refresh_membership_changes_routing(tmp_path):
+    """The Controller's refresh is the full desired state: dropping an id stops routing to it at once, an
+    empty set makes the cluster unavailable (503 to clients, readiness 503), re-adding restores service."""
+    import conftest
+
+    with conftest.coordinator_cluster(tmp_path) as c:
+        full = conftest.refresh_payload(c.backends)
+        only1 = {"ids": [1], "instances": [full["instances"][1]]}
+        assert requests.post(c.manage_url + "/v1/instances/refresh", json=only1, timeout=TIMEOUT).status_code == 200
+        insts = c.backends.instances
+        before = [received(i) for i in insts]
+        sdk = openai.OpenAI(base_url=c.url + "/v1", api_key="x", max_retries=0, timeout=TIMEOUT)
+        for k in range(4):
+            assert sdk.completions.create(model=MODEL, prompt=f"only one {k}", max_tokens=2).usage.completion_tokens == 2
+        assert [received(i) - b for i, b in zip(insts, before)] == [0, 4]
+        info = requests.get(c.manage_url + "/v1/coordinator_info", timeout=TIMEOUT).json()
+        assert [i["id"] for i in info["schedule_info"]] == [1]
+
+        empty = {"ids": [], "instances": []}
+        assert requests.post(c.manage_url + "/v1/instances/refresh", json=empty, timeout=TIMEOUT).status_code == 200
+        assert requests.get(c.status_url + "/v1/readiness", timeout=TIMEOUT).status_code == 503
+        with pytest.raises(openai.InternalServerError) as ei:
+            sdk.completions.create(model=MODEL, prompt="nobody home", max_tokens=2)
+        assert ei.value.status_code == 503 and ei.value.body == NOT_READY["error"]
+
+        assert requests.post(c.manage_url + "/v1/instances/refresh", json=full, timeout=TIMEOUT).status_code == 200
+        assert requests.get(c.status_url + "/v1/readiness", timeout=TIMEOUT).status_code == 200
+        assert sdk.completions.create(model=MODEL, prompt="back", max_tokens=2).usage.completion_tokens == 2
+
+
+def test_refresh_rejects_bad_bodies(coordinator):
+    url = coordinator.manage_url + "/v1/instances/refresh"
+    assert requests.post(url, data=b"not json", timeout=TIMEOUT).status_code == 400
+    assert requests.post(url, json={"instances": []}, timeout=TIMEOUT).status_code == 400
+    assert requests.get(url, timeout=TIMEOUT).status_code == 405
+    # still serving with the registered pair
+    assert requests.get(coordinator.status_url + "/v1/readiness", timeout=TIMEOUT).status_code == 200
