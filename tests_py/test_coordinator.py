@@ -237,11 +237,6 @@ def test_body_over_limit_is_413_for_the_sdk(coordinator):
     assert ei.value.status_code == 413
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (ms_coordinator): a body over request_limit.body_limit is refused by h2o itself with "
-    "`413 text/plain 'request entity is too large'`, not in the caller's dialect (DECISIONS 2; an OpenAI client "
-    "should get {\"error\":{\"message\",\"type\",\"code\":413}}). GatewayError.bodyTooLarge(limitMiB:) exists "
-    "but nothing uses it: the limit is enforced by CH2O's max_request_body before the handler runs."))
 def test_body_over_limit_error_speaks_openai(coordinator):
     r = requests.post(coordinator.url + "/v1/completions", json={"model": MODEL, "prompt": "a" * (2 << 20),
                                                                  "max_tokens": 2}, timeout=TIMEOUT)
@@ -251,10 +246,6 @@ def test_body_over_limit_error_speaks_openai(coordinator):
     assert err["code"] == 413 and err["type"] == "invalid_request_error" and "1 MiB" in err["message"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (ms_coordinator): coordinator.md §2.2 says every reply the Coordinator writes carries "
-    "`Server: <http_config.server_name>` (\"MindIE-MS\" in conf/ms_coordinator.json); the replies say "
-    "`Server: mindie-ms` (MSCore's fixed name) and CoordinatorConfig.http.serverName is parsed but never used."))
 def test_coordinator_replies_carry_server_name(coordinator):
     r = requests.post(coordinator.url + "/v1/chat/completions", data=b"{bad", timeout=TIMEOUT,
                       headers={"content-type": "application/json"})

@@ -23,14 +23,6 @@ def _exits_within(proc: conftest.Proc, sig: int, seconds: float) -> int | None:
         return None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (mindie_sim): SIGTERM/SIGINT never stop the process; it needs SIGKILL. The release build "
-    "catches SIGTERM (/proc/PID/status) but, per gdb, the main thread stays in waitUntilStopped() and no thread "
-    "ever enters shutdown(): the handler never runs. Probable cause: "
-    "MindieSimCommand.run() keeps its DispatchSourceSignal array only with `_ = signals` after "
-    "server.waitUntilStopped(), which does not extend its lifetime in an optimised build, so the sources are "
-    "released while libdispatch's handler keeps swallowing the signal. Suggested fix: "
-    "withExtendedLifetime(signals) { server.waitUntilStopped() }"))
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_mindie_sim_stops_on_signal(tmp_path, sig):
     sim = conftest.start_sim(tmp_path, "compat")
@@ -106,12 +98,6 @@ def _raw_exchange(port: int, request: bytes, deadline: float = 5.0) -> tuple[byt
         s.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (mindie_sim over MSCore/CH2O): simulator.md §1 says non-stream replies carry "
-    "`Connection: close` and the socket is closed after them (Q). SimInstance.closeHeaders adds "
-    "`connection: close`, but CH2O's add_response_headers() (Sources/CH2O/server.c, is_hop_by_hop) drops it "
-    "and nothing marks the h2o connection non-persistent, so the wire says `Connection: keep-alive` and the "
-    "socket stays open. The Swift tests check the in-memory sink only."))
 def test_simulator_non_stream_reply_closes_connection(sim_mindie):
     body = b'{"model":"%s","prompt":"abc","max_tokens":2}' % MODEL.encode()
     req = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -141,11 +127,6 @@ def test_simulator_body_over_40mb_is_413_json(sim_compat):
     assert r.json() == {"message": "Request body too large. Maximum allowed size is 40MB."}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug (mindie_sim): simulator.md §1 says an oversized body gets 413 "
-    "{\"message\":\"Request body too large. Maximum allowed size is 40MB.\"}; that holds only up to 41 MiB. "
-    "InstanceHost.bind() sets the h2o limit to maxRequestLength + 1 MiB, so a larger body gets h2o's own "
-    "413 text/plain 'request entity is too large'."))
 def test_simulator_body_over_41mb_is_413_json(sim_compat):
     r = requests.post(sim_compat.instances[0].url + "/v1/completions", data=b"x" * (42 << 20), timeout=60,
                       headers={"content-type": "application/json"})

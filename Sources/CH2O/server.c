@@ -40,7 +40,8 @@ ch2o_server_t *ch2o_server_create(const ch2o_server_config_t *cfg, ch2o_request_
     if (srv->num_threads > 256)
         srv->num_threads = 256;
     h2o_config_init(&srv->globalconf);
-    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("mindie-ms"));
+    const char *name = cfg->server_name != NULL && cfg->server_name[0] != '\0' ? cfg->server_name : "mindie-ms";
+    srv->globalconf.server_name = h2o_strdup(NULL, name, SIZE_MAX);
     srv->globalconf.max_request_entity_size = cfg->max_request_body ? cfg->max_request_body : 1024 * 1024 * 16;
     if (cfg->idle_timeout_ms) {
         srv->globalconf.http1.req_timeout = cfg->idle_timeout_ms;
@@ -388,6 +389,12 @@ static int is_hop_by_hop(const char *name, size_t len)
 static void add_response_headers(h2o_req_t *req, const ch2o_header_t *headers, size_t n)
 {
     for (size_t i = 0; i < n; ++i) {
+        if (headers[i].name_len == 10 && strncasecmp(headers[i].name, "connection", 10) == 0 && headers[i].value_len >= 5 &&
+            strncasecmp(headers[i].value, "close", 5) == 0) {
+            /* the handler wants this HTTP/1 connection closed after the reply; h2o then says so itself */
+            req->http1_is_persistent = 0;
+            continue;
+        }
         if (is_hop_by_hop(headers[i].name, headers[i].name_len))
             continue;
         h2o_iovec_t name = h2o_strdup(&req->pool, headers[i].name, headers[i].name_len);

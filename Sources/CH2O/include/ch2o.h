@@ -94,6 +94,7 @@ typedef struct ch2o_server_config {
     uint64_t idle_timeout_ms;   /* client connection idle timeout (h1 keep-alive, h2) */
     uint64_t upstream_io_timeout_ms; /* default per-read timeout of proxied upstreams */
     uint64_t graceful_timeout_ms;    /* how long shutdown waits for in-flight requests */
+    const char *server_name;         /* the Server header of every reply; NULL: "mindie-ms" */
 } ch2o_server_config_t;
 
 /** Called on a loop thread for each request. The handler must answer through ch2o_req_* now or later. */

@@ -98,10 +98,13 @@ public final class Coordinator: @unchecked Sendable {
         ]
         let cfg = HTTPServerConfiguration(
             threads: threads > 0 ? threads : min(h.serverThreadNum, ProcessInfo.processInfo.activeProcessorCount),
-            listeners: listeners, maxRequestBodyBytes: config.requestLimit.bodyLimitBytes, maxHeaderBytes: 8192,
+            // h2o's own (plain-text) 413 only beyond twice the limit; up to there the data path answers in the
+            // caller's dialect (DECISIONS 2)
+            listeners: listeners, maxRequestBodyBytes: 2 * config.requestLimit.bodyLimitBytes + (1 << 20), maxHeaderBytes: 8192,
             maxConnections: config.requestLimit.maxRequests + 64,
             idleTimeoutMilliseconds: h.keepAliveSeconds > 0 ? UInt64(h.keepAliveSeconds) * 1000 : 24 * 3600 * 1000,
-            upstreamIOTimeoutMilliseconds: UInt64(max(h.httpTimeoutSeconds, config.exceptions.inferTimeout, 1)) * 1000)
+            upstreamIOTimeoutMilliseconds: UInt64(max(h.httpTimeoutSeconds, config.exceptions.inferTimeout, 1)) * 1000,
+            serverName: h.serverName)
         do {
             let server = try HTTPServer(configuration: cfg) { [unowned self] req, res in self.handle(req, res) }
             try server.start()
@@ -156,6 +159,11 @@ public final class Coordinator: @unchecked Sendable {
         arrivals.add(1, ordering: .relaxed)
         arrivalsSinceRecvsInfo.add(1, ordering: .relaxed)
         let target = req.query.map { req.path + "?" + $0 } ?? req.path
+        if req.body.count > config.requestLimit.bodyLimitBytes {
+            let dialect: Dialect? = if case .route(let r) = RouteTable.match(method: req.method, target: target) { r.dialect } else { Dialect.guess(path: req.path) }
+            reply(res, .bodyTooLarge(limitMiB: config.requestLimit.bodyLimitMiB), dialect: dialect)
+            return
+        }
         let parsed: InferenceRequest
         do {
             parsed = try parser.parse(method: req.method, target: target, body: req.body)

@@ -1,5 +1,8 @@
 import CH2O
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct HTTPListener: Sendable {
     public var host: String
@@ -30,10 +33,14 @@ public struct HTTPServerConfiguration: Sendable {
     public var upstreamIOTimeoutMilliseconds: UInt64
     /// How long `shutdown()` waits for in-flight requests.
     public var gracefulTimeoutMilliseconds: UInt64
+    /// The `Server` header of every reply.
+    public var serverName: String
 
     public init(threads: Int = 0, listeners: [HTTPListener], maxRequestBodyBytes: Int = 16 << 20, maxHeaderBytes: Int = 64 << 10,
                 maxConnections: Int = 0, idleTimeoutMilliseconds: UInt64 = 60_000,
-                upstreamIOTimeoutMilliseconds: UInt64 = 600_000, gracefulTimeoutMilliseconds: UInt64 = 10_000) {
+                upstreamIOTimeoutMilliseconds: UInt64 = 600_000, gracefulTimeoutMilliseconds: UInt64 = 10_000,
+                serverName: String = "mindie-ms") {
+        self.serverName = serverName
         self.threads = threads
         self.listeners = listeners
         self.maxRequestBodyBytes = maxRequestBodyBytes
@@ -63,12 +70,14 @@ public final class HTTPServer: @unchecked Sendable {
     private var running = false
 
     public init(configuration: HTTPServerConfiguration, handler: @escaping HTTPHandler) throws(HTTPServerError) {
+        let serverName = strdup(configuration.serverName)
+        defer { free(serverName) }
         var cfg = ch2o_server_config_t(
             num_threads: Int32(configuration.threads), max_request_body: configuration.maxRequestBodyBytes,
             max_header_bytes: configuration.maxHeaderBytes, max_connections: Int32(configuration.maxConnections),
             idle_timeout_ms: configuration.idleTimeoutMilliseconds,
             upstream_io_timeout_ms: configuration.upstreamIOTimeoutMilliseconds,
-            graceful_timeout_ms: configuration.gracefulTimeoutMilliseconds)
+            graceful_timeout_ms: configuration.gracefulTimeoutMilliseconds, server_name: serverName)
         let box = Unmanaged.passRetained(ServerBox(handler: handler))
         var err = [CChar](repeating: 0, count: 512)
         guard let raw = ch2o_server_create(&cfg, serverOnRequest, serverOnEvent, box.toOpaque(), &err, err.count) else {

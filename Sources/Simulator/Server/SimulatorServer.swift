@@ -178,7 +178,7 @@ final class InstanceHost: @unchecked Sendable {
         let box = Unchecked<InstanceHost?>(nil)
         let server = try HTTPServer(
             configuration: HTTPServerConfiguration(
-                threads: 1, listeners: listeners, maxRequestBodyBytes: c.maxRequestLength + (1 << 20),
+                threads: 1, listeners: listeners, maxRequestBodyBytes: 2 * c.maxRequestLength,  // the instance answers the spec's JSON 413 itself below this
                 maxConnections: maxConnections, idleTimeoutMilliseconds: 600_000, gracefulTimeoutMilliseconds: 1000),
             handler: { [tagKinds] req, responder in
                 guard let host = box.value else { responder.respond(status: 503, headers: [], body: []); return }
