@@ -278,6 +278,8 @@ def main():
     ap.add_argument("--tls", action="store_true", help="mutual TLS on the inference port (test PKI generated)")
     ap.add_argument("--base-port", type=int, default=1025, help="first Coordinator port (default 1025)")
     ap.add_argument("--speedup", type=float, default=1.0, help="simulated accelerator speed-up (default 1)")
+    ap.add_argument("--first-ip", type=int, default=2,
+                    help="instance k listens on 127.0.0.<first-ip + k> with the reference's ports (default 2)")
     ap.add_argument("--workdir", help="where configs and logs go (default run/cluster-<time>)")
     args = ap.parse_args()
 
@@ -288,7 +290,7 @@ def main():
 
     cluster = LocalCluster(mode=args.mode, p=args.p, d=args.d, instances=args.instances, policy=args.policy,
                            wire=args.wire, tls=args.tls, base_port=args.base_port, workdir=args.workdir,
-                           speedup=args.speedup)
+                           speedup=args.speedup, first_ip=args.first_ip)
     stopping = {"flag": False}
 
     def on_signal(signum, frame):

@@ -1,0 +1,153 @@
+"""The local cluster as `one_key_build.sh --run` starts it (scripts/local_cluster.py): simulators, ms_controller and
+ms_coordinator wired by a generated rank table. Real clients against it, Ctrl-C leaving nothing behind, and the
+failure drills: an instance killed mid-traffic, brought back, and the Coordinator killed and restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import openai
+import pytest
+import requests
+
+from conftest import REPO
+from e2e_util import MODEL
+
+sys.path.insert(0, str(REPO / "scripts"))
+import local_cluster  # noqa: E402
+
+TIMEOUT = 30
+
+
+def bin_dir() -> str:
+    return os.environ.get("MINDIE_MS_BIN") or str(REPO / "out" / "bin")
+
+
+def wait_until(cond, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def port_open(host, port):
+    s = socket.socket()
+    s.settimeout(0.5)
+    try:
+        s.connect((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_launcher_prints_how_to_call_it_and_ctrl_c_leaves_nothing(tmp_path):
+    args = [sys.executable, str(REPO / "scripts" / "local_cluster.py"), "--mode", "single", "--instances", "2",
+            "--speedup", "20", "--base-port", "22025", "--first-ip", "40", "--workdir", str(tmp_path / "cluster")]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, MINDIE_MS_BIN=bin_dir()))
+    out = []
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        text = "".join(out)
+        assert "local cluster is ready" in text, text
+        assert "curl -sN http://127.0.0.1:22025/v1/chat/completions" in text
+        assert "http://127.0.0.1:22028/metrics" in text and "http://127.0.0.1:22029/v1/health" in text
+        assert str(tmp_path / "cluster" / "logs") in text
+        # the printed curl works: a streamed chat with SSE framing
+        r = requests.post("http://127.0.0.1:22025/v1/chat/completions", timeout=TIMEOUT, stream=True,
+                          json={"model": MODEL, "stream": True, "max_tokens": 8,
+                                "messages": [{"role": "user", "content": "Hello!"}]})
+        body = r.content.decode()
+        assert r.status_code == 200 and body.startswith("data: {") and body.endswith("data: [DONE]\n\n")
+        assert requests.get("http://127.0.0.1:22029/v1/health", timeout=TIMEOUT).status_code == 200
+        assert "request_received_total" in requests.get("http://127.0.0.1:22028/metrics", timeout=TIMEOUT).text
+    finally:
+        p.send_signal(signal.SIGINT)
+        rest, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, rest
+    assert "every port is free" in rest
+    ports = [("127.0.0.1", x) for x in (22025, 22026, 22028, 22029, 22030, 22027)]
+    ports += [(f"127.0.0.{40 + k}", x) for k in range(2) for x in (1025, 1026, 1027, 1121)]
+    assert [hp for hp in ports if port_open(*hp)] == []
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "cluster")], capture_output=True, text=True).stdout.split()
+    left += subprocess.run(["pgrep", "-f", "--ip 127.0.0.4[01] "], capture_output=True, text=True).stdout.split()
+    assert left == []
+
+
+@pytest.fixture
+def single_cluster(tmp_path):
+    c = local_cluster.LocalCluster(mode="single", instances=2, speedup=5, base_port=23025, first_ip=50,
+                                   workdir=str(tmp_path / "cluster"), binaries=bin_dir())
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def chat(c, stream=False, max_tokens=8, timeout=TIMEOUT):
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{c.coord_ports['predict']}/v1", api_key="x", max_retries=0,
+                           timeout=timeout)
+    return client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=max_tokens, stream=stream)
+
+
+def test_drill_instance_killed_mid_traffic_then_restarted(single_cluster):
+    c = single_cluster
+    assert sorted(c.instances_in_coordinator()) == [0, 1]
+    # long streams in flight on both instances
+    results = []
+
+    def stream_one():
+        try:
+            text = "".join((ch.choices[0].delta.content or "") for ch in chat(c, stream=True, max_tokens=1000) if ch.choices)
+            results.append(("ok", text))
+        except Exception as e:  # an in-stream error surfaces as an exception in the SDK
+            results.append(("error", repr(e)))
+
+    threads = [threading.Thread(target=stream_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: sum(json.loads(requests.get(
+        f"http://127.0.0.1:{c.coord_ports['manage']}/v1/instances/tasks?id=0&id=1", timeout=5).text)["tasks"]) == 4,
+        20, "4 streams in flight")
+    c.kill_process("sim0")
+    for t in threads:
+        t.join(60)
+    assert sorted(r[0] for r in results) == ["error", "error", "ok", "ok"], results
+    # new requests succeed while it is down, and the Controller takes it out of the published set
+    for _ in range(4):
+        assert chat(c).choices[0].message.content
+    wait_until(lambda: c.instances_in_coordinator() == [1], 30, "the Controller unpublishes the dead instance")
+    # brought back: the Controller republishes it under the same id
+    c.start_instance(0)
+    wait_until(lambda: sorted(c.instances_in_coordinator()) == [0, 1], 60, "the instance comes back")
+    for _ in range(4):
+        assert chat(c).choices[0].message.content
+
+
+def test_drill_coordinator_killed_and_restarted(single_cluster):
+    c = single_cluster
+    c.kill_process("ms_coordinator")
+    c.start_coordinator()
+    # no manual step: the Controller re-pushes the instance set to the new Coordinator
+    wait_until(lambda: sorted(c.instances_in_coordinator()) == [0, 1], 60, "the Controller re-pushes the instances")
+    assert chat(c).choices[0].message.content
