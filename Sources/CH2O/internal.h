@@ -43,6 +43,12 @@ struct ch2o_loop {
     pthread_t thread;
     int has_thread;
     _Atomic int stop;
+    /* h2o keeps per-thread allocators (socket buffers, pools): everything loop-bound is created on the loop's own
+     * thread, in loop_init, which also calls on_init (the server's context and listeners) */
+    void (*on_init)(ch2o_loop_t *loop);
+    pthread_mutex_t init_mutex;
+    pthread_cond_t init_cond;
+    int initialized;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t post_receiver;
     struct ch2o_timeout_slot slots[CH2O_TIMEOUT_SLOTS];
@@ -51,6 +57,7 @@ struct ch2o_loop {
     size_t pools_cap, pools_used;
     /* server side, when the loop belongs to a server */
     struct ch2o_server *server;
+    int server_slot;
     h2o_context_t *h2o_ctx;
     h2o_accept_ctx_t *accept_ctxs;
     h2o_socket_t **listeners;

@@ -38,10 +38,23 @@ ch2o_loop_t *ch2o_loop_create(void)
     int index = atomic_fetch_add(&next_loop_index, 1);
     ch2o_loop_t *loop = calloc(1, sizeof(*loop));
     loop->index = index;
+    pthread_mutex_init(&loop->init_mutex, NULL);
+    pthread_cond_init(&loop->init_cond, NULL);
+    return loop;
+}
+
+/* on the loop's own thread (h2o's socket buffers and memory pools use thread-local allocators) */
+static void loop_init(ch2o_loop_t *loop)
+{
     loop->evloop = h2o_evloop_create();
     loop->queue = h2o_multithread_create_queue(loop->evloop);
     h2o_multithread_register_receiver(loop->queue, &loop->post_receiver, on_post);
-    return loop;
+    if (loop->on_init != NULL)
+        loop->on_init(loop);
+    pthread_mutex_lock(&loop->init_mutex);
+    loop->initialized = 1;
+    pthread_cond_broadcast(&loop->init_cond);
+    pthread_mutex_unlock(&loop->init_mutex);
 }
 
 int ch2o_loop_index(ch2o_loop_t *loop) { return loop->index; }
@@ -58,6 +71,8 @@ pthread_t ch2o_loop_thread(ch2o_loop_t *loop) { return loop->thread; }
 
 void ch2o_loop_run(ch2o_loop_t *loop)
 {
+    if (!loop->initialized)
+        loop_init(loop);
     current_loop = loop;
     while (!atomic_load(&loop->stop))
         h2o_evloop_run(loop->evloop, INT32_MAX);
@@ -75,6 +90,11 @@ int ch2o_loop_start_thread(ch2o_loop_t *loop)
     if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0)
         return -1;
     loop->has_thread = 1;
+    /* posting needs the loop's queue: return once the thread built it */
+    pthread_mutex_lock(&loop->init_mutex);
+    while (!loop->initialized)
+        pthread_cond_wait(&loop->init_cond, &loop->init_mutex);
+    pthread_mutex_unlock(&loop->init_mutex);
     return 0;
 }
 

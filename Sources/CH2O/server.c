@@ -170,6 +170,30 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     }
 }
 
+/* runs on the loop's own thread, before it serves (see loop_init) */
+static void server_loop_init(ch2o_loop_t *loop)
+{
+    ch2o_server_t *srv = loop->server;
+    int t = loop->server_slot;
+    loop->h2o_ctx = calloc(1, sizeof(h2o_context_t));
+    h2o_context_init(loop->h2o_ctx, loop->evloop, &srv->globalconf);
+    loop->num_listeners = srv->num_listeners;
+    loop->listeners = calloc(srv->num_listeners, sizeof(h2o_socket_t *));
+    for (int i = 0; i < srv->num_listeners; ++i) {
+        struct ch2o_listener_spec *spec = &srv->listeners[i];
+        struct loop_listener *ll = calloc(1, sizeof(*ll));
+        ll->accept.ctx = loop->h2o_ctx;
+        ll->accept.hosts = spec->hosts;
+        ll->accept.ssl_ctx = spec->ssl_ctx;
+        ll->loop = loop;
+        ll->spec = spec;
+        h2o_socket_t *sock = h2o_evloop_socket_create(loop->evloop, spec->fds[t], H2O_SOCKET_FLAG_DONT_READ);
+        sock->data = ll;
+        loop->listeners[i] = sock;
+        h2o_socket_read_start(sock, on_accept);
+    }
+}
+
 int ch2o_server_prepare(ch2o_server_t *srv, char *err, size_t errlen)
 {
     if (srv->prepared)
@@ -178,29 +202,10 @@ int ch2o_server_prepare(ch2o_server_t *srv, char *err, size_t errlen)
     srv->loops = calloc(srv->num_threads, sizeof(*srv->loops));
     for (int t = 0; t < srv->num_threads; ++t) {
         ch2o_loop_t *loop = ch2o_loop_create();
-        if (loop == NULL) {
-            ch2o_copy_err(err, errlen, "too many event loops");
-            return -1;
-        }
         srv->loops[t] = loop;
         loop->server = srv;
-        loop->h2o_ctx = calloc(1, sizeof(h2o_context_t));
-        h2o_context_init(loop->h2o_ctx, loop->evloop, &srv->globalconf);
-        loop->num_listeners = srv->num_listeners;
-        loop->listeners = calloc(srv->num_listeners, sizeof(h2o_socket_t *));
-        for (int i = 0; i < srv->num_listeners; ++i) {
-            struct ch2o_listener_spec *spec = &srv->listeners[i];
-            struct loop_listener *ll = calloc(1, sizeof(*ll));
-            ll->accept.ctx = loop->h2o_ctx;
-            ll->accept.hosts = spec->hosts;
-            ll->accept.ssl_ctx = spec->ssl_ctx;
-            ll->loop = loop;
-            ll->spec = spec;
-            h2o_socket_t *sock = h2o_evloop_socket_create(loop->evloop, spec->fds[t], H2O_SOCKET_FLAG_DONT_READ);
-            sock->data = ll;
-            loop->listeners[i] = sock;
-            h2o_socket_read_start(sock, on_accept);
-        }
+        loop->server_slot = t;
+        loop->on_init = server_loop_init;
     }
     return 0;
 }

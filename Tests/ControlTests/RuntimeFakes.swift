@@ -262,6 +262,8 @@ final class ManualClock: ControllerClock {
         var now = Date(timeIntervalSince1970: 1_700_000_000)
         var sleepers: [Sleeper] = []
         var nextID = 0
+        /// Sleeps cancelled before they registered (the cancel handler ran first).
+        var cancelledEarly: Set<Int> = []
     }
 
     let state = Locked(State())
@@ -275,16 +277,26 @@ final class ManualClock: ControllerClock {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if seconds <= 0 { return true }
+                enum Now { case wait, resume, cancel }
+                let now = state.withLock { s -> Now in
+                    if s.cancelledEarly.remove(id) != nil { return .cancel }
+                    if seconds <= 0 { return .resume }
                     s.sleepers.append(Sleeper(id: id, deadline: s.now.addingTimeInterval(seconds), continuation: c))
-                    return false
+                    return .wait
                 }
-                if resumeNow { c.resume() }
+                switch now {
+                case .resume: c.resume()
+                case .cancel: c.resume(throwing: CancellationError())
+                case .wait: break
+                }
             }
         } onCancel: {
             let c = state.withLock { s -> CheckedContinuation<Void, any Error>? in
-                guard let i = s.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                guard let i = s.sleepers.firstIndex(where: { $0.id == id }) else {
+                    // the sleep has not registered yet: it must not wait once it does
+                    s.cancelledEarly.insert(id)
+                    return nil
+                }
                 return s.sleepers.remove(at: i).continuation
             }
             c?.resume(throwing: CancellationError())

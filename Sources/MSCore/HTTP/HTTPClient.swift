@@ -119,6 +119,9 @@ public final class ClientCall {
     fileprivate let onBody: ([UInt8]) -> Void
     fileprivate let onEnd: (HTTPClientError?) -> Void
     fileprivate var done = false
+    /// Inside one of this call's callbacks: a cancel then only marks it, and the callback's return value ends it
+    /// (freeing the C call under its own feet would be a use-after-free).
+    fileprivate var inCallback = false
 
     fileprivate init(onHead: @escaping (Int, HTTPHeaders) -> Void, onBody: @escaping ([UInt8]) -> Void,
                      onEnd: @escaping (HTTPClientError?) -> Void) {
@@ -131,9 +134,19 @@ public final class ClientCall {
     public func cancel() {
         guard !done, let raw else { return }
         done = true
+        if inCallback { return }
         self.raw = nil
         ch2o_call_cancel(raw)
         Unmanaged.passUnretained(self).release()
+    }
+
+    /// After a head/body callback: non-zero tells C to end the call (it will not call on_done then).
+    fileprivate func afterCallback() -> Int32 {
+        inCallback = false
+        guard done, raw != nil else { return 0 }
+        raw = nil
+        Unmanaged.passUnretained(self).release()
+        return 1
     }
 }
 
@@ -142,14 +155,16 @@ private let callOnHead: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafeP
     var headers: [(name: String, value: String)] = []
     headers.reserveCapacity(n)
     for i in 0..<n { headers.append((string(h![i].name, h![i].name_len), string(h![i].value, h![i].value_len))) }
+    call.inCallback = true
     call.onHead(Int(status), HTTPHeaders(headers))
-    return call.done ? 1 : 0
+    return call.afterCallback()
 }
 
 private let callOnBody: @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer?, Int) -> Int32 = { ctx, data, len in
     let call = Unmanaged<ClientCall>.fromOpaque(ctx!).takeUnretainedValue()
+    call.inCallback = true
     call.onBody(Array(UnsafeRawBufferPointer(start: data, count: len)))
-    return call.done ? 1 : 0
+    return call.afterCallback()
 }
 
 private let callOnDone: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void = { ctx, result, err in
