@@ -66,7 +66,8 @@ extension Coordinator {
         applyRefresh(plan) { [self] in
             box.responder.loop.execute { box.responder.respond(status: 200, body: []) }
             self.refreshing = false
-            self.nextRefresh()
+            // not inside the link callback that may have completed this refresh
+            self.linkLoop.execute { [self] in if !self.refreshing { self.nextRefresh() } }
         }
     }
 

@@ -491,37 +491,57 @@ extension Coordinator {
         let req = HTTPClientRequest(method: "GET", host: link.ip, port: link.port, path: "/dresult",
                                     headers: [("user-agent", config.http.userAgent)], timeoutMilliseconds: 30_000)
         var ok = false
+        var reported = false
         link.parser = DResultParser()
         let id = link.instance
-        link.call = sideClient.stream(req, on: linkLoop, onHead: { [weak self] status, _ in
-            guard let self, status == 200 else { return }
-            ok = true
+        let settled = { [weak self] in
+            guard let self, !reported else { return }
+            reported = true
             link.open = true
             link.relinkAttempts = 0
             _ = self.unlinked.withLock { $0.remove(id) }
             opened?(true)
+        }
+        link.call = sideClient.stream(req, on: linkLoop, onHead: { status, _ in
+            guard status == 200 else { return }
+            ok = true
+            settled()
         }, onBody: { [weak self] bytes in
-            guard let self, ok else { return }
+            guard let self, ok, link.call != nil else { return }
             for event in link.parser.feed(bytes) {
                 switch event {
                 case .frame(let reqId, let kind, let payload):
                     self.deliverDecodeFrame(reqId: reqId, from: id, kind: kind, payload: payload)
                 case .close:
-                    link.call?.cancel()
+                    // never cancel a call inside its own callback (the C side frees it on return):
+                    // drop it on the next turn of the loop
+                    let call = link.call
                     link.call = nil
+                    let box = LinkBox(link: link)
+                    self.linkLoop.schedule(afterMilliseconds: 0) { call?.cancel(); _ = box }
+                    ok = false
                     self.linkLost(link, why: "close message")
                     return
                 }
             }
         }, onEnd: { [weak self] err in
             guard let self else { return }
+            if link.call == nil && !ok && reported { return } // already handled (close message)
             link.call = nil
-            if !ok {
+            if !reported {
+                reported = true
                 if let opened { opened(false) } else { self.relinkFailed(link) }
                 return
             }
             self.linkLost(link, why: err.map { "\($0)" } ?? "link ended")
         })
+        // A D may hold the response head until its first message (a heartbeat comes after 5 s idle): a link that
+        // neither failed nor was refused within 300 ms counts as open; a later failure is a link loss.
+        let call = link.call
+        linkLoop.schedule(afterMilliseconds: 300) {
+            guard link.call === call, link.call != nil else { return }
+            settled()
+        }
     }
 
     func linkLost(_ link: DResultLink, why: String) {

@@ -25,6 +25,8 @@ public final class Coordinator: @unchecked Sendable {
     let instanceTLS: TLSClient?
     let sideClient: HTTPClient
     private var server: HTTPServer?
+    /// The first loop of the server (set at start): it owns the links.
+    private var serverLoop: EventLoop?
     private let arrivals = Atomic<Int>(0)
     private let arrivalsSinceRecvsInfo = Atomic<Int>(0)
     private let inFlightTotal = Atomic<Int>(0)
@@ -36,7 +38,7 @@ public final class Coordinator: @unchecked Sendable {
 
     // PD (issue 5)
     /// The loop that owns every `/dresult` link and applies refreshes, one at a time.
-    var linkLoop: EventLoop { sideClient.loop }
+    var linkLoop: EventLoop { serverLoop ?? sideClient.loop }
     /// `/dresult` links by D id (link loop only).
     nonisolated(unsafe) var links: [InstanceID: DResultLink] = [:]
     /// D's whose link is down (kept out of scheduling until it is back).
@@ -124,6 +126,7 @@ public final class Coordinator: @unchecked Sendable {
             let server = try HTTPServer(configuration: cfg) { [unowned self] req, res in self.handle(req, res) }
             try server.start()
             self.server = server
+            self.serverLoop = server.loops.first
         } catch {
             throw CoordinatorStartError("\(error)")
         }
