@@ -48,11 +48,8 @@ final class PDHarness: @unchecked Sendable {
     }
 
     deinit {
-        let t0 = Date()
         coordinator.shutdown()
-        print("T coordinator.shutdown \(Date().timeIntervalSince(t0))")
-        // end the D's side of the /dresult streams first: a sim whose server shuts down under an open stream
-        // keeps writing heartbeats into it (measured: heap corruption, then a crash in an unrelated loop)
+        // end the D's side of the /dresult streams before its server goes
         let done = DispatchSemaphore(value: 0)
         let sim = self.sim, n = prefills + decodes
         Task.detached {
@@ -60,9 +57,7 @@ final class PDHarness: @unchecked Sendable {
             done.signal()
         }
         done.wait()
-        print("T closeDResult \(Date().timeIntervalSince(t0))")
         sim.shutdown()
-        print("T sim.shutdown \(Date().timeIntervalSince(t0))")
     }
 
     func isPrefill(_ k: Int) -> Bool { k < prefills }
@@ -201,16 +196,26 @@ struct PDIntegrationTests {
         #expect(r.headers["content-type"]?.hasPrefix("application/json") == true)
         #expect(r.headers["transfer-encoding"] == nil)
         #expect(r.text.contains("\"chat.completion\""))
-        print("PD non-stream: \(r.text)")
         let s = try await h.chat(stream: true, maxTokens: 6)
         #expect(s.status == 200)
         #expect(s.headers["content-type"]?.hasPrefix("text/event-stream") == true)
         #expect(s.text.hasSuffix("data: [DONE]\n\n"))
-        print("PD stream: \(s.text)")
         #expect(h.coordinator.inFlightCount == 0)
+        // P's output F first, then D's frames (D opens with its own role chunk), [DONE] last
+        #expect(PDIntegrationTests.contents(s.text).count == 6)
     }
 
-    @Test("case 13: retry on /dresult → recompute under the same id with is-recompute; the first token is not shown twice")
+    /// The `content` deltas of an OpenAI chat stream, in order.
+    static func contents(_ text: String) -> [String] {
+        sseFrames(text).compactMap { frame -> String? in
+            guard frame.hasPrefix("data: {"), let j = try? JSONSerialization.jsonObject(with: Data(frame.dropFirst(6).utf8)) as? [String: Any],
+                  let choices = j["choices"] as? [[String: Any]], let delta = choices.first?["delta"] as? [String: Any],
+                  let c = delta["content"] as? String, !c.isEmpty else { return nil }
+            return c
+        }
+    }
+
+    @Test("case 13: retry on /dresult → recompute with is-recompute; the first token is not shown twice (DECISIONS 13)")
     func recompute() async throws {
         let h = try await PDHarness()
         try await h.refreshAll()
@@ -218,24 +223,381 @@ struct PDIntegrationTests {
         try await h.putFault(1, id: "retry", #"{"type":"dresult_retry","count":1}"#)
         let r = try await h.chat("same prompt", stream: true, maxTokens: 6)
         #expect(r.status == 200)
-        print("plain: \(plain.text)")
-        print("recomputed: \(r.text)")
         #expect(r.text.hasSuffix("data: [DONE]\n\n"))
+        // P saw the recompute POST (a second prefill) and the client saw every token exactly once
+        #expect(try await h.simMetric(0, "request_received_total") == 3)
+        #expect(Self.contents(r.text) == Self.contents(plain.text))
+        #expect(Self.contents(r.text).count == 6)
+        // non-stream: the recomputed answer is the whole reply
+        try await h.putFault(1, id: "retry2", #"{"type":"dresult_retry","count":1}"#)
+        let ns = try await h.chat("same prompt", maxTokens: 6)
+        #expect(ns.status == 200 && ns.text.contains("\"chat.completion\""))
+    }
+
+    @Test("case 7: D frames that arrive before P's reply are queued and flushed after F, in order")
+    func framesBeforePReply() async throws {
+        let h = try await PDHarness()
+        try await h.refreshAll()
+        let plain = try await h.chat("ordering", stream: true, maxTokens: 8)
+        try await h.putFault(0, id: "late", #"{"type":"p_reply","params":{"kind":"delay","ms":"400"},"count":1}"#)
+        let late = try await h.chat("ordering", stream: true, maxTokens: 8)
+        #expect(late.status == 200)
+        #expect(Self.contents(late.text) == Self.contents(plain.text))
+        #expect(late.text.hasSuffix("data: [DONE]\n\n"))
+        #expect(sseFrames(late.text).count == sseFrames(plain.text).count)
+    }
+
+    @Test("case 12: D sends error → F, then the payload as a final in-stream error; the request fails")
+    func decodeError() async throws {
+        let h = try await PDHarness()
+        try await h.refreshAll()
+        try await h.putFault(1, id: "boom", #"{"type":"dresult_error","params":{"message":" boom"},"count":1}"#)
+        let r = try await h.chat(stream: true, maxTokens: 6)
+        #expect(r.status == 200)
+        #expect(sseFrames(r.text).count >= 2)
+        #expect(r.text.hasSuffix(#"data: {"error":{"message":" boom","type":"server_error","code":500}}"# + "\n\n"))
+        #expect(!r.text.contains("[DONE]"))
+        let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
+        #expect(m.text.contains("request_failed_total"))
+    }
+
+    @Test("case 14: every recompute POST fails → max_retry+1 sends 1 s apart, then F + Request retry failed")
+    func recomputeGivesUp() async throws {
+        let h = try await PDHarness(prefills: 2, decodes: 1, maxRetry: 2)
+        try await h.refreshAll()
+        // round robin: the first request goes to P1, its recompute to P0, which refuses
+        try await h.putFault(0, id: "down", #"{"type":"http_error","params":{"status":"500"}}"#)
+        try await h.putFault(2, id: "retry", #"{"type":"dresult_retry","count":1}"#)
+        let start = Date()
+        let r = try await h.chat(stream: true, maxTokens: 6)
+        let took = Date().timeIntervalSince(start)
+        #expect(r.status == 200)
+        #expect(r.text.hasSuffix(#"data: {"error":{"message":"Request retry failed","type":"server_error","code":500}}"# + "\n\n"))
+        #expect(try await h.simMetric(0, "request_received_total") == 3)
+        #expect(took >= 1.9 && took < 6, "took \(took) s")
+        print("recompute gave up after \(took) s")
+    }
+
+    @Test("case 15: first_token_timeout → 408, stopInfer reaches P and D")
+    func firstTokenTimeout() async throws {
+        let h = try await PDHarness(firstTokenTimeout: 1, speedup: 1)
+        try await h.refreshAll()
+        try await h.putFault(0, id: "slow", #"{"type":"p_reply","params":{"kind":"delay","ms":"3000"}}"#)
+        let start = Date()
+        let r = try await h.chat(maxTokens: 400)
+        #expect(r.status == 408)
+        #expect(r.text.contains("Request first token timeout"))
+        #expect(Date().timeIntervalSince(start) < 2.5)
+        #expect(await eventually(within: 5) { Set(h.stopInfers().map(\.1)) == [0, 1] })
+        // D was decoding: it knew the request and stopped it
+        #expect(h.stopInfers().contains { $0.1 == 1 && $0.2 == 200 })
+        #expect(await eventuallyAsync(within: 5) { await h.sim.withInstance(1) { $0.engine.runningCount } == 0 })
+    }
+
+    @Test("case 16: infer_timeout while D stalls → F + in-stream Request inference timeout; stopInfer to D")
+    func inferTimeout() async throws {
+        let h = try await PDHarness(inferTimeout: 2)
+        try await h.refreshAll()
+        try await h.putFault(1, id: "stall", #"{"type":"hang","params":{"mode":"engine"}}"#)
+        let r = try await h.chat(stream: true, maxTokens: 6)
+        #expect(r.status == 200)
+        #expect(sseFrames(r.text).count >= 2)
+        #expect(r.text.hasSuffix(#"data: {"error":{"message":"Request inference timeout","type":"server_error","code":408}}"# + "\n\n"))
+        #expect(await eventually(within: 5) { h.stopInfers().contains { $0.1 == 1 && $0.2 == 200 } })
+    }
+
+    @Test("cases 24, 25: PD refresh — a removed D fails its requests, a new D gets its link first, an unlinkable D is left out")
+    func refreshMembership() async throws {
+        let h = try await PDHarness(prefills: 2, decodes: 2)
+        #expect(try await h.post(port: h.coordinator.managementPort, "/v1/instances/refresh", #"{"ids":[0]}"#).status == 400)
+        try await h.refreshAll()
+        try await h.putFault(2, id: "stall", #"{"type":"hang","params":{"mode":"engine"}}"#)
+        try await h.putFault(3, id: "stall", #"{"type":"hang","params":{"mode":"engine"}}"#)
+        // round robin: requests 1, 2 → D2; 3, 4 → D3
+        var tasks: [Task<HTTPClientResponse, any Error>] = []
+        for i in 0..<4 {
+            tasks.append(Task { try await h.chat("r\(i)", maxTokens: 4) })
+            #expect(await eventually(within: 5) { h.coordinator.inFlightCount == i + 1 })
+        }
+        #expect(await eventually(within: 5) { h.coordinator.registry.counts()[3] == 2 })
+        try await h.refresh((0..<3).map { h.instanceJSON($0) }, ids: [0, 1, 2])
+        #expect(try await h.tasks([2, 3]) == #"{"tasks":[2,-1]}"#)
+        try await h.deleteFault(2, id: "stall")
+        var statuses: [Int] = []
+        for t in tasks {
+            let r = try await t.value
+            statuses.append(r.status)
+            if r.status == 500 { #expect(r.text.contains("Instance removed")) }
+        }
+        #expect(statuses.sorted() == [200, 200, 500, 500])
+        // the same D under a new id: its link is open when the refresh returns
+        try await h.deleteFault(3, id: "stall")
+        try await h.refresh((0..<3).map { h.instanceJSON($0) } + [h.instanceJSON(3, id: 5)], ids: [0, 1, 2, 5])
+        #expect(await h.sim.withInstance(3) { $0.dresult != nil })
+        #expect(try await h.tasks([5]) == #"{"tasks":[0]}"#)
+        // a "D" that refuses /dresult (it is a P) is not added
+        try await h.refresh((0..<3).map { h.instanceJSON($0) } + [h.instanceJSON(1, id: 6, role: "D")], ids: [0, 1, 2, 6])
+        #expect(try await h.tasks([0, 1, 2, 6]) == #"{"tasks":[0,0,0,-1]}"#)
+        for i in 0..<4 { #expect(try await h.chat("after \(i)", maxTokens: 3).status == 200) }
+    }
+
+    @Test("case 26: a refresh that turns a P into a D re-registers it as a D (with a link)")
+    func roleChange() async throws {
+        let h = try await PDHarness()
+        try await h.refresh([h.instanceJSON(0), h.instanceJSON(1, role: "P")], ids: [0, 1])
+        #expect(try await h.get(port: h.coordinator.statusPort, "/v1/readiness").status == 503)
+        #expect(try await h.chat().status == 503)
+        try await h.refresh([h.instanceJSON(0), h.instanceJSON(1, role: "D")], ids: [0, 1])
+        #expect(try await h.get(port: h.coordinator.statusPort, "/v1/readiness").status == 200)
+        #expect(await h.sim.withInstance(1) { $0.dresult != nil })
+        #expect(try await h.chat().status == 200)
+    }
+
+    @Test("case 29: query_tasks type 0 is false while P holds the task, true after; unknown ids → true")
+    func queryTasks() async throws {
+        let h = try await PDHarness()
+        try await h.refreshAll()
+        try await h.putFault(0, id: "slow", #"{"type":"p_reply","params":{"kind":"delay","ms":"1500"},"count":1}"#)
+        let pending = Task { try await h.chat(maxTokens: 4) }
+        let q = #"{"p_id":0,"d_id":1,"role_change_type":0}"#
+        #expect(await eventuallyAsync(within: 5) {
+            (try? await h.post(port: h.coordinator.managementPort, "/v1/instances/query_tasks", q).text) == #"{"is_end":false}"#
+        })
+        #expect(try await pending.value.status == 200)
+        #expect(try await h.post(port: h.coordinator.managementPort, "/v1/instances/query_tasks", q).text == #"{"is_end":true}"#)
+        let unknown = try await h.post(port: h.coordinator.managementPort, "/v1/instances/query_tasks", #"{"p_id":7,"d_id":8,"role_change_type":0}"#)
+        #expect(unknown.status == 200 && unknown.text == #"{"is_end":true}"#)
+    }
+
+    @Test("case 34: PD round robin over 3 P's rotates with period 3; each D is taken from the chosen P's peers")
+    func pdRoundRobin() async throws {
+        let h = try await PDHarness(prefills: 3, decodes: 2)
+        // D3 serves P0 and P1, D4 serves P2 only
+        try await h.refresh([h.instanceJSON(0), h.instanceJSON(1), h.instanceJSON(2), h.instanceJSON(3, peers: [0, 1]),
+                             h.instanceJSON(4, peers: [2])], ids: [0, 1, 2, 3, 4])
+        try await h.putFault(3, id: "stall", #"{"type":"hang","params":{"mode":"engine"}}"#)
+        try await h.putFault(4, id: "stall", #"{"type":"hang","params":{"mode":"engine"}}"#)
+        var tasks: [Task<HTTPClientResponse, any Error>] = []
+        for i in 0..<6 { tasks.append(Task { try await h.chat("rr \(i)", maxTokens: 3) }) }
+        #expect(await eventually(within: 5) { h.coordinator.registry.counts() == [3: 4, 4: 2] })
+        var perP: [Double] = []
+        for k in 0..<3 { perP.append(try await h.simMetric(k, "request_received_total")) }
+        #expect(perP == [2, 2, 2])
+        try await h.deleteFault(3, id: "stall")
+        try await h.deleteFault(4, id: "stall")
+        for t in tasks { #expect(try await t.value.status == 200) }
+    }
+
+    @Test("case 35: DIGS books D slots up to floor(10·1.1)+1, queues the rest and drains them as bookings are released")
+    func digsQueuesAndDrains() async throws {
+        let h = try await PDHarness(algorithm: .loadBalance)
+        try await h.refresh([h.instanceJSON(0, slots: 10), h.instanceJSON(1, slots: 10)], ids: [0, 1])
+        try await h.putFault(1, id: "stall", #"{"type":"hang","params":{"mode":"engine"}}"#)
+        var tasks: [Task<HTTPClientResponse, any Error>] = []
+        for i in 0..<20 { tasks.append(Task { try await h.chat("digs \(i)", maxTokens: 3) }) }
+        #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 20 && h.coordinator.registry.counts()[1] == 12 })
+        let info = try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info")
+        #expect(info.status == 200)
+        #expect(info.text.contains(#"{"id":1,"allocated_slots":12"#), "\(info.text)")
+        #expect(info.text.contains(#""request_num":20"#))
+        #expect(info.text.contains("request_length_info"))
+        try await h.deleteFault(1, id: "stall")
+        for t in tasks { #expect(try await t.value.status == 200) }
+        #expect(await eventually(within: 5) { h.coordinator.digs.withLock { $0?.booking(1) } == DIGSScheduler.Booking() })
+        #expect(try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info").text.contains(#"{"id":1,"allocated_slots":0,"allocated_blocks":0}"#))
+    }
+
+    @Test("single_node_max_requests caps the DIGS bookings of one instance")
+    func singleNodeMaxRequests() async throws {
+        let h = try await PDHarness(algorithm: .loadBalance, singleNodeMaxRequests: 3)
+        try await h.refreshAll()
+        try await h.putFault(1, id: "stall", #"{"type":"hang","params":{"mode":"engine"}}"#)
+        var tasks: [Task<HTTPClientResponse, any Error>] = []
+        for i in 0..<6 { tasks.append(Task { try await h.chat("cap \(i)", maxTokens: 3) }) }
+        #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 6 && h.coordinator.registry.counts()[1] == 3 })
+        try await Task.sleep(for: .milliseconds(300)) // several DIGS passes: still 3
+        #expect(h.coordinator.registry.counts()[1] == 3)
+        try await h.deleteFault(1, id: "stall")
+        for t in tasks { #expect(try await t.value.status == 200) }
+    }
+
+    @Test("case 36: DIGS — an offline P gets no new requests; after online it is used again")
+    func digsOffline() async throws {
+        let h = try await PDHarness(prefills: 2, decodes: 1, algorithm: .loadBalance)
+        try await h.refreshAll()
+        #expect(try await h.chat("a").status == 200)
+        #expect(try await h.simMetric(0, "request_received_total") == 1)
+        #expect(try await h.post(port: h.coordinator.managementPort, "/v1/instances/offline", #"{"ids":[0]}"#).status == 200)
+        for i in 0..<3 { #expect(try await h.chat("b\(i)").status == 200) }
+        #expect(try await h.simMetric(0, "request_received_total") == 1)
+        #expect(try await h.simMetric(1, "request_received_total") == 3)
+        #expect(try await h.post(port: h.coordinator.managementPort, "/v1/instances/online", #"{"ids":[0]}"#).status == 200)
+        #expect(try await h.chat("c").status == 200)
+        #expect(try await h.simMetric(0, "request_received_total") == 2)
+    }
+
+    @Test("a D that dies with streams in flight: those clients get an in-stream error, new requests go to the other D")
+    func decodeDies() async throws {
+        let h = try await PDHarness(decodes: 2, maxRetry: 2, speedup: 1)
+        try await h.refreshAll()
+        // P0's D cursor: D1, D2, D1, D2
+        var streams: [StreamRecorder] = []
+        for i in 0..<4 {
+            streams.append(StreamRecorder(h.client, port: h.coordinator.dataPort, path: "/v1/chat/completions",
+                                          body: h.chatBody("long \(i)", stream: true, maxTokens: 1000)))
+            #expect(await eventually(within: 5) { h.coordinator.inFlightCount == i + 1 })
+        }
+        #expect(await eventually(within: 10) { streams.allSatisfy { sseFrames($0.text).count >= 3 } })
+        let killedAt = Date()
+        try? await h.putFault(1, id: "kill", #"{"type":"crash","params":{"hard":"true"}}"#)
+        #expect(await eventually(within: 10) { streams.filter(\.isEnded).count == 2 })
+        print("streams on the dead D ended \(Int(Date().timeIntervalSince(killedAt) * 1000)) ms after the kill")
+        let ended = streams.filter(\.isEnded)
+        for s in ended {
+            #expect(s.text.hasSuffix(#"data: {"error":{"message":"Decode result link to D instance lost","type":"server_error","code":500}}"# + "\n\n"))
+        }
+        // the link cannot come back: the D is removed
+        #expect(await eventuallyAsync(within: 10) { (try? await h.tasks([1, 2])) == #"{"tasks":[-1,2]}"# })
+        print("dead D removed \(Int(Date().timeIntervalSince(killedAt) * 1000)) ms after the kill")
+        for i in 0..<3 { #expect(try await h.chat("after kill \(i)", maxTokens: 3).status == 200) }
+        // the two streams on the living D are unaffected
+        #expect(streams.filter { !$0.isEnded }.count == 2)
+    }
+
+    @Test("a client that disconnects mid-decode: stopInfer reaches P and D, and D stops decoding (DECISIONS 8)")
+    func clientDisconnect() async throws {
+        let h = try await PDHarness(speedup: 1)
+        try await h.refreshAll()
+        let c = try RawConnection(port: h.coordinator.dataPort)
+        let body = h.chatBody("disconnect", stream: true, maxTokens: 1000)
+        c.send("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(await eventuallyAsync(within: 10) { await h.sim.withInstance(1) { $0.engine.runningCount } == 1 })
+        let closedAt = Date()
+        c.close()
+        #expect(await eventually(within: 5) { h.coordinator.inFlightCount == 0 })
+        #expect(await eventually(within: 5) { Set(h.stopInfers().map(\.1)) == [0, 1] })
+        #expect(h.stopInfers().contains { $0.1 == 1 && $0.2 == 200 })
+        #expect(await eventuallyAsync(within: 5) { await h.sim.withInstance(1) { $0.engine.runningCount } == 0 })
+        print("D stopped decoding \(Int(Date().timeIntervalSince(closedAt) * 1000)) ms after the client left")
+    }
+
+    @Test("case 30: coordinator_info is 503 before a refresh, then reports bookings, request_num and lengths")
+    func coordinatorInfo() async throws {
+        let h = try await PDHarness(algorithm: .loadBalance)
+        #expect(try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info").status == 503)
+        try await h.refreshAll()
+        #expect(try await h.chat().status == 200)
+        let info = try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info")
+        #expect(info.status == 200)
+        #expect(info.text.hasPrefix(#"{"schedule_info":[{"id":0,"allocated_slots":0,"allocated_blocks":0},{"id":1"#))
+        #expect(info.text.contains(#""request_num":1"#))
+        #expect(info.text.contains(#""request_length_info":{"input_len":"#))
     }
 }
 
-@Suite("PD harness probes", .serialized)
-struct PDProbeTests {
-    @Test func setupOnly() async throws {
-        let h = try await PDHarness()
-        _ = h
+/// A fake P: records what it was sent and answers as told (for the P-reply table of spec §4.2).
+final class FakePrefill: @unchecked Sendable {
+    let server: HTTPServer
+    let port: Int
+    let seen = Box<[HTTPRequest]>([])
+
+    init(_ answer: @escaping @Sendable (HTTPRequest) -> (Int, String)) throws {
+        let seen = self.seen
+        (server, port) = try startServer { req, res in
+            seen.update { $0.append(req) }
+            let (status, body) = answer(req)
+            res.respond(status: status, headers: [("content-type", "application/json")], body: body)
+        }
     }
 
-    @Test func refreshOnly() async throws {
-        let t0 = Date()
-        let h = try await PDHarness()
-        print("T harness \(Date().timeIntervalSince(t0))")
-        try await h.refreshAll()
-        print("T refresh \(Date().timeIntervalSince(t0))")
+    deinit { server.shutdown() }
+
+    var last: HTTPRequest? { seen.get().last }
+}
+
+@Suite("Coordinator PD: P replies (fake P, sim D)", .serialized)
+struct PDPrefillReplyTests {
+    func setup(mode: CoordinatorConfig.DeployMode = .pdDisaggregationSingleContainer,
+               _ answer: @escaping @Sendable (HTTPRequest) -> (Int, String)) async throws -> (PDHarness, FakePrefill) {
+        let h = try await PDHarness(mode: mode)
+        let p = try FakePrefill(answer)
+        try await h.refresh([h.instanceJSON(0, port: p.port), h.instanceJSON(1)], ids: [0, 1])
+        return (h, p)
+    }
+
+    static func reply(_ req: HTTPRequest, stream: Bool, last: Bool?, output: String?) -> String {
+        var j = "{\"reqId\":\"\(req.headers["req-id"] ?? "")\",\"isStream\":\(stream)"
+        if let last { j += ",\"isLastResp\":\(last)" }
+        if let output { j += ",\"output\":\(JSONValue.quoted(output))" }
+        return j + "}"
+    }
+
+    @Test("case 5: P gets req-type, req-id, d-target ip;inter_comm_port and d-port (single container); ip only otherwise")
+    func headers() async throws {
+        for mode in [CoordinatorConfig.DeployMode.pdDisaggregationSingleContainer, .pdSeparate] {
+            let (h, p) = try await setup(mode: mode) { req in (200, Self.reply(req, stream: false, last: true, output: #"{"whole":true}"#)) }
+            let r = try await h.post(port: h.coordinator.dataPort, "/v1/chat/completions", h.chatBody(),
+                                     headers: [("content-type", "application/json"), ("x-custom", "kept")])
+            #expect(r.status == 200)
+            let req = try #require(p.last)
+            #expect(req.path == "/v1/chat/completions")
+            #expect(req.headers["req-type"] == "prefill")
+            #expect(req.headers["req-id"].map { !$0.isEmpty && $0.allSatisfy(\.isHexDigit) } == true)
+            let d = h.sim.ports[1]
+            #expect(req.headers["d-target"] == (mode == .pdSeparate ? d.host : "\(d.host);\(d.interComm)"))
+            #expect(req.headers["d-port"] == String(d.data))
+            #expect(req.headers["is-recompute"] == nil)
+            #expect(req.headers["x-custom"] == "kept")
+            #expect(req.body == Array(h.chatBody().utf8))
+        }
+    }
+
+    @Test("cases 8, 9: a P reply with isLastResp is the whole answer (stream: one non-chunked reply); D is not awaited")
+    func lastOnP() async throws {
+        let (h, _) = try await setup { req in
+            let stream = String(decoding: req.body, as: UTF8.self).contains("\"stream\":true")
+            return (200, Self.reply(req, stream: stream, last: true, output: stream ? "data: F\n\ndata: [DONE]\n\n" : #"{"whole":true}"#))
+        }
+        let s = try await h.chat(stream: true)
+        #expect(s.status == 200 && s.text == "data: F\n\ndata: [DONE]\n\n")
+        #expect(s.headers["content-type"]?.hasPrefix("text/event-stream") == true)
+        #expect(s.headers["content-length"] != nil)
+        let n = try await h.chat()
+        #expect(n.status == 200 && n.text == #"{"whole":true}"#)
+        #expect(n.headers["content-type"]?.hasPrefix("application/json") == true)
+        #expect(h.coordinator.inFlightCount == 0)
+    }
+
+    @Test("case 10: P answers 400 with body X → the client gets 400 X")
+    func pStatusRelayed() async throws {
+        let (h, _) = try await setup { _ in (400, "X") }
+        let r = try await h.chat()
+        #expect(r.status == 400 && r.text == "X")
+    }
+
+    @Test("case 11: P answers 200 with a body that is not the P reply → 500 P instance error")
+    func pInvalid() async throws {
+        for body in ["not json", #"{"reqId":"1"}"#, #"{"reqId":1,"isStream":false}"#, #"{"reqId":"1","isStream":"no"}"#] {
+            let (h, _) = try await setup { _ in (200, body) }
+            let r = try await h.chat()
+            #expect(r.status == 500, "\(body)")
+            #expect(r.text.contains("P instance error"), "\(body)")
+        }
+        // a stream reply without isLastResp/output is broken too
+        let (h, _) = try await setup { req in (200, Self.reply(req, stream: true, last: nil, output: nil)) }
+        #expect(try await h.chat(stream: true).status == 500)
+    }
+
+    @Test("a 503 from P before any byte is retried on another P (DECISIONS 10); P that cannot be reached → 500")
+    func pUnavailable() async throws {
+        let h = try await PDHarness(maxRetry: 2)
+        let busy = try FakePrefill { _ in (503, #"{"error":"busy"}"#) }
+        try await h.refresh([h.instanceJSON(0, port: busy.port), h.instanceJSON(0, id: 2), h.instanceJSON(1, peers: [0, 2])], ids: [0, 1, 2])
+        for i in 0..<3 { #expect(try await h.chat("r\(i)").status == 200) }
+        let h2 = try await PDHarness(maxRetry: 1)
+        try await h2.refresh([h2.instanceJSON(0, port: deadPort()), h2.instanceJSON(1)], ids: [0, 1])
+        let r = try await h2.chat()
+        #expect(r.status == 500)
+        #expect(r.text.contains("Connect to p instance failed"))
     }
 }
