@@ -497,6 +497,7 @@ extension Coordinator {
         let settled = { [weak self] in
             guard let self, !reported else { return }
             reported = true
+            self.logger.debug("/dresult link open", metadata: ["instance": "\(id)", "head": "\(ok)"])
             link.open = true
             link.relinkAttempts = 0
             _ = self.unlinked.withLock { $0.remove(id) }
@@ -529,6 +530,7 @@ extension Coordinator {
             if link.call == nil && !ok && reported { return } // already handled (close message)
             link.call = nil
             if !reported {
+                self.logger.debug("/dresult link not opened", metadata: ["instance": "\(id)", "error": "\(String(describing: err))"])
                 reported = true
                 if let opened { opened(false) } else { self.relinkFailed(link) }
                 return
@@ -537,10 +539,17 @@ extension Coordinator {
         })
         // A D may hold the response head until its first message (a heartbeat comes after 5 s idle): a link that
         // neither failed nor was refused within 300 ms counts as open; a later failure is a link loss.
+        // A relink must see the head (or a message): a D that accepts but never answers is not back.
         let call = link.call
-        linkLoop.schedule(afterMilliseconds: 300) {
-            guard link.call === call, link.call != nil else { return }
-            settled()
+        let relink = opened == nil
+        linkLoop.schedule(afterMilliseconds: relink ? linkHeadTimeoutMilliseconds : 300) { [weak self] in
+            guard let self, link.call === call, let call, !reported else { return }
+            if !relink { return settled() }
+            reported = true
+            link.call = nil
+            call.cancel()
+            self.logger.debug("/dresult relink got no answer", metadata: ["instance": "\(id)"])
+            self.relinkFailed(link)
         }
     }
 
@@ -565,9 +574,10 @@ extension Coordinator {
         if !first { link.relinkAttempts += 1 }
         guard link.relinkAttempts < config.exceptions.maxRetry else { return markFaulty(link) }
         let box = LinkBox(link: link)
-        link.relinkTimer = linkLoop.schedule(afterMilliseconds: first ? 0 : 500) { [weak self] in
+        link.relinkTimer = linkLoop.schedule(afterMilliseconds: first ? 200 : 500) { [weak self] in
             guard let self, !box.link.closed else { return }
             box.link.relinkTimer = nil
+            self.logger.debug("/dresult relink", metadata: ["instance": "\(box.link.instance)", "attempt": "\(box.link.relinkAttempts + 1)"])
             self.openLink(box.link)
         }
     }

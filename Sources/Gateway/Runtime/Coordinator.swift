@@ -51,6 +51,9 @@ public final class Coordinator: @unchecked Sendable {
     /// DIGS `load_balance` (created by the first refresh with instances: it needs the block size).
     let digs = Mutex<DIGSScheduler?>(nil)
     let isShutDown = Atomic<Bool>(false)
+    /// How long a relinked `/dresult` may take to show its head (D holds it until its first message; it sends a
+    /// heartbeat after 5 s idle).
+    var linkHeadTimeoutMilliseconds: UInt64 = 6000
     /// stopInfer calls made: (request id, instance, HTTP status or 0) — for tests and logs.
     let stopInferLog = Mutex<[(String, InstanceID, Int)]>([])
 
