@@ -572,7 +572,7 @@ struct PDPrefillReplyTests {
         let n = try await h.chat()
         #expect(n.status == 200 && n.text == #"{"whole":true}"#)
         #expect(n.headers["content-type"]?.hasPrefix("application/json") == true)
-        #expect(h.coordinator.inFlightCount == 0)
+        #expect(await eventually(within: 2) { h.coordinator.inFlightCount == 0 })
         withExtendedLifetime(p) {}
     }
 
@@ -607,5 +607,48 @@ struct PDPrefillReplyTests {
         let r = try await h2.chat()
         #expect(r.status == 500)
         #expect(r.text.contains("Connect to p instance failed"))
+    }
+
+    @Test("a P reply for another reqId is ignored (spec §4.2): the request ends by its first-token timeout")
+    func foreignReqId() async throws {
+        let h = try await PDHarness(firstTokenTimeout: 1)
+        let p = try FakePrefill { _ in (200, #"{"reqId":"ffff","isStream":false,"isLastResp":true,"output":"{}"}"#) }
+        try await h.refresh([h.instanceJSON(0, port: p.port), h.instanceJSON(1)], ids: [0, 1])
+        let r = try await h.chat()
+        #expect(r.status == 408)
+        #expect(r.text.contains("Request first token timeout"))
+        withExtendedLifetime(p) {}
+    }
+}
+
+@Suite("/dresult message parsing")
+struct DResultParserTests {
+    typealias E = DResultParser.Event
+
+    @Test("pairs reqId with the next message, across chunk boundaries; ka and unknown kinds are skipped")
+    func pairsAndSplits() {
+        var p = DResultParser()
+        let all = Array("reqId:12\u{0}data:data: {\"a\":1}\n\n\u{0}ka:heartbeat\u{0}reqId:12\u{0}bogus:x\u{0}reqId:13\u{0}lastData:{}\u{0}".utf8)
+        var events: [E] = []
+        for chunk in stride(from: 0, to: all.count, by: 5).map({ Array(all[$0..<min($0 + 5, all.count)]) }) {
+            events += p.feed(chunk)
+        }
+        #expect(events == [.frame(reqId: "12", kind: .data, payload: Array("data: {\"a\":1}\n\n".utf8)),
+                           .frame(reqId: "13", kind: .lastData, payload: Array("{}".utf8))])
+    }
+
+    @Test("error, retry and close; empty messages (vLLM's extra NUL) are ignored; payload colons are kept")
+    func kinds() {
+        var p = DResultParser()
+        let events = p.feed(Array("reqId:1\u{0}error: boom\u{0}\u{0}reqId:2\u{0}retry:{\"m\":\"a:b\"}\u{0}reqId:0xffffffffffffffff\u{0}close:new connection\u{0}".utf8))
+        #expect(events == [.frame(reqId: "1", kind: .error, payload: Array(" boom".utf8)),
+                           .frame(reqId: "2", kind: .retry, payload: Array(#"{"m":"a:b"}"#.utf8)), .close])
+    }
+
+    @Test("P output frames split at SSE boundaries (DECISIONS 13 dedupe)")
+    func frames() {
+        #expect(Coordinator.frames(Array("data: a\n\ndata: b\n\n".utf8), delimiter: [10, 10]).map { String(decoding: $0, as: UTF8.self) }
+                == ["data: a\n\n", "data: b\n\n"])
+        #expect(Coordinator.frames(Array("x\u{0}y".utf8), delimiter: [0]).count == 2)
     }
 }
