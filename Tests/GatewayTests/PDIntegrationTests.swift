@@ -83,10 +83,18 @@ final class PDHarness: @unchecked Sendable {
 
     /// A refresh entry; `role` "P", "D" (default: the sim's role), `peers` for a D (default: every P).
     func instanceJSON(_ k: Int, id: Int? = nil, role: String? = nil, port: Int? = nil, slots: Int = 200, groupID: Int = 0,
-                      peers: [Int]? = nil) -> String {
+                      peers: [Int]? = nil, flexPercentage: Int? = nil) -> String {
         let p = sim.ports[k]
         let isP = role.map { $0 == "P" } ?? isPrefill(k)
         let peerList = isP ? [] : (peers ?? Array(0..<prefills))
+        if let flex = flexPercentage {
+            return """
+            {"id":\(id ?? k),"ip":"\(p.host)","port":"\(port ?? p.data)","metric_port":"\(p.metrics)","inter_comm_port":"\(p.interComm)",\
+            "model_name":"llama3-8b","static_info":{"group_id":\(groupID),"max_seq_len":4096,"max_output_len":1024,"total_slots_num":\(slots),\
+            "total_block_num":1024,"block_size":128,"label":4,"role":70,"p_percentage":\(flex),"virtual_id":\(k + 1)},\
+            "dynamic_info":{"avail_slots_num":\(slots),"avail_block_num":1024,"peers":[\((peers ?? []).map(String.init).joined(separator: ","))]}}
+            """
+        }
         return """
         {"id":\(id ?? k),"ip":"\(p.host)","port":"\(port ?? p.data)","metric_port":"\(p.metrics)","inter_comm_port":"\(p.interComm)",\
         "model_name":"llama3-8b","static_info":{"group_id":\(groupID),"max_seq_len":4096,"max_output_len":1024,"total_slots_num":\(slots),\
@@ -650,5 +658,26 @@ struct DResultParserTests {
         #expect(Coordinator.frames(Array("data: a\n\ndata: b\n\n".utf8), delimiter: [10, 10]).map { String(decoding: $0, as: UTF8.self) }
                 == ["data: a\n\n", "data: b\n\n"])
         #expect(Coordinator.frames(Array("x\u{0}y".utf8), delimiter: [0]).count == 2)
+    }
+}
+
+@Suite("Coordinator PD: flex instances", .serialized)
+struct PDFlexTests {
+    @Test("a flex instance (p_percentage 50) alone is a P and a D at once: the self-pair is relayed like single node, with PD headers")
+    func flexSelfPair() async throws {
+        let h = try await PDHarness(prefills: 1, decodes: 1)
+        let local = #"{"server_ip":"\#(h.sim.ports[0].host)","id":0,"host_ip":"\#(h.sim.ports[0].host)","device":[],"p_percentage":50}"#
+        let r = try await h.post(host: h.sim.ports[0].host, port: h.sim.ports[0].management, "/v1/role/flex", "{\"local\":\(local),\"peers\":[]}")
+        #expect(r.status == 200, "\(r.text)")
+        #expect(await eventuallyAsync(within: 10) { await h.sim.withInstance(0) { $0.role.role == .flex && $0.role.isPrefill && $0.role.isDecode } })
+        try await h.refresh([h.instanceJSON(0, flexPercentage: 50)], ids: [0])
+        #expect(try await h.get(port: h.coordinator.statusPort, "/v1/readiness").status == 200)
+        let tasks = try await h.get(port: h.coordinator.managementPort, "/v1/instances/tasks?id=0&id=\(RefreshParser.flexDecodeID)").text
+        #expect(tasks == #"{"tasks":[0,0]}"#)
+        let chat = try await h.chat(maxTokens: 4)
+        #expect(chat.status == 200 && chat.text.contains("\"chat.completion\""), "\(chat.text)")
+        let stream = try await h.chat(stream: true, maxTokens: 4)
+        #expect(stream.status == 200 && stream.text.hasSuffix("data: [DONE]\n\n"))
+        #expect(try await h.simMetric(0, "request_received_total") == 2)
     }
 }
