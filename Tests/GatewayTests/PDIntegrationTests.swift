@@ -445,7 +445,7 @@ struct PDIntegrationTests {
 
     @Test("a D that dies with streams in flight: those clients get an in-stream error, new requests go to the other D")
     func decodeDies() async throws {
-        let h = try await PDHarness(decodes: 2, maxRetry: 2, speedup: 0.2) { c, _ in
+        let h = try await PDHarness(decodes: 2, maxRetry: 2, speedup: 0.4) { c, _ in
             c.keepAliveIdle = 300
             c.keepAliveCheck = 100
         }
@@ -467,7 +467,6 @@ struct PDIntegrationTests {
         #expect(await eventually(within: 10) { streams.filter(\.isEnded).count == 2 })
         print("streams on the dead D ended \(Int(Date().timeIntervalSince(killedAt) * 1000)) ms after the kill")
         let ended = streams.filter(\.isEnded)
-        for s in streams { print("stream ended=\(s.isEnded) error=\(String(describing: s.ended.withLock { $0 })) tail=\(s.text.suffix(160))") }
         for s in ended {
             #expect(s.text.hasSuffix(#"data: {"error":{"message":"Decode result link to D instance lost","type":"server_error","code":500}}"# + "\n\n"))
         }
@@ -475,8 +474,10 @@ struct PDIntegrationTests {
         #expect(await eventuallyAsync(within: 10) { (try? await h.tasks([1, 2])) == #"{"tasks":[-1,2]}"# })
         print("dead D removed \(Int(Date().timeIntervalSince(killedAt) * 1000)) ms after the kill")
         for i in 0..<3 { #expect(try await h.chat("after kill \(i)", maxTokens: 3).status == 200) }
-        // the two streams on the living D are unaffected
-        #expect(streams.filter { !$0.isEnded }.count == 2)
+        // the two streams on the living D are unaffected: they finish normally (and no call is left open on the
+        // harness client when it goes: stopping a client loop under live connections crashed in h2o, see the report)
+        #expect(await eventually(within: 20) { streams.allSatisfy(\.isEnded) })
+        #expect(streams.filter { $0.text.hasSuffix("data: [DONE]\n\n") }.count == 2)
     }
 
     @Test("a client that disconnects mid-decode: stopInfer reaches P and D, and D stops decoding (DECISIONS 8)")
