@@ -83,7 +83,7 @@ final class PDHarness: @unchecked Sendable {
 
     /// A refresh entry; `role` "P", "D" (default: the sim's role), `peers` for a D (default: every P).
     func instanceJSON(_ k: Int, id: Int? = nil, role: String? = nil, port: Int? = nil, slots: Int = 200, groupID: Int = 0,
-                      peers: [Int]? = nil, flexPercentage: Int? = nil) -> String {
+                      peers: [Int]? = nil, flexPercentage: Int? = nil, virtualID: Int? = nil) -> String {
         let p = sim.ports[k]
         let isP = role.map { $0 == "P" } ?? isPrefill(k)
         let peerList = isP ? [] : (peers ?? Array(0..<prefills))
@@ -98,7 +98,7 @@ final class PDHarness: @unchecked Sendable {
         return """
         {"id":\(id ?? k),"ip":"\(p.host)","port":"\(port ?? p.data)","metric_port":"\(p.metrics)","inter_comm_port":"\(p.interComm)",\
         "model_name":"llama3-8b","static_info":{"group_id":\(groupID),"max_seq_len":4096,"max_output_len":1024,"total_slots_num":\(slots),\
-        "total_block_num":1024,"block_size":128,"label":\(isP ? 2 : 3),"role":\(isP ? 80 : 68),"p_percentage":0,"virtual_id":\(k + 1)},\
+        "total_block_num":1024,"block_size":128,"label":\(isP ? 2 : 3),"role":\(isP ? 80 : 68),"p_percentage":0,"virtual_id":\(virtualID ?? k + 1)},\
         "dynamic_info":{"avail_slots_num":\(slots),"avail_block_num":1024,"peers":[\(peerList.map(String.init).joined(separator: ","))]}}
         """
     }
@@ -478,6 +478,23 @@ struct PDIntegrationTests {
         // harness client when it goes: stopping a client loop under live connections crashed in h2o, see the report)
         #expect(await eventually(within: 20) { streams.allSatisfy(\.isEnded) })
         #expect(streams.filter { $0.text.hasSuffix("data: [DONE]\n\n") }.count == 2)
+    }
+
+    @Test("a D whose link cannot be restored takes the instances sharing its virtual_id with it; they stay out of refreshes")
+    func faultyVirtualID() async throws {
+        let h = try await PDHarness(decodes: 3, maxRetry: 1)
+        h.coordinator.linkHeadTimeoutMilliseconds = 500
+        try await h.refresh([h.instanceJSON(0), h.instanceJSON(1, virtualID: 7), h.instanceJSON(2, virtualID: 7), h.instanceJSON(3)],
+                            ids: [0, 1, 2, 3])
+        _ = try? await h.client.execute(HTTPClientRequest(method: "PUT", host: h.sim.ports[1].host, port: h.sim.ports[1].control!,
+                                                          path: "/sim/faults/kill", body: Array(#"{"type":"refuse"}"#.utf8),
+                                                          timeoutMilliseconds: 2000))
+        #expect(await eventuallyAsync(within: 10) { (try? await h.tasks([1, 2, 3])) == #"{"tasks":[-1,-1,0]}"# })
+        // the Controller still lists them: kept out for 2 minutes
+        try await h.refresh([h.instanceJSON(0), h.instanceJSON(1, virtualID: 7), h.instanceJSON(2, virtualID: 7), h.instanceJSON(3)],
+                            ids: [0, 1, 2, 3])
+        #expect(try await h.tasks([1, 2, 3]) == #"{"tasks":[-1,-1,0]}"#)
+        for i in 0..<3 { #expect(try await h.chat("survivor \(i)", maxTokens: 3).status == 200) }
     }
 
     @Test("a client that disconnects mid-decode: stopInfer reaches P and D, and D stops decoding (DECISIONS 8)")
