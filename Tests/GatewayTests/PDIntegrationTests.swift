@@ -12,7 +12,7 @@ import TestSupport
 final class PDHarness: @unchecked Sendable {
     let sim: SimulatorServer
     let coordinator: Coordinator
-    let client = HTTPClient()
+    let client: HTTPClient
     let prefills: Int
     let decodes: Int
 
@@ -22,11 +22,7 @@ final class PDHarness: @unchecked Sendable {
          configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in }) async throws {
         self.prefills = prefills
         self.decodes = decodes
-        sim = try SimulatorServer.loopback(count: prefills + decodes, dmi: true, speedup: speedup) { c, k in
-            c.linkDelay = 20
-            c.roleCheckInterval = 50
-            configureSim(&c, k)
-        }
+        let logLevel: Logger.Level = ProcessInfo.processInfo.environment["PD_TEST_LOG"] != nil ? .debug : .critical
         var c = CoordinatorConfig()
         c.http.predictPort = 0
         c.http.managePort = 0
@@ -40,10 +36,32 @@ final class PDHarness: @unchecked Sendable {
         c.exceptions.firstTokenTimeout = firstTokenTimeout
         c.exceptions.inferTimeout = inferTimeout
         for k in CoordinatorConfig.tlsPrefixes { c.tls[k]?.enabled = false }
-        var logger = Logger(label: "test")
-        logger.logLevel = ProcessInfo.processInfo.environment["PD_TEST_LOG"] != nil ? .debug : .critical
-        coordinator = try Coordinator(config: c, logger: logger, metrics: .isolated())
-        try coordinator.start(threads: 2)
+        var configs: [InstanceConfiguration] = []
+        for k in 0..<(prefills + decodes) {
+            // as SimulatorServer.loopback, plus fast role linking
+            var ic = InstanceConfiguration()
+            ic.ipAddress = "127.0.0.\(1 + k)"
+            ic.managementIpAddress = ic.ipAddress
+            ic.port = 0; ic.managementPort = 0; ic.metricsPort = 0; ic.interCommPort = 0; ic.controlPort = 0
+            ic.dmi = true
+            ic.modelName = "llama3-8b"
+            ic.engine = EngineConfiguration(profile: .tiny, speedup: speedup, seed: 1 &+ UInt64(k))
+            ic.linkDelay = 20
+            ic.roleCheckInterval = 50
+            configureSim(&ic, k)
+            configs.append(ic)
+        }
+        let config = c
+        let simConfigs = configs
+        (sim, coordinator, client) = try StableThread.run {
+            let sim = try SimulatorServer(configuration: .init(instances: simConfigs))
+            try sim.start()
+            var logger = Logger(label: "test")
+            logger.logLevel = logLevel
+            let coordinator = try Coordinator(config: config, logger: logger, metrics: .isolated())
+            try coordinator.start(threads: 2)
+            return (sim, coordinator, HTTPClient())
+        }
         try await setRoles()
     }
 
@@ -536,10 +554,12 @@ final class FakePrefill: @unchecked Sendable {
 
     init(_ answer: @escaping @Sendable (HTTPRequest) -> (Int, String)) throws {
         let seen = self.seen
-        (server, port) = try startServer { req, res in
-            seen.update { $0.append(req) }
-            let (status, body) = answer(req)
-            res.respond(status: status, headers: [("content-type", "application/json")], body: body)
+        (server, port) = try StableThread.run {
+            try startServer { req, res in
+                seen.update { $0.append(req) }
+                let (status, body) = answer(req)
+                res.respond(status: status, headers: [("content-type", "application/json")], body: body)
+            }
         }
     }
 
@@ -697,5 +717,41 @@ struct PDFlexTests {
         let stream = try await h.chat(stream: true, maxTokens: 4)
         #expect(stream.status == 200 && stream.text.hasSuffix("data: [DONE]\n\n"))
         #expect(try await h.simMetric(0, "request_received_total") == 2)
+    }
+}
+
+/// One thread that lives as long as the test process, to create h2o loops on.
+///
+/// h2o's socket input buffers start out pointing at a *thread-local* prototype (`__thread
+/// h2o_socket_buffer_prototype`) of the thread that created the socket, and CH2O creates every loop (its cross-thread
+/// queue socket, a server's listeners) on the caller's thread. Created on a Swift-concurrency worker that later exits,
+/// a loop reads freed TLS when its queue wakes up: measured as intermittent SIGSEGVs in `h2o_evloop_run` when a test's
+/// clients and servers were stopped. Creating them here keeps that TLS alive.
+enum StableThread {
+    private static let work = Box<[() -> Void]>([])
+    private static let ready = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) private static let thread: Thread = {
+        let t = Thread {
+            while true {
+                ready.wait()
+                var jobs: [() -> Void] = []
+                work.update { jobs = $0; $0.removeAll() }
+                for j in jobs { j() }
+            }
+        }
+        t.name = "h2o-loop-creator"
+        t.start()
+        return t
+    }()
+
+    static func run<T>(_ body: @escaping () throws -> T) throws -> T {
+        _ = thread
+        let done = DispatchSemaphore(value: 0)
+        let result = Box<Result<T, any Error>?>(nil)
+        let job: () -> Void = { result.set(Result { try body() }); done.signal() }
+        work.update { $0.append(job) }
+        ready.signal()
+        done.wait()
+        return try result.get()!.get()
     }
 }
