@@ -165,9 +165,11 @@ extension Coordinator {
         pd.retryTimer = nil
         if p.ip == d.ip && p.port == d.port && !pd.recompute {
             // flex self-pair (§4.2 step 7): the single-node relay, with the PD headers
-            let headers = pdHeaders(t, pd, d)
+            // the proxy forwards the client's own headers and adds req-id; only the other PD headers are added here
+            let own = Set(["req-type", "d-target", "d-port", "is-recompute"])
+            let headers = pdHeaders(t, pd, d).suffix(5).filter { own.contains($0.0) }
             t.pd = nil
-            dispatch(t, to: p, extraHeaders: headers.filter { $0.0 != "req-id" })
+            dispatch(t, to: p, extraHeaders: Array(headers))
             return
         }
         pd.prefill = p
