@@ -10,12 +10,11 @@ import Simulator
 final class Harness: @unchecked Sendable {
     let sim: SimulatorServer
     let coordinator: Coordinator
-    let client = HTTPClient()
+    let client: HTTPClient
 
     init(instances: Int, algorithm: CoordinatorConfig.Algorithm = .roundRobin, maxRequests: Int = 10000,
          maxRetry: Int = 5, firstTokenTimeout: Int = 600, inferTimeout: Int = 600, speedup: Double = 50,
          configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in }) throws {
-        sim = try SimulatorServer.loopback(count: instances, speedup: speedup, configure: configureSim)
         var c = CoordinatorConfig()
         c.http.predictPort = 0
         c.http.managePort = 0
@@ -30,10 +29,30 @@ final class Harness: @unchecked Sendable {
         c.exceptions.firstTokenTimeout = firstTokenTimeout
         c.exceptions.inferTimeout = inferTimeout
         for k in CoordinatorConfig.tlsPrefixes { c.tls[k]?.enabled = false }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        coordinator = try Coordinator(config: c, logger: logger, metrics: .isolated())
-        try coordinator.start(threads: 2)
+        let config = c
+        var simConfigs: [InstanceConfiguration] = []
+        for k in 0..<instances {
+            // as SimulatorServer.loopback
+            var ic = InstanceConfiguration()
+            ic.ipAddress = "127.0.0.\(1 + k)"
+            ic.managementIpAddress = ic.ipAddress
+            ic.port = 0; ic.managementPort = 0; ic.metricsPort = 0; ic.interCommPort = 0; ic.controlPort = 0
+            ic.modelName = "llama3-8b"
+            ic.engine = EngineConfiguration(profile: .tiny, speedup: speedup, seed: 1 &+ UInt64(k))
+            configureSim(&ic, k)
+            simConfigs.append(ic)
+        }
+        let configs = simConfigs
+        // loops are created on a thread that outlives them (see StableThread)
+        (sim, coordinator, client) = try StableThread.run {
+            let sim = try SimulatorServer(configuration: .init(instances: configs))
+            try sim.start()
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let coordinator = try Coordinator(config: config, logger: logger, metrics: .isolated())
+            try coordinator.start(threads: 2)
+            return (sim, coordinator, HTTPClient())
+        }
     }
 
     deinit {

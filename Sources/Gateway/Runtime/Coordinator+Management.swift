@@ -50,12 +50,40 @@ extension Coordinator {
             return
         }
         for reason in plan.rejected { logger.warning("refresh: instance skipped", metadata: ["reason": "\(reason)"]) }
+        // applied on the link loop, one refresh at a time: new D's get their /dresult link first
+        let box = ResponderBox(responder: res)
+        linkLoop.execute { [self] in
+            self.refreshQueue.append((plan, box))
+            if !self.refreshing { self.nextRefresh() }
+        }
+    }
+
+    /// Link loop only.
+    func nextRefresh() {
+        guard !refreshQueue.isEmpty else { return }
+        refreshing = true
+        let (plan, box) = refreshQueue.removeFirst()
+        applyRefresh(plan) { [self] in
+            box.responder.loop.execute { box.responder.respond(status: 200, body: []) }
+            self.refreshing = false
+            // not inside the link callback that may have completed this refresh
+            self.linkLoop.execute { [self] in if !self.refreshing { self.nextRefresh() } }
+        }
+    }
+
+    /// Builds the new view; D's without a link get one opened before they are added (spec §4.2, case 25).
+    func applyRefresh(_ plan: RefreshPlan, done: @escaping () -> Void) {
+        let mode = config.scheduler.deployMode
         let old = cluster.view
         let wanted = Set(plan.ids)
         var entries: [InstanceEntry] = []
         var offline = Set(old.snapshot.instances.filter(\.offline).map(\.id))
         offline.formIntersection(wanted)
         for (src, var info) in RefreshParser.infos(plan) where wanted.contains(src.id) {
+            if isFaulty(id: info.id, virtualID: src.virtualID) {
+                logger.warning("refresh: faulty instance kept out", metadata: ["instance": "\(info.id)"])
+                continue
+            }
             info.offline = offline.contains(info.id)
             if let existing = old.entries[info.id], existing.ip == src.ip, existing.port == src.port, existing.info.role == info.role {
                 entries.append(existing.updated(info))
@@ -69,20 +97,59 @@ extension Coordinator {
                 logger.warning("refresh: instance skipped", metadata: ["instance": "\(info.id)", "reason": "\(error)"])
             }
         }
-        let kept = Set(entries.map { ObjectIdentifier($0.upstream) })
-        let removed = Set(old.entries.values.filter { !kept.contains(ObjectIdentifier($0.upstream)) }.map(\.info.id))
-        let view = ClusterView(entries: entries, initialized: old.initialized || !entries.isEmpty, deployPD: mode.isPD)
-        cluster.replace(view)
-        if !removed.isEmpty || entries.count != old.entries.count {
-            logger.info("instances refreshed", metadata: ["instances": "\(entries.map(\.info.id))", "removed": "\(removed.sorted())"])
-        }
-        // DECISIONS 11: requests on removed instances end with a reply, never with silence
-        for handle in registry.handles(on: removed) {
-            handle.loop.execute { [self] in
-                self.fail(handle.request, .instanceRemoved, result: .upstreamError)
+        if mode.isPD, let first = plan.accepted.first {
+            digs.withLock { d in
+                if d == nil { d = DIGSScheduler(configuration: .init(config, blockSize: first.blockSize)) }
             }
         }
-        res.respond(status: 200, body: [])
+        // D's that need a (new) link
+        var failed = Set<InstanceID>()
+        var pending = 0
+        var opening = false
+        let commit = { [self] in
+            let final = entries.filter { !failed.contains($0.info.id) }
+            let decodeIDs = Set(final.filter { $0.info.role == .decode }.map(\.info.id))
+            for (id, link) in self.links where !decodeIDs.contains(id) {
+                link.close()
+                self.links[id] = nil
+                _ = self.unlinked.withLock { $0.remove(id) }
+            }
+            let kept = Set(final.map { ObjectIdentifier($0.upstream) })
+            let removed = Set(old.entries.values.filter { !kept.contains(ObjectIdentifier($0.upstream)) }.map(\.info.id))
+            let view = ClusterView(entries: final, initialized: old.initialized || !final.isEmpty, deployPD: mode.isPD)
+            self.cluster.replace(view)
+            if !removed.isEmpty || final.count != old.entries.count {
+                self.logger.info("instances refreshed", metadata: ["instances": "\(final.map(\.info.id))", "removed": "\(removed.sorted())"])
+            }
+            // DECISIONS 11: requests on removed instances end with a reply, never with silence
+            for handle in self.registry.handles(on: removed) {
+                handle.loop.execute { [self] in
+                    self.fail(handle.request, .instanceRemoved, result: .upstreamError)
+                }
+            }
+            done()
+        }
+        if mode.isPD {
+            for e in entries where e.info.role == .decode {
+                if let l = links[e.info.id], l.ip == e.ip, l.port == e.port, !l.closed { continue }
+                links.removeValue(forKey: e.info.id)?.close()
+                let link = DResultLink(instance: e.info.id, ip: e.ip, port: e.port, virtualID: e.virtualID)
+                links[e.info.id] = link
+                pending += 1
+                opening = true
+                openLink(link) { [self] ok in
+                    if !ok {
+                        self.logger.warning("refresh: D skipped, its /dresult link cannot be opened", metadata: ["instance": "\(e.info.id)"])
+                        failed.insert(e.info.id)
+                        link.close()
+                        if self.links[e.info.id] === link { self.links[e.info.id] = nil }
+                    }
+                    pending -= 1
+                    if pending == 0 { commit() }
+                }
+            }
+        }
+        if !opening { commit() }
     }
 
     private func ids(_ body: [UInt8]) -> [InstanceID]? {
@@ -138,8 +205,14 @@ extension Coordinator {
     func coordinatorInfo(_ res: HTTPResponder) {
         let view = cluster.view
         guard view.initialized else { return managementError(res, 503, "MindIE-MS Coordinator is not ready") }
-        let schedule = view.snapshot.instances.map { i in
-            "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0}"
+        let booked = usesDIGS ? digs.withLock { $0?.allocated(view.snapshot) } : nil
+        let schedule: [String]
+        if let booked {
+            schedule = booked.map { "{\"id\":\($0.id),\"allocated_slots\":\($0.slots),\"allocated_blocks\":\($0.blocks)}" }
+        } else {
+            schedule = view.snapshot.instances.map { i in
+                "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0}"
+            }
         }
         let (input, output) = lengthInfo()
         var body = "{\"schedule_info\":[\(schedule.joined(separator: ","))]"

@@ -25,6 +25,8 @@ public final class Coordinator: @unchecked Sendable {
     let instanceTLS: TLSClient?
     let sideClient: HTTPClient
     private var server: HTTPServer?
+    /// The first loop of the server (set at start): it owns the links.
+    private var serverLoop: EventLoop?
     private let arrivals = Atomic<Int>(0)
     private let arrivalsSinceRecvsInfo = Atomic<Int>(0)
     private let inFlightTotal = Atomic<Int>(0)
@@ -33,6 +35,27 @@ public final class Coordinator: @unchecked Sendable {
     private let backupAbnormal = Atomic<Bool>(false)
     private let lengthStats = Mutex<LengthStats>(LengthStats())
     let effectiveScheduleTimeout: Int
+
+    // PD (issue 5)
+    /// The loop that owns every `/dresult` link and applies refreshes, one at a time.
+    var linkLoop: EventLoop { serverLoop ?? sideClient.loop }
+    /// `/dresult` links by D id (link loop only).
+    nonisolated(unsafe) var links: [InstanceID: DResultLink] = [:]
+    /// D's whose link is down (kept out of scheduling until it is back).
+    let unlinked = Mutex<Set<InstanceID>>([])
+    /// Instances kept out after a link could not be restored, until the uptime in ns (link loop only).
+    nonisolated(unsafe) var faultyIDs: [InstanceID: UInt64] = [:]
+    nonisolated(unsafe) var faultyVirtualIDs: [UInt64: UInt64] = [:]
+    nonisolated(unsafe) var refreshQueue: [(RefreshPlan, ResponderBox)] = []
+    nonisolated(unsafe) var refreshing = false
+    /// DIGS `load_balance` (created by the first refresh with instances: it needs the block size).
+    let digs = Mutex<DIGSScheduler?>(nil)
+    let isShutDown = Atomic<Bool>(false)
+    /// How long a relinked `/dresult` may take to show its head (D holds it until its first message; it sends a
+    /// heartbeat after 5 s idle).
+    var linkHeadTimeoutMilliseconds: UInt64 = 6000
+    /// stopInfer calls made: (request id, instance, HTTP status or 0) — for tests and logs.
+    let stopInferLog = Mutex<[(String, InstanceID, Int)]>([])
 
     public struct Overrides: Sendable {
         public var predictIP: String?
@@ -109,9 +132,11 @@ public final class Coordinator: @unchecked Sendable {
             let server = try HTTPServer(configuration: cfg) { [unowned self] req, res in self.handle(req, res) }
             try server.start()
             self.server = server
+            self.serverLoop = server.loops.first
         } catch {
             throw CoordinatorStartError("\(error)")
         }
+        if config.scheduler.deployMode.isPD && usesDIGS { startDIGSTicker() }
         logger.info("listening", metadata: [
             "data": "\(predictIP):\(boundPort(.data))", "management": "\(manageIP):\(boundPort(.management))",
             "status": "\(manageIP):\(boundPort(.status))", "external": "\(manageIP):\(boundPort(.external))",
@@ -131,6 +156,14 @@ public final class Coordinator: @unchecked Sendable {
     public var externalPort: Int { boundPort(.external) }
 
     public func shutdown() {
+        isShutDown.store(true, ordering: .relaxed)
+        let done = DispatchSemaphore(value: 0)
+        linkLoop.execute { [self] in
+            for l in self.links.values { l.close() }
+            self.links.removeAll()
+            done.signal()
+        }
+        done.wait()
         server?.shutdown()
         server = nil
     }
@@ -195,8 +228,7 @@ public final class Coordinator: @unchecked Sendable {
             return
         }
         if view.deployPD {
-            // PD disaggregation (issue 5) is not served by this build; say so instead of hanging.
-            finish(tracked, error: GatewayError(status: 501, message: "PD disaggregation is not implemented in this build"))
+            startPD(tracked, req, target: target, features: RequestFeatures(parsed))
             return
         }
         arm(tracked, seconds: effectiveScheduleTimeout, .scheduleTimeout)
@@ -212,15 +244,19 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     /// Arms a timeout that ends the request with `error` unless it finished first.
-    func arm(_ t: TrackedRequest, seconds: Int, _ error: GatewayError, stopInfer: Bool = false) {
-        guard seconds > 0 else { return }
+    @discardableResult
+    func arm(_ t: TrackedRequest, seconds: Int, _ error: GatewayError, stopInfer: Bool = false) -> LoopTimer? {
+        guard seconds > 0 else { return nil }
         let timer = t.responder.loop.schedule(afterMilliseconds: UInt64(seconds) * 1000) { [unowned self] in
             guard !t.finished else { return }
             self.metrics.timeouts.increment()
-            if stopInfer, let instance = t.instance { self.sendStopInfer(t, to: instance) }
+            if stopInfer {
+                if let pd = t.pd { self.stopInferPD(t, pd) } else if let instance = t.instance { self.sendStopInfer(t, to: instance) }
+            }
             self.fail(t, error, result: .timeout)
         }
         t.timers.append(timer)
+        return timer
     }
 
     func schedule(_ t: TrackedRequest, features: RequestFeatures) {
@@ -250,7 +286,7 @@ public final class Coordinator: @unchecked Sendable {
         metrics.instanceInFlight(entry)
     }
 
-    func dispatch(_ t: TrackedRequest, to entry: InstanceEntry) {
+    func dispatch(_ t: TrackedRequest, to entry: InstanceEntry, extraHeaders: [(String, String)] = []) {
         for timer in t.timers { timer.cancel() } // the schedule timeout and retry timer
         t.timers.removeAll()
         take(t, entry)
@@ -265,10 +301,10 @@ public final class Coordinator: @unchecked Sendable {
         let maxAttempts = config.exceptions.maxRetry + 1
         t.responder.proxy(
             to: entry.upstream,
-            options: ProxyOptions(extraHeaders: [("req-id", t.idString)], errorTail: errorTail),
+            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + extraHeaders, errorTail: errorTail),
             retry: { [unowned self] attempt, _, why in
                 // DECISIONS 10: another eligible instance, before the first byte only
-                guard attempt < maxAttempts, !t.finished else { return nil }
+                guard attempt < maxAttempts, !t.finished, extraHeaders.isEmpty else { return nil }
                 self.metrics.retries.increment()
                 self.logger.debug("retrying on another instance", metadata: ["req": "\(t.idString)", "why": "\(why)"])
                 let view = self.cluster.view.without(t.tried)
@@ -307,6 +343,13 @@ public final class Coordinator: @unchecked Sendable {
         t.finished = true
         t.cancelTimers()
         if let i = t.instance { release(i) }
+        if let pd = t.pd {
+            pd.cancelTimers()
+            pd.pCall?.cancel()
+            pd.pCall = nil
+            releasePD(t, pd)
+        }
+        releaseBooking(t)
         registry.remove(t.id)
         inFlightTotal.subtract(1, ordering: .relaxed)
         metrics.completed(success: success, since: t.arrivalNanos)
@@ -316,6 +359,7 @@ public final class Coordinator: @unchecked Sendable {
     /// Ends a request with an error reply (before the head) or an in-stream error (after it).
     func fail(_ t: TrackedRequest, _ error: GatewayError, result: ProxyResult) {
         guard !t.finished else { return }
+        if let pd = t.pd { return failPD(t, pd, error) }
         let body = t.headSent ? error.streamErrorEvent(dialect: t.dialect, stream: t.stream) : error.body(dialect: t.dialect)
         if t.instance != nil {
             // proxied: the proxy answers and its finish hook completes the request
@@ -334,6 +378,13 @@ public final class Coordinator: @unchecked Sendable {
 
     func clientLeft(_ t: TrackedRequest) {
         // single node: the proxy already closed the upstream connection (DECISIONS 8); finish() completes
+        if let pd = t.pd {
+            // DECISIONS 8: the work on P and D is cancelled at once
+            if pd.prefill != nil || pd.decode != nil { stopInferPD(t, pd) }
+            metrics.cancellations.increment()
+            complete(t, success: false)
+            return
+        }
         if t.instance == nil { complete(t, success: false) }
     }
 
@@ -344,9 +395,19 @@ public final class Coordinator: @unchecked Sendable {
         let req = HTTPClientRequest(method: "POST", host: entry.ip, port: entry.port, path: "/v2/models/\(model)/stopInfer",
                                     headers: [("content-type", "application/json")], body: body,
                                     timeoutMilliseconds: UInt64(config.http.httpTimeoutSeconds) * 1000)
-        let logger = self.logger
-        sideClient.stream(req, on: t.responder.loop, onHead: { _, _ in }, onBody: { _ in }, onEnd: { err in
-            if let err { logger.warning("stopInfer failed", metadata: ["req": "\(t.idString)", "instance": "\(entry.info.id)", "error": "\(err)"]) }
+        stopInfer(req, reqId: t.idString, instance: entry.info.id, loop: t.responder.loop, attemptsLeft: config.exceptions.maxRetry + 1)
+    }
+
+    /// Side calls make `max_retry`+1 attempts (§6); stopInfer stops at the first 200.
+    private func stopInfer(_ req: HTTPClientRequest, reqId: String, instance: InstanceID, loop: EventLoop, attemptsLeft: Int) {
+        var status = 0
+        sideClient.stream(req, on: loop, onHead: { s, _ in status = s }, onBody: { _ in }, onEnd: { [weak self] err in
+            guard let self else { return }
+            self.stopInferLog.withLock { $0.append((reqId, instance, err == nil ? status : 0)) }
+            // 404: the instance no longer knows the request (already ended) — nothing to retry
+            guard err != nil || (status != 200 && status != 404), attemptsLeft > 1 else { return }
+            self.logger.warning("stopInfer failed", metadata: ["req": "\(reqId)", "instance": "\(instance)", "status": "\(status)"])
+            self.stopInfer(req, reqId: reqId, instance: instance, loop: loop, attemptsLeft: attemptsLeft - 1)
         })
     }
 

@@ -16,6 +16,10 @@ final class TrackedRequest {
     var firstByte = false
     var finished = false
     var timers: [LoopTimer] = []
+    /// PD disaggregation state (nil in single-node mode and for flex self-pairs).
+    var pd: PDState?
+    /// Holds a DIGS booking to release when it ends.
+    var digsBooked = false
 
     init(id: UInt64, responder: HTTPResponder, dialect: Dialect?, stream: Bool, model: String?, arrivalNanos: UInt64) {
         self.id = id
@@ -44,7 +48,8 @@ struct TrackedHandle: @unchecked Sendable {
 final class RequestRegistry: Sendable {
     private struct Entry {
         var handle: TrackedHandle
-        var instance: InstanceID?
+        /// The instances that hold a task of the request (PD: P and D until P's first frame, then D).
+        var instances: [InstanceID]
     }
     private let table = Mutex<[UInt64: Entry]>([:])
 
@@ -52,27 +57,33 @@ final class RequestRegistry: Sendable {
     func insert(_ r: TrackedRequest) -> Bool {
         table.withLock { t in
             if t[r.id] != nil { return false }
-            t[r.id] = Entry(handle: TrackedHandle(request: r, loop: r.responder.loop), instance: nil)
+            t[r.id] = Entry(handle: TrackedHandle(request: r, loop: r.responder.loop), instances: [])
             return true
         }
     }
 
     func assign(_ id: UInt64, to instance: InstanceID?) {
-        table.withLock { $0[id]?.instance = instance }
+        table.withLock { $0[id]?.instances = instance.map { [$0] } ?? [] }
     }
+
+    func assign(_ id: UInt64, toAll instances: [InstanceID]) {
+        table.withLock { $0[id]?.instances = instances }
+    }
+
+    func handle(_ id: UInt64) -> TrackedHandle? { table.withLock { $0[id]?.handle } }
 
     func remove(_ id: UInt64) { _ = table.withLock { $0.removeValue(forKey: id) } }
 
     var count: Int { table.withLock { $0.count } }
 
     func handles(on instances: Set<InstanceID>) -> [TrackedHandle] {
-        table.withLock { t in t.values.compactMap { e in e.instance.map { instances.contains($0) } == true ? e.handle : nil } }
+        table.withLock { t in t.values.compactMap { e in e.instances.contains(where: instances.contains) ? e.handle : nil } }
     }
 
     func counts() -> [InstanceID: Int] {
         table.withLock { t in
             var out: [InstanceID: Int] = [:]
-            for e in t.values { if let i = e.instance { out[i, default: 0] += 1 } }
+            for e in t.values { for i in e.instances { out[i, default: 0] += 1 } }
             return out
         }
     }
