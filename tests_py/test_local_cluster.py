@@ -94,7 +94,7 @@ def test_launcher_prints_how_to_call_it_and_ctrl_c_leaves_nothing(tmp_path):
 
 @pytest.fixture
 def single_cluster(tmp_path):
-    c = local_cluster.LocalCluster(mode="single", instances=2, speedup=5, base_port=23025, first_ip=50,
+    c = local_cluster.LocalCluster(mode="single", instances=2, speedup=2, base_port=23025, first_ip=50,
                                    workdir=str(tmp_path / "cluster"), binaries=bin_dir())
     try:
         c.start()
@@ -151,3 +151,75 @@ def test_drill_coordinator_killed_and_restarted(single_cluster):
     # no manual step: the Controller re-pushes the instance set to the new Coordinator
     wait_until(lambda: sorted(c.instances_in_coordinator()) == [0, 1], 60, "the Controller re-pushes the instances")
     assert chat(c).choices[0].message.content
+
+
+@pytest.fixture
+def pd_cluster(tmp_path):
+    c = local_cluster.LocalCluster(mode="pd", p=2, d=2, speedup=2, base_port=24025, first_ip=60,
+                                   workdir=str(tmp_path / "cluster"), binaries=bin_dir())
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def tasks(c, ids):
+    q = "&".join(f"id={i}" for i in ids)
+    return json.loads(requests.get(f"http://127.0.0.1:{c.coord_ports['manage']}/v1/instances/tasks?{q}", timeout=5).text)["tasks"]
+
+
+def test_pd_cluster_serves_real_clients(pd_cluster):
+    c = pd_cluster
+    assert sorted(c.instances_in_coordinator()) == [0, 1, 2, 3]
+    # the Controller decided 2P2D at rates 1:1 (P first in rank-table order) and linked them
+    status = json.load(open(os.path.join(c.logs, "cluster_status_output.json")))
+    roles = sorted(s["static_info"]["role"] for s in status["server"])
+    assert roles == [68, 68, 80, 80]  # 'D', 'D', 'P', 'P'
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{c.coord_ports['predict']}/v1", api_key="x", max_retries=0,
+                           timeout=TIMEOUT)
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+    assert r.choices[0].message.content and r.usage.completion_tokens == 8
+    chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                                 max_tokens=8, stream=True, stream_options={"include_usage": True}))
+    text = "".join((ch.choices[0].delta.content or "") for ch in chunks if ch.choices)
+    assert len(text.split()) == 8
+    comp = client.completions.create(model=MODEL, prompt="hello", max_tokens=4)
+    assert comp.choices[0].text
+    raw = requests.post(f"http://127.0.0.1:{c.coord_ports['predict']}/v1/chat/completions", timeout=TIMEOUT,
+                        json={"model": MODEL, "stream": True, "max_tokens": 4,
+                              "messages": [{"role": "user", "content": "hi"}]})
+    body = raw.content.decode()
+    assert all(f.startswith("data: ") for f in body.split("\n\n") if f) and body.endswith("data: [DONE]\n\n")
+
+
+def test_pd_drill_decode_killed_mid_traffic_then_restarted(pd_cluster):
+    c = pd_cluster
+    results = []
+
+    def stream_one():
+        try:
+            text = "".join((ch.choices[0].delta.content or "") for ch in chat(c, stream=True, max_tokens=1000) if ch.choices)
+            results.append(("ok", text))
+        except Exception as e:
+            results.append(("error", repr(e)))
+
+    threads = [threading.Thread(target=stream_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: all(n > 0 for n in tasks(c, [2, 3])), 20, "streams in flight on both D instances")
+    c.kill_process("sim2")  # instance 2 is a D
+    for t in threads:
+        t.join(90)
+    kinds = [r[0] for r in results]
+    assert len(kinds) == 6 and "error" in kinds and "ok" in kinds, results
+    # new requests succeed on the other D; the Controller republishes without the dead one
+    for _ in range(4):
+        assert chat(c).choices[0].message.content
+    wait_until(lambda: 2 not in c.instances_in_coordinator(), 30, "the dead D leaves the published set")
+    # brought back, it is a D again and serves
+    c.start_instance(2)
+    wait_until(lambda: sorted(c.instances_in_coordinator()) == [0, 1, 2, 3], 60, "the D comes back")
+    wait_until(lambda: sorted(s["static_info"]["role"] for s in json.load(open(os.path.join(c.logs, "cluster_status_output.json")))["server"]) == [68, 68, 80, 80], 30, "2P2D again")
+    for _ in range(6):
+        assert chat(c).choices[0].message.content
