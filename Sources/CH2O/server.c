@@ -133,10 +133,17 @@ int ch2o_server_add_listener(ch2o_server_t *srv, const char *host, int port, con
     return spec->port;
 }
 
+/* per accepted connection, in the socket's on_close slot */
+struct conn_info {
+    ch2o_server_t *srv;
+    uint32_t requests;
+};
+
 static void on_conn_close(void *data)
 {
-    ch2o_server_t *srv = data;
-    atomic_fetch_sub(&srv->num_connections, 1);
+    struct conn_info *ci = data;
+    atomic_fetch_sub(&ci->srv->num_connections, 1);
+    free(ci);
 }
 
 static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 52\r\n"
@@ -164,8 +171,10 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         }
         ch2o_set_nodelay(fd);
         atomic_fetch_add(&srv->num_connections, 1);
+        struct conn_info *ci = calloc(1, sizeof(*ci));
+        ci->srv = srv;
         sock->on_close.cb = on_conn_close;
-        sock->on_close.data = srv;
+        sock->on_close.data = ci;
         h2o_accept(&ll->accept, sock);
     }
 }
@@ -321,6 +330,20 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                  srv->cfg.max_header_bytes);
         respond_json(req, 431, body);
         return 0;
+    }
+    if (srv->cfg.max_requests_per_connection != 0) {
+        h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+        if (sock != NULL && sock->on_close.cb == on_conn_close) {
+            struct conn_info *ci = sock->on_close.data;
+            if (++ci->requests > srv->cfg.max_requests_per_connection) {
+                char body[128];
+                snprintf(body, sizeof(body), "{\"error\":\"Connection request out of limit, max is %u\",\"code\":429}",
+                         srv->cfg.max_requests_per_connection);
+                req->http1_is_persistent = 0;
+                respond_json(req, 429, body);
+                return 0;
+            }
+        }
     }
     ch2o_req_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_req_dispose);
     memset(r, 0, sizeof(*r));

@@ -111,6 +111,23 @@ struct HTTPServerTests {
         #expect(second.stdout.contains("too many connections"))
     }
 
+    @Test func aConnectionOverItsRequestLimitGets429AndIsClosed() throws {
+        let server = try HTTPServer(
+            configuration: HTTPServerConfiguration(threads: 1, listeners: [HTTPListener(host: "127.0.0.1", port: 0)],
+                                                   maxRequestsPerConnection: 2),
+            handler: echo)
+        try server.start()
+        defer { server.shutdown() }
+        let port = server.boundPorts[0]
+        // three requests on one keep-alive connection
+        let r = try curl(["-w", "\ncode=%{http_code}\n", "http://127.0.0.1:\(port)/a", "http://127.0.0.1:\(port)/b",
+                          "http://127.0.0.1:\(port)/c", "http://127.0.0.1:\(port)/d"])
+        let codes = r.stdout.split(separator: "\n").filter { $0.hasPrefix("code=") }.map { $0.dropFirst(5) }
+        // the 3rd is refused and closes the connection; curl opens a new one for the 4th
+        #expect(codes == ["200", "200", "429", "200"])
+        #expect(r.stdout.contains("Connection request out of limit, max is 2"))
+    }
+
     @Test func streamsChunkByChunkWhileTheServerIsStillProducing() async throws {
         // The second chunk is produced only after the client proves it has received the first.
         let waiting = Box<HTTPResponder?>(nil)

@@ -95,6 +95,7 @@ typedef struct ch2o_server_config {
     uint64_t upstream_io_timeout_ms; /* default per-read timeout of proxied upstreams */
     uint64_t graceful_timeout_ms;    /* how long shutdown waits for in-flight requests */
     const char *server_name;         /* the Server header of every reply; NULL: "mindie-ms" */
+    uint32_t max_requests_per_connection; /* the next request gets 429 and the connection closes; 0 = no limit */
 } ch2o_server_config_t;
 
 /** Called on a loop thread for each request. The handler must answer through ch2o_req_* now or later. */

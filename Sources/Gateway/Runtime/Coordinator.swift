@@ -127,7 +127,7 @@ public final class Coordinator: @unchecked Sendable {
             maxConnections: config.requestLimit.maxRequests + 64,
             idleTimeoutMilliseconds: h.keepAliveSeconds > 0 ? UInt64(h.keepAliveSeconds) * 1000 : 24 * 3600 * 1000,
             upstreamIOTimeoutMilliseconds: UInt64(max(h.httpTimeoutSeconds, config.exceptions.inferTimeout, 1)) * 1000,
-            serverName: h.serverName)
+            serverName: h.serverName, maxRequestsPerConnection: config.requestLimit.maxRequests)
         do {
             let server = try HTTPServer(configuration: cfg) { [unowned self] req, res in self.handle(req, res) }
             try server.start()

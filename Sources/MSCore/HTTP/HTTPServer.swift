@@ -35,12 +35,15 @@ public struct HTTPServerConfiguration: Sendable {
     public var gracefulTimeoutMilliseconds: UInt64
     /// The `Server` header of every reply.
     public var serverName: String
+    /// Requests one connection may carry; the next gets 429 and the connection closes. 0 = no limit.
+    public var maxRequestsPerConnection: Int
 
     public init(threads: Int = 0, listeners: [HTTPListener], maxRequestBodyBytes: Int = 16 << 20, maxHeaderBytes: Int = 64 << 10,
                 maxConnections: Int = 0, idleTimeoutMilliseconds: UInt64 = 60_000,
                 upstreamIOTimeoutMilliseconds: UInt64 = 600_000, gracefulTimeoutMilliseconds: UInt64 = 10_000,
-                serverName: String = "mindie-ms") {
+                serverName: String = "mindie-ms", maxRequestsPerConnection: Int = 0) {
         self.serverName = serverName
+        self.maxRequestsPerConnection = maxRequestsPerConnection
         self.threads = threads
         self.listeners = listeners
         self.maxRequestBodyBytes = maxRequestBodyBytes
@@ -77,7 +80,8 @@ public final class HTTPServer: @unchecked Sendable {
             max_header_bytes: configuration.maxHeaderBytes, max_connections: Int32(configuration.maxConnections),
             idle_timeout_ms: configuration.idleTimeoutMilliseconds,
             upstream_io_timeout_ms: configuration.upstreamIOTimeoutMilliseconds,
-            graceful_timeout_ms: configuration.gracefulTimeoutMilliseconds, server_name: serverName)
+            graceful_timeout_ms: configuration.gracefulTimeoutMilliseconds, server_name: serverName,
+            max_requests_per_connection: UInt32(max(0, configuration.maxRequestsPerConnection)))
         let box = Unmanaged.passRetained(ServerBox(handler: handler))
         var err = [CChar](repeating: 0, count: 512)
         guard let raw = ch2o_server_create(&cfg, serverOnRequest, serverOnEvent, box.toOpaque(), &err, err.count) else {
