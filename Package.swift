@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "MSCoreTests", dependencies: ["MSCore", "CH2O", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MSCore", "Simulator", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeployerTests", dependencies: ["Control", "MSCore"], exclude: ["Golden"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeployerTests", dependencies: ["Control", "MSCore", "TestSupport"], exclude: ["Golden"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore"], swiftSettings: swiftSettings),
     ]
 )

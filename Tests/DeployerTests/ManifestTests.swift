@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Control
 
 /// Golden manifests: `Tests/DeployerTests/Golden/*`. Regenerate with `UPDATE_GOLDEN=1 swift test --filter DeployerTests`

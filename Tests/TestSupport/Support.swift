@@ -20,10 +20,11 @@ public struct ProcessResult {
     public let stderr: String
 }
 
-public func run(_ executable: String, _ args: [String], stdin: Data? = nil) throws -> ProcessResult {
+public func run(_ executable: String, _ args: [String], environment: [String: String]? = nil) throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
+    if let environment { p.environment = environment }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
