@@ -17,7 +17,8 @@ struct MindieSimCommand: ParsableCommand {
             Faults: --fault 'type:k=v,k=v' (prefix 'N@' to target instance N only), e.g. die_mid_stream:after_tokens=3,how=close, \
             http_error:status=503,path=/v1/chat, dresult_drop:tcp_close, kv_pull_fail:irreversibly, slow_start:s=3, \
             hang:engine, role_fail:link_failed:1, p_reply:invalid_json, health:state=BUSY, kv_shrink:blocks=8.
-            """)
+            """,
+        version: ProductInfo.versionLine(binary: "mindie_sim"))
 
     @Option(name: .customLong("config-file"), help: "A MindIE config.json (ServerConfig, BackendConfig, Simulator sections).")
     var configFile: String?
