@@ -93,6 +93,26 @@ def wrk(url, script, conns, seconds):
     return res
 
 
+def ttfb(url, n=40):
+    """Time to the first SSE event of a streamed chat, n sequential requests: (p50, p99) in ms."""
+    import http.client
+    host, port = url.split("//")[1].split(":")
+    body = json.dumps({"model": "llama3-8b", "messages": [{"role": "user", "content": "hello there"}],
+                       "max_tokens": 16, "stream": True})
+    samples = []
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read1(1)
+        samples.append((time.perf_counter() - t0) * 1000)
+        r.read()
+    conn.close()
+    samples.sort()
+    return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
 class Bench:
     def __init__(self, seconds, conns):
         self.seconds = seconds
@@ -102,6 +122,7 @@ class Bench:
         self.bin = os.environ.get("MINDIE_MS_BIN") or os.path.join(ROOT, "out", "bin")
         self.rows = []
         self.notes = []
+        self.ttfb = {}
 
     def spawn(self, args, **kw):
         log = open(os.path.join(self.tmp, os.path.basename(args[0]) + f"-{len(self.procs)}.log"), "w")
@@ -149,6 +170,10 @@ class Bench:
         return [("non-stream chat", chat, 1), ("SSE chat, 16 tokens", stream, 18)]
 
     def measure(self, system, url, pid):
+        try:
+            self.ttfb[system] = ttfb(url)
+        except Exception as e:
+            self.notes.append(f"{system}: time to first byte not measured — {e}")
         for workload, script, events in self.scripts():
             for c in self.conns:
                 t0 = tree_ticks(pid) if pid else 0
@@ -301,6 +326,8 @@ http {{
             cpe = "–" if r["cpu_event"] is None else f"{r['cpu_event']:.1f}"
             lines.append(f"| {r['system']} | {r['workload']} | {r['conns']} | {r['rps']:.0f} | {xd:.2f} | {xc:.2f} | "
                          f"{r['p50']} | {r['p99']} | {cpu} | {cpe} | {r['errors'] or 0} |")
+        lines += ["", "Time to first SSE event, 40 sequential streamed chats (p50 / p99 ms): " +
+                  ", ".join(f"{k} {v[0]:.2f} / {v[1]:.2f}" for k, v in self.ttfb.items())]
         lines += ["", "Peak RSS (kB): " + ", ".join(f"{k} {v}" for k, v in rss.items() if v)]
         lines += [""] + [f"- {n}" for n in self.notes]
         open(path, "w").write("\n".join(lines) + "\n")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # mindie-ms benchmarks. Every number is measured in this run, against a baseline measured in the same run.
-#   bash bench/run.sh overhead [seconds]   direct-to-simulator vs through ms_coordinator (single_node, round_robin):
-#                                          small non-stream chat and SSE streams; Coordinator CPU-µs per request and
-#                                          per streamed event (utime+stime from /proc/PID/stat), peak RSS
+#   bash bench/run.sh overhead [seconds]   direct, ms_coordinator, nginx, sglang-router, vllm-router in front of the same
+#                                          simulators (bench/peers.py): throughput, p50/p99, time to first event, each
+#                                          router's CPU-µs per request and per SSE event, peak RSS, ratios
+#   bash bench/run.sh coordinator [seconds] direct-to-simulator vs through ms_coordinator only, at two concurrencies
 #   bash bench/run.sh proxy [seconds]      the bare CH2O proxy vs direct (bench/proxy_overhead.sh)
 # Results: a dated Markdown table under bench/results/.
 set -euo pipefail
@@ -17,8 +18,9 @@ need wrk wrk
 
 case "$MODE" in
   proxy) exec bash bench/proxy_overhead.sh "$SECS" 32 ;;
-  overhead) ;;
-  *) echo "bench/run.sh: unknown mode '$MODE' (overhead | proxy)" >&2; exit 2 ;;
+  overhead) exec python3 bench/peers.py --seconds "$SECS" ;;
+  coordinator) ;;
+  *) echo "bench/run.sh: unknown mode '$MODE' (overhead | coordinator | proxy)" >&2; exit 2 ;;
 esac
 
 BIN=${MINDIE_MS_BIN:-$ROOT/out/bin}
@@ -99,14 +101,14 @@ done
 RSS=$(awk '/VmHWM/{print $2}' "/proc/$CPID/status")
 
 mkdir -p bench/results
-OUT="bench/results/$(date -u +%Y-%m-%d)-overhead.md"
+OUT="bench/results/$(date -u +%Y-%m-%d)-coordinator.md"
 {
   echo "# Coordinator overhead, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r). mindie-ms $("$BIN/ms_coordinator" --version)."
   echo "Backend: one mindie_sim (tiny profile, --speedup 1000, compat wire). Coordinator: single_node round_robin, 1 loop thread, WARN logs."
   echo "Load: wrk -t1 -d${SECS}s; every process on the same cores. CPU is the Coordinator's utime+stime / requests (per event: / $((EVENTS + 2)) SSE events)."
-  echo "Command: bash bench/run.sh overhead $SECS"
+  echo "Command: bash bench/run.sh coordinator $SECS"
   echo
   echo "| run | conns | req/s | p50 | p99 | Coordinator CPU µs/req | µs/event | errors |"
   echo "|---|---|---|---|---|---|---|---|"
