@@ -153,7 +153,7 @@ class Bench:
             self.spawn([os.path.join(self.bin, "mindie_sim"), "--ip", ip, "--management-ip", ip, "--port", str(self.sim_port),
                         "--management-port", str(self.sim_port), "--metrics-port", str(free_port()),
                         "--inter-comm-port", str(free_port()), "--profile", "tiny", "--speedup", "1000",
-                        "--wire", "compat", "--seed", str(k + 1)])
+                        "--wire", "compat", "--fix", "connection-close", "--seed", str(k + 1)])
             self.workers.append(f"http://{ip}:{self.sim_port}")
         for w in self.workers:
             if not wait_http(w + "/health"):
@@ -342,6 +342,8 @@ def main():
     if not shutil.which("wrk"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], capture_output=True)
     b = Bench(a.seconds, [int(x) for x in a.conns.split(",")])
+    # a SIGTERM or Ctrl-C still stops every process the bench started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         b.run()
     finally:

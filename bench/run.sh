@@ -39,7 +39,7 @@ wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sle
 # one simulator instance, fast engine (the Coordinator's cost is what is measured)
 SP=$(free_port); SM=$(free_port); SX=$(free_port); SI=$(free_port)
 "$BIN/mindie_sim" --port "$SP" --management-port "$SM" --metrics-port "$SX" --inter-comm-port "$SI" \
-  --profile tiny --speedup 1000 --wire compat >"$WORK/sim.log" 2>&1 & pids+=($!); SIMPID=$!
+  --profile tiny --speedup 1000 --wire compat --fix connection-close >"$WORK/sim.log" 2>&1 & pids+=($!); SIMPID=$!
 wait_http "http://127.0.0.1:$SM/v1/status"
 
 CP=$(free_port); CM=$(free_port); CS=$(free_port); CE=$(free_port)

@@ -341,6 +341,8 @@ public final class Coordinator: @unchecked Sendable {
     func complete(_ t: TrackedRequest, success: Bool) {
         guard !t.finished else { return }
         t.finished = true
+        // the responder's hook captures the request, which holds the responder: break the cycle
+        t.responder.onClientGone = nil
         t.cancelTimers()
         if let i = t.instance { release(i) }
         if let pd = t.pd {
