@@ -313,7 +313,7 @@ http {{
         lines = [f"# ms_coordinator beside other routers, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
                  f"Machine: {os.cpu_count()} cores, {os.uname().release}. Backend: two mindie_sim (tiny profile, speedup "
                  "1000, compat wire). Every router round robin over both, 2 worker threads/processes where configurable, "
-                 f"warn-level logs. Load: wrk -t1 -d{self.seconds}s. CPU: the router's process tree utime+stime per "
+                 f"warn-level logs; 'direct' is one of the two instances, so routers spreading over both can exceed it. Load: wrk -t1 -d{self.seconds}s. CPU: the router's process tree utime+stime per "
                  "request (per event: /18 SSE events). Ratios: throughput against direct and against ms_coordinator, same run.",
                  f"Command: python3 bench/peers.py --seconds {self.seconds} --conns {','.join(map(str, self.conns))}", "",
                  "| system | workload | conns | req/s | ×direct | ×coordinator | p50 | p99 | CPU µs/req | µs/event | errors |",
