@@ -14,6 +14,7 @@ ROOT=$PWD
 # Pinned client versions (PyPI). text-generation 0.7.0 needs huggingface_hub < 1.0.
 PINS=(
   "pytest==9.2.0"
+  "kubernetes-validate==1.37.0"
   "openai==3.57.0"
   "huggingface_hub==0.36.2"
   "text-generation==0.7.0"
