@@ -30,4 +30,4 @@ def test_rendered_manifests_pass_kubernetes_validate_strict(spec, tmp_path):
                        input=r.stdout, capture_output=True, text=True, timeout=120)
     assert v.returncode == 0, v.stdout + v.stderr
     passed, failed = (int(w) for w in v.stdout.split()[-4::2])
-    assert failed == 0 and passed >= 3, v.stdout
+    assert failed == 0 and passed >= 2, v.stdout  # at least a Deployment and a Service
