@@ -4,10 +4,14 @@
 public struct RequestParser: Sendable {
     /// Deepest JSON container nesting accepted (DECISIONS 14); the body's top-level object is level 1.
     public var maxDepth: Int
+    /// Whether chat requests get their message dumps and rendered prompt (cache_affinity, prefix_affinity and
+    /// DIGS use them); policies that do not skip that string work on the hot path. Validation is the same.
+    public var detailedChatFeatures: Bool
 
     /// - Parameter maxDepth: nesting limit; the reference's is 10.
-    public init(maxDepth: Int = 10) {
+    public init(maxDepth: Int = 10, detailedChatFeatures: Bool = true) {
         self.maxDepth = maxDepth
+        self.detailedChatFeatures = detailedChatFeatures
     }
 
     /// Parses `body` for `route`.
@@ -75,7 +79,7 @@ public struct RequestParser: Sendable {
             if let p = json["prompt"] {
                 prompt = try Self.openAIPrompt(p)
             } else if let msgs = json["messages"] {
-                prompt = try Self.chatPrompt(msgs)
+                prompt = try Self.chatPrompt(msgs, detailed: detailedChatFeatures)
             } else {
                 throw .missingPromptOrMessages
             }
@@ -192,8 +196,25 @@ public struct RequestParser: Sendable {
 
     /// OpenAI chat `messages`: an array of objects whose `content` is a string, null, or an array of
     /// content parts (objects; a `text` part's `text` must be a string).
-    static func chatPrompt(_ msgs: JSONValue) throws(GatewayError) -> PromptFeatures {
+    static func chatPrompt(_ msgs: JSONValue, detailed: Bool = true) throws(GatewayError) -> PromptFeatures {
         guard case .array(let items) = msgs else { throw .formatInvalid }
+        if !detailed {
+            for m in items {
+                guard case .object = m else { throw .formatInvalid }
+                switch m["content"] {
+                case nil, .null?, .string?: break
+                case .array(let parts)?:
+                    for part in parts {
+                        guard case .object = part else { throw .formatInvalid }
+                        if part["type"]?.stringValue == "text" || part["text"] != nil, part["text"]?.stringValue == nil {
+                            throw .formatInvalid
+                        }
+                    }
+                default: throw .formatInvalid
+                }
+            }
+            return PromptFeatures()
+        }
         var rendered = ""
         var dumps: [String] = []
         dumps.reserveCapacity(items.count)

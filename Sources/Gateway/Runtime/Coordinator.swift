@@ -19,7 +19,7 @@ public final class Coordinator: @unchecked Sendable {
     let cluster: Cluster
     let scheduler: SharedScheduler
     let registry = RequestRegistry()
-    let parser = RequestParser(maxDepth: 10)
+    let parser: RequestParser
     let metrics: CoordinatorMetrics
     let aggregator: MetricsAggregator
     let instanceTLS: TLSClient?
@@ -78,6 +78,8 @@ public final class Coordinator: @unchecked Sendable {
         self.cluster = Cluster(deployPD: config.scheduler.deployMode.isPD)
         self.scheduler = SharedScheduler(Scheduler(config: config.scheduler))
         self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue, factory: metricsSink.factory)
+        let needsPrompt = config.scheduler.algorithm != .roundRobin && config.scheduler.algorithm != .leastLoad
+        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt)
         self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
         self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout
         if let t = config.tls["mindie_client"], t.enabled {
