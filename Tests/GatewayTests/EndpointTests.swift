@@ -317,3 +317,27 @@ struct RouteAndParseTests {
         #expect(ok.route == .openAICompletions)
     }
 }
+
+@Suite("chat validation without prompt features")
+struct LeanChatValidationTests {
+    @Test("the lean parser (round_robin, least_load) refuses the same malformed chats", arguments: [
+        #"{"messages":"hello"}"#, #"{"messages":[1]}"#, #"{"messages":[{"role":"user","content":5}]}"#,
+        #"{"messages":[{"role":"user","content":[{"type":"text","text":3}]}]}"#, #"{"messages":[{"role":"user","content":["x"]}]}"#,
+    ])
+    func refuses(_ body: String) {
+        #expect(throws: GatewayError.formatInvalid) {
+            _ = try RequestParser(detailedChatFeatures: false).parse(route: .openAIChat, body: Array(body.utf8))
+        }
+        #expect(throws: GatewayError.formatInvalid) {
+            _ = try RequestParser(detailedChatFeatures: true).parse(route: .openAIChat, body: Array(body.utf8))
+        }
+    }
+
+    @Test func acceptsWhatTheDetailedParserAccepts() throws {
+        let body = #"{"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"x"}}]}]}"#
+        let lean = try RequestParser(detailedChatFeatures: false).parse(route: .openAIChat, body: Array(body.utf8))
+        let full = try RequestParser(detailedChatFeatures: true).parse(route: .openAIChat, body: Array(body.utf8))
+        #expect(lean.dialect == full.dialect && lean.stream == full.stream)
+        #expect(full.prompt.messageDumps?.count == 1 && lean.prompt.messageDumps == nil)
+    }
+}
