@@ -378,35 +378,37 @@ static void call_send(ch2o_call_t *call)
     h2o_socket_read_start(c->sock, on_read);
 }
 
-static void on_handshake(h2o_socket_t *sock, const char *err)
+/* the call a connect/handshake event belongs to, or NULL (the call is gone: the connection is closed; or the
+ * step failed: the call is finished with a connect error) */
+static ch2o_call_t *connecting_call(h2o_socket_t *sock, const char *err)
 {
     struct upconn *c = sock->data;
     ch2o_call_t *call = c != NULL ? c->call : NULL;
     if (call == NULL) {
         if (c != NULL)
             conn_close(c);
-        return;
+        return NULL;
     }
     if (err != NULL) {
         call_finish(call, CH2O_CALL_ERR_CONNECT, err);
-        return;
+        return NULL;
     }
-    call_send(call);
+    return call;
+}
+
+static void on_handshake(h2o_socket_t *sock, const char *err)
+{
+    ch2o_call_t *call = connecting_call(sock, err);
+    if (call != NULL)
+        call_send(call);
 }
 
 static void on_connect(h2o_socket_t *sock, const char *err)
 {
-    struct upconn *c = sock->data;
-    ch2o_call_t *call = c != NULL ? c->call : NULL;
-    if (call == NULL) {
-        if (c != NULL)
-            conn_close(c);
+    ch2o_call_t *call = connecting_call(sock, err);
+    if (call == NULL)
         return;
-    }
-    if (err != NULL) {
-        call_finish(call, CH2O_CALL_ERR_CONNECT, err);
-        return;
-    }
+    struct upconn *c = call->conn;
     ch2o_set_nodelay(h2o_socket_get_fd(sock));
     if (c->up->tls != NULL) {
         h2o_socket_ssl_handshake(sock, ch2o_tls_client_ssl_ctx(c->up->tls), c->up->host, on_handshake);
