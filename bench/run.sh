@@ -5,6 +5,8 @@
 #                                          router's CPU-µs per request and per SSE event, peak RSS, ratios
 #   bash bench/run.sh coordinator [seconds] direct-to-simulator vs through ms_coordinator only, at two concurrencies
 #   bash bench/run.sh proxy [seconds]      the bare CH2O proxy vs direct (bench/proxy_overhead.sh)
+#   bash bench/run.sh routing|scale|pd     routing quality per policy (ours and the peers' cache_aware), 1,000 and 5,000
+#                                          concurrent streams, 1P1D vs 2 mixed (bench/quality.py, TTFT/ITL per request)
 # Results: a dated Markdown table under bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +21,9 @@ need wrk wrk
 case "$MODE" in
   proxy) exec bash bench/proxy_overhead.sh "$SECS" 32 ;;
   overhead) exec python3 bench/peers.py --seconds "$SECS" ;;
+  routing|scale|pd) exec python3 bench/quality.py "$MODE" ;;
   coordinator) ;;
-  *) echo "bench/run.sh: unknown mode '$MODE' (overhead | coordinator | proxy)" >&2; exit 2 ;;
+  *) echo "bench/run.sh: unknown mode '$MODE' (overhead | coordinator | proxy | routing | scale | pd)" >&2; exit 2 ;;
 esac
 
 BIN=${MINDIE_MS_BIN:-$ROOT/out/bin}
