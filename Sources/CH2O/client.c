@@ -27,7 +27,7 @@ struct upconn {
     ch2o_upstream_t *up;
     ch2o_loop_t *loop;
     h2o_linklist_t link;
-    h2o_timeout_entry_t idle_entry;
+    ch2o_deadline_t idle_entry;
     struct ch2o_call *call;
     int reused;
 };
@@ -41,7 +41,7 @@ struct ch2o_call {
     ch2o_call_callbacks_t cbs;
     void *ctx;
     uint64_t timeout_ms;
-    h2o_timeout_entry_t timeout_entry;
+    ch2o_deadline_t timeout_entry;
     ch2o_timer_t *deferred; /* reports a synchronous connect failure from the loop, never re-entrantly */
     enum { CALL_CONNECTING, CALL_HEAD, CALL_BODY, CALL_DONE } state;
     int retried_fresh;
@@ -91,8 +91,7 @@ static void conn_close(struct upconn *c)
 {
     if (h2o_linklist_is_linked(&c->link))
         h2o_linklist_unlink(&c->link);
-    if (h2o_timeout_is_linked(&c->idle_entry))
-        h2o_timeout_unlink(&c->idle_entry);
+    ch2o_deadline_unlink(&c->idle_entry);
     if (c->sock != NULL) {
         c->sock->data = NULL;
         h2o_socket_close(c->sock);
@@ -109,7 +108,7 @@ static void on_idle_event(h2o_socket_t *sock, const char *err)
         conn_close(c);
 }
 
-static void on_idle_timeout(h2o_timeout_entry_t *entry)
+static void on_idle_timeout(ch2o_deadline_t *entry)
 {
     struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, idle_entry, entry);
     conn_close(c);
@@ -121,7 +120,7 @@ static void conn_park(struct upconn *c)
     c->reused = 1;
     h2o_linklist_insert(ch2o_loop_idle_list(c->loop, c->up), &c->link);
     c->idle_entry.cb = on_idle_timeout;
-    h2o_timeout_link(c->loop->evloop, ch2o_loop_timeout(c->loop, IDLE_TIMEOUT_MS), &c->idle_entry);
+    ch2o_deadline_link(c->loop, &c->idle_entry, IDLE_TIMEOUT_MS);
     h2o_socket_read_start(c->sock, on_idle_event);
 }
 
@@ -131,7 +130,7 @@ static struct upconn *conn_take_idle(ch2o_upstream_t *up, ch2o_loop_t *loop)
     while (!h2o_linklist_is_empty(anchor)) {
         struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, anchor->next);
         h2o_linklist_unlink(&c->link);
-        h2o_timeout_unlink(&c->idle_entry);
+        ch2o_deadline_unlink(&c->idle_entry);
         /* an idle socket is watched (on_idle_event), so a peer close seen by the loop already retired it; the
          * remaining race is covered by the one fresh-connection retry of a reused connection */
         if (c->sock->input->size == 0) {
@@ -149,8 +148,7 @@ static void call_connect(ch2o_call_t *call);
 
 static void call_free(ch2o_call_t *call)
 {
-    if (h2o_timeout_is_linked(&call->timeout_entry))
-        h2o_timeout_unlink(&call->timeout_entry);
+    ch2o_deadline_unlink(&call->timeout_entry);
     if (call->deferred != NULL)
         ch2o_timer_cancel(call->deferred);
     ch2o_upstream_release(call->up);
@@ -204,7 +202,7 @@ static void call_fail(ch2o_call_t *call, int result, const char *errstr)
     call_finish(call, result, errstr);
 }
 
-static void on_call_timeout(h2o_timeout_entry_t *entry)
+static void on_call_timeout(ch2o_deadline_t *entry)
 {
     ch2o_call_t *call = H2O_STRUCT_FROM_MEMBER(ch2o_call_t, timeout_entry, entry);
     call_fail(call, CH2O_CALL_ERR_TIMEOUT, "upstream I/O timeout");
@@ -212,9 +210,7 @@ static void on_call_timeout(h2o_timeout_entry_t *entry)
 
 static void rearm_timeout(ch2o_call_t *call)
 {
-    if (h2o_timeout_is_linked(&call->timeout_entry))
-        h2o_timeout_unlink(&call->timeout_entry);
-    h2o_timeout_link(call->loop->evloop, ch2o_loop_timeout(call->loop, call->timeout_ms), &call->timeout_entry);
+    ch2o_deadline_link(call->loop, &call->timeout_entry, call->timeout_ms);
 }
 
 static int header_is(const struct phr_header *h, const char *name)

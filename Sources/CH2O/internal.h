@@ -29,12 +29,25 @@ struct phr_chunked_decoder {
 };
 ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
 
-#define CH2O_TIMEOUT_SLOTS 512
+/* Timers. h2o 2.2.5 keeps one FIFO list per distinct duration and scans every list on each loop iteration, so a
+ * list per duration (what callers' "deadline - now" durations would need) grows without bound. A deadline is
+ * instead linked into the bucket of the largest power of two not above its remaining time; when that bucket fires
+ * early it moves down to the next one. So a loop has at most CH2O_TIMER_BUCKETS lists, whatever the durations, a
+ * deadline is never fired early, and it is re-linked at most once per bit of its duration. */
+#define CH2O_TIMER_BUCKETS 42 /* 0 ms, then 2^0 .. 2^40 ms (about 35 years; longer durations are clamped) */
 
-struct ch2o_timeout_slot {
-    uint64_t millis;
-    h2o_timeout_t *timeout;
+typedef struct ch2o_deadline ch2o_deadline_t;
+struct ch2o_deadline {
+    h2o_timeout_entry_t _entry; /* private: linked in one of the loop's buckets */
+    ch2o_loop_t *_loop;
+    uint64_t _at;               /* private: absolute, on the loop's clock */
+    void (*cb)(ch2o_deadline_t *d);
 };
+/* (Re)arm `d` to call d->cb `millis` from now (loop thread only); replaces a previous arming. */
+void ch2o_deadline_link(ch2o_loop_t *loop, ch2o_deadline_t *d, uint64_t millis);
+/* Disarm; a no-op when not armed. */
+void ch2o_deadline_unlink(ch2o_deadline_t *d);
+int ch2o_deadline_is_linked(const ch2o_deadline_t *d);
 
 struct ch2o_loop {
     h2o_evloop_t *evloop;
@@ -51,7 +64,7 @@ struct ch2o_loop {
     int initialized;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t post_receiver;
-    struct ch2o_timeout_slot slots[CH2O_TIMEOUT_SLOTS];
+    h2o_timeout_t *buckets[CH2O_TIMER_BUCKETS]; /* created on first use */
     /* idle keep-alive connections of this loop, per upstream (open addressing, loop thread only) */
     struct ch2o_pool_slot *pools;
     size_t pools_cap, pools_used;
@@ -71,8 +84,6 @@ struct ch2o_pool_slot {
 /* the idle list of `up` on `loop` (created on first use) */
 h2o_linklist_t *ch2o_loop_idle_list(ch2o_loop_t *loop, struct ch2o_upstream *up);
 
-/* a cached h2o_timeout_t for a duration (durations are quantized so the set stays small) */
-h2o_timeout_t *ch2o_loop_timeout(ch2o_loop_t *loop, uint64_t millis);
 pthread_t ch2o_loop_thread(ch2o_loop_t *loop);
 ch2o_loop_t *ch2o_loop_current(void);
 
@@ -92,7 +103,7 @@ struct ch2o_req {
     unsigned head_sent : 1;
     h2o_buffer_t *inflight;
     h2o_buffer_t *pending;
-    h2o_timeout_entry_t watchdog;
+    ch2o_deadline_t watchdog;
     struct ch2o_proxy *proxy;
 };
 

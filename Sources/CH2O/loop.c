@@ -119,35 +119,58 @@ void ch2o_loop_post(ch2o_loop_t *loop, void (*cb)(void *), void *arg)
 
 uint64_t ch2o_loop_now(ch2o_loop_t *loop) { return h2o_now(loop->evloop); }
 
-/* Durations are quantized so that the set of h2o_timeout_t lists (one per distinct duration, scanned on every
- * loop iteration) stays small: exact to 1 s, 10 ms steps to 10 s, 100 ms steps beyond. */
-static uint64_t quantize(uint64_t ms)
+static unsigned bucket_of(uint64_t remaining)
 {
-    if (ms <= 1000)
-        return ms;
-    if (ms <= 10000)
-        return (ms + 9) / 10 * 10;
-    return (ms + 99) / 100 * 100;
+    if (remaining == 0)
+        return 0;
+    unsigned b = 64 - (unsigned)__builtin_clzll(remaining); /* 1 + floor(log2(remaining)) */
+    return b < CH2O_TIMER_BUCKETS ? b : CH2O_TIMER_BUCKETS - 1;
 }
 
-h2o_timeout_t *ch2o_loop_timeout(ch2o_loop_t *loop, uint64_t millis)
+static void on_bucket_fire(h2o_timeout_entry_t *entry);
+
+static void deadline_place(ch2o_deadline_t *d, uint64_t now)
 {
-    millis = quantize(millis);
-    size_t h = (size_t)(millis * 2654435761u) % CH2O_TIMEOUT_SLOTS;
-    for (size_t i = 0; i < CH2O_TIMEOUT_SLOTS; ++i) {
-        struct ch2o_timeout_slot *s = &loop->slots[(h + i) % CH2O_TIMEOUT_SLOTS];
-        if (s->timeout != NULL && s->millis == millis)
-            return s->timeout;
-        if (s->timeout == NULL) {
-            s->millis = millis;
-            s->timeout = calloc(1, sizeof(h2o_timeout_t));
-            h2o_timeout_init(loop->evloop, s->timeout, millis);
-            return s->timeout;
-        }
+    ch2o_loop_t *loop = d->_loop;
+    unsigned b = bucket_of(d->_at > now ? d->_at - now : 0);
+    if (loop->buckets[b] == NULL) {
+        loop->buckets[b] = calloc(1, sizeof(h2o_timeout_t));
+        h2o_timeout_init(loop->evloop, loop->buckets[b], b == 0 ? 0 : (uint64_t)1 << (b - 1));
     }
-    /* table full: fall back to the nearest coarser duration already present */
-    return ch2o_loop_timeout(loop, millis + 1000);
+    d->_entry.cb = on_bucket_fire;
+    h2o_timeout_link(loop->evloop, loop->buckets[b], &d->_entry);
 }
+
+static void on_bucket_fire(h2o_timeout_entry_t *entry)
+{
+    ch2o_deadline_t *d = H2O_STRUCT_FROM_MEMBER(ch2o_deadline_t, _entry, entry);
+    uint64_t now = h2o_now(d->_loop->evloop);
+    if (now < d->_at) {
+        /* the bucket is at most half of what remained: move down (never into a bucket that runs again now) */
+        deadline_place(d, now);
+        return;
+    }
+    d->cb(d);
+}
+
+void ch2o_deadline_link(ch2o_loop_t *loop, ch2o_deadline_t *d, uint64_t millis)
+{
+    if (h2o_timeout_is_linked(&d->_entry))
+        h2o_timeout_unlink(&d->_entry);
+    uint64_t now = h2o_now(loop->evloop);
+    uint64_t cap = (uint64_t)1 << (CH2O_TIMER_BUCKETS - 1);
+    d->_loop = loop;
+    d->_at = now + (millis < cap ? millis : cap);
+    deadline_place(d, now);
+}
+
+void ch2o_deadline_unlink(ch2o_deadline_t *d)
+{
+    if (h2o_timeout_is_linked(&d->_entry))
+        h2o_timeout_unlink(&d->_entry);
+}
+
+int ch2o_deadline_is_linked(const ch2o_deadline_t *d) { return h2o_timeout_is_linked((h2o_timeout_entry_t *)&d->_entry); }
 
 static size_t pool_hash(struct ch2o_upstream *up) { return ((uintptr_t)up >> 4) * 0x9E3779B97F4A7C15ull; }
 
@@ -182,12 +205,12 @@ h2o_linklist_t *ch2o_loop_idle_list(ch2o_loop_t *loop, struct ch2o_upstream *up)
 }
 
 struct ch2o_timer {
-    h2o_timeout_entry_t entry;
+    ch2o_deadline_t entry;
     void (*cb)(void *);
     void *ctx;
 };
 
-static void on_timer(h2o_timeout_entry_t *entry)
+static void on_timer(ch2o_deadline_t *entry)
 {
     ch2o_timer_t *t = H2O_STRUCT_FROM_MEMBER(ch2o_timer_t, entry, entry);
     void (*cb)(void *) = t->cb;
@@ -202,13 +225,13 @@ ch2o_timer_t *ch2o_timer_start(ch2o_loop_t *loop, uint64_t millis, void (*cb)(vo
     t->entry.cb = on_timer;
     t->cb = cb;
     t->ctx = ctx;
-    h2o_timeout_link(loop->evloop, ch2o_loop_timeout(loop, millis), &t->entry);
+    ch2o_deadline_link(loop, &t->entry, millis);
     return t;
 }
 
 void ch2o_timer_cancel(ch2o_timer_t *t)
 {
-    h2o_timeout_unlink(&t->entry);
+    ch2o_deadline_unlink(&t->entry);
     free(t);
 }
 

@@ -216,8 +216,8 @@ void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_optio
         p->headers[p->num_headers++] = (ch2o_header_t){n.base, n.len, v.base, v.len};
     }
     r->proxy = p;
-    if (h2o_timeout_is_linked(&r->watchdog) == 0 && req->version < 0x200 && !r->in_handler)
-        h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, 250), &r->watchdog);
+    if (!ch2o_deadline_is_linked(&r->watchdog) && req->version < 0x200 && !r->in_handler)
+        ch2o_deadline_link(r->loop, &r->watchdog, 250);
     start_attempt(p);
 }
 

@@ -269,7 +269,7 @@ void ch2o_server_shutdown(ch2o_server_t *srv)
 
 /* ---------------------------------------------------------------- requests */
 
-static void on_watchdog(h2o_timeout_entry_t *entry);
+static void on_watchdog(ch2o_deadline_t *entry);
 
 void ch2o_req_emit(ch2o_req_t *r, int event)
 {
@@ -280,8 +280,7 @@ void ch2o_req_emit(ch2o_req_t *r, int event)
 static void on_req_dispose(void *p)
 {
     ch2o_req_t *r = p;
-    if (h2o_timeout_is_linked(&r->watchdog))
-        h2o_timeout_unlink(&r->watchdog);
+    ch2o_deadline_unlink(&r->watchdog);
     if (r->state != CH2O_REQ_DONE && !r->gone) {
         r->gone = 1;
         ch2o_req_emit(r, CH2O_EV_CLIENT_GONE);
@@ -357,7 +356,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     srv->on_request(srv->ctx, r);
     r->in_handler = 0;
     if (r->req != NULL && r->state == CH2O_REQ_FRESH && req->version < 0x200 && !r->gone)
-        h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, WATCHDOG_MS), &r->watchdog);
+        ch2o_deadline_link(r->loop, &r->watchdog, WATCHDOG_MS);
     return 0;
 }
 
@@ -434,8 +433,7 @@ static void add_response_headers(h2o_req_t *req, const ch2o_header_t *headers, s
 
 static void unlink_watchdog(ch2o_req_t *r)
 {
-    if (h2o_timeout_is_linked(&r->watchdog))
-        h2o_timeout_unlink(&r->watchdog);
+    ch2o_deadline_unlink(&r->watchdog);
 }
 
 void ch2o_req_respond(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n, const void *body, size_t len)
@@ -527,7 +525,7 @@ static void on_stop(h2o_generator_t *self, h2o_req_t *req)
     r->state = CH2O_REQ_DONE;
 }
 
-static void on_watchdog(h2o_timeout_entry_t *entry)
+static void on_watchdog(ch2o_deadline_t *entry)
 {
     ch2o_req_t *r = H2O_STRUCT_FROM_MEMBER(ch2o_req_t, watchdog, entry);
     if (r->req == NULL || r->state == CH2O_REQ_DONE || r->gone)
@@ -540,7 +538,7 @@ static void on_watchdog(h2o_timeout_entry_t *entry)
             return;
         }
     }
-    h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, WATCHDOG_MS), &r->watchdog);
+    ch2o_deadline_link(r->loop, &r->watchdog, WATCHDOG_MS);
 }
 
 void ch2o_req_stream_start(ch2o_req_t *r, int status, const ch2o_header_t *headers, size_t n)
@@ -573,8 +571,8 @@ void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *h
     h2o_start_response(req, &r->generator);
     if (flush_head)
         flush(r); /* the head goes out now; otherwise with the first bytes */
-    if (req->version < 0x200 && !h2o_timeout_is_linked(&r->watchdog))
-        h2o_timeout_link(r->loop->evloop, ch2o_loop_timeout(r->loop, WATCHDOG_MS), &r->watchdog);
+    if (req->version < 0x200 && !ch2o_deadline_is_linked(&r->watchdog))
+        ch2o_deadline_link(r->loop, &r->watchdog, WATCHDOG_MS);
 }
 
 void ch2o_req_stream_write(ch2o_req_t *r, const void *data, size_t len)
