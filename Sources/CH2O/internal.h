@@ -105,6 +105,7 @@ struct ch2o_req {
     h2o_buffer_t *pending;
     ch2o_deadline_t watchdog;
     struct ch2o_proxy *proxy;
+    h2o_linklist_t deferred; /* HTTP/2: linked while waiting for the end of the read that carried it */
 };
 
 void ch2o_req_emit(ch2o_req_t *r, int event);
@@ -129,6 +130,11 @@ struct ch2o_server {
     _Atomic int inflight;
     int prepared;
     int started;
+    ch2o_notice_cb on_notice;
+    void *notice_ctx;
+    _Atomic uint64_t last_notice_ms; /* rate limit of notices */
+    _Atomic uint64_t suppressed_notices;
+    _Atomic int reserve_fd; /* one descriptor kept back to answer a client while the process is out of them */
 };
 
 struct ch2o_listener_spec {
@@ -139,7 +145,9 @@ struct ch2o_listener_spec {
     SSL_CTX *ssl_ctx;
     h2o_hostconf_t *hostconf;
     h2o_hostconf_t *hosts[2];
-    int *fds; /* one per thread */
+    int *fds; /* one per thread: dups of one socket */
+    int max_connections; /* 0: no cap */
+    _Atomic int num_connections;
 };
 
 SSL_CTX *ch2o_ssl_server_ctx(const ch2o_tls_config_t *cfg, char *err, size_t errlen);

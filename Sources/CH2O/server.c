@@ -1,8 +1,15 @@
 #define _GNU_SOURCE
-/* The server: N loop threads, each with its own SO_REUSEPORT listeners; requests handed to Swift; whole and
- * streamed responses; the HTTP/1 client-disconnect watchdog; graceful shutdown. */
+/* The server: N loop threads sharing one listening socket per listener; requests handed to Swift; whole and
+ * streamed responses; the HTTP/1 client-disconnect watchdog; graceful shutdown; the guards h2o 2.2.5 lacks
+ * (request smuggling, header floods, fd exhaustion, HTTP/2 rapid reset). */
+#include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +21,6 @@ struct listener_handler {
     h2o_handler_t super;
     struct ch2o_server *srv;
     int tag;
-};
-
-struct loop_listener {
-    h2o_accept_ctx_t accept;
-    ch2o_loop_t *loop;
-    struct ch2o_listener_spec *spec;
 };
 
 #define WATCHDOG_MS 250
@@ -53,6 +54,7 @@ ch2o_server_t *ch2o_server_create(const ch2o_server_config_t *cfg, ch2o_request_
         srv->cfg.upstream_io_timeout_ms = 600 * 1000;
     if (srv->cfg.graceful_timeout_ms == 0)
         srv->cfg.graceful_timeout_ms = 10 * 1000;
+    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return srv;
 }
 
@@ -64,12 +66,17 @@ static int bind_one(struct ch2o_listener_spec *spec, char *err, size_t errlen)
         return -1;
     }
     int on = 1;
+    /* no SO_REUSEPORT: a second process on the same port must fail to bind, not silently take half the traffic;
+     * our own loops share this one socket (dup'ed per loop) */
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
     if (spec->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
     if (bind(fd, (struct sockaddr *)&spec->addr, spec->addrlen) != 0) {
-        ch2o_copy_err(err, errlen, "cannot bind port %d: %s", spec->port, strerror(errno));
+        if (errno == EADDRINUSE)
+            ch2o_copy_err(err, errlen, "cannot bind port %d: %s (another process, or another listener of this one, "
+                          "already listens on it)", spec->port, strerror(errno));
+        else
+            ch2o_copy_err(err, errlen, "cannot bind port %d: %s", spec->port, strerror(errno));
         close(fd);
         return -1;
     }
@@ -84,6 +91,12 @@ static int bind_one(struct ch2o_listener_spec *spec, char *err, size_t errlen)
 int ch2o_server_add_listener(ch2o_server_t *srv, const char *host, int port, const ch2o_tls_config_t *tls, int tag,
                              char *err, size_t errlen)
 {
+    return ch2o_server_add_listener_opts(srv, host, port, tls, tag, NULL, err, errlen);
+}
+
+int ch2o_server_add_listener_opts(ch2o_server_t *srv, const char *host, int port, const ch2o_tls_config_t *tls, int tag,
+                                  const ch2o_listener_options_t *opts, char *err, size_t errlen)
+{
     if (srv->started) {
         ch2o_copy_err(err, errlen, "listeners must be added before start");
         return -1;
@@ -97,24 +110,28 @@ int ch2o_server_add_listener(ch2o_server_t *srv, const char *host, int port, con
         return -1;
     if (tls != NULL && (spec->ssl_ctx = ch2o_ssl_server_ctx(tls, err, errlen)) == NULL)
         return -1;
+    spec->max_connections = opts != NULL && opts->max_connections != 0 ? opts->max_connections : srv->cfg.max_connections;
     spec->fds = calloc(srv->num_threads, sizeof(int));
-    for (int i = 0; i < srv->num_threads; ++i) {
-        if ((spec->fds[i] = bind_one(spec, err, errlen)) < 0) {
+    if ((spec->fds[0] = bind_one(spec, err, errlen)) < 0)
+        return -1;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    getsockname(spec->fds[0], (struct sockaddr *)&bound, &blen);
+    int p = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                        : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    spec->port = p;
+    if (spec->addr.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&spec->addr)->sin6_port = htons(p);
+    else
+        ((struct sockaddr_in *)&spec->addr)->sin_port = htons(p);
+    /* one accept queue, one fd per loop: each loop closes its own at shutdown without pulling the socket from
+     * under the others */
+    for (int i = 1; i < srv->num_threads; ++i) {
+        if ((spec->fds[i] = fcntl(spec->fds[0], F_DUPFD_CLOEXEC, 0)) < 0) {
+            ch2o_copy_err(err, errlen, "dup of the listening socket: %s", strerror(errno));
             for (int j = 0; j < i; ++j)
                 close(spec->fds[j]);
             return -1;
-        }
-        if (i == 0) {
-            struct sockaddr_storage bound;
-            socklen_t len = sizeof(bound);
-            getsockname(spec->fds[0], (struct sockaddr *)&bound, &len);
-            int p = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
-                                                : ntohs(((struct sockaddr_in *)&bound)->sin_port);
-            spec->port = p;
-            if (spec->addr.ss_family == AF_INET6)
-                ((struct sockaddr_in6 *)&spec->addr)->sin6_port = htons(p);
-            else
-                ((struct sockaddr_in *)&spec->addr)->sin_port = htons(p);
         }
     }
     /* each listener gets its own hostconf: h2o falls back to the first (only) entry of the accept context's
@@ -133,21 +150,410 @@ int ch2o_server_add_listener(ch2o_server_t *srv, const char *host, int port, con
     return spec->port;
 }
 
+/* ---------------------------------------------------------------- notices */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* at most one notice per 5 s per server: an attack must not turn into a log flood */
+static void notice(ch2o_server_t *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(ch2o_server_t *srv, const char *fmt, ...)
+{
+    uint64_t now = mono_ms(), last = atomic_load(&srv->last_notice_ms);
+    if ((last != 0 && now - last < 5000) || !atomic_compare_exchange_strong(&srv->last_notice_ms, &last, now)) {
+        atomic_fetch_add(&srv->suppressed_notices, 1);
+        return;
+    }
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    uint64_t suppressed = atomic_exchange(&srv->suppressed_notices, 0);
+    if (suppressed != 0 && n > 0 && (size_t)n < sizeof(msg))
+        snprintf(msg + n, sizeof(msg) - n, " (%llu similar notices suppressed)", (unsigned long long)suppressed);
+    if (srv->on_notice != NULL)
+        srv->on_notice(srv->notice_ctx, msg);
+    else
+        fprintf(stderr, "ch2o: %s\n", msg);
+}
+
+void ch2o_server_set_notice_cb(ch2o_server_t *srv, ch2o_notice_cb cb, void *ctx)
+{
+    srv->on_notice = cb;
+    srv->notice_ctx = ctx;
+}
+
+/* ---------------------------------------------------------------- connections */
+
 /* per accepted connection, in the socket's on_close slot */
 struct conn_info {
     ch2o_server_t *srv;
+    struct ch2o_listener_spec *spec;
+    ch2o_loop_t *loop;
     uint32_t requests;
+    h2o_socket_cb inner_read; /* h2o's read callback, which ours wraps */
+    unsigned in_read : 1;
+    unsigned closed : 1; /* the socket closed inside the read callback: freed when it returns */
+    /* HTTP/2 rapid reset (CVE-2023-44487): a token bucket of RST_STREAMs */
+    double reset_tokens;
+    uint64_t reset_at;
 };
 
 static void on_conn_close(void *data)
 {
     struct conn_info *ci = data;
     atomic_fetch_sub(&ci->srv->num_connections, 1);
-    free(ci);
+    atomic_fetch_sub(&ci->spec->num_connections, 1);
+    if (ci->in_read)
+        ci->closed = 1;
+    else
+        free(ci);
 }
+
+/* ------------------------------------------------ hooks into libh2o (ELF symbol interposition)
+ *
+ * h2o 2.2.5 parses HTTP/1 heads and HTTP/2 frames inside the library and offers no hook before it acts on them,
+ * and we can't patch it (Debian's shared library). Two of its exported functions are called through the PLT from
+ * inside the library, so a definition in our executable takes precedence:
+ *  - h2o_socket_read_start: every (re)arming of a read callback on our accepted sockets goes through here, which
+ *    lets us wrap h2o's callback: we see each batch of bytes before h2o parses it (HTTP/1 head limits) and know
+ *    which connection the frames being parsed belong to;
+ *  - h2o_http2_decode_rst_stream_payload: called for every RST_STREAM a client sends; returning an h2o error code
+ *    makes h2o answer GOAWAY with it and close the connection.
+ * The real functions are found with dlsym(RTLD_NEXT). */
+
+typedef void (*read_start_fn)(h2o_socket_t *sock, h2o_socket_cb cb);
+typedef int (*decode_rst_fn)(void *payload, const void *frame, const char **err_desc);
+static read_start_fn real_read_start;
+static decode_rst_fn real_decode_rst;
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+static void find_real(void)
+{
+    real_read_start = (read_start_fn)dlsym(RTLD_NEXT, "h2o_socket_read_start");
+    real_decode_rst = (decode_rst_fn)dlsym(RTLD_NEXT, "h2o_http2_decode_rst_stream_payload");
+}
+
+/* h2o's HTTP/1 request reader (static in lib/http1.c), learnt from the first plain connection */
+static _Atomic(h2o_socket_cb) h1_reqread;
+/* the connection whose bytes the loop thread is parsing now */
+static __thread struct conn_info *reading_ci;
+/* HTTP/2 requests completed by the bytes being parsed now; dispatched once the whole read is parsed */
+static __thread h2o_linklist_t deferred_reqs;
+static __thread int deferred_init;
+
+static void on_server_read(h2o_socket_t *sock, const char *err);
+
+void h2o_socket_read_start(h2o_socket_t *sock, h2o_socket_cb cb)
+{
+    pthread_once(&real_once, find_real);
+    if (sock->on_close.cb == on_conn_close && cb != on_server_read) {
+        struct conn_info *ci = sock->on_close.data;
+        ci->inner_read = cb;
+        cb = on_server_read;
+    }
+    real_read_start(sock, cb);
+}
+
+/* HTTP/1 heads arrive at the start of the socket's input buffer: h2o consumes a request's bytes only after its
+ * response (and decodes a chunked body in place, after the head) */
+struct h1_head {
+    const char *method, *path;
+    size_t method_len, path_len;
+    int minor_version;
+    struct phr_header headers[H2O_MAX_HEADERS];
+    size_t num_headers;
+};
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len, const char **path,
+                      size_t *path_len, int *minor_version, struct phr_header *headers, size_t *num_headers, size_t last_len);
+
+static int parse_h1_head(h2o_socket_t *sock, struct h1_head *h)
+{
+    if (sock->input == NULL || sock->input->size == 0)
+        return -2;
+    size_t len = sock->input->size < H2O_MAX_REQLEN ? sock->input->size : H2O_MAX_REQLEN;
+    h->num_headers = H2O_MAX_HEADERS;
+    return phr_parse_request(sock->input->bytes, len, &h->method, &h->method_len, &h->path, &h->path_len, &h->minor_version,
+                             h->headers, &h->num_headers, 0);
+}
+
+static size_t count_header_lines(const char *p, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i + 1 < len; ++i) {
+        if (p[i] == '\r' && p[i + 1] == '\n') {
+            if (i + 3 < len && p[i + 2] == '\r' && p[i + 3] == '\n')
+                break;
+            ++n;
+        }
+    }
+    return n; /* the request line's CRLF included: a close enough count of header fields */
+}
+
+struct lingering {
+    h2o_socket_t *sock;
+    ch2o_timer_t *timer;
+    size_t drained;
+};
+
+static void linger_close(struct lingering *l)
+{
+    h2o_socket_close(l->sock);
+    free(l);
+}
+
+static void on_linger_timeout(void *arg)
+{
+    struct lingering *l = arg;
+    l->timer = NULL;
+    linger_close(l);
+}
+
+static void on_linger_read(h2o_socket_t *sock, const char *err)
+{
+    struct lingering *l = sock->data;
+    if (err == NULL) {
+        l->drained += sock->input->size;
+        h2o_buffer_consume(&sock->input, sock->input->size);
+        if (l->drained < 16 * 1024 * 1024)
+            return;
+    }
+    if (l->timer != NULL)
+        ch2o_timer_cancel(l->timer);
+    linger_close(l);
+}
+
+/* Answer a plain HTTP/1 connection that h2o is still reading a request from, then let h2o drop it. The reply is
+ * written on a dup of the socket, which we keep reading (and discarding) for a while: closing a socket with unread
+ * input makes the kernel send RST, and the client would lose the reply. */
+static void refuse_h1_in_read(h2o_socket_t *sock, struct conn_info *ci, int status, const char *error)
+{
+    if (sock->ssl == NULL) {
+        char body[256], head[512];
+        int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}", error, status);
+        int hlen = snprintf(head, sizeof(head),
+                            "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                            status, ch2o_reason_phrase(status), blen, body);
+        int fd = h2o_socket_get_fd(sock);
+        ssize_t unused = write(fd, head, hlen);
+        (void)unused;
+        shutdown(fd, SHUT_WR);
+        int lfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (lfd >= 0) {
+            struct lingering *l = calloc(1, sizeof(*l));
+            l->sock = h2o_evloop_socket_create(ci->loop->evloop, lfd, 0);
+            l->sock->data = l;
+            h2o_socket_read_start(l->sock, on_linger_read);
+            l->timer = ch2o_timer_start(ci->loop, 2000, on_linger_timeout, l);
+        }
+    }
+    /* h2o's reader closes its connection on an error (TLS peers just see the close) */
+    ci->inner_read(sock, "request refused");
+}
+
+/* 1 when the bytes read so far already break a limit (and the connection was answered) */
+static int h1_check_head(h2o_socket_t *sock, struct conn_info *ci)
+{
+    struct h1_head h;
+    int r = parse_h1_head(sock, &h);
+    if (r > 0 || sock->input == NULL)
+        return 0;
+    const char *buf = sock->input->bytes;
+    size_t size = sock->input->size;
+    if (r == -2) {
+        /* h2o waits up to ~400 KB and then answers 400; a head is not allowed to grow past our limit */
+        if (size > ci->srv->cfg.max_header_bytes + 8192) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "request headers are over the limit of %zu bytes", ci->srv->cfg.max_header_bytes);
+            refuse_h1_in_read(sock, ci, 431, msg);
+            return 1;
+        }
+        return 0;
+    }
+    /* a parse error: h2o answers 400 itself, except for the HTTP/2 preface, which it switches on; but too many
+     * header fields is 431 (RFC 6585) */
+    if (size >= 3 && memcmp(buf, "PRI", 3) == 0)
+        return 0;
+    if (count_header_lines(buf, size) > H2O_MAX_HEADERS) {
+        refuse_h1_in_read(sock, ci, 431, "request has more than " H2O_TO_STR(H2O_MAX_HEADERS) " header fields");
+        return 1;
+    }
+    return 0;
+}
+
+/* The start of h2o's HTTP/1 connection (lib/http1.c, 2.2.5), to read the chunked decoder's state: a chunk size
+ * announced beyond the body limit is refused at once instead of waited for. */
+struct h1_conn_prefix {
+    h2o_conn_t super;
+    h2o_socket_t *sock;
+    h2o_linklist_t _conns;
+    h2o_timeout_t *_timeout;
+    h2o_timeout_entry_t _timeout_entry;
+    uint64_t _req_index;
+    size_t _prevreqlen;
+    size_t _reqsize;
+    struct {
+        void (*handle_incoming_entity)(void *conn);
+        struct phr_chunked_decoder decoder; /* only in the chunked reader */
+    } * _req_entity_reader;
+};
+
+static int head_is_chunked(const struct h1_head *h)
+{
+    for (size_t i = 0; i < h->num_headers; ++i)
+        if (h->headers[i].name_len == 17 && strncasecmp(h->headers[i].name, "transfer-encoding", 17) == 0)
+            return 1;
+    return 0;
+}
+
+static int h1_check_chunk(h2o_socket_t *sock, struct conn_info *ci)
+{
+    struct h1_conn_prefix *conn = sock->data;
+    if (conn == NULL || conn->sock != sock || conn->_req_entity_reader == NULL)
+        return 0;
+    struct h1_head h;
+    if (parse_h1_head(sock, &h) <= 0 || !head_is_chunked(&h))
+        return 0;
+    size_t left = conn->_req_entity_reader->decoder.bytes_left_in_chunk;
+    size_t limit = ci->srv->globalconf.max_request_entity_size;
+    if (left > limit) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "a chunk of %zu bytes is over the body limit of %zu bytes", left, limit);
+        refuse_h1_in_read(sock, ci, 413, msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void dispatch(ch2o_req_t *r);
+
+static void flush_deferred(void)
+{
+    while (deferred_init && !h2o_linklist_is_empty(&deferred_reqs)) {
+        ch2o_req_t *r = H2O_STRUCT_FROM_MEMBER(ch2o_req_t, deferred, deferred_reqs.next);
+        h2o_linklist_unlink(&r->deferred);
+        dispatch(r);
+    }
+}
+
+static void on_server_read(h2o_socket_t *sock, const char *err)
+{
+    struct conn_info *ci = sock->on_close.data;
+    h2o_socket_cb inner = ci->inner_read;
+    int h1 = inner == atomic_load_explicit(&h1_reqread, memory_order_relaxed);
+    struct conn_info *outer = reading_ci;
+    reading_ci = ci;
+    ci->in_read = 1;
+    if (!(err == NULL && h1 && h1_check_head(sock, ci))) {
+        inner(sock, err);
+        if (!ci->closed && err == NULL && h1 && ci->inner_read == inner)
+            h1_check_chunk(sock, ci);
+    }
+    ci->in_read = 0;
+    reading_ci = outer;
+    if (ci->closed)
+        free(ci);
+    if (outer == NULL)
+        flush_deferred();
+}
+
+static uint32_t reset_budget(ch2o_server_t *srv) { return srv->cfg.max_stream_resets != 0 ? srv->cfg.max_stream_resets : 200; }
+
+int h2o_http2_decode_rst_stream_payload(void *payload, const void *frame, const char **err_desc)
+{
+    pthread_once(&real_once, find_real);
+    int ret = real_decode_rst(payload, frame, err_desc);
+    struct conn_info *ci = reading_ci;
+    if (ret != 0 || ci == NULL)
+        return ret;
+    uint32_t burst = reset_budget(ci->srv);
+    uint64_t now = h2o_now(ci->loop->evloop);
+    if (ci->reset_at == 0) {
+        ci->reset_tokens = burst;
+    } else {
+        ci->reset_tokens += (double)(now - ci->reset_at) * burst / 10000.0;
+        if (ci->reset_tokens > burst)
+            ci->reset_tokens = burst;
+    }
+    ci->reset_at = now;
+    if (ci->reset_tokens < 1) {
+        *err_desc = "too many stream resets";
+        notice(ci->srv, "closed an HTTP/2 connection on port %d: it reset streams faster than %u per 10 s (GOAWAY "
+                        "ENHANCE_YOUR_CALM)", ci->spec->port, burst);
+        return H2O_HTTP2_ERROR_ENHANCE_YOUR_CALM;
+    }
+    ci->reset_tokens -= 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- accepting */
+
+struct accept_state {
+    ch2o_loop_t *loop;
+    ch2o_timer_t *resume;
+    int paused;
+};
+
+struct loop_listener {
+    h2o_accept_ctx_t accept;
+    ch2o_loop_t *loop;
+    struct ch2o_listener_spec *spec;
+    struct accept_state *state;
+    h2o_socket_t *sock;
+};
 
 static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 52\r\n"
                               "Connection: close\r\n\r\n{\"error\":\"too many connections\",\"error_type\":\"busy\"}";
+static const char no_fds[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 67\r\n"
+                             "Connection: close\r\n\r\n{\"error\":\"server is out of file descriptors\",\"error_type\":\"busy\"}";
+
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void resume_accepting(void *arg)
+{
+    struct accept_state *st = arg;
+    st->resume = NULL;
+    st->paused = 0;
+    ch2o_loop_t *loop = st->loop;
+    for (int i = 0; i < loop->num_listeners; ++i)
+        if (loop->listeners[i] != NULL)
+            h2o_socket_read_start(loop->listeners[i], on_accept);
+}
+
+/* Out of descriptors: the pending connection stays in the backlog and the listener stays readable, so h2o's loop
+ * would spin on it. Answer one client with the reserved descriptor, then stop polling the listeners for a while. */
+static void on_out_of_fds(struct loop_listener *ll, int error)
+{
+    ch2o_server_t *srv = ll->loop->server;
+    int reserve = atomic_exchange(&srv->reserve_fd, -1);
+    if (reserve >= 0) {
+        close(reserve);
+        int fd = accept4(h2o_socket_get_fd(ll->sock), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            if (ll->accept.ssl_ctx == NULL) {
+                ssize_t unused = write(fd, no_fds, sizeof(no_fds) - 1);
+                (void)unused;
+            }
+            close(fd);
+        }
+        atomic_store(&srv->reserve_fd, open("/dev/null", O_RDONLY | O_CLOEXEC));
+    }
+    struct accept_state *st = ll->state;
+    if (!st->paused) {
+        st->paused = 1;
+        ch2o_loop_t *loop = ll->loop;
+        for (int i = 0; i < loop->num_listeners; ++i)
+            if (loop->listeners[i] != NULL)
+                h2o_socket_read_stop(loop->listeners[i]);
+        st->resume = ch2o_timer_start(loop, 100, resume_accepting, st);
+    }
+    notice(srv, "accept on port %d failed: %s; accepting paused for 100 ms (%d connections open)", ll->spec->port,
+           strerror(error), atomic_load(&srv->num_connections));
+}
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -155,12 +561,17 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     struct loop_listener *ll = listener->data;
     ch2o_server_t *srv = ll->loop->server;
+    struct ch2o_listener_spec *spec = ll->spec;
     for (int i = 0; i < 64; ++i) {
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-        if (sock == NULL)
+        if (sock == NULL) {
+            int e = errno;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+                on_out_of_fds(ll, e);
             return;
+        }
         int fd = h2o_socket_get_fd(sock);
-        if (srv->cfg.max_connections > 0 && atomic_load(&srv->num_connections) >= srv->cfg.max_connections) {
+        if (spec->max_connections > 0 && atomic_load(&spec->num_connections) >= spec->max_connections) {
             if (ll->accept.ssl_ctx == NULL) {
                 ssize_t unused = write(fd, refusal, sizeof(refusal) - 1);
                 (void)unused;
@@ -171,11 +582,17 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         }
         ch2o_set_nodelay(fd);
         atomic_fetch_add(&srv->num_connections, 1);
+        atomic_fetch_add(&spec->num_connections, 1);
         struct conn_info *ci = calloc(1, sizeof(*ci));
         ci->srv = srv;
+        ci->spec = spec;
+        ci->loop = ll->loop;
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = ci;
         h2o_accept(&ll->accept, sock);
+        if (ll->accept.ssl_ctx == NULL && atomic_load_explicit(&h1_reqread, memory_order_relaxed) == NULL &&
+            sock->on_close.data == ci && ci->inner_read != NULL)
+            atomic_store(&h1_reqread, ci->inner_read);
     }
 }
 
@@ -188,6 +605,12 @@ static void server_loop_init(ch2o_loop_t *loop)
     h2o_context_init(loop->h2o_ctx, loop->evloop, &srv->globalconf);
     loop->num_listeners = srv->num_listeners;
     loop->listeners = calloc(srv->num_listeners, sizeof(h2o_socket_t *));
+    struct accept_state *st = calloc(1, sizeof(*st));
+    st->loop = loop;
+    if (!deferred_init) {
+        h2o_linklist_init_anchor(&deferred_reqs);
+        deferred_init = 1;
+    }
     for (int i = 0; i < srv->num_listeners; ++i) {
         struct ch2o_listener_spec *spec = &srv->listeners[i];
         struct loop_listener *ll = calloc(1, sizeof(*ll));
@@ -196,11 +619,48 @@ static void server_loop_init(ch2o_loop_t *loop)
         ll->accept.ssl_ctx = spec->ssl_ctx;
         ll->loop = loop;
         ll->spec = spec;
+        ll->state = st;
         h2o_socket_t *sock = h2o_evloop_socket_create(loop->evloop, spec->fds[t], H2O_SOCKET_FLAG_DONT_READ);
         sock->data = ll;
+        ll->sock = sock;
         loop->listeners[i] = sock;
         h2o_socket_read_start(sock, on_accept);
     }
+}
+
+static int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return 64;
+    int n = 0;
+    while (readdir(d) != NULL)
+        ++n;
+    closedir(d);
+    return n - 2;
+}
+
+/* Each listener's cap is lowered to fit the descriptor limit: a connection flood on one port must leave
+ * descriptors for the others and for upstream connections (a proxied request holds two). */
+static void fit_caps_to_fd_limit(ch2o_server_t *srv)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 30))
+        return;
+    long budget = (long)rl.rlim_cur - count_open_fds() - 16 - 2 * srv->num_threads;
+    long share = budget / 2;
+    if (share < 4)
+        share = 4;
+    for (int i = 0; i < srv->num_listeners; ++i) {
+        struct ch2o_listener_spec *spec = &srv->listeners[i];
+        if (spec->max_connections <= 0 || spec->max_connections > share)
+            spec->max_connections = (int)share;
+    }
+}
+
+int ch2o_server_listener_max_connections(ch2o_server_t *srv, int i)
+{
+    return i >= 0 && i < srv->num_listeners ? srv->listeners[i].max_connections : 0;
 }
 
 int ch2o_server_prepare(ch2o_server_t *srv, char *err, size_t errlen)
@@ -223,6 +683,7 @@ int ch2o_server_start(ch2o_server_t *srv, char *err, size_t errlen)
 {
     if (ch2o_server_prepare(srv, err, errlen) != 0)
         return -1;
+    fit_caps_to_fd_limit(srv);
     srv->started = 1;
     for (int t = 0; t < srv->num_threads; ++t) {
         if (ch2o_loop_start_thread(srv->loops[t]) != 0) {
@@ -240,6 +701,13 @@ int ch2o_server_connections(ch2o_server_t *srv) { return atomic_load(&srv->num_c
 static void begin_shutdown(void *arg)
 {
     ch2o_loop_t *loop = arg;
+    if (loop->num_listeners > 0 && loop->listeners[0] != NULL) {
+        struct accept_state *st = ((struct loop_listener *)loop->listeners[0]->data)->state;
+        if (st->resume != NULL) {
+            ch2o_timer_cancel(st->resume);
+            st->resume = NULL;
+        }
+    }
     for (int i = 0; i < loop->num_listeners; ++i) {
         if (loop->listeners[i] != NULL) {
             h2o_socket_read_stop(loop->listeners[i]);
@@ -280,6 +748,8 @@ void ch2o_req_emit(ch2o_req_t *r, int event)
 static void on_req_dispose(void *p)
 {
     ch2o_req_t *r = p;
+    if (h2o_linklist_is_linked(&r->deferred))
+        h2o_linklist_unlink(&r->deferred);
     ch2o_deadline_unlink(&r->watchdog);
     if (r->state != CH2O_REQ_DONE && !r->gone) {
         r->gone = 1;
@@ -318,10 +788,55 @@ static void respond_json(h2o_req_t *req, int status, const char *body)
     h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
+/* RFC 9112 §6.1/§6.3: a message with both Content-Length and Transfer-Encoding, or with Content-Lengths that
+ * differ, has no trustworthy framing (the classic smuggling primitives). h2o frames such a request by
+ * Transfer-Encoding (or by the first Content-Length) and drops those headers from req->headers, so they are read
+ * again from the head, still at the start of the socket's input buffer. NULL when the framing is sound. */
+static const char *h1_framing_error(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (sock == NULL)
+        return NULL;
+    struct h1_head h;
+    if (parse_h1_head(sock, &h) <= 0 || h.path_len != req->input.path.len ||
+        memcmp(h.path, req->input.path.base, h.path_len) != 0)
+        return NULL; /* not the head of this request: nothing to say */
+    int te = 0, cl = 0;
+    const char *cl_value = NULL;
+    size_t cl_len = 0;
+    for (size_t i = 0; i < h.num_headers; ++i) {
+        const struct phr_header *x = &h.headers[i];
+        if (x->name_len == 17 && strncasecmp(x->name, "transfer-encoding", 17) == 0) {
+            ++te;
+        } else if (x->name_len == 14 && strncasecmp(x->name, "content-length", 14) == 0) {
+            if (cl != 0 && (x->value_len != cl_len || memcmp(x->value, cl_value, cl_len) != 0))
+                return "conflicting Content-Length headers";
+            ++cl;
+            cl_value = x->value;
+            cl_len = x->value_len;
+        }
+    }
+    if (te != 0 && cl != 0)
+        return "both Content-Length and Transfer-Encoding";
+    if (te > 1)
+        return "more than one Transfer-Encoding header";
+    return NULL;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct listener_handler *h = (struct listener_handler *)self;
     ch2o_server_t *srv = h->srv;
+    if (req->version < 0x200) {
+        const char *framing = h1_framing_error(req);
+        if (framing != NULL) {
+            char body[160];
+            snprintf(body, sizeof(body), "{\"error\":\"ambiguous request framing: %s\",\"status\":400}", framing);
+            req->http1_is_persistent = 0; /* the bytes after this request can't be trusted to be a request */
+            respond_json(req, 400, body);
+            return 0;
+        }
+    }
     size_t hb = header_bytes(req);
     if (hb > srv->cfg.max_header_bytes) {
         char body[160];
@@ -352,12 +867,25 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->tag = h->tag;
     r->watchdog.cb = on_watchdog;
     atomic_fetch_add(&srv->inflight, 1);
+    if (req->version >= 0x200 && reading_ci != NULL && deferred_init) {
+        /* HTTP/2 rapid reset: a client sends HEADERS and RST_STREAM together. Nothing starts for this stream until
+         * the rest of the bytes read with it are parsed; a reset among them disposes it (see on_req_dispose). */
+        h2o_linklist_insert(&deferred_reqs, &r->deferred);
+        return 0;
+    }
+    dispatch(r);
+    return 0;
+}
+
+static void dispatch(ch2o_req_t *r)
+{
+    ch2o_server_t *srv = r->server;
+    h2o_req_t *req = r->req;
     r->in_handler = 1;
     srv->on_request(srv->ctx, r);
     r->in_handler = 0;
     if (r->req != NULL && r->state == CH2O_REQ_FRESH && req->version < 0x200 && !r->gone)
         ch2o_deadline_link(r->loop, &r->watchdog, WATCHDOG_MS);
-    return 0;
 }
 
 void ch2o_req_set_ctx(ch2o_req_t *r, void *ctx) { r->ctx = ctx; }

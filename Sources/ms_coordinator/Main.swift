@@ -35,6 +35,10 @@ struct MSCoordinator: ParsableCommand {
         blockTerminationSignals()
         let logger = Bootstrap.run(label: "ms_coordinator", level: Bootstrap.logLevel(env["MINDIE_LOG_LEVEL"] ?? parsed.log.logLevel))
         for w in parsed.warnings { logger.warning("config", metadata: ["warning": "\(w)"]) }
+        // the manage_ip argument overrides the file's (whose exposure warning, if any, is among the above)
+        if let manageIP, manageIP != parsed.http.manageIP, let w = parsed.managementExposureWarning(manageIP: manageIP) {
+            logger.warning("config", metadata: ["warning": "\(w)"])
+        }
         let coordinator: Coordinator
         do {
             coordinator = try Coordinator(config: parsed, overrides: .init(predictIP: predictIP, manageIP: manageIP), logger: logger)

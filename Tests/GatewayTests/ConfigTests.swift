@@ -180,6 +180,31 @@ struct ConfigTests {
         }
     }
 
+    @Test("two listeners on one port are a config error naming both keys")
+    func equalPorts() throws {
+        let same = replacingOnce(try shippedConf(), "\"manage_port\": \"1026\"", "\"manage_port\": \"1025\"")
+        let e = try #require(configError(same))
+        #expect(e.key == "http_config.manage_port")
+        #expect(e.allowed.contains("predict_port"))
+        let status = replacingOnce(try shippedConf(), "\"status_port\": \"1029\"", "\"status_port\": \"1028\"")
+        #expect(configError(status)?.key == "http_config.external_port")
+        // alarm_port is the Controller's (a client port here): it may equal one of ours
+        let alarm = replacingOnce(try shippedConf(), "\"alarm_port\": \"1027\"", "\"alarm_port\": \"1025\"")
+        #expect(configError(alarm) == nil)
+    }
+
+    @Test("a management port beyond loopback without TLS is warned about")
+    func exposedManagementPort() throws {
+        #expect(try parse(try shippedConf()).warnings.isEmpty)
+        let open = replacingOnce(try shippedConf(), "\"manage_ip\": \"127.0.0.1\"", "\"manage_ip\": \"10.1.2.3\"")
+        let c = try parse(open)
+        #expect(c.warnings.contains { $0.contains("manage_port 1026 listens on 10.1.2.3 without TLS") })
+        #expect(c.managementExposureWarning(manageIP: "127.0.0.1") == nil)
+        var withTLS = c
+        withTLS.tls["controller_server"]?.enabled = true
+        #expect(withTLS.managementExposureWarning(manageIP: "10.1.2.3") == nil)
+    }
+
     @Test("a missing mandatory key is reported as <missing>")
     func missingKey() throws {
         let text = replacingOnce(try shippedConf(), "\"user_agent\": \"Coordinator/1.0\"", "\"user_agent_x\": \"a\"")

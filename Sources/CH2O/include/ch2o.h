@@ -96,7 +96,17 @@ typedef struct ch2o_server_config {
     uint64_t graceful_timeout_ms;    /* how long shutdown waits for in-flight requests */
     const char *server_name;         /* the Server header of every reply; NULL: "mindie-ms" */
     uint32_t max_requests_per_connection; /* the next request gets 429 and the connection closes; 0 = no limit */
+    uint32_t max_stream_resets;  /* HTTP/2: RST_STREAMs a connection may send in a burst (refilled at a tenth of it
+                                    per second); past it GOAWAY(ENHANCE_YOUR_CALM). 0 = 200 */
 } ch2o_server_config_t;
+
+typedef struct ch2o_listener_options {
+    int max_connections; /* open connections on this listener; over it 503 (plain) or close (TLS); 0 = the server's */
+} ch2o_listener_options_t;
+
+/** Operational notices from the loops (accept paused for lack of file descriptors, a connection that reset too
+ *  many streams...). Rate-limited by the server; called on a loop thread, so it must not block for long. */
+typedef void (*ch2o_notice_cb)(void *ctx, const char *message);
 
 /** Called on a loop thread for each request. The handler must answer through ch2o_req_* now or later. */
 typedef void (*ch2o_request_cb)(void *server_ctx, ch2o_req_t *req);
@@ -108,6 +118,14 @@ ch2o_server_t *ch2o_server_create(const ch2o_server_config_t *cfg, ch2o_request_
 /** Add a listener (before start). Returns the bound port (port 0 picks one), or -1 with err filled. */
 int ch2o_server_add_listener(ch2o_server_t *srv, const char *host, int port, const ch2o_tls_config_t *tls, int tag,
                              char *err, size_t errlen);
+/** ch2o_server_add_listener with per-listener options (opts may be NULL). */
+int ch2o_server_add_listener_opts(ch2o_server_t *srv, const char *host, int port, const ch2o_tls_config_t *tls, int tag,
+                                  const ch2o_listener_options_t *opts, char *err, size_t errlen);
+/** The connection cap in force on listener i (the configured one, lowered at start to fit the process's file
+ *  descriptor limit); 0 = none. */
+int ch2o_server_listener_max_connections(ch2o_server_t *srv, int i);
+/** Where notices go (before start). */
+void ch2o_server_set_notice_cb(ch2o_server_t *srv, ch2o_notice_cb cb, void *ctx);
 /** Create the loops (no threads yet), so that callers can attach their objects; start() does it if needed. */
 int ch2o_server_prepare(ch2o_server_t *srv, char *err, size_t errlen);
 /** Start the loop threads. Returns 0 on success. */

@@ -244,6 +244,15 @@ extension CoordinatorConfig {
         c.http.alarmPort = try h.port("alarm_port")
         c.http.externalPort = try h.port("external_port")
         c.http.statusPort = try h.port("status_port")
+        // Each bound port is its own listener: two of them on one port would make the second bind fail (or, with
+        // port sharing, split one port's traffic between two meanings).
+        let bound = [("predict_port", c.http.predictPort), ("manage_port", c.http.managePort),
+                     ("status_port", c.http.statusPort), ("external_port", c.http.externalPort)]
+        for (i, (k, p)) in bound.enumerated() {
+            if let other = bound[..<i].first(where: { $0.1 == p }) {
+                throw h.fail(k, .string(String(p)), "a port different from \(other.0) (\(other.1))")
+            }
+        }
         c.http.serverThreadNum = try h.int("server_thread_num", 1...10000)
         c.http.clientThreadNum = try h.int("client_thread_num", 1...10000)
         c.http.httpTimeoutSeconds = try h.int("http_timeout_seconds", 0...3600)
@@ -320,6 +329,7 @@ extension CoordinatorConfig {
             }
             c.tls[prefix] = ep
         }
+        if let w = c.managementExposureWarning(manageIP: c.http.manageIP) { c.warnings.append(w) }
 
         if r.has("backup_config") {
             let b = try r.section("backup_config")
@@ -335,6 +345,15 @@ extension CoordinatorConfig {
 
     /// Accepted `log_level` values.
     public static let logLevels = ["DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"]
+
+    /// A warning when the management port (instance registration) listens beyond loopback without TLS: anyone who
+    /// reaches it can register instances. nil when TLS is on or the address is loopback.
+    public func managementExposureWarning(manageIP: String) -> String? {
+        if tls["controller_server"]?.enabled == true { return nil }
+        if manageIP.hasPrefix("127.") || manageIP == "::1" { return nil }
+        return "manage_port \(http.managePort) listens on \(manageIP) without TLS (controller_server_tls_enable is false): "
+            + "anyone who reaches it can register or remove instances; enable TLS or listen on loopback"
+    }
 
     static func isAllZero(_ ip: String) -> Bool {
         if ip == "0.0.0.0" { return true }

@@ -1,5 +1,6 @@
 import CH2O
 import Dispatch
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,12 +12,16 @@ public struct HTTPListener: Sendable {
     public var tls: TLSConfiguration?
     /// Handed to the handler as `HTTPRequest.listener`.
     public var tag: Int
+    /// Open connections this listener accepts; over it new ones get 503 (plain) or are closed (TLS).
+    /// nil: the server's `maxConnections`. Lowered at start to fit the process's file-descriptor limit.
+    public var maxConnections: Int?
 
-    public init(host: String, port: Int, tls: TLSConfiguration? = nil, tag: Int = 0) {
+    public init(host: String, port: Int, tls: TLSConfiguration? = nil, tag: Int = 0, maxConnections: Int? = nil) {
         self.host = host
         self.port = port
         self.tls = tls
         self.tag = tag
+        self.maxConnections = maxConnections
     }
 }
 
@@ -26,7 +31,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var listeners: [HTTPListener]
     public var maxRequestBodyBytes: Int
     public var maxHeaderBytes: Int
-    /// Over it new connections are refused with 503 (plain) or closed (TLS); 0 = no limit.
+    /// Per listener (unless the listener sets its own): over it new connections are refused with 503 (plain) or
+    /// closed (TLS); 0 = no limit but the file-descriptor one (see `HTTPServer.listenerConnectionLimits`).
     public var maxConnections: Int
     public var idleTimeoutMilliseconds: UInt64
     /// Default per-read timeout of proxied upstreams.
@@ -37,6 +43,12 @@ public struct HTTPServerConfiguration: Sendable {
     public var serverName: String
     /// Requests one connection may carry; the next gets 429 and the connection closes. 0 = no limit.
     public var maxRequestsPerConnection: Int
+    /// HTTP/2 RST_STREAM frames one connection may send in a burst (refilled at a tenth of it per second);
+    /// past it the connection gets GOAWAY(ENHANCE_YOUR_CALM) and closes (CVE-2023-44487).
+    public var maxStreamResetsPerConnection: Int = 200
+    /// Where the loops' rate-limited notices go (accepting paused for lack of file descriptors, a connection closed
+    /// for resetting too many streams).
+    public var logger: Logger = Logger(label: "mindie-ms.http")
 
     public init(threads: Int = 0, listeners: [HTTPListener], maxRequestBodyBytes: Int = 16 << 20, maxHeaderBytes: Int = 64 << 10,
                 maxConnections: Int = 0, idleTimeoutMilliseconds: UInt64 = 60_000,
@@ -81,8 +93,9 @@ public final class HTTPServer: @unchecked Sendable {
             idle_timeout_ms: configuration.idleTimeoutMilliseconds,
             upstream_io_timeout_ms: configuration.upstreamIOTimeoutMilliseconds,
             graceful_timeout_ms: configuration.gracefulTimeoutMilliseconds, server_name: serverName,
-            max_requests_per_connection: UInt32(max(0, configuration.maxRequestsPerConnection)))
-        let box = Unmanaged.passRetained(ServerBox(handler: handler))
+            max_requests_per_connection: UInt32(max(0, configuration.maxRequestsPerConnection)),
+            max_stream_resets: UInt32(clamping: max(1, configuration.maxStreamResetsPerConnection)))
+        let box = Unmanaged.passRetained(ServerBox(handler: handler, logger: configuration.logger))
         var err = [CChar](repeating: 0, count: 512)
         guard let raw = ch2o_server_create(&cfg, serverOnRequest, serverOnEvent, box.toOpaque(), &err, err.count) else {
             box.release()
@@ -90,11 +103,13 @@ public final class HTTPServer: @unchecked Sendable {
         }
         self.raw = raw
         self.box = box
+        ch2o_server_set_notice_cb(raw, serverOnNotice, box.toOpaque())
         for l in configuration.listeners {
+            var opts = ch2o_listener_options_t(max_connections: Int32(clamping: max(0, l.maxConnections ?? 0)))
             let port: Int32 = if let tls = l.tls {
-                tls.withC { ch2o_server_add_listener(raw, l.host, Int32(l.port), $0, Int32(l.tag), &err, err.count) }
+                tls.withC { ch2o_server_add_listener_opts(raw, l.host, Int32(l.port), $0, Int32(l.tag), &opts, &err, err.count) }
             } else {
-                ch2o_server_add_listener(raw, l.host, Int32(l.port), nil, Int32(l.tag), &err, err.count)
+                ch2o_server_add_listener_opts(raw, l.host, Int32(l.port), nil, Int32(l.tag), &opts, &err, err.count)
             }
             if port < 0 { throw HTTPServerError("\(l.host):\(l.port): \(cError(err))") }
             boundPorts.append(Int(port))
@@ -111,6 +126,12 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     public var openConnections: Int { Int(ch2o_server_connections(raw)) }
+
+    /// The connection cap in force on each listener (in `configuration.listeners` order) once started: the
+    /// configured one, lowered to fit the file-descriptor limit; 0 = none.
+    public var listenerConnectionLimits: [Int] {
+        boundPorts.indices.map { Int(ch2o_server_listener_max_connections(raw, Int32($0))) }
+    }
 
     /// Graceful: stops accepting, waits for in-flight requests (up to the configured time), stops the loops.
     /// Call it from a thread that is not one of this server's loops.
@@ -130,7 +151,16 @@ public final class HTTPServer: @unchecked Sendable {
 
 private final class ServerBox {
     let handler: HTTPHandler
-    init(handler: @escaping HTTPHandler) { self.handler = handler }
+    let logger: Logger
+    init(handler: @escaping HTTPHandler, logger: Logger) {
+        self.handler = handler
+        self.logger = logger
+    }
+}
+
+private let serverOnNotice: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?) -> Void = { ctx, message in
+    let box = Unmanaged<ServerBox>.fromOpaque(ctx!).takeUnretainedValue()
+    box.logger.warning("http server", metadata: ["notice": "\(String(cString: message!))"])
 }
 
 private let serverOnRequest: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?) -> Void = { ctx, req in
