@@ -20,7 +20,9 @@ final class PDState {
     var retryCount = 0
     /// Retries on another P before its reply (DECISIONS 10).
     var pAttempts = 0
+    /// P's that failed this request before its first byte, and D's a P could not reach (DECISIONS 10).
     var excludedP: Set<InstanceID> = []
+    var excludedD: Set<InstanceID> = []
     var giveUp: (() -> Void)?
     var dispatched = false
     /// FIRST_TOKEN_FINISH of the current incarnation: P's reply was handled, D frames flow.
@@ -98,27 +100,39 @@ extension Coordinator {
     func schedulePD(_ t: TrackedRequest) {
         guard !t.finished, let pd = t.pd else { return }
         pd.retryTimer = nil
+        let excluded = pd.excludedP.union(pd.excludedD)
         if usesDIGS {
+            if !excluded.isEmpty, let giveUp = pd.giveUp, !Self.hasPair(schedulingView().snapshot, excludedP: pd.excludedP, excludedD: pd.excludedD) {
+                // nothing left to retry on: DIGS would keep it queued until a timeout
+                return giveUp()
+            }
             t.digsBooked = true
-            digs.withLock { $0?.enqueue(t.id, features: pd.features) }
+            digs.withLock { $0?.enqueue(t.id, features: pd.features, excluding: excluded) }
             digsPass()
             return
         }
         var view = schedulingView()
-        if !pd.excludedP.isEmpty { view = view.without(pd.excludedP) }
+        if !excluded.isEmpty { view = view.without(excluded) }
         if let d = scheduler.select(pd.features, snapshot: view.snapshot, load: view.load()),
            case .pair(let p, let dd) = d, let pe = view.entries[p], let de = view.entries[dd] {
             metrics.scheduled.increment()
             dispatchPD(t, pe, de)
             return
         }
-        if !pd.excludedP.isEmpty, let giveUp = pd.giveUp {
-            // no other P to retry on
+        if !excluded.isEmpty, let giveUp = pd.giveUp {
+            // no other pair to retry on
             giveUp()
             return
         }
         // default_scheduler semantics: try again until schedule_timeout
         pd.retryTimer = t.responder.loop.schedule(afterMilliseconds: 10) { [unowned self] in self.schedulePD(t) }
+    }
+
+    /// Whether a P outside `excludedP` has a D outside `excludedD` (in its group, listing it as a peer).
+    static func hasPair(_ s: InstanceSnapshot, excludedP: Set<InstanceID>, excludedD: Set<InstanceID>) -> Bool {
+        s.instances(role: .prefill).contains { p in
+            !excludedP.contains(p.id) && s.decodes(for: p.id).contains { $0.groupID == p.groupID && !excludedD.contains($0.id) }
+        }
     }
 
     /// One DIGS pass (§5.1): placements go to their requests' loops.
@@ -235,8 +249,14 @@ extension Coordinator {
         }
         guard status == 200 else {
             if pd.recompute { return resendRecompute(t, pd) }
+            let pError = Self.instanceError(status: status, body: body)
             let relay = { [unowned self] in
                 self.metrics.upstreamErrors.increment()
+                if let pError {
+                    // P's own text, in the client's dialect (DECISIONS 2), not the server's TGI-shaped body
+                    self.fail(t, pError, result: .upstreamError)
+                    return
+                }
                 if t.responder.isStreaming {
                     t.responder.write(GatewayError(status: status, message: String(decoding: body, as: UTF8.self))
                         .streamErrorEvent(dialect: t.dialect, stream: t.stream))
@@ -248,6 +268,10 @@ extension Coordinator {
                 self.complete(t, success: false)
             }
             if status == 503 { return retryElsewhere(t, pd, giveUp: relay) }
+            if let pError, pError.message.contains("Send D request failed") {
+                // P is fine but could not hand the request to its D: another D (DECISIONS 10)
+                return retryElsewhere(t, pd, excludeDecode: true, giveUp: relay)
+            }
             return relay()
         }
         guard let j = try? JSONValue.parse(body, maxDepth: 8), let rid = j["reqId"]?.stringValue, j["isStream"]?.boolValue != nil,
@@ -342,18 +366,32 @@ extension Coordinator {
         complete(t, success: true)
     }
 
-    /// Before the first byte, another P (DECISIONS 10), up to `max_retry` times.
-    func retryElsewhere(_ t: TrackedRequest, _ pd: PDState, giveUp: @escaping () -> Void) {
+    /// Before the first byte, another P — or, when P could not reach its D, another D — (DECISIONS 10), up to
+    /// `max_retry` times.
+    func retryElsewhere(_ t: TrackedRequest, _ pd: PDState, excludeDecode: Bool = false, giveUp: @escaping () -> Void) {
         pd.pAttempts += 1
-        guard pd.pAttempts <= config.exceptions.maxRetry, !t.responder.isStreaming, let p = pd.prefill else { return giveUp() }
+        guard pd.pAttempts <= config.exceptions.maxRetry, !t.responder.isStreaming, let p = pd.prefill, let d = pd.decode else {
+            return giveUp()
+        }
         metrics.retries.increment()
-        pd.excludedP.insert(p.info.id)
+        logger.debug("PD retry elsewhere", metadata: ["req": "\(t.idString)", "excluded": "\(excludeDecode ? d.info.id : p.info.id)"])
+        if excludeDecode { pd.excludedD.insert(d.info.id) } else { pd.excludedP.insert(p.info.id) }
         pd.giveUp = giveUp
         releasePD(t, pd)
         pd.prefill = nil
         pd.decode = nil
+        // frames the old D sent for this incarnation must not reach the client with the next one
+        pd.queued = []
         registry.assign(t.id, toAll: [])
+        // dispatch cancelled the schedule timeout: a retry that finds no place must still end
+        armScheduleTimeout(t, pd)
         schedulePD(t)
+    }
+
+    /// A MindIE error body (`{"error":"<text>","error_type":"<type>"}`) as a ``GatewayError``; nil for other bodies.
+    static func instanceError(status: Int, body: [UInt8]) -> GatewayError? {
+        guard let j = try? JSONValue.parse(body, maxDepth: 4), let message = j["error"]?.stringValue else { return nil }
+        return GatewayError(status: status, message: message, tgiErrorType: j["error_type"]?.stringValue)
     }
 
     /// A recompute POST failed: the same P again after 1 s, until the counter passes `max_retry`.
@@ -438,6 +476,7 @@ extension Coordinator {
         pd.recompute = true
         pd.retryCount = 0
         pd.excludedP = []
+        pd.excludedD = []
         pd.giveUp = nil
         registry.assign(t.id, toAll: [])
         armScheduleTimeout(t, pd)

@@ -1,0 +1,104 @@
+import Foundation
+import Synchronization
+import Testing
+import TestSupport
+@testable import Gateway
+@testable import MSCore
+@testable import Simulator
+
+/// DECISIONS 10 in PD mode: a dead P, or a P that cannot reach its D, is retried elsewhere before any byte reached
+/// the client (issue 13 item 3).
+@Suite("Coordinator PD: failover before the first byte", .serialized)
+struct PDFailoverTests {
+    @Test("a P killed under load: no request fails while another P lives", arguments: [CoordinatorConfig.Algorithm.roundRobin, .loadBalance])
+    func deadPrefill(_ algorithm: CoordinatorConfig.Algorithm) async throws {
+        let h = try await PDHarness(prefills: 2, decodes: 1, algorithm: algorithm, maxRetry: 2)
+        try await h.refreshAll()
+        let done = Box(0)
+        let killed = Box(false)
+        // (started after the kill, status, body)
+        let results = Box<[(Bool, Int, String)]>([])
+        let total = 80
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<8 {
+                group.addTask {
+                    var i = w
+                    while i < total {
+                        let after = killed.get()
+                        let r = try await h.chat("load \(i)", stream: i % 2 == 0, maxTokens: 4)
+                        results.update { $0.append((after, r.status, r.text)) }
+                        done.update { $0 += 1 }
+                        i += 8
+                    }
+                }
+            }
+            group.addTask {
+                _ = await eventually(within: 20) { done.get() >= 16 }
+                // P0 drops every connection and stops listening, as after kill -9; the Controller has not noticed
+                _ = try? await h.client.execute(HTTPClientRequest(method: "PUT", host: h.sim.ports[0].host, port: h.sim.ports[0].control!,
+                                                                  path: "/sim/faults/kill", body: Array(#"{"type":"refuse"}"#.utf8),
+                                                                  timeoutMilliseconds: 2000))
+                killed.set(true)
+            }
+            try await group.waitForAll()
+        }
+        let all = results.get()
+        #expect(all.count == total)
+        #expect(all.contains { $0.0 }, "no request started after the kill")
+        let failed = all.filter { $0.1 != 200 || ($0.2.hasPrefix("data:") && !$0.2.hasSuffix("data: [DONE]\n\n")) }
+        #expect(failed.count == 0, "\(failed.count) failed, e.g. \(failed.first.map { "\($0.1) \($0.2)" } ?? "")")
+        #expect(await eventually(within: 5) { h.coordinator.inFlightCount == 0 })
+    }
+
+    @Test("P could not reach its D: retried with another D; once retries are spent the client gets P's message in its own dialect")
+    func prefillCannotReachDecode() async throws {
+        let h = try await PDHarness(prefills: 1, decodes: 2, maxRetry: 2)
+        try await h.refreshAll()
+        try await h.putFault(0, id: "nod", #"{"type":"p_send_d_fail","params":{"why":"D gone"},"count":1}"#)
+        let r = try await h.chat("pd", maxTokens: 4)
+        #expect(r.status == 200, "\(r.text)")
+        let s = try await h.chat("pd stream", stream: true, maxTokens: 4)
+        #expect(s.status == 200 && s.text.hasSuffix("data: [DONE]\n\n"), "\(s.text)")
+        // every send fails: each D is tried once (then no pair is left), then P's text in the OpenAI error shape
+        // (not the server's TGI shape)
+        try await h.putFault(0, id: "nod2", #"{"type":"p_send_d_fail","params":{"why":"D gone"}}"#)
+        let before = try await h.simMetric(0, "request_received_total")
+        let f = try await h.chat("pd fail", maxTokens: 4)
+        #expect(f.status == 500)
+        #expect(f.text == #"{"error":{"message":"[P Node] Send D request failed:D gone","type":"server_error","code":500}}"#, "\(f.text)")
+        #expect(try await h.simMetric(0, "request_received_total") - before == 2)
+        #expect(await eventually(within: 5) { h.coordinator.inFlightCount == 0 })
+    }
+}
+
+@Suite("DIGS: a retry kept off the instances that failed it")
+struct DIGSExclusionTests {
+    let snapshot = InstanceSnapshot([
+        InstanceInfo(id: 0, role: .prefill, groupID: 0, label: 2, totalSlots: 10, totalBlocks: 1024),
+        InstanceInfo(id: 1, role: .prefill, groupID: 0, label: 2, totalSlots: 10, totalBlocks: 1024),
+        InstanceInfo(id: 10, role: .decode, groupID: 0, label: 3, totalSlots: 10, totalBlocks: 1024, peers: [0, 1]),
+        InstanceInfo(id: 11, role: .decode, groupID: 0, label: 3, totalSlots: 10, totalBlocks: 1024, peers: [0, 1]),
+    ])
+    let features = RequestFeatures(dialect: .openAI, prompt: PromptFeatures(renderedPrompt: [], size: .bytes(100)))
+
+    @Test("an excluded P or D is never chosen, though it is the least booked")
+    func excluded() {
+        var s = DIGSScheduler(configuration: DIGSScheduler.Configuration())
+        s.enqueue(1, features: features, excluding: [0])
+        s.enqueue(2, features: features, excluding: [10])
+        let placed = s.schedule(snapshot: snapshot)
+        #expect(placed.count == 2)
+        #expect(placed[0].1 == .pair(prefill: 1, decode: 10))
+        #expect(placed[1].1 == .pair(prefill: 0, decode: 11))
+    }
+
+    @Test("a request excluded from every P waits without holding up the queue behind it")
+    func noHeadOfLineBlock() {
+        var s = DIGSScheduler(configuration: DIGSScheduler.Configuration())
+        s.enqueue(1, features: features, excluding: [0, 1])
+        s.enqueue(2, features: features)
+        let placed = s.schedule(snapshot: snapshot)
+        #expect(placed.map(\.0) == [2])
+        #expect(s.queuedIDs == [1])
+    }
+}
