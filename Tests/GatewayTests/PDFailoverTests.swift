@@ -71,6 +71,52 @@ struct PDFailoverTests {
     }
 }
 
+/// What a PD client sees equals what a single node shows (issue 13 item 5).
+@Suite("Coordinator PD: streams look like single node", .serialized)
+struct PDStreamShapeTests {
+    /// ids and timestamps differ between runs; everything else must not.
+    static func normalised(_ text: String) -> String {
+        var t = text.replacingOccurrences(of: #""id":"[^"]*""#, with: #""id":"X""#, options: .regularExpression)
+        t = t.replacingOccurrences(of: #""created":[0-9]+"#, with: #""created":0"#, options: .regularExpression)
+        return t
+    }
+
+    static func roleOnlyChunks(_ text: String) -> Int {
+        sseFrames(text).filter { frame in
+            guard frame.hasPrefix("data: {"), let j = try? JSONSerialization.jsonObject(with: Data(frame.dropFirst(6).utf8)) as? [String: Any],
+                  let delta = (j["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any] else { return false }
+            return delta["role"] != nil && (delta["content"] as? String ?? "") == ""
+        }.count
+    }
+
+    @Test("a PD OpenAI chat stream equals the single-node stream of the same request: exactly one role chunk", arguments: [2, 6])
+    func chatStreamLikeSingleNode(maxTokens: Int) async throws {
+        let h = try await PDHarness()
+        try await h.refreshAll()
+        let pd = try await h.chat("compare me", stream: true, maxTokens: maxTokens)
+        #expect(pd.status == 200)
+        var ic = InstanceConfiguration()
+        ic.ipAddress = "127.0.0.9"
+        ic.managementIpAddress = ic.ipAddress
+        ic.port = 0; ic.managementPort = 0; ic.metricsPort = 0; ic.interCommPort = 0; ic.controlPort = 0
+        ic.modelName = "llama3-8b"
+        ic.engine = EngineConfiguration(profile: .tiny, speedup: 50, seed: 1)
+        let config = ic
+        let single = try StableThread.run {
+            let s = try SimulatorServer(configuration: .init(instances: [config]))
+            try s.start()
+            return s
+        }
+        defer { single.shutdown() }
+        let direct = try await h.post(host: single.ports[0].host, port: single.ports[0].data, "/v1/chat/completions",
+                                      h.chatBody("compare me", stream: true, maxTokens: maxTokens))
+        #expect(direct.status == 200)
+        #expect(Self.roleOnlyChunks(direct.text) == 1)
+        #expect(Self.roleOnlyChunks(pd.text) == 1, "\(pd.text)")
+        #expect(Self.normalised(pd.text) == Self.normalised(direct.text))
+    }
+}
+
 @Suite("DIGS: a retry kept off the instances that failed it")
 struct DIGSExclusionTests {
     let snapshot = InstanceSnapshot([

@@ -29,6 +29,8 @@ final class PDState {
     var firstFrameDone = false
     /// D frames that came before P's reply, in arrival order.
     var queued: [(DFrameKind, [UInt8])] = []
+    /// The first D message of the current incarnation was looked at (D opens a chat stream with its own role chunk).
+    var decodeStarted = false
     var pCall: ClientCall?
     /// The frames of P's first output the client has seen (DECISIONS 13).
     var sentFirst: [[UInt8]] = []
@@ -382,6 +384,7 @@ extension Coordinator {
         pd.decode = nil
         // frames the old D sent for this incarnation must not reach the client with the next one
         pd.queued = []
+        pd.decodeStarted = false
         registry.assign(t.id, toAll: [])
         // dispatch cancelled the schedule timeout: a retry that finds no place must still end
         armScheduleTimeout(t, pd)
@@ -423,6 +426,12 @@ extension Coordinator {
         if t.dialect == .vllm, t.stream, kind == .data || kind == .lastData, !payload.isEmpty, payload.last != 0 {
             payload.append(0) // the NUL that ended the vLLM frame also ended the message
         }
+        if kind == .data || kind == .lastData, !pd.decodeStarted {
+            pd.decodeStarted = true
+            // P's output already opened the chat stream with the role chunk; D's own would be a second one
+            if t.stream, t.dialect == .openAI { payload = Self.droppingRoleChunk(payload) }
+            if payload.isEmpty, kind == .data { return }
+        }
         switch kind {
         case .data:
             guard !payload.isEmpty else { return }
@@ -456,6 +465,23 @@ extension Coordinator {
         }
     }
 
+    /// `payload` without a leading OpenAI chat chunk that only announces the role
+    /// (`delta:{"role":"assistant","content":""}`), so a PD stream shows exactly one, as a single node's does.
+    static func droppingRoleChunk(_ payload: [UInt8]) -> [UInt8] {
+        guard let first = frames(payload, delimiter: [10, 10]).first, isRoleOnlyChunk(first) else { return payload }
+        return Array(payload[first.count...])
+    }
+
+    static func isRoleOnlyChunk(_ frame: [UInt8]) -> Bool {
+        let prefix = Array("data:".utf8)
+        guard frame.starts(with: prefix) else { return false }
+        guard let j = try? JSONValue.parse(Array(frame.dropFirst(prefix.count)), maxDepth: 8),
+              let choices = j["choices"]?.arrayValue, choices.count == 1,
+              choices[0]["finish_reason"].map({ $0 == .null }) ?? true,
+              let delta = choices[0]["delta"]?.objectValue, delta.contains(where: { $0.0 == "role" }) else { return false }
+        return delta.allSatisfy { key, value in key == "role" || (key == "content" && (value == .null || value.stringValue == "")) }
+    }
+
     func endStream(_ t: TrackedRequest) {
         guard !t.finished else { return }
         t.responder.end()
@@ -472,6 +498,7 @@ extension Coordinator {
         pd.decode = nil
         pd.firstFrameDone = false
         pd.queued = []
+        pd.decodeStarted = false
         pd.body = body
         pd.recompute = true
         pd.retryCount = 0
