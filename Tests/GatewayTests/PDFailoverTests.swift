@@ -148,3 +148,58 @@ struct DIGSExclusionTests {
         #expect(s.queuedIDs == [1])
     }
 }
+
+/// A client that sends one request and never reads (a small receive buffer so the kernel holds little of it).
+final class NonReadingClient {
+    let fd: Int32
+
+    init(port: Int, request: String) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var size: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0 { throw POSIXError(.ECONNREFUSED) }
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    }
+
+    deinit { close(fd) }
+}
+
+/// Issue 12.3 (PD part): one slow client must not stall the other streams of a shared `/dresult` link, nor make the
+/// Coordinator hold its whole stream.
+@Suite("Coordinator PD: a slow client on a shared /dresult link", .serialized)
+struct PDBackPressureTests {
+    @Test("a non-reading client's stream is failed once over the bound too long and its D work stopped; a normal stream through the same D completes")
+    func slowClient() async throws {
+        let h = try await PDHarness(prefills: 1, decodes: 1) { c, _ in
+            // long streams, quickly
+            c.engine.profile.maxIterTimes = 100_000
+            c.engine.profile.maxSeqLen = 200_000
+            c.engine.profile.totalBlocks = 20_000
+            c.engine.profile.delta2 = 0
+        }
+        h.coordinator.clientBufferBytes = 64 << 10
+        h.coordinator.slowClientTimeoutMilliseconds = 500
+        try await h.refreshAll()
+        // ~170 bytes a token: far more than the kernel's socket buffers absorb (~3 MB on loopback) plus the bound, and
+        // D still decoding when the Coordinator drops the stream even if the loops run behind under load
+        let maxTokens = 100_000
+        let body = h.chatBody("slow reader", stream: true, maxTokens: maxTokens)
+        let slow = try NonReadingClient(port: h.coordinator.dataPort, request:
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 1 })
+        let normal = StreamRecorder(h.client, port: h.coordinator.dataPort, path: "/v1/chat/completions",
+                                    body: h.chatBody("normal reader", stream: true, maxTokens: 200))
+        #expect(await eventually(within: 20) { normal.isEnded })
+        #expect(normal.text.hasSuffix("data: [DONE]\n\n"))
+        // the slow stream is ended by the Coordinator long before D could finish it, and D is told to stop
+        #expect(await eventually(within: 20) { h.coordinator.inFlightCount == 0 })
+        #expect(await eventually(within: 5) { h.stopInfers().contains { $0.1 == 1 && $0.2 == 200 } }, "\(h.stopInfers())")
+        #expect(await eventuallyAsync(within: 5) { await h.sim.withInstance(1) { $0.engine.runningCount } == 0 })
+        withExtendedLifetime(slow) {}
+    }
+}

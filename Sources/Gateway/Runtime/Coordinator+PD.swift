@@ -39,6 +39,8 @@ final class PDState {
     var firstTokenTimer: LoopTimer?
     /// After a chat stream's finish chunk: waiting for D's separate `[DONE]` message.
     var endTimer: LoopTimer?
+    /// Armed while the client's unsent bytes are over the bound (a slow reader on a shared `/dresult` link).
+    var slowTimer: LoopTimer?
 
     init(target: String, headers: [(String, String)], body: [UInt8], features: RequestFeatures) {
         self.target = target
@@ -48,11 +50,12 @@ final class PDState {
     }
 
     func cancelTimers() {
-        for t in [scheduleTimer, retryTimer, firstTokenTimer, endTimer] { t?.cancel() }
+        for t in [scheduleTimer, retryTimer, firstTokenTimer, endTimer, slowTimer] { t?.cancel() }
         scheduleTimer = nil
         retryTimer = nil
         firstTokenTimer = nil
         endTimer = nil
+        slowTimer = nil
     }
 }
 
@@ -68,6 +71,10 @@ private let jsonType = "application/json; charset=utf-8"
 extension GatewayError {
     /// In-flight requests of a D whose `/dresult` link broke (their results cannot arrive).
     static let decodeLinkLost = GatewayError(status: 500, message: "Decode result link to D instance lost")
+    /// A PD stream whose client left too many bytes unread for too long (its D work is stopped).
+    static func clientTooSlow(bytes: Int) -> GatewayError {
+        GatewayError(status: 408, message: "Client reads too slowly: more than \(bytes) bytes of the stream unsent")
+    }
 }
 
 extension Coordinator {
@@ -440,6 +447,7 @@ extension Coordinator {
                 t.headSent = true
             }
             t.responder.write(payload)
+            watchClientBuffer(t, pd)
         case .lastData:
             if t.responder.isStreaming || t.stream {
                 if !t.responder.isStreaming {
@@ -480,6 +488,33 @@ extension Coordinator {
               choices[0]["finish_reason"].map({ $0 == .null }) ?? true,
               let delta = choices[0]["delta"]?.objectValue, delta.contains(where: { $0.0 == "role" }) else { return false }
         return delta.allSatisfy { key, value in key == "role" || (key == "content" && (value == .null || value.stringValue == "")) }
+    }
+
+    /// The `/dresult` link is shared and never waits for one client: a stream whose client leaves more than
+    /// ``clientBufferBytes`` unsent for ``slowClientTimeoutMilliseconds`` (or 4× that many bytes at all) is failed
+    /// with an in-stream error and its D work stopped, so one slow reader cannot hold unbounded memory.
+    func watchClientBuffer(_ t: TrackedRequest, _ pd: PDState) {
+        let pending = t.responder.pendingBytes
+        guard pending > clientBufferBytes else {
+            pd.slowTimer?.cancel()
+            pd.slowTimer = nil
+            return
+        }
+        if pending > 4 * clientBufferBytes { return dropSlowClient(t, pd) }
+        guard pd.slowTimer == nil else { return }
+        pd.slowTimer = t.responder.loop.schedule(afterMilliseconds: slowClientTimeoutMilliseconds) { [unowned self] in
+            pd.slowTimer = nil
+            guard !t.finished, t.responder.pendingBytes > self.clientBufferBytes else { return }
+            self.dropSlowClient(t, pd)
+        }
+    }
+
+    func dropSlowClient(_ t: TrackedRequest, _ pd: PDState) {
+        guard !t.finished else { return }
+        logger.warning("PD stream dropped: client too slow", metadata: ["req": "\(t.idString)", "unsent": "\(t.responder.pendingBytes)"])
+        metrics.timeouts.increment()
+        stopInferPD(t, pd)
+        fail(t, .clientTooSlow(bytes: clientBufferBytes), result: .timeout)
     }
 
     func endStream(_ t: TrackedRequest) {
