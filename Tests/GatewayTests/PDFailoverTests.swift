@@ -191,14 +191,14 @@ struct PDBackPressureTests {
         let body = h.chatBody("slow reader", stream: true, maxTokens: maxTokens)
         let slow = try NonReadingClient(port: h.coordinator.dataPort, request:
             "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
-        #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 1 })
         let normal = StreamRecorder(h.client, port: h.coordinator.dataPort, path: "/v1/chat/completions",
                                     body: h.chatBody("normal reader", stream: true, maxTokens: 200))
         #expect(await eventually(within: 20) { normal.isEnded })
         #expect(normal.text.hasSuffix("data: [DONE]\n\n"))
-        // the slow stream is ended by the Coordinator long before D could finish it, and D is told to stop
-        #expect(await eventually(within: 20) { h.coordinator.inFlightCount == 0 })
-        #expect(await eventually(within: 5) { h.stopInfers().contains { $0.1 == 1 && $0.2 == 200 } }, "\(h.stopInfers())")
+        // the Coordinator drops the slow stream (it would otherwise end normally, with no stopInfer, once D is done) and
+        // tells D to stop; whether D is still decoding then depends on how far the loops lag D under load
+        #expect(await eventually(within: 30) { h.coordinator.inFlightCount == 0 })
+        #expect(await eventually(within: 20) { h.stopInfers().contains { $0.1 == 1 } }, "\(h.stopInfers())")
         #expect(await eventuallyAsync(within: 5) { await h.sim.withInstance(1) { $0.engine.runningCount } == 0 })
         withExtendedLifetime(slow) {}
     }
