@@ -227,7 +227,7 @@ struct PDIntegrationTests {
         #expect(s.headers["content-type"]?.hasPrefix("text/event-stream") == true)
         #expect(s.text.hasSuffix("data: [DONE]\n\n"))
         #expect(h.coordinator.inFlightCount == 0)
-        // P's output F first, then D's frames (D opens with its own role chunk), [DONE] last
+        // P's output F first, then D's frames (without D's own role chunk), [DONE] last
         #expect(PDIntegrationTests.contents(s.text).count == 6)
     }
 

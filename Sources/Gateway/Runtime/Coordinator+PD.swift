@@ -20,13 +20,17 @@ final class PDState {
     var retryCount = 0
     /// Retries on another P before its reply (DECISIONS 10).
     var pAttempts = 0
+    /// P's that failed this request before its first byte, and D's a P could not reach (DECISIONS 10).
     var excludedP: Set<InstanceID> = []
+    var excludedD: Set<InstanceID> = []
     var giveUp: (() -> Void)?
     var dispatched = false
     /// FIRST_TOKEN_FINISH of the current incarnation: P's reply was handled, D frames flow.
     var firstFrameDone = false
     /// D frames that came before P's reply, in arrival order.
     var queued: [(DFrameKind, [UInt8])] = []
+    /// The first D message of the current incarnation was looked at (D opens a chat stream with its own role chunk).
+    var decodeStarted = false
     var pCall: ClientCall?
     /// The frames of P's first output the client has seen (DECISIONS 13).
     var sentFirst: [[UInt8]] = []
@@ -35,6 +39,8 @@ final class PDState {
     var firstTokenTimer: LoopTimer?
     /// After a chat stream's finish chunk: waiting for D's separate `[DONE]` message.
     var endTimer: LoopTimer?
+    /// Armed while the client's unsent bytes are over the bound (a slow reader on a shared `/dresult` link).
+    var slowTimer: LoopTimer?
 
     init(target: String, headers: [(String, String)], body: [UInt8], features: RequestFeatures) {
         self.target = target
@@ -44,11 +50,12 @@ final class PDState {
     }
 
     func cancelTimers() {
-        for t in [scheduleTimer, retryTimer, firstTokenTimer, endTimer] { t?.cancel() }
+        for t in [scheduleTimer, retryTimer, firstTokenTimer, endTimer, slowTimer] { t?.cancel() }
         scheduleTimer = nil
         retryTimer = nil
         firstTokenTimer = nil
         endTimer = nil
+        slowTimer = nil
     }
 }
 
@@ -64,6 +71,10 @@ private let jsonType = "application/json; charset=utf-8"
 extension GatewayError {
     /// In-flight requests of a D whose `/dresult` link broke (their results cannot arrive).
     static let decodeLinkLost = GatewayError(status: 500, message: "Decode result link to D instance lost")
+    /// A PD stream whose client left too many bytes unread for too long (its D work is stopped).
+    static func clientTooSlow(bytes: Int) -> GatewayError {
+        GatewayError(status: 408, message: "Client reads too slowly: more than \(bytes) bytes of the stream unsent")
+    }
 }
 
 extension Coordinator {
@@ -98,27 +109,39 @@ extension Coordinator {
     func schedulePD(_ t: TrackedRequest) {
         guard !t.finished, let pd = t.pd else { return }
         pd.retryTimer = nil
+        let excluded = pd.excludedP.union(pd.excludedD)
         if usesDIGS {
+            if !excluded.isEmpty, let giveUp = pd.giveUp, !Self.hasPair(schedulingView().snapshot, excludedP: pd.excludedP, excludedD: pd.excludedD) {
+                // nothing left to retry on: DIGS would keep it queued until a timeout
+                return giveUp()
+            }
             t.digsBooked = true
-            digs.withLock { $0?.enqueue(t.id, features: pd.features) }
+            digs.withLock { $0?.enqueue(t.id, features: pd.features, excluding: excluded) }
             digsPass()
             return
         }
         var view = schedulingView()
-        if !pd.excludedP.isEmpty { view = view.without(pd.excludedP) }
+        if !excluded.isEmpty { view = view.without(excluded) }
         if let d = scheduler.select(pd.features, snapshot: view.snapshot, load: view.load()),
            case .pair(let p, let dd) = d, let pe = view.entries[p], let de = view.entries[dd] {
             metrics.scheduled.increment()
             dispatchPD(t, pe, de)
             return
         }
-        if !pd.excludedP.isEmpty, let giveUp = pd.giveUp {
-            // no other P to retry on
+        if !excluded.isEmpty, let giveUp = pd.giveUp {
+            // no other pair to retry on
             giveUp()
             return
         }
         // default_scheduler semantics: try again until schedule_timeout
         pd.retryTimer = t.responder.loop.schedule(afterMilliseconds: 10) { [unowned self] in self.schedulePD(t) }
+    }
+
+    /// Whether a P outside `excludedP` has a D outside `excludedD` (in its group, listing it as a peer).
+    static func hasPair(_ s: InstanceSnapshot, excludedP: Set<InstanceID>, excludedD: Set<InstanceID>) -> Bool {
+        s.instances(role: .prefill).contains { p in
+            !excludedP.contains(p.id) && s.decodes(for: p.id).contains { $0.groupID == p.groupID && !excludedD.contains($0.id) }
+        }
     }
 
     /// One DIGS pass (§5.1): placements go to their requests' loops.
@@ -235,8 +258,14 @@ extension Coordinator {
         }
         guard status == 200 else {
             if pd.recompute { return resendRecompute(t, pd) }
+            let pError = Self.instanceError(status: status, body: body)
             let relay = { [unowned self] in
                 self.metrics.upstreamErrors.increment()
+                if let pError {
+                    // P's own text, in the client's dialect (DECISIONS 2), not the server's TGI-shaped body
+                    self.fail(t, pError, result: .upstreamError)
+                    return
+                }
                 if t.responder.isStreaming {
                     t.responder.write(GatewayError(status: status, message: String(decoding: body, as: UTF8.self))
                         .streamErrorEvent(dialect: t.dialect, stream: t.stream))
@@ -248,6 +277,10 @@ extension Coordinator {
                 self.complete(t, success: false)
             }
             if status == 503 { return retryElsewhere(t, pd, giveUp: relay) }
+            if let pError, pError.message.contains("Send D request failed") {
+                // P is fine but could not hand the request to its D: another D (DECISIONS 10)
+                return retryElsewhere(t, pd, excludeDecode: true, giveUp: relay)
+            }
             return relay()
         }
         guard let j = try? JSONValue.parse(body, maxDepth: 8), let rid = j["reqId"]?.stringValue, j["isStream"]?.boolValue != nil,
@@ -342,18 +375,33 @@ extension Coordinator {
         complete(t, success: true)
     }
 
-    /// Before the first byte, another P (DECISIONS 10), up to `max_retry` times.
-    func retryElsewhere(_ t: TrackedRequest, _ pd: PDState, giveUp: @escaping () -> Void) {
+    /// Before the first byte, another P — or, when P could not reach its D, another D — (DECISIONS 10), up to
+    /// `max_retry` times.
+    func retryElsewhere(_ t: TrackedRequest, _ pd: PDState, excludeDecode: Bool = false, giveUp: @escaping () -> Void) {
         pd.pAttempts += 1
-        guard pd.pAttempts <= config.exceptions.maxRetry, !t.responder.isStreaming, let p = pd.prefill else { return giveUp() }
+        guard pd.pAttempts <= config.exceptions.maxRetry, !t.responder.isStreaming, let p = pd.prefill, let d = pd.decode else {
+            return giveUp()
+        }
         metrics.retries.increment()
-        pd.excludedP.insert(p.info.id)
+        logger.debug("PD retry elsewhere", metadata: ["req": "\(t.idString)", "excluded": "\(excludeDecode ? d.info.id : p.info.id)"])
+        if excludeDecode { pd.excludedD.insert(d.info.id) } else { pd.excludedP.insert(p.info.id) }
         pd.giveUp = giveUp
         releasePD(t, pd)
         pd.prefill = nil
         pd.decode = nil
+        // frames the old D sent for this incarnation must not reach the client with the next one
+        pd.queued = []
+        pd.decodeStarted = false
         registry.assign(t.id, toAll: [])
+        // dispatch cancelled the schedule timeout: a retry that finds no place must still end
+        armScheduleTimeout(t, pd)
         schedulePD(t)
+    }
+
+    /// A MindIE error body (`{"error":"<text>","error_type":"<type>"}`) as a ``GatewayError``; nil for other bodies.
+    static func instanceError(status: Int, body: [UInt8]) -> GatewayError? {
+        guard let j = try? JSONValue.parse(body, maxDepth: 4), let message = j["error"]?.stringValue else { return nil }
+        return GatewayError(status: status, message: message, tgiErrorType: j["error_type"]?.stringValue)
     }
 
     /// A recompute POST failed: the same P again after 1 s, until the counter passes `max_retry`.
@@ -385,6 +433,12 @@ extension Coordinator {
         if t.dialect == .vllm, t.stream, kind == .data || kind == .lastData, !payload.isEmpty, payload.last != 0 {
             payload.append(0) // the NUL that ended the vLLM frame also ended the message
         }
+        if kind == .data || kind == .lastData, !pd.decodeStarted {
+            pd.decodeStarted = true
+            // P's output already opened the chat stream with the role chunk; D's own would be a second one
+            if t.stream, t.dialect == .openAI { payload = Self.droppingRoleChunk(payload) }
+            if payload.isEmpty, kind == .data { return }
+        }
         switch kind {
         case .data:
             guard !payload.isEmpty else { return }
@@ -393,6 +447,7 @@ extension Coordinator {
                 t.headSent = true
             }
             t.responder.write(payload)
+            watchClientBuffer(t, pd)
         case .lastData:
             if t.responder.isStreaming || t.stream {
                 if !t.responder.isStreaming {
@@ -418,6 +473,50 @@ extension Coordinator {
         }
     }
 
+    /// `payload` without a leading OpenAI chat chunk that only announces the role
+    /// (`delta:{"role":"assistant","content":""}`), so a PD stream shows exactly one, as a single node's does.
+    static func droppingRoleChunk(_ payload: [UInt8]) -> [UInt8] {
+        guard let first = frames(payload, delimiter: [10, 10]).first, isRoleOnlyChunk(first) else { return payload }
+        return Array(payload[first.count...])
+    }
+
+    static func isRoleOnlyChunk(_ frame: [UInt8]) -> Bool {
+        let prefix = Array("data:".utf8)
+        guard frame.starts(with: prefix) else { return false }
+        guard let j = try? JSONValue.parse(Array(frame.dropFirst(prefix.count)), maxDepth: 8),
+              let choices = j["choices"]?.arrayValue, choices.count == 1,
+              choices[0]["finish_reason"].map({ $0 == .null }) ?? true,
+              let delta = choices[0]["delta"]?.objectValue, delta.contains(where: { $0.0 == "role" }) else { return false }
+        return delta.allSatisfy { key, value in key == "role" || (key == "content" && (value == .null || value.stringValue == "")) }
+    }
+
+    /// The `/dresult` link is shared and never waits for one client: a stream whose client leaves more than
+    /// ``clientBufferBytes`` unsent for ``slowClientTimeoutMilliseconds`` (or 4× that many bytes at all) is failed
+    /// with an in-stream error and its D work stopped, so one slow reader cannot hold unbounded memory.
+    func watchClientBuffer(_ t: TrackedRequest, _ pd: PDState) {
+        let pending = t.responder.pendingBytes
+        guard pending > clientBufferBytes else {
+            pd.slowTimer?.cancel()
+            pd.slowTimer = nil
+            return
+        }
+        if pending > 4 * clientBufferBytes { return dropSlowClient(t, pd) }
+        guard pd.slowTimer == nil else { return }
+        pd.slowTimer = t.responder.loop.schedule(afterMilliseconds: slowClientTimeoutMilliseconds) { [unowned self] in
+            pd.slowTimer = nil
+            guard !t.finished, t.responder.pendingBytes > self.clientBufferBytes else { return }
+            self.dropSlowClient(t, pd)
+        }
+    }
+
+    func dropSlowClient(_ t: TrackedRequest, _ pd: PDState) {
+        guard !t.finished else { return }
+        logger.warning("PD stream dropped: client too slow", metadata: ["req": "\(t.idString)", "unsent": "\(t.responder.pendingBytes)"])
+        metrics.timeouts.increment()
+        stopInferPD(t, pd)
+        fail(t, .clientTooSlow(bytes: clientBufferBytes), result: .timeout)
+    }
+
     func endStream(_ t: TrackedRequest) {
         guard !t.finished else { return }
         t.responder.end()
@@ -434,10 +533,12 @@ extension Coordinator {
         pd.decode = nil
         pd.firstFrameDone = false
         pd.queued = []
+        pd.decodeStarted = false
         pd.body = body
         pd.recompute = true
         pd.retryCount = 0
         pd.excludedP = []
+        pd.excludedD = []
         pd.giveUp = nil
         registry.assign(t.id, toAll: [])
         armScheduleTimeout(t, pd)

@@ -54,6 +54,12 @@ public final class Coordinator: @unchecked Sendable {
     /// How long a relinked `/dresult` may take to show its head (D holds it until its first message; it sends a
     /// heartbeat after 5 s idle).
     var linkHeadTimeoutMilliseconds: UInt64 = 6000
+    /// Unsent bytes a PD stream may hold for its client before it counts as slow (issue 12.3; the single-node
+    /// relay's `client_buffer_bytes` bound, wired here by whoever reads that key).
+    var clientBufferBytes = 1 << 20
+    /// How long a PD stream may stay over ``clientBufferBytes`` before it is failed; past 4× the bound it is failed
+    /// at once, so what one slow client costs stays bounded whatever D's rate.
+    var slowClientTimeoutMilliseconds: UInt64 = 5000
     /// stopInfer calls made: (request id, instance, HTTP status or 0) — for tests and logs.
     let stopInferLog = Mutex<[(String, InstanceID, Int)]>([])
 

@@ -18,6 +18,8 @@
 /// - Loop: pull ≤ `max_schedule_count` arrivals into the backlog, reorder (1 FCFS, 2 SJF, 3 LJF),
 ///   assign P in order and stop at the first request that fits nowhere (head-of-line), then assign D;
 ///   a request with no D gets its P booking undone and goes to the back.
+/// - A retry (DECISIONS 10) is never placed on the instances it failed on; one that fits nowhere else waits
+///   without holding up the queue.
 public struct DIGSScheduler: Sendable {
     /// Request identity (the Coordinator's 64-bit request id).
     public typealias RequestID = UInt64
@@ -68,6 +70,8 @@ public struct DIGSScheduler: Sendable {
         var id: RequestID
         var inputLen: Int
         var demand: (slots: Int, blocks: Int)
+        /// Instances this request must not be placed on (it failed there before its first byte).
+        var excluded: Set<InstanceID> = []
     }
 
     struct Active: Sendable {
@@ -76,6 +80,7 @@ public struct DIGSScheduler: Sendable {
         var demand: (slots: Int, blocks: Int)
         var inputLen: Int
         var prefillHeld: Bool
+        var excluded: Set<InstanceID>
     }
 
     public let configuration: Configuration
@@ -91,15 +96,15 @@ public struct DIGSScheduler: Sendable {
 
     // MARK: Inputs
 
-    /// Queues a new request.
-    public mutating func enqueue(_ id: RequestID, features: RequestFeatures) {
+    /// Queues a new request; `excluding` names instances it must not be placed on (a retry elsewhere).
+    public mutating func enqueue(_ id: RequestID, features: RequestFeatures, excluding: Set<InstanceID> = []) {
         let w1 = configuration.loadCostCoefficient.count > 1 ? configuration.loadCostCoefficient[1] : 0.22
         let inputLen = features.prompt.size.inputLength(w1: w1)
         let slots = configuration.loadCostValues.first ?? 1
         let cfgBlocks = configuration.loadCostValues.count > 1 ? configuration.loadCostValues[1] : 0
         let bs = max(1, configuration.blockSize)
         let blocks = cfgBlocks != 0 ? cfgBlocks : (inputLen + bs - 1) / bs
-        incoming.append(Pending(id: id, inputLen: inputLen, demand: (slots, blocks)))
+        incoming.append(Pending(id: id, inputLen: inputLen, demand: (slots, blocks), excluded: excluding))
     }
 
     /// P sent its first frame: release the P-stage booking.
@@ -125,7 +130,7 @@ public struct DIGSScheduler: Sendable {
     public mutating func requeue(_ id: RequestID) {
         guard let a = active.removeValue(forKey: id) else { return }
         release(a)
-        backlog.append(Pending(id: id, inputLen: a.inputLen, demand: a.demand))
+        backlog.append(Pending(id: id, inputLen: a.inputLen, demand: a.demand, excluded: a.excluded))
     }
 
     /// Removes a request that is still queued (e.g. schedule timeout).
@@ -199,13 +204,19 @@ public struct DIGSScheduler: Sendable {
         let ps = snapshot.instances(role: .prefill)
         var withP: [(Pending, InstanceID)] = []
         var stop = backlog.count
+        var skipped: [Pending] = []
         for (n, r) in backlog.enumerated() {
-            guard let p = choosePrefill(ps, demand: r.demand) else { stop = n; break }
+            guard let p = choosePrefill(ps, demand: r.demand, excluded: r.excluded) else {
+                // a retry kept off the P's that failed it must not hold up the queue behind it
+                if !r.excluded.isEmpty { skipped.append(r); continue }
+                stop = n
+                break
+            }
             bookings[p, default: Booking()].prefillSlots += r.demand.slots
             bookings[p, default: Booking()].prefillBlocks += r.demand.blocks
             withP.append((r, p))
         }
-        let rest = Array(backlog[stop...])
+        let rest = skipped + Array(backlog[stop...])
 
         // 4. D for each that got a P; none → undo P and send to the back.
         var placed: [(RequestID, SchedulingDecision)] = []
@@ -222,7 +233,7 @@ public struct DIGSScheduler: Sendable {
             b.decodeBlocks += r.demand.blocks
             b.decodeLengths.append(r.inputLen)
             bookings[d] = b
-            active[r.id] = Active(prefill: p, decode: d, demand: r.demand, inputLen: r.inputLen, prefillHeld: true)
+            active[r.id] = Active(prefill: p, decode: d, demand: r.demand, inputLen: r.inputLen, prefillHeld: true, excluded: r.excluded)
             placed.append((r.id, .pair(prefill: p, decode: d)))
         }
         backlog = rest + toBack
@@ -241,17 +252,17 @@ public struct DIGSScheduler: Sendable {
         return s <= maxOf(i.totalSlots) && k <= maxOf(i.totalBlocks)
     }
 
-    func choosePrefill(_ ps: [InstanceInfo], demand: (slots: Int, blocks: Int)) -> InstanceID? {
+    func choosePrefill(_ ps: [InstanceInfo], demand: (slots: Int, blocks: Int), excluded: Set<InstanceID> = []) -> InstanceID? {
         let ranked = ps.enumerated().sorted { x, y in
             let bx = booking(x.element.id), by = booking(y.element.id)
             let dx = bx.prefillSlots + bx.prefillBlocks, dy = by.prefillSlots + by.prefillBlocks
             return dx != dy ? dx < dy : x.offset < y.offset
         }
-        return ranked.first { eligible($0.element, stage: .prefill) }?.element.id
+        return ranked.first { !excluded.contains($0.element.id) && eligible($0.element, stage: .prefill) }?.element.id
     }
 
     func chooseDecode(_ snapshot: InstanceSnapshot, prefill p: InstanceInfo, request r: Pending) -> InstanceID? {
-        let ds = snapshot.decodes(for: p.id).filter { $0.groupID == p.groupID }
+        let ds = snapshot.decodes(for: p.id).filter { $0.groupID == p.groupID && !r.excluded.contains($0.id) }
         guard !ds.isEmpty else { return nil }
         let groupMax = snapshot.instances.filter { $0.role == .decode && $0.groupID == p.groupID }
             .map { booking($0.id).decodeSlots }.max() ?? 0
