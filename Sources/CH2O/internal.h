@@ -75,6 +75,7 @@ struct ch2o_loop {
     h2o_accept_ctx_t *accept_ctxs;
     h2o_socket_t **listeners;
     int num_listeners;
+    h2o_linklist_t server_conns; /* accepted connections still open (struct conn_info) */
 };
 
 struct ch2o_pool_slot {

@@ -192,6 +192,8 @@ void ch2o_server_set_notice_cb(ch2o_server_t *srv, ch2o_notice_cb cb, void *ctx)
 
 /* per accepted connection, in the socket's on_close slot */
 struct conn_info {
+    h2o_linklist_t link; /* in its loop's server_conns */
+    h2o_socket_t *sock;
     ch2o_server_t *srv;
     struct ch2o_listener_spec *spec;
     ch2o_loop_t *loop;
@@ -207,6 +209,8 @@ struct conn_info {
 static void on_conn_close(void *data)
 {
     struct conn_info *ci = data;
+    if (h2o_linklist_is_linked(&ci->link))
+        h2o_linklist_unlink(&ci->link);
     atomic_fetch_sub(&ci->srv->num_connections, 1);
     atomic_fetch_sub(&ci->spec->num_connections, 1);
     if (ci->in_read)
@@ -587,6 +591,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         ci->srv = srv;
         ci->spec = spec;
         ci->loop = ll->loop;
+        ci->sock = sock;
+        h2o_linklist_insert(&ll->loop->server_conns, &ci->link);
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = ci;
         h2o_accept(&ll->accept, sock);
@@ -605,6 +611,7 @@ static void server_loop_init(ch2o_loop_t *loop)
     h2o_context_init(loop->h2o_ctx, loop->evloop, &srv->globalconf);
     loop->num_listeners = srv->num_listeners;
     loop->listeners = calloc(srv->num_listeners, sizeof(h2o_socket_t *));
+    h2o_linklist_init_anchor(&loop->server_conns);
     struct accept_state *st = calloc(1, sizeof(*st));
     st->loop = loop;
     if (!deferred_init) {
@@ -718,6 +725,19 @@ static void begin_shutdown(void *arg)
     h2o_context_request_shutdown(loop->h2o_ctx);
 }
 
+/* Connections still open when the drain ends (idle keep-alive ones, h2o 2.2 has no HTTP/1 shutdown hook, and
+ * requests past the grace period) would otherwise stay open with nobody reading once the loop stops: a peer that
+ * pooled one would wait on it forever. Shutting the socket down sends the FIN now; h2o then sees the end of input
+ * and closes the connection itself. */
+static void shut_connections(void *arg)
+{
+    ch2o_loop_t *loop = arg;
+    for (h2o_linklist_t *l = loop->server_conns.next; l != &loop->server_conns; l = l->next) {
+        struct conn_info *ci = H2O_STRUCT_FROM_MEMBER(struct conn_info, link, l);
+        shutdown(h2o_socket_get_fd(ci->sock), SHUT_RDWR);
+    }
+}
+
 void ch2o_server_shutdown(ch2o_server_t *srv)
 {
     if (!srv->started)
@@ -730,6 +750,10 @@ void ch2o_server_shutdown(ch2o_server_t *srv)
             break;
         usleep(5000);
     }
+    for (int t = 0; t < srv->num_threads; ++t)
+        ch2o_loop_post(srv->loops[t], shut_connections, srv->loops[t]);
+    for (int waited = 0; waited < 500 && atomic_load(&srv->num_connections) > 0; waited += 5)
+        usleep(5000);
     for (int t = 0; t < srv->num_threads; ++t)
         ch2o_loop_stop_and_join(srv->loops[t]);
     srv->started = 0;
