@@ -77,6 +77,46 @@ static void flush_head(void *ctx)
         ch2o_req_stream_flush_head(p->creq);
 }
 
+static int header_named(const ch2o_header_t *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+/* 1 when one of the Connection headers among `headers` lists `name` as a token */
+static int named_by_connection(const ch2o_header_t *headers, size_t n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; ++i) {
+        if (!header_named(&headers[i], "connection", 10))
+            continue;
+        const char *v = headers[i].value, *end = v + headers[i].value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                ++v;
+            const char *tok = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                ++v;
+            if ((size_t)(v - tok) == len && len != 0 && strncasecmp(tok, name, len) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* RFC 9110 §7.6.1: these, and whatever a Connection header names, describe one hop and never cross the proxy —
+ * the persistence of the client's connection is ours to decide, not the upstream's */
+static int is_hop_by_hop(const ch2o_header_t *h, const ch2o_header_t *all, size_t n)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } names[] = {{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
+                 {"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i)
+        if (header_named(h, names[i].name, names[i].len))
+            return 1;
+    return named_by_connection(all, n, h->name, h->name_len);
+}
+
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n)
 {
     struct ch2o_proxy *p = ctx;
@@ -100,10 +140,15 @@ static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n
         if (headers[i].name_len == 17 && strncasecmp(headers[i].name, "transfer-encoding", 17) == 0)
             content_length = SIZE_MAX;
     }
+    ch2o_header_t *kept = h2o_mem_alloc_pool(&p->creq->req->pool, sizeof(*kept) * (n + 1));
+    size_t num_kept = 0;
+    for (size_t i = 0; i < n; ++i)
+        if (!is_hop_by_hop(&headers[i], headers, n))
+            kept[num_kept++] = headers[i];
     p->head_sent = 1;
     p->upstream_streams = content_length == SIZE_MAX;
     /* the head waits for the body bytes that usually arrive in the same read: one write instead of two */
-    ch2o_req_stream_start_len(p->creq, status, headers, n, content_length, 0);
+    ch2o_req_stream_start_len(p->creq, status, kept, num_kept, content_length, 0);
     p->head_flush = ch2o_timer_start(p->creq->loop, 0, flush_head, p);
     return 0;
 }
@@ -167,11 +212,6 @@ void ch2o_proxy_on_client_gone(struct ch2o_proxy *p)
     proxy_finish(p, CH2O_PROXY_CANCELLED, CH2O_CALL_CANCELLED);
 }
 
-static int header_named(const ch2o_header_t *h, const char *name, size_t len)
-{
-    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
-}
-
 void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_options_t *opts, const ch2o_proxy_hooks_t *hooks,
                       void *ctx)
 {
@@ -198,10 +238,14 @@ void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_optio
     }
     /* client headers (minus host and those the caller replaces) + the caller's extra headers */
     p->headers = h2o_mem_alloc_pool(&req->pool, sizeof(ch2o_header_t) * (req->headers.size + opts->num_extra_headers));
+    ch2o_header_t *client = h2o_mem_alloc_pool(&req->pool, sizeof(ch2o_header_t) * (req->headers.size + 1));
     for (size_t i = 0; i < req->headers.size; ++i) {
         h2o_header_t *h = &req->headers.entries[i];
-        ch2o_header_t ch = {h->name->base, h->name->len, h->value.base, h->value.len};
-        if (header_named(&ch, "host", 4))
+        client[i] = (ch2o_header_t){h->name->base, h->name->len, h->value.base, h->value.len};
+    }
+    for (size_t i = 0; i < req->headers.size; ++i) {
+        ch2o_header_t ch = client[i];
+        if (header_named(&ch, "host", 4) || is_hop_by_hop(&ch, client, req->headers.size))
             continue;
         int replaced = 0;
         for (size_t j = 0; j < opts->num_extra_headers; ++j)

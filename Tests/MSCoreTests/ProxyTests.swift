@@ -206,4 +206,62 @@ struct ProxyTests {
         #expect(await eventually(within: 5) { outcomes.get().count == 2 })
         #expect(outcomes.get().allSatisfy { $0.result == .ok && $0.bytes == UInt64(expected.utf8.count) })
     }
+
+    // MARK: - hop-by-hop headers (RFC 9110 §7.6.1)
+
+    @Test func theUpstreamsConnectionCloseDoesNotCloseTheClientsKeepAliveConnection() async throws {
+        // MindIE Server answers every non-stream request with Connection: close (and names a hop-by-hop header)
+        let up = ScriptedUpstream { fd, _ in
+            sendAll(fd, "HTTP/1.1 200 OK\r\nconnection: close, x-hop\r\nx-hop: secret\r\nkeep-alive: timeout=5\r\n"
+                + "proxy-connection: close\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        }
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let c = try RawClient(port: gwPort)
+        defer { c.close() }
+        let req = "POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+        c.send(req + req + req) // pipelined
+        let r = c.read(within: 10) { String(decoding: $0, as: UTF8.self).components(separatedBy: "HTTP/1.1 200").count == 4 }
+        let text = String(decoding: r.bytes, as: UTF8.self).lowercased()
+        #expect(text.components(separatedBy: "http/1.1 200").count == 4, "\(text)")
+        #expect(!r.closed)
+        #expect(!text.contains("connection: close"))
+        #expect(!text.contains("x-hop"))
+        #expect(!text.contains("keep-alive: timeout"))
+        #expect(!text.contains("proxy-connection"))
+        #expect(text.contains("content-type: application/json"))
+        // and the connection still serves
+        c.send(req)
+        let again = c.read(within: 10) { String(decoding: $0, as: UTF8.self).contains("{}") }
+        #expect(String(decoding: again.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        #expect(up.accepted == 4)
+    }
+
+    @Test func hopByHopRequestHeadersAndThoseTheClientsConnectionNamesStayOnOurSide() async throws {
+        let seen = Box<[String]>([])
+        let up = ScriptedUpstream { fd, head in
+            seen.update { $0.append(head.lowercased()) }
+            sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        }
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let c = try RawClient(port: gwPort)
+        defer { c.close() }
+        c.send("POST /v1/x HTTP/1.1\r\nhost: x\r\nconnection: keep-alive, x-client-hop\r\nx-client-hop: 1\r\n"
+            + "keep-alive: timeout=9\r\nproxy-connection: keep-alive\r\nte: trailers\r\nx-end-to-end: kept\r\n"
+            + "content-length: 2\r\n\r\n{}")
+        let r = c.read(within: 10) { String(decoding: $0, as: UTF8.self).hasSuffix("ok") }
+        #expect(String(decoding: r.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        #expect(seen.get().count == 1)
+        let head = seen.get().first ?? ""
+        #expect(head.contains("x-end-to-end: kept"))
+        #expect(head.contains("req-id: 42"))
+        for name in ["x-client-hop", "keep-alive", "proxy-connection", "te:", "connection:"] {
+            #expect(!head.contains("\r\n" + name), "\(name) crossed the proxy: \(head)")
+        }
+    }
 }
