@@ -4,11 +4,13 @@ import TestSupport
 @testable import MSCore
 
 /// A gateway that proxies every request to `pick()` and records each outcome.
-private func startGateway(upstreams: [Upstream], threads: Int = 1, errorTail: [UInt8] = [],
+private func startGateway(upstreams: [Upstream], threads: Int = 1, errorTail: [UInt8] = [], clientBufferBytes: Int = 0,
+                          errorReply: (@Sendable (Int, String) -> [UInt8])? = nil,
                           outcomes: Box<[ProxyOutcome]>) throws -> (HTTPServer, Int) {
     try startServer(threads: threads) { req, res in
         var tried: Set<Upstream> = [upstreams[0]]
-        res.proxy(to: upstreams[0], options: ProxyOptions(extraHeaders: [("req-id", "42")], errorTail: errorTail),
+        res.proxy(to: upstreams[0], options: ProxyOptions(extraHeaders: [("req-id", "42")], errorTail: errorTail,
+                                                          clientBufferBytes: clientBufferBytes, errorReply: errorReply),
                   retry: { _, _, _ in
                       guard let next = upstreams.first(where: { !tried.contains($0) }) else { return nil }
                       tried.insert(next)
@@ -263,5 +265,77 @@ struct ProxyTests {
         for name in ["x-client-hop", "keep-alive", "proxy-connection", "te:", "connection:"] {
             #expect(!head.contains("\r\n" + name), "\(name) crossed the proxy: \(head)")
         }
+    }
+
+    // MARK: - broken upstream replies
+
+    @Test func aContentLengthBodyCutShortIsRetriedBeforeTheClientSeesAnything() async throws {
+        let short = ScriptedUpstream { fd, _ in sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nhello world") }
+        defer { short.stop() }
+        let (good, goodPort) = try startServer(threads: 1) { _, res in res.respond(status: 200, body: "whole") }
+        defer { good.shutdown() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: short.port),
+                                                        try Upstream(host: "127.0.0.1", port: goodPort)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let r = try curl(["-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+        #expect(r.status == 0)
+        #expect(r.stdout == "whole\n200")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .ok)
+        #expect(outcomes.get().first?.attempts == 2)
+    }
+
+    @Test func aContentLengthBodyCutShortWithNoOtherUpstreamIsA502InTheCallersShape() async throws {
+        let short = ScriptedUpstream { fd, _ in sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nhello world") }
+        defer { short.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: short.port)],
+                                            errorReply: { status, message in Array("{\"shape\":\"mine\",\"code\":\(status),\"m\":\"\(message)\"}".utf8) },
+                                            outcomes: outcomes)
+        defer { gw.shutdown() }
+        for proto in ["--http1.1", "--http2-prior-knowledge"] {
+            let r = try curl([proto, "-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+            #expect(r.status == 0)
+            #expect(r.stdout.hasPrefix("{\"shape\":\"mine\",\"code\":502,"), "\(r.stdout)")
+            #expect(r.stdout.hasSuffix("\n502"))
+            #expect(!r.stdout.contains("hello world"))
+        }
+        #expect(await eventually(within: 5) { outcomes.get().count == 2 })
+        #expect(outcomes.get().allSatisfy { $0.result == .gaveUp && $0.lastError == .broken("") })
+    }
+
+    @Test func aLongContentLengthBodyCutShortAfterTheHeadBreaksTheClientsConnection() async throws {
+        // over the buffer bound the body streams; once bytes reached the client, a short body must not look whole
+        let body = String(repeating: "x", count: 64 << 10)
+        let short = ScriptedUpstream { fd, _ in sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: \(256 << 10)\r\n\r\n" + body) }
+        defer { short.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: short.port)],
+                                            clientBufferBytes: 16 << 10, outcomes: outcomes)
+        defer { gw.shutdown() }
+        let h1 = try curl(["--http1.1", "http://127.0.0.1:\(gwPort)/"])
+        #expect(h1.status == 18, "curl: \(h1.status) \(h1.stderr)") // transfer closed with bytes remaining
+        let h2 = try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(gwPort)/"])
+        #expect(h2.status != 0)
+        #expect(await eventually(within: 5) { outcomes.get().count == 2 })
+        #expect(outcomes.get().allSatisfy { $0.result == .upstreamError })
+    }
+
+    @Test func anOversizedUpstreamHeadIsA502() async throws {
+        let huge = ScriptedUpstream { fd, _ in
+            sendAll(fd, "HTTP/1.1 200 OK\r\nx-big: " + String(repeating: "a", count: 200_000) + "\r\ncontent-length: 2\r\n\r\nok")
+        }
+        defer { huge.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: huge.port)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let r = try curl(["-D", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+        #expect(r.stdout.hasSuffix("\n502"))
+        #expect(!r.stdout.contains("aaaa"))
+        #expect(r.stdout.contains("head"), "\(r.stdout.prefix(300))")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .gaveUp)
+        if case .protocolError = outcomes.get().first?.lastError {} else { Issue.record("\(String(describing: outcomes.get().first))") }
     }
 }
