@@ -56,6 +56,7 @@ struct ch2o_call {
     size_t body_read;
     int keepalive;
     int deferred_result;
+    int paused;
 };
 
 /* ---------------------------------------------------------------- upstreams */
@@ -525,4 +526,20 @@ void ch2o_call_cancel(ch2o_call_t *call)
         return;
     call_detach_conn(call, 0);
     call_free(call);
+}
+
+void ch2o_call_pause(ch2o_call_t *call, int paused)
+{
+    if (call == NULL || call->state != CALL_BODY || call->conn == NULL || call->conn->sock == NULL || call->paused == !!paused)
+        return;
+    call->paused = !!paused;
+    if (call->paused) {
+        /* the upstream's unread bytes wait in the kernel: its TCP window closes and it stops sending */
+        h2o_socket_read_stop(call->conn->sock);
+        if (h2o_timeout_is_linked(&call->timeout_entry))
+            h2o_timeout_unlink(&call->timeout_entry);
+    } else {
+        h2o_socket_read_start(call->conn->sock, on_read);
+        rearm_timeout(call);
+    }
 }

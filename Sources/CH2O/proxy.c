@@ -35,7 +35,27 @@ struct ch2o_proxy {
     size_t held_num_headers;
     char *held;
     size_t held_len, held_cap;
+    int paused; /* the upstream is not read while the client has more than buffer_limit bytes unsent */
 };
+
+/* server.c's proceed of streamed responses; the proxy interposes on it to learn when the client drained */
+typedef void (*proceed_cb)(h2o_generator_t *self, h2o_req_t *req);
+static _Atomic(proceed_cb) server_proceed; /* the same function for every request; set by whichever loop comes first */
+
+static void proxy_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+    ch2o_req_t *r = H2O_STRUCT_FROM_MEMBER(ch2o_req_t, generator, self);
+    struct ch2o_proxy *p = r->proxy;
+    /* while the proxy is attached the response is in progress, so this sends at most the next pending bytes and
+     * does not dispose the request */
+    atomic_load(&server_proceed)(self, req);
+    if (p == NULL || r->proxy != p || !p->paused)
+        return;
+    if (ch2o_req_stream_pending(r) <= p->buffer_limit / 2) {
+        p->paused = 0;
+        ch2o_call_pause(p->call, 0);
+    }
+}
 
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n);
 static int on_body(void *ctx, const void *data, size_t len);
@@ -190,6 +210,10 @@ static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n
     p->upstream_streams = content_length == SIZE_MAX;
     /* the head waits for the body bytes that usually arrive in the same read: one write instead of two */
     ch2o_req_stream_start_len(p->creq, status, kept, num_kept, content_length, 0);
+    if (p->creq->generator.proceed != NULL && p->creq->generator.proceed != proxy_proceed) {
+        atomic_store(&server_proceed, p->creq->generator.proceed);
+        p->creq->generator.proceed = proxy_proceed;
+    }
     p->head_flush = ch2o_timer_start(p->creq->loop, 0, flush_head, p);
     return 0;
 }
@@ -212,6 +236,11 @@ static int on_body(void *ctx, const void *data, size_t len)
     if (p->creq == NULL)
         return 1;
     ch2o_req_stream_write(p->creq, data, len);
+    /* back-pressure: a client that reads slower than the upstream writes must not make us buffer without bound */
+    if (!p->paused && p->creq != NULL && ch2o_req_stream_pending(p->creq) > p->buffer_limit) {
+        p->paused = 1;
+        ch2o_call_pause(p->call, 1);
+    }
     return 0;
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import CH2O
 @testable import MSCore
 
 /// A gateway that proxies every request to `pick()` and records each outcome.
@@ -337,5 +338,140 @@ struct ProxyTests {
         #expect(await eventually(within: 5) { outcomes.get().count == 1 })
         #expect(outcomes.get().first?.result == .gaveUp)
         if case .protocolError = outcomes.get().first?.lastError {} else { Issue.record("\(String(describing: outcomes.get().first))") }
+    }
+
+    // MARK: - back-pressure to a slow client
+
+    /// An upstream streaming `events` SSE events of 64 KiB as fast as the gateway takes them; `sent` counts the
+    /// bytes the kernel accepted.
+    private static func floodingUpstream(events: Int, sent: Box<Int>) -> ScriptedUpstream {
+        ScriptedUpstream { fd, _ in
+            guard sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n") else { return }
+            let payload = Array("data: ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 65536 - 8) + Array("\n\n".utf8)
+            let chunk = Array("10000\r\n".utf8) + payload + Array("\r\n".utf8)
+            for _ in 0..<events {
+                guard sendAll(fd, chunk) else { return }
+                sent.update { $0 += payload.count }
+            }
+            sendAll(fd, "0\r\n\r\n")
+        }
+    }
+
+    @Test func aClientThatDoesNotReadStopsTheUpstreamInsteadOfGrowingTheGatewaysMemory() async throws {
+        let events = 768 // 48 MiB offered
+        let sent = Box(0)
+        let up = Self.floodingUpstream(events: events, sent: sent)
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)],
+                                            clientBufferBytes: 256 << 10, outcomes: outcomes)
+        defer { gw.shutdown() }
+        let before = ch2o_jemalloc_allocated()
+        let c = try RawClient(port: gwPort)
+        defer { c.close() }
+        c.setReceiveBuffer(64 << 10)
+        c.send("GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        // without back-pressure the gateway takes all 48 MiB at once; with it the upstream stalls after the bound
+        // plus what the kernel buffers on both sockets
+        let flooded = await eventually(within: 3) { sent.get() >= 32 << 20 }
+        let held = Int(ch2o_jemalloc_allocated()) - Int(before)
+        print("non-reading client: upstream sent \(sent.get() >> 10) KiB, gateway heap grew \(held >> 10) KiB")
+        #expect(!flooded, "the upstream could send \(sent.get() >> 20) MiB to a client that reads nothing")
+        #expect(held < 24 << 20, "the gateway's heap grew by \(held >> 20) MiB")
+        #expect(outcomes.get().isEmpty)
+
+        // once the client reads, the whole stream arrives intact and ends cleanly
+        var decoder = ChunkedCounter()
+        let r = c.read(within: 120) { bytes in decoder.feed(bytes); return decoder.ended }
+        #expect(decoder.ended, "stream did not end: \(decoder.payload) payload bytes, closed: \(r.closed)")
+        #expect(decoder.payload == events * 65536)
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .ok)
+        #expect(outcomes.get().first?.bytes == UInt64(events * 65536))
+    }
+
+    @Test func aSlowHTTP2ClientHoldsTheUpstreamBackToo() async throws {
+        let sent = Box(0)
+        let up = Self.floodingUpstream(events: 1536, sent: sent) // 96 MiB offered
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)],
+                                            clientBufferBytes: 256 << 10, outcomes: outcomes)
+        defer { gw.shutdown() }
+        // a client reading slowly for 3 s; the kernel and curl's large h2 window hold some MiB, the rest must stay
+        // upstream
+        let before = Int(ch2o_jemalloc_allocated())
+        let result = Box<ProcessResult?>(nil)
+        Thread {
+            result.set(try? curl(["--http2-prior-knowledge", "--limit-rate", "256K", "--max-time", "3", "-o", "/dev/null",
+                                  "-w", "%{size_download}", "http://127.0.0.1:\(gwPort)/"]))
+        }.start()
+        var held = 0 // the gateway's peak heap growth while the client is there
+        _ = await eventually(within: 10) {
+            held = max(held, Int(ch2o_jemalloc_allocated()) - before)
+            return result.get() != nil
+        }
+        let r = try #require(result.get())
+        print("slow h2 client: got \(r.stdout) bytes, upstream sent \(sent.get() >> 10) KiB, gateway heap grew \(held >> 10) KiB")
+        #expect(r.status == 28) // curl's own timeout: the client left mid-stream
+        #expect(held < 24 << 20, "the gateway's heap grew by \(held >> 20) MiB")
+        #expect(sent.get() < 48 << 20, "the upstream could send \(sent.get() >> 20) MiB to a client reading 256 KiB/s")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .cancelled)
+    }
+}
+
+/// Decodes an HTTP/1.1 chunked body incrementally, counting its payload bytes.
+private struct ChunkedCounter {
+    private var buffer: [UInt8] = []
+    private var headDone = false
+    private var left = 0 // payload bytes left in the current chunk
+    private var needCRLF = false
+    private(set) var payload = 0
+    private(set) var ended = false
+
+    mutating func feed(_ all: [UInt8]) {
+        // `all` is everything read so far; only the new tail is decoded
+        buffer += all[consumedTotal...]
+        consumedTotal = all.count
+        var i = 0
+        if !headDone {
+            guard let end = find([13, 10, 13, 10], in: buffer, from: 0) else { return }
+            headDone = true
+            i = end + 4
+        }
+        while i < buffer.count && !ended {
+            if left > 0 {
+                let n = min(left, buffer.count - i)
+                payload += n
+                left -= n
+                i += n
+                if left == 0 { needCRLF = true }
+                continue
+            }
+            if needCRLF {
+                guard buffer.count - i >= 2 else { break }
+                i += 2
+                needCRLF = false
+                continue
+            }
+            guard let eol = find([13, 10], in: buffer, from: i) else { break }
+            let size = Int(String(decoding: buffer[i..<eol], as: UTF8.self), radix: 16) ?? -1
+            i = eol + 2
+            if size == 0 { ended = true } else { left = max(size, 0) }
+        }
+        buffer.removeFirst(i)
+    }
+
+    private var consumedTotal = 0
+
+    private func find(_ needle: [UInt8], in hay: [UInt8], from: Int) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        var k = from
+        while k + needle.count <= hay.count {
+            if hay[k] == needle[0] && Array(hay[k..<(k + needle.count)]) == needle { return k }
+            k += 1
+        }
+        return nil
     }
 }

@@ -190,6 +190,9 @@ ch2o_call_t *ch2o_call_start(ch2o_loop_t *loop, ch2o_upstream_t *up, const char 
                              void *ctx);
 /** Cancel a call in progress (loop thread); its connection is closed, on_done is not called. */
 void ch2o_call_cancel(ch2o_call_t *call);
+/** Stop reading the response body (paused = 1) or read again (0), for back-pressure from a slow consumer. While
+ *  paused the call's I/O timeout does not run. Only while the body is being read; otherwise a no-op (loop thread). */
+void ch2o_call_pause(ch2o_call_t *call, int paused);
 
 /* ---------------------------------------------------------------- proxy */
 
