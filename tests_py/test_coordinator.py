@@ -219,6 +219,38 @@ def test_client_headers_reach_the_instance(coordinator):
     assert r.choices[0].finish_reason == "stop" and r.usage.completion_tokens == 3
 
 
+def test_keep_alive_survives_the_instances_connection_close(coordinator):
+    """The simulators close after every non-stream reply (Connection: close, as MindIE Server does); that header
+    stays on the Coordinator's upstream hop (RFC 9110 §7.6.1): the client's connection is kept, and pipelined
+    requests are all answered."""
+    import http.client
+    import socket
+
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    host, port = coordinator.url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+    socks = []
+    for _ in range(3):
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["object"] == "chat.completion"
+        assert (r.getheader("connection") or "").lower() != "close" and not r.will_close
+        socks.append(conn.sock)
+    assert socks[0] is socks[1] is socks[2]
+    conn.close()
+
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as s:
+        s.sendall(req * 3)
+        data = b""
+        while data.count(b'"chat.completion"') < 3:
+            chunk = s.recv(65536)
+            assert chunk, f"connection closed after {data.count(b'HTTP/1.1 200')} replies: {data[-300:]!r}"
+            data += chunk
+    assert data.count(b"HTTP/1.1 200") == 3 and b"connection: close" not in data.lower()
+
+
 # --------------------------------------------------------------------------- limits and headers
 
 

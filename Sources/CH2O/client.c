@@ -11,6 +11,9 @@
 
 #define IDLE_TIMEOUT_MS 20000
 #define MAX_RESPONSE_HEADERS 100
+/* a response head is a status line and some headers; more than this is a broken or hostile upstream, and waiting
+ * for its end would buffer without limit */
+#define MAX_RESPONSE_HEAD_BYTES (64 * 1024)
 
 struct ch2o_upstream {
     char *host;
@@ -53,6 +56,7 @@ struct ch2o_call {
     size_t body_read;
     int keepalive;
     int deferred_result;
+    int paused;
 };
 
 /* ---------------------------------------------------------------- upstreams */
@@ -303,8 +307,13 @@ static void on_read(h2o_socket_t *sock, const char *err)
         size_t msg_len;
         int rc = phr_parse_response(sock->input->bytes, sock->input->size, &minor, &status, &msg, &msg_len, headers,
                                     &num_headers, 0);
-        if (rc == -2)
+        if (rc == -2 && sock->input->size <= MAX_RESPONSE_HEAD_BYTES)
             return;
+        if (rc == -2 || rc > MAX_RESPONSE_HEAD_BYTES) {
+            call->state = CALL_BODY; /* not retryable on this connection: the upstream spoke */
+            call_finish(call, CH2O_CALL_ERR_PROTOCOL, "upstream response head over 65536 bytes");
+            return;
+        }
         if (rc < 0) {
             call->state = CALL_BODY; /* not retryable: the upstream spoke */
             call_finish(call, CH2O_CALL_ERR_PROTOCOL, "invalid HTTP response from upstream");
@@ -513,4 +522,20 @@ void ch2o_call_cancel(ch2o_call_t *call)
         return;
     call_detach_conn(call, 0);
     call_free(call);
+}
+
+void ch2o_call_pause(ch2o_call_t *call, int paused)
+{
+    if (call == NULL || call->state != CALL_BODY || call->conn == NULL || call->conn->sock == NULL || call->paused == !!paused)
+        return;
+    call->paused = !!paused;
+    if (call->paused) {
+        /* the upstream's unread bytes wait in the kernel: its TCP window closes and it stops sending */
+        h2o_socket_read_stop(call->conn->sock);
+        if (h2o_timeout_is_linked(&call->timeout_entry))
+            h2o_timeout_unlink(&call->timeout_entry);
+    } else {
+        h2o_socket_read_start(call->conn->sock, on_read);
+        rearm_timeout(call);
+    }
 }

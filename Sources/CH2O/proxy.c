@@ -6,6 +6,8 @@
 #include <string.h>
 #include "internal.h"
 
+#define CH2O_PROXY_DEFAULT_BUFFER (1024 * 1024)
+
 struct ch2o_proxy {
     ch2o_req_t *creq; /* NULL once the client left */
     ch2o_upstream_t *up;
@@ -24,7 +26,36 @@ struct ch2o_proxy {
     int upstream_streams; /* the client response is chunked / DATA frames (no Content-Length) */
     int finished;
     ch2o_timer_t *head_flush; /* sends the head on the next loop turn if no body byte came with it */
+    size_t buffer_limit;
+    /* a Content-Length reply up to buffer_limit is held until it is complete, so that a short one is an attempt
+     * that failed before the head (retried, or an error reply), never a truncated reply the client takes as whole */
+    int holding;
+    int held_status;
+    ch2o_header_t *held_headers;
+    size_t held_num_headers;
+    char *held;
+    size_t held_len, held_cap;
+    int paused; /* the upstream is not read while the client has more than buffer_limit bytes unsent */
 };
+
+/* server.c's proceed of streamed responses; the proxy interposes on it to learn when the client drained */
+typedef void (*proceed_cb)(h2o_generator_t *self, h2o_req_t *req);
+static _Atomic(proceed_cb) server_proceed; /* the same function for every request; set by whichever loop comes first */
+
+static void proxy_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+    ch2o_req_t *r = H2O_STRUCT_FROM_MEMBER(ch2o_req_t, generator, self);
+    struct ch2o_proxy *p = r->proxy;
+    /* while the proxy is attached the response is in progress, so this sends at most the next pending bytes and
+     * does not dispose the request */
+    atomic_load(&server_proceed)(self, req);
+    if (p == NULL || r->proxy != p || !p->paused)
+        return;
+    if (ch2o_req_stream_pending(r) <= p->buffer_limit / 2) {
+        p->paused = 0;
+        ch2o_call_pause(p->call, 0);
+    }
+}
 
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n);
 static int on_body(void *ctx, const void *data, size_t len);
@@ -40,6 +71,8 @@ static void proxy_finish(struct ch2o_proxy *p, int result, int call_result)
         ch2o_timer_cancel(p->head_flush);
     if (p->creq != NULL)
         p->creq->proxy = NULL;
+    free(p->held);
+    p->held = NULL;
     if (p->hooks.finish != NULL)
         p->hooks.finish(p->ctx, result, call_result, p->status, p->bytes, p->attempts);
     ch2o_upstream_release(p->up);
@@ -47,10 +80,19 @@ static void proxy_finish(struct ch2o_proxy *p, int result, int call_result)
     free(p);
 }
 
+static void drop_held(struct ch2o_proxy *p)
+{
+    p->holding = 0;
+    free(p->held);
+    p->held = NULL;
+    p->held_len = p->held_cap = 0;
+}
+
 static void start_attempt(struct ch2o_proxy *p)
 {
     p->attempts++;
     p->status = 0;
+    drop_held(p);
     p->call = ch2o_call_start(p->creq->loop, p->up, p->method.base, p->method.len, p->path.base, p->path.len, p->headers,
                               p->num_headers, p->body.base, p->body.len, p->timeout_ms, &proxy_cbs, p);
 }
@@ -77,6 +119,46 @@ static void flush_head(void *ctx)
         ch2o_req_stream_flush_head(p->creq);
 }
 
+static int header_named(const ch2o_header_t *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+/* 1 when one of the Connection headers among `headers` lists `name` as a token */
+static int named_by_connection(const ch2o_header_t *headers, size_t n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; ++i) {
+        if (!header_named(&headers[i], "connection", 10))
+            continue;
+        const char *v = headers[i].value, *end = v + headers[i].value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                ++v;
+            const char *tok = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                ++v;
+            if ((size_t)(v - tok) == len && len != 0 && strncasecmp(tok, name, len) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* RFC 9110 §7.6.1: these, and whatever a Connection header names, describe one hop and never cross the proxy —
+ * the persistence of the client's connection is ours to decide, not the upstream's */
+static int is_hop_by_hop(const ch2o_header_t *h, const ch2o_header_t *all, size_t n)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } names[] = {{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
+                 {"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i)
+        if (header_named(h, names[i].name, names[i].len))
+            return 1;
+    return named_by_connection(all, n, h->name, h->name_len);
+}
+
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n)
 {
     struct ch2o_proxy *p = ctx;
@@ -89,9 +171,7 @@ static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n
             return 1; /* returning 1 ends the current call; the new attempt is under way */
         p->call = current; /* no other upstream: relay the 503 as it is */
     }
-    if (p->hooks.head != NULL)
-        p->hooks.head(p->ctx, status);
-    if (p->creq == NULL || p->creq->req == NULL)
+    if (p->creq->req == NULL)
         return 1;
     size_t content_length = SIZE_MAX;
     for (size_t i = 0; i < n; ++i) {
@@ -100,10 +180,40 @@ static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n
         if (headers[i].name_len == 17 && strncasecmp(headers[i].name, "transfer-encoding", 17) == 0)
             content_length = SIZE_MAX;
     }
+    h2o_mem_pool_t *pool = &p->creq->req->pool;
+    ch2o_header_t *kept = h2o_mem_alloc_pool(pool, sizeof(*kept) * (n + 1));
+    size_t num_kept = 0;
+    for (size_t i = 0; i < n; ++i)
+        if (!is_hop_by_hop(&headers[i], headers, n))
+            kept[num_kept++] = headers[i];
+    int no_body = status == 204 || status == 304 || (p->method.len == 4 && memcmp(p->method.base, "HEAD", 4) == 0);
+    if (!no_body && content_length <= p->buffer_limit) {
+        /* the upstream's header bytes live in its socket buffer only until this returns */
+        for (size_t i = 0; i < num_kept; ++i) {
+            h2o_iovec_t name = h2o_strdup(pool, kept[i].name, kept[i].name_len);
+            h2o_iovec_t value = h2o_strdup(pool, kept[i].value, kept[i].value_len);
+            kept[i] = (ch2o_header_t){name.base, name.len, value.base, value.len};
+        }
+        p->holding = 1;
+        p->held_status = status;
+        p->held_headers = kept;
+        p->held_num_headers = num_kept;
+        p->held_cap = content_length;
+        p->held = malloc(content_length != 0 ? content_length : 1);
+        return 0;
+    }
+    if (p->hooks.head != NULL)
+        p->hooks.head(p->ctx, status);
+    if (p->creq == NULL || p->creq->req == NULL)
+        return 1;
     p->head_sent = 1;
     p->upstream_streams = content_length == SIZE_MAX;
     /* the head waits for the body bytes that usually arrive in the same read: one write instead of two */
-    ch2o_req_stream_start_len(p->creq, status, headers, n, content_length, 0);
+    ch2o_req_stream_start_len(p->creq, status, kept, num_kept, content_length, 0);
+    if (p->creq->generator.proceed != NULL && p->creq->generator.proceed != proxy_proceed) {
+        atomic_store(&server_proceed, p->creq->generator.proceed);
+        p->creq->generator.proceed = proxy_proceed;
+    }
     p->head_flush = ch2o_timer_start(p->creq->loop, 0, flush_head, p);
     return 0;
 }
@@ -113,13 +223,42 @@ static int on_body(void *ctx, const void *data, size_t len)
     struct ch2o_proxy *p = ctx;
     if (p->creq == NULL)
         return 1;
+    if (p->holding) {
+        if (len > p->held_cap - p->held_len)
+            len = p->held_cap - p->held_len; /* never: the client stops at Content-Length */
+        memcpy(p->held + p->held_len, data, len);
+        p->held_len += len;
+        return 0;
+    }
     if (p->bytes == 0 && len != 0 && p->hooks.first_body != NULL)
         p->hooks.first_body(p->ctx);
     p->bytes += len;
     if (p->creq == NULL)
         return 1;
     ch2o_req_stream_write(p->creq, data, len);
+    /* back-pressure: a client that reads slower than the upstream writes must not make us buffer without bound */
+    if (!p->paused && p->creq != NULL && ch2o_req_stream_pending(p->creq) > p->buffer_limit) {
+        p->paused = 1;
+        ch2o_call_pause(p->call, 1);
+    }
     return 0;
+}
+
+/* the held reply is complete: it goes out whole, with its own Content-Length */
+static void release_held(struct ch2o_proxy *p)
+{
+    p->holding = 0;
+    if (p->hooks.head != NULL)
+        p->hooks.head(p->ctx, p->held_status);
+    if (p->creq == NULL || p->creq->req == NULL)
+        return;
+    p->head_sent = 1;
+    p->bytes = p->held_len;
+    if (p->held_len != 0 && p->hooks.first_body != NULL)
+        p->hooks.first_body(p->ctx);
+    if (p->creq == NULL || p->creq->req == NULL)
+        return;
+    ch2o_req_respond(p->creq, p->held_status, p->held_headers, p->held_num_headers, p->held, p->held_len);
 }
 
 static void on_done(void *ctx, int result, const char *errstr)
@@ -131,20 +270,28 @@ static void on_done(void *ctx, int result, const char *errstr)
         return;
     }
     if (result == CH2O_CALL_OK) {
-        ch2o_req_stream_end(p->creq);
+        if (p->holding)
+            release_held(p);
+        else
+            ch2o_req_stream_end(p->creq);
         proxy_finish(p, CH2O_PROXY_OK, result);
         return;
     }
     if (!p->head_sent) {
+        drop_held(p);
         if (try_next(p, result, 0))
             return;
         int timeout = result == CH2O_CALL_ERR_TIMEOUT;
-        char body[256];
-        snprintf(body, sizeof(body), "{\"error\":\"upstream %s after %d attempt%s: %s\",\"status\":%d}",
-                 timeout ? "timed out" : "failed", p->attempts, p->attempts == 1 ? "" : "s", errstr ? errstr : "error",
-                 timeout ? 504 : 502);
-        static const ch2o_header_t ct = {"content-type", 12, "application/json", 16};
-        ch2o_req_respond(p->creq, timeout ? 504 : 502, &ct, 1, body, strlen(body));
+        int status = timeout ? 504 : 502;
+        char message[256];
+        snprintf(message, sizeof(message), "upstream %s after %d attempt%s: %s", timeout ? "timed out" : "failed", p->attempts,
+                 p->attempts == 1 ? "" : "s", errstr ? errstr : "error");
+        if (p->hooks.error_reply == NULL || !p->hooks.error_reply(p->ctx, p->creq, status, message)) {
+            char body[320];
+            snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}", message, status);
+            static const ch2o_header_t ct = {"content-type", 12, "application/json", 16};
+            ch2o_req_respond(p->creq, status, &ct, 1, body, strlen(body));
+        }
         proxy_finish(p, timeout ? CH2O_PROXY_TIMEOUT : CH2O_PROXY_GAVE_UP, result);
         return;
     }
@@ -167,11 +314,6 @@ void ch2o_proxy_on_client_gone(struct ch2o_proxy *p)
     proxy_finish(p, CH2O_PROXY_CANCELLED, CH2O_CALL_CANCELLED);
 }
 
-static int header_named(const ch2o_header_t *h, const char *name, size_t len)
-{
-    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
-}
-
 void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_options_t *opts, const ch2o_proxy_hooks_t *hooks,
                       void *ctx)
 {
@@ -182,6 +324,7 @@ void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_optio
     p->hooks = *hooks;
     p->ctx = ctx;
     p->timeout_ms = opts->timeout_ms ? opts->timeout_ms : r->server->cfg.upstream_io_timeout_ms;
+    p->buffer_limit = opts->client_buffer_bytes ? opts->client_buffer_bytes : CH2O_PROXY_DEFAULT_BUFFER;
     p->method = req->method;
     p->path = opts->path != NULL ? h2o_strdup(&req->pool, opts->path, opts->path_len) : req->path;
     if (opts->body != NULL) {
@@ -198,10 +341,14 @@ void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_optio
     }
     /* client headers (minus host and those the caller replaces) + the caller's extra headers */
     p->headers = h2o_mem_alloc_pool(&req->pool, sizeof(ch2o_header_t) * (req->headers.size + opts->num_extra_headers));
+    ch2o_header_t *client = h2o_mem_alloc_pool(&req->pool, sizeof(ch2o_header_t) * (req->headers.size + 1));
     for (size_t i = 0; i < req->headers.size; ++i) {
         h2o_header_t *h = &req->headers.entries[i];
-        ch2o_header_t ch = {h->name->base, h->name->len, h->value.base, h->value.len};
-        if (header_named(&ch, "host", 4))
+        client[i] = (ch2o_header_t){h->name->base, h->name->len, h->value.base, h->value.len};
+    }
+    for (size_t i = 0; i < req->headers.size; ++i) {
+        ch2o_header_t ch = client[i];
+        if (header_named(&ch, "host", 4) || is_hop_by_hop(&ch, client, req->headers.size))
             continue;
         int replaced = 0;
         for (size_t j = 0; j < opts->num_extra_headers; ++j)

@@ -1,14 +1,17 @@
 import Foundation
 import Testing
 import TestSupport
+import CH2O
 @testable import MSCore
 
 /// A gateway that proxies every request to `pick()` and records each outcome.
-private func startGateway(upstreams: [Upstream], threads: Int = 1, errorTail: [UInt8] = [],
+private func startGateway(upstreams: [Upstream], threads: Int = 1, errorTail: [UInt8] = [], clientBufferBytes: Int = 0,
+                          errorReply: (@Sendable (Int, String) -> [UInt8])? = nil,
                           outcomes: Box<[ProxyOutcome]>) throws -> (HTTPServer, Int) {
     try startServer(threads: threads) { req, res in
         var tried: Set<Upstream> = [upstreams[0]]
-        res.proxy(to: upstreams[0], options: ProxyOptions(extraHeaders: [("req-id", "42")], errorTail: errorTail),
+        res.proxy(to: upstreams[0], options: ProxyOptions(extraHeaders: [("req-id", "42")], errorTail: errorTail,
+                                                          clientBufferBytes: clientBufferBytes, errorReply: errorReply),
                   retry: { _, _, _ in
                       guard let next = upstreams.first(where: { !tried.contains($0) }) else { return nil }
                       tried.insert(next)
@@ -205,5 +208,270 @@ struct ProxyTests {
         #expect(try curl(["--http1.1", "-N", "http://127.0.0.1:\(gwPort)/"]).stdout == expected)
         #expect(await eventually(within: 5) { outcomes.get().count == 2 })
         #expect(outcomes.get().allSatisfy { $0.result == .ok && $0.bytes == UInt64(expected.utf8.count) })
+    }
+
+    // MARK: - hop-by-hop headers (RFC 9110 §7.6.1)
+
+    @Test func theUpstreamsConnectionCloseDoesNotCloseTheClientsKeepAliveConnection() async throws {
+        // MindIE Server answers every non-stream request with Connection: close (and names a hop-by-hop header)
+        let up = ScriptedUpstream { fd, _ in
+            sendAll(fd, "HTTP/1.1 200 OK\r\nconnection: close, x-hop\r\nx-hop: secret\r\nkeep-alive: timeout=5\r\n"
+                + "proxy-connection: close\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        }
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let c = try RawClient(port: gwPort)
+        defer { c.close() }
+        let req = "POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+        c.send(req + req + req) // pipelined
+        let r = c.read(within: 10) { String(decoding: $0, as: UTF8.self).components(separatedBy: "HTTP/1.1 200").count == 4 }
+        let text = String(decoding: r.bytes, as: UTF8.self).lowercased()
+        #expect(text.components(separatedBy: "http/1.1 200").count == 4, "\(text)")
+        #expect(!r.closed)
+        #expect(!text.contains("connection: close"))
+        #expect(!text.contains("x-hop"))
+        #expect(!text.contains("keep-alive: timeout"))
+        #expect(!text.contains("proxy-connection"))
+        #expect(text.contains("content-type: application/json"))
+        // and the connection still serves
+        c.send(req)
+        let again = c.read(within: 10) { String(decoding: $0, as: UTF8.self).contains("{}") }
+        #expect(String(decoding: again.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        #expect(up.accepted == 4)
+    }
+
+    @Test func hopByHopRequestHeadersAndThoseTheClientsConnectionNamesStayOnOurSide() async throws {
+        let seen = Box<[String]>([])
+        let up = ScriptedUpstream { fd, head in
+            seen.update { $0.append(head.lowercased()) }
+            sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        }
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let c = try RawClient(port: gwPort)
+        defer { c.close() }
+        c.send("POST /v1/x HTTP/1.1\r\nhost: x\r\nconnection: keep-alive, x-client-hop\r\nx-client-hop: 1\r\n"
+            + "keep-alive: timeout=9\r\nproxy-connection: keep-alive\r\nte: trailers\r\nx-end-to-end: kept\r\n"
+            + "content-length: 2\r\n\r\n{}")
+        let r = c.read(within: 10) { String(decoding: $0, as: UTF8.self).hasSuffix("ok") }
+        #expect(String(decoding: r.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        #expect(seen.get().count == 1)
+        let head = seen.get().first ?? ""
+        #expect(head.contains("x-end-to-end: kept"))
+        #expect(head.contains("req-id: 42"))
+        for name in ["x-client-hop", "keep-alive", "proxy-connection", "te:", "connection:"] {
+            #expect(!head.contains("\r\n" + name), "\(name) crossed the proxy: \(head)")
+        }
+    }
+
+    // MARK: - broken upstream replies
+
+    @Test func aContentLengthBodyCutShortIsRetriedBeforeTheClientSeesAnything() async throws {
+        let short = ScriptedUpstream { fd, _ in sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nhello world") }
+        defer { short.stop() }
+        let (good, goodPort) = try startServer(threads: 1) { _, res in res.respond(status: 200, body: "whole") }
+        defer { good.shutdown() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: short.port),
+                                                        try Upstream(host: "127.0.0.1", port: goodPort)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let r = try curl(["-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+        #expect(r.status == 0)
+        #expect(r.stdout == "whole\n200")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .ok)
+        #expect(outcomes.get().first?.attempts == 2)
+    }
+
+    @Test func aContentLengthBodyCutShortWithNoOtherUpstreamIsA502InTheCallersShape() async throws {
+        let short = ScriptedUpstream { fd, _ in sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nhello world") }
+        defer { short.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: short.port)],
+                                            errorReply: { status, message in Array("{\"shape\":\"mine\",\"code\":\(status),\"m\":\"\(message)\"}".utf8) },
+                                            outcomes: outcomes)
+        defer { gw.shutdown() }
+        for proto in ["--http1.1", "--http2-prior-knowledge"] {
+            let r = try curl([proto, "-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+            #expect(r.status == 0)
+            #expect(r.stdout.hasPrefix("{\"shape\":\"mine\",\"code\":502,"), "\(r.stdout)")
+            #expect(r.stdout.hasSuffix("\n502"))
+            #expect(!r.stdout.contains("hello world"))
+        }
+        #expect(await eventually(within: 5) { outcomes.get().count == 2 })
+        #expect(outcomes.get().allSatisfy { $0.result == .gaveUp && $0.lastError == .broken("") })
+    }
+
+    @Test func aLongContentLengthBodyCutShortAfterTheHeadBreaksTheClientsConnection() async throws {
+        // over the buffer bound the body streams; once bytes reached the client, a short body must not look whole
+        let body = String(repeating: "x", count: 64 << 10)
+        let short = ScriptedUpstream { fd, _ in sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-length: \(256 << 10)\r\n\r\n" + body) }
+        defer { short.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: short.port)],
+                                            clientBufferBytes: 16 << 10, outcomes: outcomes)
+        defer { gw.shutdown() }
+        let h1 = try curl(["--http1.1", "http://127.0.0.1:\(gwPort)/"])
+        #expect(h1.status == 18, "curl: \(h1.status) \(h1.stderr)") // transfer closed with bytes remaining
+        let h2 = try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(gwPort)/"])
+        #expect(h2.status != 0)
+        #expect(await eventually(within: 5) { outcomes.get().count == 2 })
+        #expect(outcomes.get().allSatisfy { $0.result == .upstreamError })
+    }
+
+    @Test func anOversizedUpstreamHeadIsA502() async throws {
+        let huge = ScriptedUpstream { fd, _ in
+            sendAll(fd, "HTTP/1.1 200 OK\r\nx-big: " + String(repeating: "a", count: 200_000) + "\r\ncontent-length: 2\r\n\r\nok")
+        }
+        defer { huge.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: huge.port)], outcomes: outcomes)
+        defer { gw.shutdown() }
+        let r = try curl(["-D", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(gwPort)/"])
+        #expect(r.stdout.hasSuffix("\n502"))
+        #expect(!r.stdout.contains("aaaa"))
+        #expect(r.stdout.contains("head"), "\(r.stdout.prefix(300))")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .gaveUp)
+        if case .protocolError = outcomes.get().first?.lastError {} else { Issue.record("\(String(describing: outcomes.get().first))") }
+    }
+
+    // MARK: - back-pressure to a slow client
+
+    /// An upstream streaming `events` SSE events of 64 KiB as fast as the gateway takes them; `sent` counts the
+    /// bytes the kernel accepted.
+    private static func floodingUpstream(events: Int, sent: Box<Int>) -> ScriptedUpstream {
+        ScriptedUpstream { fd, _ in
+            guard sendAll(fd, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n") else { return }
+            let payload = Array("data: ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 65536 - 8) + Array("\n\n".utf8)
+            let chunk = Array("10000\r\n".utf8) + payload + Array("\r\n".utf8)
+            for _ in 0..<events {
+                guard sendAll(fd, chunk) else { return }
+                sent.update { $0 += payload.count }
+            }
+            sendAll(fd, "0\r\n\r\n")
+        }
+    }
+
+    @Test func aClientThatDoesNotReadStopsTheUpstreamInsteadOfGrowingTheGatewaysMemory() async throws {
+        let events = 768 // 48 MiB offered
+        let sent = Box(0)
+        let up = Self.floodingUpstream(events: events, sent: sent)
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)],
+                                            clientBufferBytes: 256 << 10, outcomes: outcomes)
+        defer { gw.shutdown() }
+        let before = ch2o_jemalloc_allocated()
+        let c = try RawClient(port: gwPort)
+        defer { c.close() }
+        c.setReceiveBuffer(64 << 10)
+        c.send("GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        // without back-pressure the gateway takes all 48 MiB at once; with it the upstream stalls after the bound
+        // plus what the kernel buffers on both sockets
+        let flooded = await eventually(within: 3) { sent.get() >= 32 << 20 }
+        let held = Int(ch2o_jemalloc_allocated()) - Int(before)
+        print("non-reading client: upstream sent \(sent.get() >> 10) KiB, gateway heap grew \(held >> 10) KiB")
+        #expect(!flooded, "the upstream could send \(sent.get() >> 20) MiB to a client that reads nothing")
+        #expect(held < 24 << 20, "the gateway's heap grew by \(held >> 20) MiB")
+        #expect(outcomes.get().isEmpty)
+
+        // once the client reads, the whole stream arrives intact and ends cleanly
+        var decoder = ChunkedCounter()
+        let r = c.read(within: 120) { bytes in decoder.feed(bytes); return decoder.ended }
+        #expect(decoder.ended, "stream did not end: \(decoder.payload) payload bytes, closed: \(r.closed)")
+        #expect(decoder.payload == events * 65536)
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .ok)
+        #expect(outcomes.get().first?.bytes == UInt64(events * 65536))
+    }
+
+    @Test func aSlowHTTP2ClientHoldsTheUpstreamBackToo() async throws {
+        let sent = Box(0)
+        let up = Self.floodingUpstream(events: 1536, sent: sent) // 96 MiB offered
+        defer { up.stop() }
+        let outcomes = Box<[ProxyOutcome]>([])
+        let (gw, gwPort) = try startGateway(upstreams: [try Upstream(host: "127.0.0.1", port: up.port)],
+                                            clientBufferBytes: 256 << 10, outcomes: outcomes)
+        defer { gw.shutdown() }
+        // a client reading slowly for 3 s; the kernel and curl's large h2 window hold some MiB, the rest must stay
+        // upstream
+        let before = Int(ch2o_jemalloc_allocated())
+        let result = Box<ProcessResult?>(nil)
+        Thread {
+            result.set(try? curl(["--http2-prior-knowledge", "--limit-rate", "256K", "--max-time", "3", "-o", "/dev/null",
+                                  "-w", "%{size_download}", "http://127.0.0.1:\(gwPort)/"]))
+        }.start()
+        var held = 0 // the gateway's peak heap growth while the client is there
+        _ = await eventually(within: 10) {
+            held = max(held, Int(ch2o_jemalloc_allocated()) - before)
+            return result.get() != nil
+        }
+        let r = try #require(result.get())
+        print("slow h2 client: got \(r.stdout) bytes, upstream sent \(sent.get() >> 10) KiB, gateway heap grew \(held >> 10) KiB")
+        #expect(r.status == 28) // curl's own timeout: the client left mid-stream
+        #expect(held < 24 << 20, "the gateway's heap grew by \(held >> 20) MiB")
+        #expect(sent.get() < 48 << 20, "the upstream could send \(sent.get() >> 20) MiB to a client reading 256 KiB/s")
+        #expect(await eventually(within: 5) { outcomes.get().count == 1 })
+        #expect(outcomes.get().first?.result == .cancelled)
+    }
+}
+
+/// Decodes an HTTP/1.1 chunked body incrementally, counting its payload bytes.
+private struct ChunkedCounter {
+    private var buffer: [UInt8] = []
+    private var headDone = false
+    private var left = 0 // payload bytes left in the current chunk
+    private var needCRLF = false
+    private(set) var payload = 0
+    private(set) var ended = false
+
+    mutating func feed(_ all: [UInt8]) {
+        // `all` is everything read so far; only the new tail is decoded
+        buffer += all[consumedTotal...]
+        consumedTotal = all.count
+        var i = 0
+        if !headDone {
+            guard let end = find([13, 10, 13, 10], in: buffer, from: 0) else { return }
+            headDone = true
+            i = end + 4
+        }
+        while i < buffer.count && !ended {
+            if left > 0 {
+                let n = min(left, buffer.count - i)
+                payload += n
+                left -= n
+                i += n
+                if left == 0 { needCRLF = true }
+                continue
+            }
+            if needCRLF {
+                guard buffer.count - i >= 2 else { break }
+                i += 2
+                needCRLF = false
+                continue
+            }
+            guard let eol = find([13, 10], in: buffer, from: i) else { break }
+            let size = Int(String(decoding: buffer[i..<eol], as: UTF8.self), radix: 16) ?? -1
+            i = eol + 2
+            if size == 0 { ended = true } else { left = max(size, 0) }
+        }
+        buffer.removeFirst(i)
+    }
+
+    private var consumedTotal = 0
+
+    private func find(_ needle: [UInt8], in hay: [UInt8], from: Int) -> Int? {
+        guard hay.count >= needle.count else { return nil }
+        var k = from
+        while k + needle.count <= hay.count {
+            if hay[k] == needle[0] && Array(hay[k..<(k + needle.count)]) == needle { return k }
+            k += 1
+        }
+        return nil
     }
 }

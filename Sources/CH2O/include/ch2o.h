@@ -208,6 +208,9 @@ ch2o_call_t *ch2o_call_start(ch2o_loop_t *loop, ch2o_upstream_t *up, const char 
                              void *ctx);
 /** Cancel a call in progress (loop thread); its connection is closed, on_done is not called. */
 void ch2o_call_cancel(ch2o_call_t *call);
+/** Stop reading the response body (paused = 1) or read again (0), for back-pressure from a slow consumer. While
+ *  paused the call's I/O timeout does not run. Only while the body is being read; otherwise a no-op (loop thread). */
+void ch2o_call_pause(ch2o_call_t *call, int paused);
 
 /* ---------------------------------------------------------------- proxy */
 
@@ -230,6 +233,10 @@ typedef struct ch2o_proxy_hooks {
     void (*head)(void *ctx, int status);
     /** The first body bytes were relayed (may be NULL). */
     void (*first_body)(void *ctx);
+    /** Every attempt failed before the head and the client is owed `status` (502, or 504 after a timeout) with
+     *  `message` (NUL-terminated). Answer now with ch2o_req_respond (in the caller's dialect) and return 1, or
+     *  return 0 for the default JSON body. May be NULL. */
+    int (*error_reply)(void *ctx, ch2o_req_t *req, int status, const char *message);
 } ch2o_proxy_hooks_t;
 
 typedef struct ch2o_proxy_options {
@@ -238,6 +245,10 @@ typedef struct ch2o_proxy_options {
     const ch2o_header_t *extra_headers; size_t num_extra_headers; /* added (replacing same-named client headers) */
     uint64_t timeout_ms;                       /* per-read upstream timeout; 0: the server's default */
     const void *error_tail; size_t error_tail_len; /* sent (then a clean end) when a chunked stream breaks */
+    /* the most bytes held for one client: a Content-Length body up to it is buffered whole (a short one is then
+     * an upstream failure the client never sees: retried, or a 502); above it, reading the upstream pauses while
+     * the client's unsent bytes exceed it. 0: 1 MiB */
+    size_t client_buffer_bytes;
 } ch2o_proxy_options_t;
 
 /** Relay the request to `up` (retained by the callee) and the answer back. */

@@ -21,6 +21,10 @@ public struct CoordinatorConfig: Sendable, Equatable {
         public var keepAliveSeconds = 180
         public var serverName = "MindIE-MS"
         public var userAgent = "Coordinator/1.0"
+        /// `relay_buffer_bytes` (ours, optional): the most bytes of an instance's reply held for one client. A
+        /// Content-Length reply up to it is held until complete (a short one is retried, never relayed as whole);
+        /// a longer reply or a stream stops reading its instance while this many bytes are unsent to a slow client.
+        public var relayBufferBytes = 1 << 20
         public init() {}
     }
 
@@ -259,6 +263,9 @@ extension CoordinatorConfig {
         c.http.keepAliveSeconds = try h.int("keep_alive_seconds", 0...3600)
         c.http.serverName = try h.string("server_name")
         c.http.userAgent = try h.string("user_agent")
+        if h.has("relay_buffer_bytes") {
+            c.http.relayBufferBytes = try h.int("relay_buffer_bytes", 65536...(64 << 20))
+        }
 
         // request_limit (+ env overrides)
         let rl = try r.section("request_limit")

@@ -309,7 +309,8 @@ public final class Coordinator: @unchecked Sendable {
         let maxAttempts = config.exceptions.maxRetry + 1
         t.responder.proxy(
             to: entry.upstream,
-            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + extraHeaders, errorTail: errorTail),
+            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + extraHeaders, errorTail: errorTail,
+                                  clientBufferBytes: config.http.relayBufferBytes, errorReply: Self.errorReply(t.dialect)),
             retry: { [unowned self] attempt, _, why in
                 // DECISIONS 10: another eligible instance, before the first byte only
                 guard attempt < maxAttempts, !t.finished, extraHeaders.isEmpty else { return nil }
@@ -331,6 +332,12 @@ public final class Coordinator: @unchecked Sendable {
             finish: { [unowned self] outcome in
                 self.proxyFinished(t, outcome)
             })
+    }
+
+    /// The proxy's own reply after every attempt failed before the head (502, 504), in the caller's dialect
+    /// (DECISIONS 2).
+    static func errorReply(_ dialect: Dialect?) -> @Sendable (Int, String) -> [UInt8] {
+        { status, message in GatewayError(status: status, message: message).body(dialect: dialect) }
     }
 
     func proxyFinished(_ t: TrackedRequest, _ outcome: ProxyOutcome) {
@@ -428,7 +435,9 @@ public final class Coordinator: @unchecked Sendable {
         }
         take(t, entry)
         arm(t, seconds: config.exceptions.tokenizerTimeout, .tokenizerTimeout)
-        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)]),
+        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)],
+                                                                    clientBufferBytes: config.http.relayBufferBytes,
+                                                                    errorReply: Self.errorReply(t.dialect)),
                           head: { _ in t.headSent = true },
                           finish: { [unowned self] outcome in self.proxyFinished(t, outcome) })
     }

@@ -46,14 +46,24 @@ public struct ProxyOptions: Sendable {
     public var timeoutMilliseconds: UInt64
     /// Bytes sent, followed by a clean end, when a streamed (chunked) upstream breaks after the head went out.
     public var errorTail: [UInt8]
+    /// The most bytes held for the client (0: 1 MiB). A Content-Length reply up to it is held until complete, so a
+    /// short one is retried or answered with an error, never relayed as if whole; above it, reading the upstream
+    /// pauses while this many bytes are unsent to the client.
+    public var clientBufferBytes: Int
+    /// The JSON body of the reply the proxy makes when every attempt failed before the head (`status` 502, or 504
+    /// after a timeout; `message` says why). nil: a plain `{"error","status"}` body.
+    public var errorReply: (@Sendable (_ status: Int, _ message: String) -> [UInt8])?
 
     public init(path: String? = nil, body: [UInt8]? = nil, extraHeaders: [(String, String)] = [], timeoutMilliseconds: UInt64 = 0,
-                errorTail: [UInt8] = []) {
+                errorTail: [UInt8] = [], clientBufferBytes: Int = 0,
+                errorReply: (@Sendable (_ status: Int, _ message: String) -> [UInt8])? = nil) {
         self.path = path
         self.body = body
         self.extraHeaders = extraHeaders
         self.timeoutMilliseconds = timeoutMilliseconds
         self.errorTail = errorTail
+        self.clientBufferBytes = clientBufferBytes
+        self.errorReply = errorReply
     }
 }
 
@@ -63,14 +73,16 @@ private final class ProxyBox {
     let head: ((Int) -> Void)?
     let firstBody: (() -> Void)?
     let finish: (ProxyOutcome) -> Void
+    let errorReply: ((Int, String) -> [UInt8])?
 
     init(current: Upstream, retry: @escaping (Int, Upstream, ProxyAttemptFailure) -> Upstream?, head: ((Int) -> Void)?,
-         firstBody: (() -> Void)?, finish: @escaping (ProxyOutcome) -> Void) {
+         firstBody: (() -> Void)?, finish: @escaping (ProxyOutcome) -> Void, errorReply: ((Int, String) -> [UInt8])?) {
         self.current = current
         self.retry = retry
         self.head = head
         self.firstBody = firstBody
         self.finish = finish
+        self.errorReply = errorReply
     }
 }
 
@@ -95,6 +107,16 @@ private let proxyHead: @convention(c) (UnsafeMutableRawPointer?, Int32) -> Void 
     box.head?(Int(status))
 }
 
+private let proxyErrorReply: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, Int32, UnsafePointer<CChar>?) -> Int32 = { ctx, req, status, message in
+    let box = Unmanaged<ProxyBox>.fromOpaque(ctx!).takeUnretainedValue()
+    guard let render = box.errorReply, let req else { return 0 }
+    let body = render(Int(status), message.map { String(cString: $0) } ?? "")
+    withCHeaders([("content-type", "application/json")]) { h, n in
+        body.withUnsafeBytes { ch2o_req_respond(req, status, h, n, $0.baseAddress, $0.count) }
+    }
+    return 1
+}
+
 private let proxyFirstBody: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ctx in
     Unmanaged<ProxyBox>.fromOpaque(ctx!).takeUnretainedValue().firstBody?()
 }
@@ -110,10 +132,12 @@ extension HTTPResponder {
                       finish: @escaping (ProxyOutcome) -> Void) {
         guard let raw, !isFinished, !isStreaming else { return }
         markProxied()
-        let box = ProxyBox(current: upstream, retry: retry, head: head, firstBody: firstBody, finish: finish)
+        let box = ProxyBox(current: upstream, retry: retry, head: head, firstBody: firstBody, finish: finish,
+                           errorReply: options.errorReply)
         let ctx = Unmanaged.passRetained(box).toOpaque()
         var hooks = ch2o_proxy_hooks_t(retry: proxyRetry, finish: proxyFinish, head: head == nil ? nil : proxyHead,
-                                       first_body: firstBody == nil ? nil : proxyFirstBody)
+                                       first_body: firstBody == nil ? nil : proxyFirstBody,
+                                       error_reply: options.errorReply == nil ? nil : proxyErrorReply)
         ch2o_upstream_retain(upstream.raw)
         var path = options.path ?? ""
         withCHeaders(options.extraHeaders) { h, n in
@@ -124,7 +148,8 @@ extension HTTPResponder {
                             path: options.path == nil ? nil : UnsafeRawPointer(p.baseAddress!).assumingMemoryBound(to: CChar.self),
                             path_len: p.count, body: body?.baseAddress ?? (body != nil ? UnsafeRawPointer(bitPattern: 1) : nil),
                             body_len: body?.count ?? 0, extra_headers: h, num_extra_headers: n,
-                            timeout_ms: options.timeoutMilliseconds, error_tail: tail.baseAddress, error_tail_len: tail.count)
+                            timeout_ms: options.timeoutMilliseconds, error_tail: tail.baseAddress, error_tail_len: tail.count,
+                            client_buffer_bytes: max(0, options.clientBufferBytes))
                         ch2o_proxy_start(raw, upstream.raw, &opts, &hooks, ctx)
                     }
                 }
