@@ -1,7 +1,27 @@
 import MSCore
 import Synchronization
 
-/// One registered instance: what the Controller told us, plus our connection pool and load counter.
+/// What an instance is known by across refreshes: its id and where it listens. The same key means the same
+/// process, so its load (and health) carry over; a new address is a new process with nothing in flight.
+struct InstanceKey: Hashable, Sendable {
+    let id: InstanceID
+    let ip: String
+    let port: Int
+}
+
+/// The live state of one instance that must outlive refreshes: every `InstanceEntry` built for it shares this
+/// object, so a request decrements exactly the counter it incremented, whichever refresh came in between.
+/// Read from every loop without locks (atomics only).
+public final class InstanceLoad: Sendable {
+    /// Requests dispatched to the instance and not yet finished.
+    let inFlight = Atomic<Int>(0)
+
+    init() {}
+
+    public var inFlightCount: Int { inFlight.load(ordering: .relaxed) }
+}
+
+/// One registered instance: what the Controller told us, plus our connection pool and its live load.
 public final class InstanceEntry: Sendable {
     public let info: InstanceInfo
     public let ip: String
@@ -10,10 +30,11 @@ public final class InstanceEntry: Sendable {
     public let interCommPort: Int
     public let virtualID: UInt64
     public let upstream: Upstream
-    /// Requests dispatched to it and not yet finished.
-    let inFlight = Atomic<Int>(0)
+    /// Shared by every entry of the same instance (see ``InstanceLoad``).
+    public let load: InstanceLoad
 
-    init(info: InstanceInfo, ip: String, port: Int, metricPort: Int, interCommPort: Int, virtualID: UInt64, upstream: Upstream) {
+    init(info: InstanceInfo, ip: String, port: Int, metricPort: Int, interCommPort: Int, virtualID: UInt64, upstream: Upstream,
+         load: InstanceLoad = InstanceLoad()) {
         self.info = info
         self.ip = ip
         self.port = port
@@ -21,17 +42,18 @@ public final class InstanceEntry: Sendable {
         self.interCommPort = interCommPort
         self.virtualID = virtualID
         self.upstream = upstream
+        self.load = load
     }
 
-    /// The same connection pool and counter with newer dynamic info.
+    /// The same connection pool and load object with newer dynamic info.
     func updated(_ info: InstanceInfo) -> InstanceEntry {
-        let e = InstanceEntry(info: info, ip: ip, port: port, metricPort: metricPort, interCommPort: interCommPort,
-                              virtualID: virtualID, upstream: upstream)
-        e.inFlight.store(inFlight.load(ordering: .relaxed), ordering: .relaxed)
-        return e
+        InstanceEntry(info: info, ip: ip, port: port, metricPort: metricPort, interCommPort: interCommPort,
+                      virtualID: virtualID, upstream: upstream, load: load)
     }
 
-    public var inFlightCount: Int { inFlight.load(ordering: .relaxed) }
+    var key: InstanceKey { InstanceKey(id: info.id, ip: ip, port: port) }
+
+    public var inFlightCount: Int { load.inFlightCount }
 }
 
 /// An immutable view of the cluster, swapped whole when a refresh arrives; readers never see it change.
@@ -41,12 +63,19 @@ public final class ClusterView: Sendable {
     /// At least one refresh with instances was received.
     public let initialized: Bool
     let deployPD: Bool
+    /// The live counters of `entries`, indexed once per view (schedulers read the atomics in place).
+    private let liveLoad: LoadCounters
 
     init(entries: [InstanceEntry], initialized: Bool, deployPD: Bool) {
         self.snapshot = InstanceSnapshot(entries.map(\.info))
         var table: [InstanceID: InstanceEntry] = [:]
-        for e in entries { table[e.info.id] = e }
+        var loads: [InstanceID: InstanceLoad] = [:]
+        for e in entries {
+            table[e.info.id] = e
+            loads[e.info.id] = e.load
+        }
         self.entries = table
+        self.liveLoad = LoadCounters(live: loads)
         self.initialized = initialized
         self.deployPD = deployPD
     }
@@ -59,12 +88,7 @@ public final class ClusterView: Sendable {
         return !snapshot.instances.isEmpty
     }
 
-    func load() -> LoadCounters {
-        var m: [InstanceID: Int] = [:]
-        m.reserveCapacity(entries.count)
-        for (id, e) in entries { m[id] = e.inFlightCount }
-        return LoadCounters(m)
-    }
+    func load() -> LoadCounters { liveLoad }
 
     /// The same view without `excluded` (for retries on another instance).
     func without(_ excluded: Set<InstanceID>) -> ClusterView {
@@ -76,6 +100,9 @@ public final class ClusterView: Sendable {
 /// The live cluster view, replaced atomically (the lock is held only to swap or copy a reference).
 public final class Cluster: Sendable {
     private let current: Mutex<ClusterView>
+    /// Every instance's load object by key, kept while it is registered or still has requests in flight, so an
+    /// instance that leaves and comes back before its last request ended keeps one counter. Touched by refreshes.
+    private let loads = Mutex<[InstanceKey: InstanceLoad]>([:])
 
     init(deployPD: Bool) {
         current = Mutex(ClusterView(entries: [], initialized: false, deployPD: deployPD))
@@ -83,5 +110,21 @@ public final class Cluster: Sendable {
 
     public var view: ClusterView { current.withLock { $0 } }
 
-    func replace(_ view: ClusterView) { current.withLock { $0 = view } }
+    func replace(_ view: ClusterView) {
+        current.withLock { $0 = view }
+        let live = Set(view.entries.values.map(\.key))
+        loads.withLock { table in
+            table = table.filter { live.contains($0.key) || $0.value.inFlightCount > 0 }
+        }
+    }
+
+    /// The load object of the instance `key` (created on first sight).
+    func load(for key: InstanceKey) -> InstanceLoad {
+        loads.withLock { table in
+            if let l = table[key] { return l }
+            let l = InstanceLoad()
+            table[key] = l
+            return l
+        }
+    }
 }

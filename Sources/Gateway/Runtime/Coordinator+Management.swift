@@ -91,8 +91,10 @@ extension Coordinator {
             }
             do {
                 let up = try Upstream(host: src.ip, port: src.port, tls: instanceTLS)
+                let key = InstanceKey(id: info.id, ip: src.ip, port: src.port)
                 entries.append(InstanceEntry(info: info, ip: src.ip, port: src.port, metricPort: src.metricPort,
-                                             interCommPort: src.interCommPort, virtualID: src.virtualID, upstream: up))
+                                             interCommPort: src.interCommPort, virtualID: src.virtualID, upstream: up,
+                                             load: cluster.load(for: key)))
             } catch {
                 logger.warning("refresh: instance skipped", metadata: ["instance": "\(info.id)", "reason": "\(error)"])
             }
@@ -275,6 +277,7 @@ extension Coordinator {
             for (id, ok) in up.sorted(by: { $0.key < $1.key }) {
                 body += Array("mindie_ms_instance_up{instance=\"\(id)\"} \(ok ? 1 : 0)\n".utf8)
             }
+            body += CoordinatorMetrics.instanceSeries(view)
             body += metricsSink.render()
             res.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")], body: body)
         }

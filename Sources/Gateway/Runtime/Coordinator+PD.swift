@@ -174,12 +174,10 @@ extension Coordinator {
         }
         pd.prefill = p
         pd.decode = d
-        p.inFlight.add(1, ordering: .relaxed)
-        d.inFlight.add(1, ordering: .relaxed)
+        p.load.inFlight.add(1, ordering: .relaxed)
+        d.load.inFlight.add(1, ordering: .relaxed)
         pd.prefillHeld = true
         pd.decodeHeld = true
-        metrics.instanceInFlight(p)
-        metrics.instanceInFlight(d)
         registry.assign(t.id, toAll: [p.info.id, d.info.id])
         if !pd.dispatched {
             pd.dispatched = true

@@ -278,14 +278,12 @@ public final class Coordinator: @unchecked Sendable {
         if let old = t.instance { release(old) }
         t.instance = entry
         t.tried.insert(entry.info.id)
-        entry.inFlight.add(1, ordering: .relaxed)
+        entry.load.inFlight.add(1, ordering: .relaxed)
         registry.assign(t.id, to: entry.info.id)
-        metrics.instanceInFlight(entry)
     }
 
     func release(_ entry: InstanceEntry) {
-        entry.inFlight.subtract(1, ordering: .relaxed)
-        metrics.instanceInFlight(entry)
+        entry.load.inFlight.subtract(1, ordering: .relaxed)
     }
 
     func dispatch(_ t: TrackedRequest, to entry: InstanceEntry, extraHeaders: [(String, String)] = []) {

@@ -14,7 +14,6 @@ final class CoordinatorMetrics: Sendable {
     private let ttfb: Metrics.Timer
     private let duration: Metrics.Timer
     private let replies = Mutex<[String: Counter]>([:])
-    private let inflight = Mutex<[InstanceID: Gauge]>([:])
     private let received = Atomic<Int>(0)
     private let succeeded = Atomic<Int>(0)
     private let failed = Atomic<Int>(0)
@@ -45,14 +44,15 @@ final class CoordinatorMetrics: Sendable {
         counter.increment()
     }
 
-    func instanceInFlight(_ e: InstanceEntry) {
-        let g = inflight.withLock { table in
-            if let g = table[e.info.id] { return g }
-            let g = Gauge(label: "mindie_ms_instance_inflight_requests", dimensions: [("instance", String(e.info.id))], factory: factory)
-            table[e.info.id] = g
-            return g
+    /// Per-instance series, written from the live load objects at scrape time: a gauge pushed on every change
+    /// would race between loops (a stale value can land last) and would keep series of removed instances.
+    static func instanceSeries(_ view: ClusterView) -> [UInt8] {
+        var out = "# HELP mindie_ms_instance_inflight_requests Requests the Coordinator has in flight on the instance.\n"
+            + "# TYPE mindie_ms_instance_inflight_requests gauge\n"
+        for i in view.snapshot.instances {
+            out += "mindie_ms_instance_inflight_requests{instance=\"\(i.id)\"} \(view.entries[i.id]?.inFlightCount ?? 0)\n"
         }
-        g.record(e.inFlightCount)
+        return Array(out.utf8)
     }
 
     func firstByte(since start: UInt64) {

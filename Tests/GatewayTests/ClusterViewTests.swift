@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Gateway
+@testable import MSCore
+
+/// The Coordinator's view of the cluster across refreshes: load accounting, refresh validation.
+@Suite("Coordinator cluster view", .serialized)
+struct ClusterViewTests {
+    /// `allocated_slots` of each instance in `/v1/coordinator_info`.
+    static func allocated(_ h: Harness) async throws -> [Int: Int] {
+        let r = try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info")
+        let j = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
+        var out: [Int: Int] = [:]
+        for e in j["schedule_info"] as! [[String: Any]] { out[(e["id"] as! NSNumber).intValue] = (e["allocated_slots"] as! NSNumber).intValue }
+        return out
+    }
+
+    /// The `mindie_ms_instance_inflight_requests` series of `/metrics`, by instance.
+    static func inflightGauge(_ h: Harness) async throws -> [String: String] {
+        let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
+        var out: [String: String] = [:]
+        for line in m.text.split(separator: "\n") where line.hasPrefix("mindie_ms_instance_inflight_requests{") {
+            guard let q1 = line.firstIndex(of: "\""), let q2 = line[line.index(after: q1)...].firstIndex(of: "\""),
+                  let sp = line.lastIndex(of: " ") else { continue }
+            out[String(line[line.index(after: q1)..<q2])] = String(line[line.index(after: sp)...])
+        }
+        return out
+    }
+
+    @Test("issue 13.1: refreshes while streams are in flight leave every count at 0 once they end")
+    func loadSurvivesRefreshes() async throws {
+        let h = try Harness(instances: 2, algorithm: .leastLoad, speedup: 1)
+        try await h.refreshAll()
+        let streams = (0..<6).map { i in Task { try await h.chat("stream \(i)", stream: true, maxTokens: 120) } }
+        #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 6 })
+        let during = try await Self.allocated(h)
+        #expect(during.values.reduce(0, +) == 6, "\(during)")
+        // the Controller's periodic refresh of the same instances, several times mid-stream
+        for _ in 0..<3 { try await h.refreshAll() }
+        #expect(try await Self.allocated(h).values.reduce(0, +) == 6)
+        for s in streams {
+            let r = try await s.value
+            #expect(r.status == 200)
+            #expect(r.text.hasSuffix("data: [DONE]\n\n"))
+        }
+        #expect(await eventually(within: 5) { h.coordinator.inFlightCount == 0 })
+        #expect(try await Self.allocated(h) == [0: 0, 1: 0])
+        #expect(try await Self.inflightGauge(h) == ["0": "0", "1": "0"])
+        let tasks = try await h.get(port: h.coordinator.managementPort, "/v1/instances/tasks?id=0&id=1")
+        #expect(tasks.text == #"{"tasks":[0,0]}"#)
+        // least_load still sees two idle instances: two requests in a row land on different instances
+        let before = [try await h.simMetric(0, "request_received_total"), try await h.simMetric(1, "request_received_total")]
+        let a = Task { try await h.chat("a", stream: true, maxTokens: 60) }
+        #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 1 })
+        let b = try await h.chat("b", stream: true, maxTokens: 2)
+        #expect(b.status == 200)
+        _ = try await a.value
+        let after = [try await h.simMetric(0, "request_received_total"), try await h.simMetric(1, "request_received_total")]
+        #expect(after[0] - before[0] == 1 && after[1] - before[1] == 1, "\(before) → \(after)")
+    }
+}
