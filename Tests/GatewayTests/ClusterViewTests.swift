@@ -59,4 +59,39 @@ struct ClusterViewTests {
         let after = [try await h.simMetric(0, "request_received_total"), try await h.simMetric(1, "request_received_total")]
         #expect(after[0] - before[0] == 1 && after[1] - before[1] == 1, "\(before) → \(after)")
     }
+
+    @Test("issue 13.2: a refresh with a duplicate id or an impossible dynamic value → 400 naming it; the last good set stays")
+    func refusesBrokenRefreshes() async throws {
+        let h = try Harness(instances: 2)
+        try await h.refreshAll()
+        func infoIDs() async throws -> [Int] {
+            let r = try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info")
+            let j = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
+            return (j["schedule_info"] as! [[String: Any]]).map { ($0["id"] as! NSNumber).intValue }
+        }
+        let dup = try await h.refresh([h.instanceJSON(0), h.instanceJSON(1, id: 0)], ids: [0, 0])
+        #expect(dup.status == 400)
+        #expect(dup.text.contains("instance 0"), "\(dup.text)")
+        let dupInstances = try await h.refresh([h.instanceJSON(0), h.instanceJSON(1, id: 0)], ids: [0, 1])
+        #expect(dupInstances.status == 400)
+        #expect(dupInstances.text.contains("instance 0"), "\(dupInstances.text)")
+        let negative = try await h.refresh([h.instanceJSON(0), h.instanceJSON(1).replacingOccurrences(of: "\"avail_slots_num\":200", with: "\"avail_slots_num\":-5")])
+        #expect(negative.status == 400)
+        #expect(negative.text.contains("instance 1") && negative.text.contains("avail_slots_num"), "\(negative.text)")
+        let blocks = try await h.refresh([h.instanceJSON(0).replacingOccurrences(of: "\"avail_block_num\":1024", with: "\"avail_block_num\":\"lots\"")])
+        #expect(blocks.status == 400)
+        #expect(blocks.text.contains("avail_block_num"), "\(blocks.text)")
+        let peers = try await h.refresh([h.instanceJSON(0).replacingOccurrences(of: "\"peers\":[]", with: "\"peers\":[-1]")])
+        #expect(peers.status == 400)
+        #expect(peers.text.contains("peers"), "\(peers.text)")
+        // the previous set is kept and serves
+        #expect(try await infoIDs() == [0, 1])
+        for i in 0..<4 { #expect(try await h.chat("after \(i)", maxTokens: 2).status == 200) }
+        #expect(try await h.simMetric(0, "request_received_total") == 2)
+        #expect(try await h.simMetric(1, "request_received_total") == 2)
+        // a negative static value only skips its instance (spec §3.1), without bringing the process down
+        let badStatic = try await h.refresh([h.instanceJSON(0), h.instanceJSON(1).replacingOccurrences(of: "\"group_id\":0", with: "\"group_id\":-3")])
+        #expect(badStatic.status == 200)
+        #expect(try await infoIDs() == [0])
+    }
 }
