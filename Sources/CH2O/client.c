@@ -518,3 +518,8 @@ void ch2o_call_cancel(ch2o_call_t *call)
     call_detach_conn(call, 0);
     call_free(call);
 }
+
+int ch2o_call_is_connecting(const ch2o_call_t *call)
+{
+    return call != NULL && call->state == CALL_CONNECTING;
+}

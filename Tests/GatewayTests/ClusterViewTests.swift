@@ -94,4 +94,63 @@ struct ClusterViewTests {
         #expect(badStatic.status == 200)
         #expect(try await infoIDs() == [0])
     }
+
+    /// The `mindie_ms_*` line of `/metrics` for `name` and instance `id`, or nil.
+    static func series(_ h: Harness, _ name: String, _ id: Int) async throws -> String? {
+        let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
+        let prefix = "\(name){instance=\"\(id)\"} "
+        return m.text.split(separator: "\n").first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+    }
+
+    static func retries(_ h: Harness) async throws -> String? {
+        let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
+        return m.text.split(separator: "\n").first { $0.hasPrefix("mindie_ms_retries_total") }.map(String.init)
+    }
+
+    static func circuits(_ h: Harness) async throws -> [Int: String] {
+        let r = try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info")
+        let j = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
+        var out: [Int: String] = [:]
+        for e in j["schedule_info"] as! [[String: Any]] { out[(e["id"] as! NSNumber).intValue] = e["circuit"] as? String }
+        return out
+    }
+
+    @Test("issue 13.4: a frozen instance is steered around: its attempts time out and retry elsewhere, its circuit opens, a probe closes it")
+    func frozenInstanceOpensItsCircuit() async throws {
+        // a 1 s first-token timeout would end every request that waits on the frozen instance with 408
+        let h = try Harness(instances: 2, firstTokenTimeout: 5, configure: { c in
+            c.health.firstByteTimeoutMs = 300
+            c.health.failureThreshold = 2
+            c.health.openMs = 400
+            c.health.maxOpenMs = 800
+            c.health.probeTimeoutMs = 300
+        })
+        try await h.refreshAll()
+        // frozen: accepts connections (as a stopped process's kernel does), never answers
+        try await h.putFault(0, id: "frozen", #"{"type":"hang","params":{"mode":"data"}}"#)
+        for i in 0..<4 {
+            let r = try await h.chat("before \(i)", stream: true, maxTokens: 2)
+            #expect(r.status == 200, "\(r.text)")
+            #expect(r.text.hasSuffix("data: [DONE]\n\n"))
+        }
+        #expect(try await Self.circuits(h)[0] != "closed")
+        #expect(try await Self.circuits(h)[1] == "closed")
+        #expect(try await Self.series(h, "mindie_ms_instance_circuit_state", 0) != "0")
+        // open: new requests go to instance 1 only, none waits on instance 0 first (no retry)
+        let retriesBefore = try await Self.retries(h)
+        let servedBy1 = try await h.simMetric(1, "request_received_total")
+        for i in 0..<6 {
+            #expect(try await h.chat("during \(i)", stream: i % 2 == 0, maxTokens: 2).status == 200)
+        }
+        #expect(try await h.simMetric(1, "request_received_total") == servedBy1 + 6)
+        #expect(try await Self.retries(h) == retriesBefore)
+        // thawed: the next probe answers and the circuit closes; instance 0 serves again
+        _ = try await h.client.execute(HTTPClientRequest(method: "DELETE", host: h.sim.ports[0].host, port: h.sim.ports[0].control!, path: "/sim/faults/frozen"))
+        #expect(await eventuallyAsync(within: 10) { (try? await Self.circuits(h)[0]) == "closed" })
+        #expect(try await Self.series(h, "mindie_ms_instance_circuit_state", 0) == "0")
+        let servedBy0 = try await h.simMetric(0, "request_received_total")
+        for i in 0..<4 { #expect(try await h.chat("after \(i)", maxTokens: 2).status == 200) }
+        #expect(try await h.simMetric(0, "request_received_total") > servedBy0)
+        #expect(try await Self.retries(h) == retriesBefore)
+    }
 }

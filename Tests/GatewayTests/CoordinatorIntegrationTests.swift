@@ -14,7 +14,8 @@ final class Harness: @unchecked Sendable {
 
     init(instances: Int, algorithm: CoordinatorConfig.Algorithm = .roundRobin, maxRequests: Int = 10000,
          maxRetry: Int = 5, firstTokenTimeout: Int = 600, inferTimeout: Int = 600, speedup: Double = 50,
-         configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in }) throws {
+         configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in },
+         configure: (inout CoordinatorConfig) -> Void = { _ in }) throws {
         var c = CoordinatorConfig()
         c.http.predictPort = 0
         c.http.managePort = 0
@@ -29,6 +30,7 @@ final class Harness: @unchecked Sendable {
         c.exceptions.firstTokenTimeout = firstTokenTimeout
         c.exceptions.inferTimeout = inferTimeout
         for k in CoordinatorConfig.tlsPrefixes { c.tls[k]?.enabled = false }
+        configure(&c)
         let config = c
         var simConfigs: [InstanceConfiguration] = []
         for k in 0..<instances {

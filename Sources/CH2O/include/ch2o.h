@@ -220,6 +220,9 @@ typedef struct ch2o_proxy_options {
     const ch2o_header_t *extra_headers; size_t num_extra_headers; /* added (replacing same-named client headers) */
     uint64_t timeout_ms;                       /* per-read upstream timeout; 0: the server's default */
     const void *error_tail; size_t error_tail_len; /* sent (then a clean end) when a chunked stream breaks */
+    /* per-attempt deadlines (0: none); an attempt past one fails as a timeout before the head, so it is retried */
+    uint64_t connect_timeout_ms;               /* until the connection to the upstream is established */
+    uint64_t head_timeout_ms;                  /* until the upstream's response head arrives */
 } ch2o_proxy_options_t;
 
 /** Relay the request to `up` (retained by the callee) and the answer back. */

@@ -208,12 +208,15 @@ extension Coordinator {
         let view = cluster.view
         guard view.initialized else { return managementError(res, 503, "MindIE-MS Coordinator is not ready") }
         let booked = usesDIGS ? digs.withLock { $0?.allocated(view.snapshot) } : nil
+        let now = DispatchTime.now().uptimeNanoseconds
+        // beyond the reference: the passive-health circuit of each instance (the Controller ignores unknown keys)
+        func circuit(_ id: InstanceID) -> String { (view.entries[id]?.load.circuit(now: now) ?? .closed).rawValue }
         let schedule: [String]
         if let booked {
-            schedule = booked.map { "{\"id\":\($0.id),\"allocated_slots\":\($0.slots),\"allocated_blocks\":\($0.blocks)}" }
+            schedule = booked.map { "{\"id\":\($0.id),\"allocated_slots\":\($0.slots),\"allocated_blocks\":\($0.blocks),\"circuit\":\"\(circuit($0.id))\"}" }
         } else {
             schedule = view.snapshot.instances.map { i in
-                "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0}"
+                "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0,\"circuit\":\"\(circuit(i.id))\"}"
             }
         }
         let (input, output) = lengthInfo()

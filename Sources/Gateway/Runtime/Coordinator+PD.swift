@@ -71,7 +71,7 @@ extension Coordinator {
 
     /// The view PD scheduling uses: without the D's whose `/dresult` link is down.
     func schedulingView() -> ClusterView {
-        let v = cluster.view
+        let v = cluster.routableView()
         let ex = unlinked.withLock { $0 }
         return ex.isEmpty ? v : v.without(ex)
     }
@@ -223,6 +223,7 @@ extension Coordinator {
 
     func prefillReplied(_ t: TrackedRequest, _ p: InstanceEntry, status: Int, contentType: String, body: [UInt8], error: HTTPClientError?) {
         guard !t.finished, let pd = t.pd, pd.prefill === p else { return }
+        if error != nil { noteFailure(p) } else { noteSuccess(p) }
         if let error {
             logger.debug("P call failed", metadata: ["req": "\(t.idString)", "instance": "\(p.info.id)", "error": "\(error)"])
             if pd.recompute { return resendRecompute(t, pd) }

@@ -46,14 +46,21 @@ public struct ProxyOptions: Sendable {
     public var timeoutMilliseconds: UInt64
     /// Bytes sent, followed by a clean end, when a streamed (chunked) upstream breaks after the head went out.
     public var errorTail: [UInt8]
+    /// Per attempt: the upstream connection must be established within this (0: only `timeoutMilliseconds`).
+    public var connectTimeoutMilliseconds: UInt64
+    /// Per attempt: the upstream's response head must arrive within this (0: none). A missed deadline fails the
+    /// attempt as a timeout before the head, so `retry` is asked for another upstream.
+    public var headTimeoutMilliseconds: UInt64
 
     public init(path: String? = nil, body: [UInt8]? = nil, extraHeaders: [(String, String)] = [], timeoutMilliseconds: UInt64 = 0,
-                errorTail: [UInt8] = []) {
+                errorTail: [UInt8] = [], connectTimeoutMilliseconds: UInt64 = 0, headTimeoutMilliseconds: UInt64 = 0) {
         self.path = path
         self.body = body
         self.extraHeaders = extraHeaders
         self.timeoutMilliseconds = timeoutMilliseconds
         self.errorTail = errorTail
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.headTimeoutMilliseconds = headTimeoutMilliseconds
     }
 }
 
@@ -124,7 +131,8 @@ extension HTTPResponder {
                             path: options.path == nil ? nil : UnsafeRawPointer(p.baseAddress!).assumingMemoryBound(to: CChar.self),
                             path_len: p.count, body: body?.baseAddress ?? (body != nil ? UnsafeRawPointer(bitPattern: 1) : nil),
                             body_len: body?.count ?? 0, extra_headers: h, num_extra_headers: n,
-                            timeout_ms: options.timeoutMilliseconds, error_tail: tail.baseAddress, error_tail_len: tail.count)
+                            timeout_ms: options.timeoutMilliseconds, error_tail: tail.baseAddress, error_tail_len: tail.count,
+                            connect_timeout_ms: options.connectTimeoutMilliseconds, head_timeout_ms: options.headTimeoutMilliseconds)
                         ch2o_proxy_start(raw, upstream.raw, &opts, &hooks, ctx)
                     }
                 }
