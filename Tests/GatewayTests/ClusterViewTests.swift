@@ -111,7 +111,7 @@ struct ClusterViewTests {
         let r = try await h.get(port: h.coordinator.managementPort, "/v1/coordinator_info")
         let j = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
         var out: [Int: String] = [:]
-        for e in j["schedule_info"] as! [[String: Any]] { out[(e["id"] as! NSNumber).intValue] = e["circuit"] as? String }
+        for e in j["schedule_info"] as! [[String: Any]] { out[(e["id"] as! NSNumber).intValue] = e["circuit"] as? String ?? "closed" }
         return out
     }
 
@@ -152,5 +152,25 @@ struct ClusterViewTests {
         for i in 0..<4 { #expect(try await h.chat("after \(i)", maxTokens: 2).status == 200) }
         #expect(try await h.simMetric(0, "request_received_total") > servedBy0)
         #expect(try await Self.retries(h) == retriesBefore)
+    }
+
+    @Test("issue 13 (also): scale-in drains — a stream on a removed instance finishes; new requests avoid it")
+    func scaleInDrains() async throws {
+        let h = try Harness(instances: 2, speedup: 1, configure: { $0.exceptions.drainTimeout = 30 })
+        try await h.refreshAll()
+        let stream = Task { try await h.chat("long", stream: true, maxTokens: 150) }
+        #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 1 })
+        let tasks = try await h.get(port: h.coordinator.managementPort, "/v1/instances/tasks?id=0&id=1")
+        let busy = tasks.text == #"{"tasks":[1,0]}"# ? 0 : 1
+        let other = 1 - busy
+        // scale in: the instance serving the stream leaves the set
+        #expect(try await h.refresh([h.instanceJSON(other, id: other)], ids: [other]).status == 200)
+        let before = try await h.simMetric(busy, "request_received_total")
+        for i in 0..<3 { #expect(try await h.chat("new \(i)", maxTokens: 2).status == 200) }
+        #expect(try await h.simMetric(busy, "request_received_total") == before)
+        let r = try await stream.value
+        #expect(r.status == 200)
+        #expect(r.text.hasSuffix("data: [DONE]\n\n"), "\(r.text.suffix(200))")
+        #expect(await eventually(within: 5) { h.coordinator.inFlightCount == 0 })
     }
 }

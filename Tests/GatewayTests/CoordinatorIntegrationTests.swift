@@ -278,9 +278,9 @@ struct CoordinatorIntegrationTests {
         #expect(r.text.contains("Request first token timeout"))
     }
 
-    @Test("a refresh that removes an instance ends its in-flight requests with a reply (DECISIONS 11)")
+    @Test("a refresh that removes an instance ends its in-flight requests with a reply once drain_timeout is over (DECISIONS 11)")
     func removedInstanceFailsItsRequests() async throws {
-        let h = try Harness(instances: 2, speedup: 1)
+        let h = try Harness(instances: 2, speedup: 1, configure: { $0.exceptions.drainTimeout = 1 })
         try await h.refreshAll()
         try await h.putFault(0, id: "slow", #"{"type":"slow_reply","params":{"ms":"30000"}}"#)
         try await h.putFault(1, id: "slow", #"{"type":"slow_reply","params":{"ms":"30000"}}"#)
