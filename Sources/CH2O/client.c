@@ -532,10 +532,14 @@ void ch2o_call_pause(ch2o_call_t *call, int paused)
     if (call->paused) {
         /* the upstream's unread bytes wait in the kernel: its TCP window closes and it stops sending */
         h2o_socket_read_stop(call->conn->sock);
-        if (h2o_timeout_is_linked(&call->timeout_entry))
-            h2o_timeout_unlink(&call->timeout_entry);
+        ch2o_deadline_unlink(&call->timeout_entry);
     } else {
         h2o_socket_read_start(call->conn->sock, on_read);
         rearm_timeout(call);
     }
+}
+
+int ch2o_call_is_connecting(const ch2o_call_t *call)
+{
+    return call != NULL && call->state == CALL_CONNECTING;
 }

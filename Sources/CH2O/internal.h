@@ -116,6 +116,8 @@ void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *h
 void ch2o_req_stream_flush_head(ch2o_req_t *r);
 void ch2o_req_client_gone(ch2o_req_t *r);
 void ch2o_proxy_on_client_gone(struct ch2o_proxy *p);
+/* 1 while the call has no established upstream connection yet (TCP connect or TLS handshake) */
+int ch2o_call_is_connecting(const ch2o_call_t *call);
 
 struct ch2o_server {
     h2o_globalconf_t globalconf;

@@ -36,6 +36,8 @@ struct ch2o_proxy {
     char *held;
     size_t held_len, held_cap;
     int paused; /* the upstream is not read while the client has more than buffer_limit bytes unsent */
+    uint64_t connect_timeout_ms, head_timeout_ms;
+    ch2o_timer_t *connect_deadline, *head_deadline; /* of the current attempt */
 };
 
 /* server.c's proceed of streamed responses; the proxy interposes on it to learn when the client drained */
@@ -62,11 +64,21 @@ static int on_body(void *ctx, const void *data, size_t len);
 static void on_done(void *ctx, int result, const char *errstr);
 static const ch2o_call_callbacks_t proxy_cbs = {on_head, on_body, on_done};
 
+static void stop_deadlines(struct ch2o_proxy *p)
+{
+    if (p->connect_deadline != NULL)
+        ch2o_timer_cancel(p->connect_deadline);
+    if (p->head_deadline != NULL)
+        ch2o_timer_cancel(p->head_deadline);
+    p->connect_deadline = p->head_deadline = NULL;
+}
+
 static void proxy_finish(struct ch2o_proxy *p, int result, int call_result)
 {
     if (p->finished)
         return;
     p->finished = 1;
+    stop_deadlines(p);
     if (p->head_flush != NULL)
         ch2o_timer_cancel(p->head_flush);
     if (p->creq != NULL)
@@ -88,13 +100,47 @@ static void drop_held(struct ch2o_proxy *p)
     p->held_len = p->held_cap = 0;
 }
 
+/* The attempt missed a deadline: end it as a timeout before the head (retried elsewhere, or a 504). A frozen
+ * upstream still completes TCP handshakes in its kernel, so only the head deadline catches it. */
+static void attempt_expired(struct ch2o_proxy *p, const char *why)
+{
+    stop_deadlines(p);
+    if (p->call == NULL || p->finished)
+        return;
+    ch2o_call_cancel(p->call);
+    p->call = NULL;
+    on_done(p, CH2O_CALL_ERR_TIMEOUT, why);
+}
+
+static void on_connect_deadline(void *ctx)
+{
+    struct ch2o_proxy *p = ctx;
+    p->connect_deadline = NULL;
+    if (ch2o_call_is_connecting(p->call))
+        attempt_expired(p, "upstream connect deadline");
+}
+
+static void on_head_deadline(void *ctx)
+{
+    struct ch2o_proxy *p = ctx;
+    p->head_deadline = NULL;
+    attempt_expired(p, "upstream head deadline");
+}
+
 static void start_attempt(struct ch2o_proxy *p)
 {
     p->attempts++;
     p->status = 0;
     drop_held(p);
+    stop_deadlines(p);
     p->call = ch2o_call_start(p->creq->loop, p->up, p->method.base, p->method.len, p->path.base, p->path.len, p->headers,
                               p->num_headers, p->body.base, p->body.len, p->timeout_ms, &proxy_cbs, p);
+    if (p->call == NULL)
+        return;
+    if (p->connect_timeout_ms != 0)
+        p->connect_deadline = ch2o_timer_start(p->creq->loop, p->connect_timeout_ms, on_connect_deadline, p);
+    if (p->head_timeout_ms != 0)
+        p->head_deadline = ch2o_timer_start(p->creq->loop, p->head_timeout_ms, on_head_deadline, p);
 }
 
 /* returns 1 when another attempt was started */
@@ -162,6 +208,7 @@ static int is_hop_by_hop(const ch2o_header_t *h, const ch2o_header_t *all, size_
 static int on_head(void *ctx, int status, const ch2o_header_t *headers, size_t n)
 {
     struct ch2o_proxy *p = ctx;
+    stop_deadlines(p);
     p->status = status;
     if (p->creq == NULL)
         return 1;
@@ -265,6 +312,7 @@ static void on_done(void *ctx, int result, const char *errstr)
 {
     struct ch2o_proxy *p = ctx;
     p->call = NULL;
+    stop_deadlines(p);
     if (p->creq == NULL) {
         proxy_finish(p, CH2O_PROXY_CANCELLED, result);
         return;
@@ -325,6 +373,8 @@ void ch2o_proxy_start(ch2o_req_t *r, ch2o_upstream_t *up, const ch2o_proxy_optio
     p->ctx = ctx;
     p->timeout_ms = opts->timeout_ms ? opts->timeout_ms : r->server->cfg.upstream_io_timeout_ms;
     p->buffer_limit = opts->client_buffer_bytes ? opts->client_buffer_bytes : CH2O_PROXY_DEFAULT_BUFFER;
+    p->connect_timeout_ms = opts->connect_timeout_ms;
+    p->head_timeout_ms = opts->head_timeout_ms;
     p->method = req->method;
     p->path = opts->path != NULL ? h2o_strdup(&req->pool, opts->path, opts->path_len) : req->path;
     if (opts->body != NULL) {

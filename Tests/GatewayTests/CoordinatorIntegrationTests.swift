@@ -14,7 +14,8 @@ final class Harness: @unchecked Sendable {
 
     init(instances: Int, algorithm: CoordinatorConfig.Algorithm = .roundRobin, maxRequests: Int = 10000,
          maxRetry: Int = 5, firstTokenTimeout: Int = 600, inferTimeout: Int = 600, speedup: Double = 50,
-         configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in }) throws {
+         configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in },
+         configure: (inout CoordinatorConfig) -> Void = { _ in }) throws {
         var c = CoordinatorConfig()
         c.http.predictPort = 0
         c.http.managePort = 0
@@ -29,6 +30,7 @@ final class Harness: @unchecked Sendable {
         c.exceptions.firstTokenTimeout = firstTokenTimeout
         c.exceptions.inferTimeout = inferTimeout
         for k in CoordinatorConfig.tlsPrefixes { c.tls[k]?.enabled = false }
+        configure(&c)
         let config = c
         var simConfigs: [InstanceConfiguration] = []
         for k in 0..<instances {
@@ -276,9 +278,9 @@ struct CoordinatorIntegrationTests {
         #expect(r.text.contains("Request first token timeout"))
     }
 
-    @Test("a refresh that removes an instance ends its in-flight requests with a reply (DECISIONS 11)")
+    @Test("a refresh that removes an instance ends its in-flight requests with a reply once drain_timeout is over (DECISIONS 11)")
     func removedInstanceFailsItsRequests() async throws {
-        let h = try Harness(instances: 2, speedup: 1)
+        let h = try Harness(instances: 2, speedup: 1, configure: { $0.exceptions.drainTimeout = 1 })
         try await h.refreshAll()
         try await h.putFault(0, id: "slow", #"{"type":"slow_reply","params":{"ms":"30000"}}"#)
         try await h.putFault(1, id: "slow", #"{"type":"slow_reply","params":{"ms":"30000"}}"#)

@@ -249,6 +249,9 @@ typedef struct ch2o_proxy_options {
      * an upstream failure the client never sees: retried, or a 502); above it, reading the upstream pauses while
      * the client's unsent bytes exceed it. 0: 1 MiB */
     size_t client_buffer_bytes;
+    /* per-attempt deadlines (0: none); an attempt past one fails as a timeout before the head, so it is retried */
+    uint64_t connect_timeout_ms;               /* until the connection to the upstream is established */
+    uint64_t head_timeout_ms;                  /* until the upstream's response head arrives */
 } ch2o_proxy_options_t;
 
 /** Relay the request to `up` (retained by the callee) and the answer back. */

@@ -45,6 +45,9 @@ public struct CoordinatorConfig: Sendable, Equatable {
         public var firstTokenTimeout = 600
         public var inferTimeout = 600
         public var tokenizerTimeout = 300
+        /// `drain_timeout` (optional, beyond the reference): how long requests in flight on an instance that a
+        /// refresh removed may still finish before they fail with a reply; 0 fails them at once.
+        public var drainTimeout = 30
         public init() {}
 
         /// The timeouts in force while `EnableDynamicAdjustTimeoutConfig` is true (§8):
@@ -62,6 +65,32 @@ public struct CoordinatorConfig: Sendable, Equatable {
         public var effectiveScheduleTimeout: Int {
             let m = min(firstTokenTimeout, inferTimeout)
             return scheduleTimeout + 20 > m ? max(m - 20, 0) : scheduleTimeout
+        }
+    }
+
+    /// `instance_health_config` (optional section, beyond the reference): passive health of instances.
+    ///
+    /// Every proxied attempt gets a connect deadline and, when the client asked for a stream, a deadline for the
+    /// instance's response head: a frozen process still completes TCP handshakes in its kernel, so only the head
+    /// deadline notices it. A non-streamed reply legitimately comes only at the end, so it gets no head deadline
+    /// (its first-token timeout still counts). `failure_threshold` consecutive failed attempts (connect error,
+    /// reset, a missed deadline, a first-token timeout, a stream broken by the instance) open the instance's
+    /// circuit: it gets no new requests. After `open_ms` (doubling per failed probe, up to `max_open_ms`) a
+    /// cheap `GET /health` probe with `probe_timeout_ms` is sent; any HTTP answer closes the circuit, and so
+    /// does any successful reply from the instance. The Controller still decides membership.
+    public struct Health: Sendable, Equatable {
+        public var connectTimeoutMs = 3000
+        public var firstByteTimeoutMs = 10000
+        public var failureThreshold = 3
+        public var openMs = 5000
+        public var maxOpenMs = 60000
+        public var probeTimeoutMs = 2000
+        public init() {}
+
+        /// The back-off before the probe after `openings` consecutive openings.
+        public func openNanoseconds(openings: Int) -> UInt64 {
+            let ms = min(UInt64(maxOpenMs), UInt64(openMs) << UInt64(min(openings, 16)))
+            return ms * 1_000_000
         }
     }
 
@@ -178,6 +207,7 @@ public struct CoordinatorConfig: Sendable, Equatable {
     /// `prometheus_metrics_config.reuse_time`, seconds.
     public var prometheusReuseTime = 3
     public var exceptions = Exceptions()
+    public var health = Health()
     public var log = Log()
     /// Characters per token.
     public var stringTokenRate = 4.02
@@ -290,6 +320,23 @@ extension CoordinatorConfig {
         c.exceptions.firstTokenTimeout = try e.int("first_token_timeout", 0...3600)
         c.exceptions.inferTimeout = try e.int("infer_timeout", 0...65535)
         c.exceptions.tokenizerTimeout = try e.int("tokenizer_timeout", 0...3600)
+        if e.has("drain_timeout") { c.exceptions.drainTimeout = try e.int("drain_timeout", 0...3600) }
+
+        if r.has("instance_health_config") {
+            let ih = try r.section("instance_health_config")
+            func opt(_ k: String, _ range: ClosedRange<Int>, _ kp: WritableKeyPath<Health, Int>) throws(ConfigError) {
+                if ih.has(k) { c.health[keyPath: kp] = try ih.int(k, range) }
+            }
+            try opt("connect_timeout_ms", 0...600_000, \.connectTimeoutMs)
+            try opt("first_byte_timeout_ms", 0...3_600_000, \.firstByteTimeoutMs)
+            try opt("failure_threshold", 0...1000, \.failureThreshold)
+            try opt("open_ms", 1...3_600_000, \.openMs)
+            try opt("max_open_ms", 1...3_600_000, \.maxOpenMs)
+            try opt("probe_timeout_ms", 1...600_000, \.probeTimeoutMs)
+            if c.health.maxOpenMs < c.health.openMs {
+                throw ih.fail("max_open_ms", .number(String(c.health.maxOpenMs)), "an integer >= open_ms (\(c.health.openMs))")
+            }
+        }
 
         let l = try r.section("log_info")
         c.log.logLevel = try l.choice("log_level", logLevels, default: nil)

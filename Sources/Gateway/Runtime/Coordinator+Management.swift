@@ -91,8 +91,10 @@ extension Coordinator {
             }
             do {
                 let up = try Upstream(host: src.ip, port: src.port, tls: instanceTLS)
+                let key = InstanceKey(id: info.id, ip: src.ip, port: src.port)
                 entries.append(InstanceEntry(info: info, ip: src.ip, port: src.port, metricPort: src.metricPort,
-                                             interCommPort: src.interCommPort, virtualID: src.virtualID, upstream: up))
+                                             interCommPort: src.interCommPort, virtualID: src.virtualID, upstream: up,
+                                             load: cluster.load(for: key)))
             } catch {
                 logger.warning("refresh: instance skipped", metadata: ["instance": "\(info.id)", "reason": "\(error)"])
             }
@@ -121,11 +123,10 @@ extension Coordinator {
             if !removed.isEmpty || final.count != old.entries.count {
                 self.logger.info("instances refreshed", metadata: ["instances": "\(final.map(\.info.id))", "removed": "\(removed.sorted())"])
             }
-            // DECISIONS 11: requests on removed instances end with a reply, never with silence
+            // DECISIONS 11 and docs/decisions.md "Scale-in drains": requests on removed instances end with a reply,
+            // never with silence, after a bounded drain
             for handle in self.registry.handles(on: removed) {
-                handle.loop.execute { [self] in
-                    self.fail(handle.request, .instanceRemoved, result: .upstreamError)
-                }
+                handle.loop.execute { [self] in self.removedUnder(handle.request) }
             }
             done()
         }
@@ -150,6 +151,25 @@ extension Coordinator {
             }
         }
         if !opening { commit() }
+    }
+
+    /// A refresh removed the instance serving `t` (its loop). The refresh cannot say whether the instance was
+    /// scaled in or died, so a proxied request may finish for up to `drain_timeout`: a scaled-in instance completes
+    /// it, a dead one breaks its connection (an in-stream error at once). It fails at once when nothing can arrive
+    /// any more: PD (the D's result link closes with the refresh), an instance whose circuit is open (it is not
+    /// answering), or `drain_timeout` 0.
+    func removedUnder(_ t: TrackedRequest) {
+        guard !t.finished else { return }
+        let drain = config.exceptions.drainTimeout
+        guard t.pd == nil, drain > 0, let entry = t.instance, entry.load.routable else {
+            return fail(t, .instanceRemoved, result: .upstreamError)
+        }
+        t.timers.append(t.responder.loop.schedule(afterMilliseconds: UInt64(drain) * 1000) { [unowned self] in
+            guard !t.finished else { return }
+            // registered again meanwhile (same id and address): nothing to end
+            if let back = self.cluster.view.entries[entry.info.id], back.load === entry.load { return }
+            self.fail(t, .instanceRemoved, result: .upstreamError)
+        })
     }
 
     private func ids(_ body: [UInt8]) -> [InstanceID]? {
@@ -206,12 +226,19 @@ extension Coordinator {
         let view = cluster.view
         guard view.initialized else { return managementError(res, 503, "MindIE-MS Coordinator is not ready") }
         let booked = usesDIGS ? digs.withLock { $0?.allocated(view.snapshot) } : nil
+        let now = DispatchTime.now().uptimeNanoseconds
+        // beyond the reference: an instance whose passive-health circuit is not closed says so (the Controller ignores
+        // unknown keys); a healthy instance's entry stays byte-identical to the reference's
+        func circuit(_ id: InstanceID) -> String {
+            let c = view.entries[id]?.load.circuit(now: now) ?? .closed
+            return c == .closed ? "" : ",\"circuit\":\"\(c.rawValue)\""
+        }
         let schedule: [String]
         if let booked {
-            schedule = booked.map { "{\"id\":\($0.id),\"allocated_slots\":\($0.slots),\"allocated_blocks\":\($0.blocks)}" }
+            schedule = booked.map { "{\"id\":\($0.id),\"allocated_slots\":\($0.slots),\"allocated_blocks\":\($0.blocks)\(circuit($0.id))}" }
         } else {
             schedule = view.snapshot.instances.map { i in
-                "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0}"
+                "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0\(circuit(i.id))}"
             }
         }
         let (input, output) = lengthInfo()
@@ -275,6 +302,7 @@ extension Coordinator {
             for (id, ok) in up.sorted(by: { $0.key < $1.key }) {
                 body += Array("mindie_ms_instance_up{instance=\"\(id)\"} \(ok ? 1 : 0)\n".utf8)
             }
+            body += CoordinatorMetrics.instanceSeries(view)
             body += metricsSink.render()
             res.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")], body: body)
         }

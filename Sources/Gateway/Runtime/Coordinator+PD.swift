@@ -82,7 +82,7 @@ extension Coordinator {
 
     /// The view PD scheduling uses: without the D's whose `/dresult` link is down.
     func schedulingView() -> ClusterView {
-        let v = cluster.view
+        let v = cluster.routableView()
         let ex = unlinked.withLock { $0 }
         return ex.isEmpty ? v : v.without(ex)
     }
@@ -197,12 +197,10 @@ extension Coordinator {
         }
         pd.prefill = p
         pd.decode = d
-        p.inFlight.add(1, ordering: .relaxed)
-        d.inFlight.add(1, ordering: .relaxed)
+        p.load.inFlight.add(1, ordering: .relaxed)
+        d.load.inFlight.add(1, ordering: .relaxed)
         pd.prefillHeld = true
         pd.decodeHeld = true
-        metrics.instanceInFlight(p)
-        metrics.instanceInFlight(d)
         registry.assign(t.id, toAll: [p.info.id, d.info.id])
         if !pd.dispatched {
             pd.dispatched = true
@@ -248,6 +246,7 @@ extension Coordinator {
 
     func prefillReplied(_ t: TrackedRequest, _ p: InstanceEntry, status: Int, contentType: String, body: [UInt8], error: HTTPClientError?) {
         guard !t.finished, let pd = t.pd, pd.prefill === p else { return }
+        if error != nil { noteFailure(p) } else { noteSuccess(p) }
         if let error {
             logger.debug("P call failed", metadata: ["req": "\(t.idString)", "instance": "\(p.info.id)", "error": "\(error)"])
             if pd.recompute { return resendRecompute(t, pd) }

@@ -253,11 +253,15 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Arms a timeout that ends the request with `error` unless it finished first.
     @discardableResult
-    func arm(_ t: TrackedRequest, seconds: Int, _ error: GatewayError, stopInfer: Bool = false) -> LoopTimer? {
+    func arm(_ t: TrackedRequest, seconds: Int, _ error: GatewayError, stopInfer: Bool = false, healthFailure: Bool = false) -> LoopTimer? {
         guard seconds > 0 else { return nil }
         let timer = t.responder.loop.schedule(afterMilliseconds: UInt64(seconds) * 1000) { [unowned self] in
             guard !t.finished else { return }
             self.metrics.timeouts.increment()
+            // no first token in time: the instance did not answer, which counts against its health
+            if healthFailure {
+                if let pd = t.pd { if !pd.firstFrameDone, let p = pd.prefill { self.noteFailure(p) } } else if let i = t.instance { self.noteFailure(i) }
+            }
             if stopInfer {
                 if let pd = t.pd { self.stopInferPD(t, pd) } else if let instance = t.instance { self.sendStopInfer(t, to: instance) }
             }
@@ -269,7 +273,7 @@ public final class Coordinator: @unchecked Sendable {
 
     func schedule(_ t: TrackedRequest, features: RequestFeatures) {
         guard !t.finished else { return }
-        let view = cluster.view
+        let view = cluster.routableView()
         if let decision = scheduler.select(features, snapshot: view.snapshot, load: view.load()),
            case .single(let id) = decision, let entry = view.entries[id] {
             metrics.scheduled.increment()
@@ -284,14 +288,12 @@ public final class Coordinator: @unchecked Sendable {
         if let old = t.instance { release(old) }
         t.instance = entry
         t.tried.insert(entry.info.id)
-        entry.inFlight.add(1, ordering: .relaxed)
+        entry.load.inFlight.add(1, ordering: .relaxed)
         registry.assign(t.id, to: entry.info.id)
-        metrics.instanceInFlight(entry)
     }
 
     func release(_ entry: InstanceEntry) {
-        entry.inFlight.subtract(1, ordering: .relaxed)
-        metrics.instanceInFlight(entry)
+        entry.load.inFlight.subtract(1, ordering: .relaxed)
     }
 
     func dispatch(_ t: TrackedRequest, to entry: InstanceEntry, extraHeaders: [(String, String)] = []) {
@@ -300,7 +302,7 @@ public final class Coordinator: @unchecked Sendable {
         take(t, entry)
         let elapsed = Int((DispatchTime.now().uptimeNanoseconds - t.arrivalNanos) / 1_000_000_000)
         if config.exceptions.firstTokenTimeout > 0 {
-            arm(t, seconds: max(config.exceptions.firstTokenTimeout - elapsed, 1), .firstTokenTimeout, stopInfer: true)
+            arm(t, seconds: max(config.exceptions.firstTokenTimeout - elapsed, 1), .firstTokenTimeout, stopInfer: true, healthFailure: true)
         }
         if config.exceptions.inferTimeout > 0 {
             arm(t, seconds: max(config.exceptions.inferTimeout - elapsed, 1), .inferenceTimeout, stopInfer: true)
@@ -310,19 +312,27 @@ public final class Coordinator: @unchecked Sendable {
         t.responder.proxy(
             to: entry.upstream,
             options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + extraHeaders, errorTail: errorTail,
-                                  clientBufferBytes: config.http.relayBufferBytes, errorReply: Self.errorReply(t.dialect)),
+                                  clientBufferBytes: config.http.relayBufferBytes, errorReply: Self.errorReply(t.dialect),
+                                  connectTimeoutMilliseconds: UInt64(config.health.connectTimeoutMs),
+                                  // a non-streamed reply's head comes with the whole answer: only streams get one
+                                  headTimeoutMilliseconds: t.stream ? UInt64(config.health.firstByteTimeoutMs) : 0),
             retry: { [unowned self] attempt, _, why in
+                // a 503 is a busy instance, not a sick one
+                if case .transport = why, let failed = t.instance { self.noteFailure(failed) }
                 // DECISIONS 10: another eligible instance, before the first byte only
                 guard attempt < maxAttempts, !t.finished, extraHeaders.isEmpty else { return nil }
                 self.metrics.retries.increment()
                 self.logger.debug("retrying on another instance", metadata: ["req": "\(t.idString)", "why": "\(why)"])
-                let view = self.cluster.view.without(t.tried)
+                let view = self.cluster.routableView().without(t.tried)
                 guard let d = self.scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load()),
                       case .single(let id) = d, let next = view.entries[id] else { return nil }
                 self.take(t, next)
                 return next.upstream
             },
-            head: { _ in t.headSent = true },
+            head: { [unowned self] status in
+                t.headSent = true
+                if status < 500, let i = t.instance { self.noteSuccess(i) }
+            },
             firstBody: { [unowned self] in
                 t.firstByte = true
                 self.metrics.firstByte(since: t.arrivalNanos)
@@ -341,6 +351,8 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     func proxyFinished(_ t: TrackedRequest, _ outcome: ProxyOutcome) {
+        // a stream the instance broke after its head (our own aborts report a cancelled call)
+        if outcome.result == .upstreamError, let e = outcome.lastError, e != .cancelled, let i = t.instance { noteFailure(i) }
         switch outcome.result {
         case .ok: metrics.reply(dialect: t.dialect, status: outcome.status)
         case .cancelled: metrics.cancellations.increment()
@@ -440,6 +452,53 @@ public final class Coordinator: @unchecked Sendable {
                                                                     errorReply: Self.errorReply(t.dialect)),
                           head: { _ in t.headSent = true },
                           finish: { [unowned self] outcome in self.proxyFinished(t, outcome) })
+    }
+
+    // MARK: - passive health (instance_health_config)
+
+    /// A failed attempt on `entry`; opening its circuit schedules the probe.
+    func noteFailure(_ entry: InstanceEntry) {
+        let h = config.health
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard entry.load.recordFailure(threshold: h.failureThreshold, now: now, backoff: { h.openNanoseconds(openings: $0) }) else { return }
+        metrics.circuitOpenings.increment()
+        logger.warning("instance circuit opened: no new requests until it answers a probe",
+                       metadata: ["instance": "\(entry.info.id)", "failures": "\(entry.load.failures.load(ordering: .relaxed))"])
+        scheduleProbe(entry, due: entry.load.openUntil.load(ordering: .relaxed))
+    }
+
+    /// `entry` answered.
+    func noteSuccess(_ entry: InstanceEntry) {
+        let wasOpen = !entry.load.routable
+        entry.load.recordSuccess()
+        if wasOpen { logger.info("instance circuit closed", metadata: ["instance": "\(entry.info.id)"]) }
+    }
+
+    private func scheduleProbe(_ entry: InstanceEntry, due: UInt64) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let ms = due > now ? (due - now + 999_999) / 1_000_000 : 0
+        linkLoop.execute { [weak self] in
+            guard let self else { return }
+            self.linkLoop.schedule(afterMilliseconds: ms) { [weak self] in self?.probe(entry) }
+        }
+    }
+
+    /// Half-open: one cheap request; any HTTP answer proves the process serves again. Link loop.
+    private func probe(_ entry: InstanceEntry) {
+        guard !isShutDown.load(ordering: .relaxed), !entry.load.routable else { return }
+        // an instance the Controller removed is no longer ours to watch
+        guard cluster.view.entries.values.contains(where: { $0.load === entry.load }) else { return }
+        let req = HTTPClientRequest(method: "GET", host: entry.ip, port: entry.port, path: "/health",
+                                    timeoutMilliseconds: UInt64(config.health.probeTimeoutMs))
+        var answered = false
+        sideClient.stream(req, on: linkLoop, onHead: { _, _ in answered = true }, onBody: { _ in }, onEnd: { [weak self] _ in
+            guard let self else { return }
+            if answered { return self.noteSuccess(entry) }
+            let h = self.config.health
+            if let due = entry.load.probeFailed(now: DispatchTime.now().uptimeNanoseconds, backoff: { h.openNanoseconds(openings: $0) }) {
+                self.scheduleProbe(entry, due: due)
+            }
+        })
     }
 
     // MARK: - counters other parts read

@@ -11,10 +11,10 @@ final class CoordinatorMetrics: Sendable {
     let cancellations: Counter
     let upstreamErrors: Counter
     let timeouts: Counter
+    let circuitOpenings: Counter
     private let ttfb: Metrics.Timer
     private let duration: Metrics.Timer
     private let replies = Mutex<[String: Counter]>([:])
-    private let inflight = Mutex<[InstanceID: Gauge]>([:])
     private let received = Atomic<Int>(0)
     private let succeeded = Atomic<Int>(0)
     private let failed = Atomic<Int>(0)
@@ -28,6 +28,7 @@ final class CoordinatorMetrics: Sendable {
         cancellations = Counter(label: "mindie_ms_client_cancellations_total", factory: factory)
         upstreamErrors = Counter(label: "mindie_ms_upstream_errors_total", factory: factory)
         timeouts = Counter(label: "mindie_ms_timeouts_total", factory: factory)
+        circuitOpenings = Counter(label: "mindie_ms_instance_circuit_openings_total", factory: factory)
         ttfb = Metrics.Timer(label: "mindie_ms_time_to_first_byte_seconds", dimensions: [], factory: factory)
         duration = Metrics.Timer(label: "mindie_ms_request_duration_seconds", dimensions: [], factory: factory)
     }
@@ -45,14 +46,31 @@ final class CoordinatorMetrics: Sendable {
         counter.increment()
     }
 
-    func instanceInFlight(_ e: InstanceEntry) {
-        let g = inflight.withLock { table in
-            if let g = table[e.info.id] { return g }
-            let g = Gauge(label: "mindie_ms_instance_inflight_requests", dimensions: [("instance", String(e.info.id))], factory: factory)
-            table[e.info.id] = g
-            return g
+    /// Per-instance series, written from the live load objects at scrape time: a gauge pushed on every change
+    /// would race between loops (a stale value can land last) and would keep series of removed instances.
+    static func instanceSeries(_ view: ClusterView) -> [UInt8] {
+        var out = "# HELP mindie_ms_instance_inflight_requests Requests the Coordinator has in flight on the instance.\n"
+            + "# TYPE mindie_ms_instance_inflight_requests gauge\n"
+        for i in view.snapshot.instances {
+            out += "mindie_ms_instance_inflight_requests{instance=\"\(i.id)\"} \(view.entries[i.id]?.inFlightCount ?? 0)\n"
         }
-        g.record(e.inFlightCount)
+        let now = DispatchTime.now().uptimeNanoseconds
+        out += "# HELP mindie_ms_instance_circuit_state Passive health: 0 closed, 1 open (no new requests), 2 half-open (probe due).\n"
+            + "# TYPE mindie_ms_instance_circuit_state gauge\n"
+        for i in view.snapshot.instances {
+            let state: Int = switch view.entries[i.id]?.load.circuit(now: now) ?? .closed {
+            case .closed: 0
+            case .open: 1
+            case .halfOpen: 2
+            }
+            out += "mindie_ms_instance_circuit_state{instance=\"\(i.id)\"} \(state)\n"
+        }
+        out += "# HELP mindie_ms_instance_consecutive_failures Failed attempts on the instance since its last success.\n"
+            + "# TYPE mindie_ms_instance_consecutive_failures gauge\n"
+        for i in view.snapshot.instances {
+            out += "mindie_ms_instance_consecutive_failures{instance=\"\(i.id)\"} \(view.entries[i.id]?.load.failures.load(ordering: .relaxed) ?? 0)\n"
+        }
+        return Array(out.utf8)
     }
 
     func firstByte(since start: UInt64) {

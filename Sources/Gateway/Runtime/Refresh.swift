@@ -61,18 +61,43 @@ public enum RefreshParser {
             throw GatewayError(status: 400, message: "refresh body has more than \(maxEntries) entries")
         }
         var ids: [InstanceID] = []
+        var seenIDs = Set<InstanceID>()
         for v in idsValue {
             guard let n = v.integerValue, n >= 0 else { throw GatewayError(status: 400, message: "'ids' must hold non-negative integers") }
+            // a set with one id twice cannot be routed (two entries, one key): refuse it whole, keep the last good set
+            guard seenIDs.insert(InstanceID(n)).inserted else {
+                throw GatewayError(status: 400, message: "refresh 'ids' lists instance \(n) more than once")
+            }
             ids.append(InstanceID(n))
         }
         var plan = RefreshPlan(ids: ids, accepted: [], rejected: [])
+        var seenInstances = Set<Int>()
+        var flex: [InstanceID] = []
         for v in instances {
-            switch validate(v, pd: pd, singleContainer: singleContainer) {
-            case .success(let i): plan.accepted.append(i)
+            if let id = int(v["id"]), id >= 0, !seenInstances.insert(id).inserted {
+                throw GatewayError(status: 400, message: "refresh 'instances' holds instance \(id) more than once")
+            }
+            switch try validate(v, pd: pd, singleContainer: singleContainer) {
+            case .success(let i):
+                // every flex instance's decode half is UINT64_MAX-1: two split flex instances would collide
+                if i.roleCode == 70, i.pPercentage != 100 { flex.append(i.id) }
+                plan.accepted.append(i)
             case .failure(let reason): plan.rejected.append(reason.reason)
             }
         }
+        if flex.count > 1 {
+            throw GatewayError(status: 400, message: "refresh has more than one flex instance with a decode part (instances \(flex.map(String.init).joined(separator: ", ")))")
+        }
         return plan
+    }
+
+    /// A dynamic value (`dynamic_info`): absent → `def`; present, it must be an integer in `range`.
+    static func dynamicInt(_ v: JSONValue?, _ key: String, _ range: ClosedRange<Int>, default def: Int, tag: String) throws(GatewayError) -> Int {
+        guard let v else { return def }
+        guard let n = int(v), range.contains(n) else {
+            throw GatewayError(status: 400, message: "\(tag): dynamic_info.\(key) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(v.dumped())")
+        }
+        return n
     }
 
     static func int(_ v: JSONValue?) -> Int? {
@@ -87,7 +112,9 @@ public enum RefreshParser {
         return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1
     }
 
-    static func validate(_ v: JSONValue, pd: Bool, singleContainer: Bool) -> Result<RefreshInstance, RefreshRejection> {
+    /// Static problems skip the instance (spec §3.1); impossible dynamic values (what the Controller measured just
+    /// now) throw, because they mean the whole report is wrong and the previous set is the better one.
+    static func validate(_ v: JSONValue, pd: Bool, singleContainer: Bool) throws(GatewayError) -> Result<RefreshInstance, RefreshRejection> {
         guard let id = int(v["id"]), id >= 0 else { return .failure(RefreshRejection("instance without a valid id")) }
         let tag = "instance \(id)"
         guard let ip = v["ip"]?.stringValue, validIP(ip) else { return .failure(RefreshRejection("\(tag): invalid ip")) }
@@ -115,14 +142,34 @@ public enum RefreshParser {
         } else {
             guard role == 85 else { return .failure(RefreshRejection("\(tag): single_node mode needs role U (85)")) }
         }
-        let peers = (d["peers"]?.arrayValue ?? []).compactMap { int($0) }.map { InstanceID($0) }
+        func nonNegative(_ key: String, default def: Int, max: Int = .max) -> Int? {
+            guard let raw = s[key] else { return def }
+            guard let n = int(raw), n >= 0, n <= max else { return nil }
+            return n
+        }
+        guard let groupID = nonNegative("group_id", default: 0) else { return .failure(RefreshRejection("\(tag): group_id must be a non-negative integer")) }
+        guard let virtualID = nonNegative("virtual_id", default: 0) else { return .failure(RefreshRejection("\(tag): virtual_id must be a non-negative integer")) }
+        guard let pPercentage = nonNegative("p_percentage", default: 0, max: 100) else { return .failure(RefreshRejection("\(tag): p_percentage must be in 0...100")) }
+        // not capped by the totals: the Controller takes the totals from its first reading of a possibly busy
+        // instance, so a later reading may legitimately exceed them
+        let availSlots = try dynamicInt(d["avail_slots_num"], "avail_slots_num", 0...5000, default: slots, tag: tag)
+        let availBlocks = try dynamicInt(d["avail_block_num"], "avail_block_num", 0...Int(Int32.max), default: blocks, tag: tag)
+        var peers: [InstanceID] = []
+        if let p = d["peers"] {
+            guard let arr = p.arrayValue else { throw GatewayError(status: 400, message: "\(tag): dynamic_info.peers must be an array of instance ids") }
+            for x in arr {
+                guard let n = int(x), n >= 0 else {
+                    throw GatewayError(status: 400, message: "\(tag): dynamic_info.peers holds \(x.dumped()), not an instance id")
+                }
+                peers.append(InstanceID(n))
+            }
+        }
         return .success(RefreshInstance(
             id: InstanceID(id), ip: ip, port: port, metricPort: mp ?? port, interCommPort: icp ?? 0,
             modelName: v["model_name"]?.stringValue ?? "", roleCode: role, label: label,
-            groupID: UInt64(int(s["group_id"]) ?? 0), maxSeqLen: maxSeq, maxOutputLen: maxOut, totalSlots: slots,
-            totalBlocks: blocks, blockSize: blockSize, pPercentage: int(s["p_percentage"]) ?? 0,
-            virtualID: UInt64(int(s["virtual_id"]) ?? 0), availSlots: int(d["avail_slots_num"]) ?? slots,
-            availBlocks: int(d["avail_block_num"]) ?? blocks, peers: peers))
+            groupID: UInt64(groupID), maxSeqLen: maxSeq, maxOutputLen: maxOut, totalSlots: slots,
+            totalBlocks: blocks, blockSize: blockSize, pPercentage: pPercentage,
+            virtualID: UInt64(virtualID), availSlots: availSlots, availBlocks: availBlocks, peers: peers))
     }
 
     /// The scheduler's view of the accepted instances: a flex instance becomes P (100%), D (0%) or both halves.

@@ -106,13 +106,28 @@ public struct InstanceSnapshot: Sendable, Equatable {
 }
 
 /// Per-instance load the Coordinator tracks itself (requests in flight on each instance).
-public struct LoadCounters: Sendable, Equatable {
-    public var inFlight: [InstanceID: Int]
+///
+/// Either fixed numbers (pure tests) or the live counters of a cluster view, read in place at each lookup so a
+/// scheduling decision costs no per-request dictionary.
+public struct LoadCounters: Sendable {
+    private let fixed: [InstanceID: Int]
+    private let live: [InstanceID: InstanceLoad]
 
-    public init(_ inFlight: [InstanceID: Int] = [:]) { self.inFlight = inFlight }
+    public init(_ inFlight: [InstanceID: Int] = [:]) {
+        fixed = inFlight
+        live = [:]
+    }
+
+    init(live: [InstanceID: InstanceLoad]) {
+        fixed = [:]
+        self.live = live
+    }
 
     /// In-flight requests on `id` (0 if unknown).
-    public subscript(id: InstanceID) -> Int { inFlight[id] ?? 0 }
+    public subscript(id: InstanceID) -> Int {
+        if let l = live[id] { return l.inFlightCount }
+        return fixed[id] ?? 0
+    }
 }
 
 /// Where a request goes.

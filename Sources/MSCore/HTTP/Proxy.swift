@@ -53,10 +53,16 @@ public struct ProxyOptions: Sendable {
     /// The JSON body of the reply the proxy makes when every attempt failed before the head (`status` 502, or 504
     /// after a timeout; `message` says why). nil: a plain `{"error","status"}` body.
     public var errorReply: (@Sendable (_ status: Int, _ message: String) -> [UInt8])?
+    /// Per attempt: the upstream connection must be established within this (0: only `timeoutMilliseconds`).
+    public var connectTimeoutMilliseconds: UInt64
+    /// Per attempt: the upstream's response head must arrive within this (0: none). A missed deadline fails the
+    /// attempt as a timeout before the head, so `retry` is asked for another upstream.
+    public var headTimeoutMilliseconds: UInt64
 
     public init(path: String? = nil, body: [UInt8]? = nil, extraHeaders: [(String, String)] = [], timeoutMilliseconds: UInt64 = 0,
                 errorTail: [UInt8] = [], clientBufferBytes: Int = 0,
-                errorReply: (@Sendable (_ status: Int, _ message: String) -> [UInt8])? = nil) {
+                errorReply: (@Sendable (_ status: Int, _ message: String) -> [UInt8])? = nil,
+                connectTimeoutMilliseconds: UInt64 = 0, headTimeoutMilliseconds: UInt64 = 0) {
         self.path = path
         self.body = body
         self.extraHeaders = extraHeaders
@@ -64,6 +70,8 @@ public struct ProxyOptions: Sendable {
         self.errorTail = errorTail
         self.clientBufferBytes = clientBufferBytes
         self.errorReply = errorReply
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.headTimeoutMilliseconds = headTimeoutMilliseconds
     }
 }
 
@@ -149,7 +157,8 @@ extension HTTPResponder {
                             path_len: p.count, body: body?.baseAddress ?? (body != nil ? UnsafeRawPointer(bitPattern: 1) : nil),
                             body_len: body?.count ?? 0, extra_headers: h, num_extra_headers: n,
                             timeout_ms: options.timeoutMilliseconds, error_tail: tail.baseAddress, error_tail_len: tail.count,
-                            client_buffer_bytes: max(0, options.clientBufferBytes))
+                            client_buffer_bytes: max(0, options.clientBufferBytes),
+                            connect_timeout_ms: options.connectTimeoutMilliseconds, head_timeout_ms: options.headTimeoutMilliseconds)
                         ch2o_proxy_start(raw, upstream.raw, &opts, &hooks, ctx)
                     }
                 }
