@@ -112,7 +112,7 @@ class LocalCluster:
             c["tls_config"]["request_server_tls_enable"] = True
             c["tls_config"]["request_server_tls_items"] = {
                 "ca_cert": f"{pki}/ca.pem", "tls_cert": f"{pki}/server.pem", "tls_key": f"{pki}/server.key.pem",
-                "tls_passwd": "", "tls_crl": f"{pki}/crl.pem"}
+                "tls_passwd": f"{pki}/key_pwd.txt", "tls_crl": f"{pki}/crl.pem"}
         self.coordinator_conf = self._write("ms_coordinator.json", c)
 
         k = json.load(open(os.path.join(ROOT, "conf", "ms_controller.json")))
