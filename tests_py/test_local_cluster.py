@@ -231,6 +231,9 @@ def test_pd_cluster_serves_real_clients(pd_cluster):
     status = json.load(open(os.path.join(c.logs, "cluster_status_output.json")))
     roles = sorted(s["static_info"]["role"] for s in status["server"])
     assert roles == [68, 68, 80, 80]  # 'D', 'D', 'P', 'P'
+    # in table order, whichever simulator answered its first probe first
+    by_ip = {s["ip"]: s["static_info"]["role"] for s in status["server"]}
+    assert [by_ip[c.instance_ip(k)] for k in range(4)] == [80, 80, 68, 68]
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{c.coord_ports['predict']}/v1", api_key="x", max_retries=0,
                            timeout=TIMEOUT)
     r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=8)
