@@ -147,6 +147,65 @@ def test_tls_quick_start_serves_a_real_tls_client(tmp_path):
     assert "every port is free" in rest
 
 
+def checkout_state():
+    """What a launcher could change in the checkout: git's view (ignored files included) and the ctime of every
+    file under conf/ (a chmod changes it even when the mode stays)."""
+    git = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    ctimes = {str(f): f.stat().st_ctime_ns for f in (REPO / "conf").rglob("*") if f.is_file()}
+    return git, ctimes
+
+
+def test_two_default_launchers_coexist_and_keep_run_files_out_of_the_checkout(tmp_path):
+    before = checkout_state()
+    env = dict(os.environ, MINDIE_MS_BIN=bin_dir(), XDG_STATE_HOME=str(tmp_path / "state"))
+    # no --net, --base-port, --first-ip or --workdir: both at the same time, with the defaults
+    procs = [subprocess.Popen([sys.executable, str(REPO / "scripts" / "local_cluster.py")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO) for _ in range(2)]
+    rests = []
+    try:
+        texts = [read_banner(p) for p in procs]
+        for text in texts:
+            assert "local cluster is ready" in text, texts
+        urls = [re.search(r"Inference \(.*\):\s+(http://\S+)", t).group(1) for t in texts]
+        assert len(set(urls)) == 2, urls
+        for url, text in zip(urls, texts):
+            r = requests.post(f"{url}/v1/chat/completions", timeout=TIMEOUT,
+                              json={"model": MODEL, "stream": True, "max_tokens": 4,
+                                    "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n"), (url, r.text[-200:])
+            # run files (configs, logs) live under the state folder, not in the checkout
+            for what in ("Logs", "Configs"):
+                path = re.search(rf"{what}:\s+(\S+)", text).group(1)
+                assert path.startswith(str(tmp_path / "state" / "mindie-ms" / "clusters")), path
+                assert not path.startswith(str(REPO)), path
+                assert os.path.isdir(path)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            rests.append(p.communicate(timeout=60)[0])
+    assert [p.returncode for p in procs] == [0, 0], rests
+    assert all("every port is free" in r for r in rests), rests
+    assert checkout_state() == before
+
+
+def test_pinned_addresses_in_use_get_the_hint_that_helps(tmp_path):
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.90", 1026))  # an instance's management port
+    holder.listen()
+    try:
+        r = subprocess.run([sys.executable, str(REPO / "scripts" / "local_cluster.py"), "--base-port", "26025",
+                            "--first-ip", "90", "--workdir", str(tmp_path / "cluster")],
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ, MINDIE_MS_BIN=bin_dir()))
+    finally:
+        holder.close()
+    assert r.returncode == 1
+    assert "port 127.0.0.90:1026 (instance) is in use" in r.stderr and "--first-ip or --net" in r.stderr, r.stderr
+    assert "--base-port" not in r.stderr.split("in use")[1].split("or leave")[0], r.stderr
+
+
 @pytest.fixture
 def single_cluster(tmp_path):
     c = local_cluster.LocalCluster(mode="single", instances=2, speedup=2, base_port=23025, first_ip=50,
