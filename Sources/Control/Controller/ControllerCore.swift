@@ -38,6 +38,9 @@ public enum ControllerCore {
         /// Roles follow table order only among the instances decided together, so deciding while one is still
         /// starting would give it a role by arrival order later (P, D, D, P instead of P, P, D, D).
         public var initialProbeWindow: TimeInterval = 180
+        /// How long a P may stay dead (status polls failing, or gone from the table) before a healthy D of its group
+        /// is switched to P in its place; 0 = never (`prefill_loss_rebalance_seconds`).
+        public var prefillLossGrace: TimeInterval = 60
 
         public init(
             policy: RolePolicy, singleNode: Bool = false, singleContainer: Bool = false,
@@ -72,6 +75,7 @@ public enum ControllerCore {
                 retentionSeconds: TimeInterval(c.disappearedServerWaitingSeconds))
             autoSwitching = c.periodicRoleDecision.autoSwitchingEnabled && !c.isHeterogeneous
             initialProbeWindow = TimeInterval(c.serverOnlineAttemptTimes * c.serverOnlineWaitSeconds)
+            prefillLossGrace = TimeInterval(c.prefillLossRebalanceSeconds)
             tasksEndWaitSeconds = TimeInterval(c.periodicRoleDecision.tasksEndWaitSeconds)
             simulator = LlamaSimulator(
                 model: model, machine: machine,
@@ -99,6 +103,9 @@ public enum ControllerCore {
         public var activeSwitch: RoleSwitch?
         /// Switches waiting for the active one to finish.
         public var pendingSwitches: [RoleSwitch.Request] = []
+        /// P instances that are dead (status polls failing, or gone from the table), by id, with the time the
+        /// grace period runs from (docs/decisions.md, re-balancing).
+        public var deadPrefill: [Int: Date] = [:]
 
         public init() {}
 
@@ -168,7 +175,7 @@ public enum ControllerCore {
         case .serverConfig(let id, let result):
             onServerConfig(&state, &effects, id, result, now, settings)
         case .serverStatus(let id, let result):
-            onServerStatus(&state, &effects, id, result, settings)
+            onServerStatus(&state, &effects, id, result, now, settings)
         case .rolePosted(let id, let ok):
             onRolePosted(&state, &effects, id, ok, settings)
         case .coordinatorRefreshed(let ip, let ok):
@@ -179,6 +186,7 @@ public enum ControllerCore {
                 effects.append(.getStatus(id: id, key: state.nodes[id]!.key))
             }
             if state.refreshEnabled { effects.append(.refresh(refreshPayload(state, settings: settings))) }
+            rebalanceLostPrefill(&state, &effects, now, settings)
         case .switchRole(let id, let role):
             requestSwitch(&state, &effects, RoleSwitch.Request(id: id, to: role), now, settings)
         case .roleDecisionTimer(let info):
@@ -206,11 +214,15 @@ public enum ControllerCore {
 
         let diff = state.registry.reconcile(instances, now: now, retention: settings.retentionSeconds)
         var reposts: Set<Int> = []
-        for r in diff.removed { remove(&state, r.id, &reposts) }
+        for r in diff.removed {
+            if state.nodes[r.id]?.role == .prefill && state.deadPrefill[r.id] == nil { state.deadPrefill[r.id] = now }
+            remove(&state, r.id, &reposts)
+        }
         // A device or port change is a removal plus a re-admission; the node keeps its id, role and group.
         for c in diff.changed { remove(&state, c.id, &reposts) }
         for r in diff.new + diff.changed + diff.reappeared {
             guard let inst = r.instance else { continue }
+            state.deadPrefill[r.id] = nil
             var node = ControllerNode(id: r.id, instance: inst)
             node.role = r.role ?? .undefined  // reappeared or changed: remembered role, applied at admission
             node.groupID = r.groupID
@@ -301,16 +313,18 @@ public enum ControllerCore {
 
     static func onServerStatus(
         _ state: inout State, _ effects: inout [Effect], _ id: Int, _ result: Result<ServerStatus, ProbeFailure>,
-        _ settings: Settings
+        _ now: Date, _ settings: Settings
     ) {
         guard var node = state.nodes[id], node.phase == .candidate else { return }
         switch result {
         case .failure(let f):
             if node.isHealthy { effects.append(.unhealthyEvent(id: id, reason: f.reasonCode)) }
+            if node.role == .prefill && state.deadPrefill[id] == nil { state.deadPrefill[id] = now }
             node.isHealthy = false
             node.roleState = .unknown
             state.nodes[id] = node
         case .success(let st):
+            state.deadPrefill[id] = nil
             node.isHealthy = true
             node.roleState = st.roleState
             node.currentRole = st.currentRole
