@@ -6,10 +6,17 @@ wired through a generated global rank table exactly as on a real cluster.
     python3 scripts/local_cluster.py --mode single --instances 3 --policy prefix_affinity
     python3 scripts/local_cluster.py --tls            # the data port speaks mutual TLS (a test PKI is generated)
 
+Each cluster lives on its own loopback network 127.0.N.0/24 with the reference's ports: the Coordinator and the
+Controller on 127.0.N.1, instance k on 127.0.N.<2 + k>. By default N is the first network no other launcher holds
+and whose ports are free, so several clusters run side by side; --net, --base-port and --first-ip pin the
+addresses instead. Configs, logs and the test PKI go to $XDG_STATE_HOME/mindie-ms/clusters/ (default
+~/.local/state/...), never into the source tree.
+
 Ctrl-C (SIGINT) or SIGTERM stops every process of the cluster and frees every port. The same class is used by
 the end-to-end tests (tests_py/), which kill and restart components for the failure drills.
 """
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -17,14 +24,29 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Instances listen on their own loopback address (127.0.0.<first_ip + k>) with the reference's fixed ports, as
-# MindIE Servers do on their own hosts; the Controller and Coordinator use 127.0.0.1.
+# Instances listen on their own loopback address (127.0.<net>.<first_ip + k>) with the reference's fixed ports, as
+# MindIE Servers do on their own hosts; the Controller and Coordinator use 127.0.<net>.1.
 SIM_PORTS = {"data": 1025, "management": 1026, "metrics": 1027, "inter_comm": 1121}
+# networks 127.0.0-63.0/24 are tried, in order, when the addresses are not pinned
+AUTO_NETS = range(64)
+
+
+def state_dir():
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "mindie-ms", "clusters")
+
+
+def lock_dir():
+    # per user and independent of XDG_STATE_HOME, so that every launcher of this user sees the same locks
+    d = os.path.join(tempfile.gettempdir(), f"mindie-ms-local-cluster-{os.getuid()}")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
 
 
 def log(msg):
@@ -54,8 +76,8 @@ def http_status(url, timeout=2, context=None):
 
 
 class LocalCluster:
-    def __init__(self, mode="pd", p=2, d=2, instances=2, policy=None, wire="compat", tls=False, base_port=1025,
-                 workdir=None, binaries=None, speedup=1.0, profile="8b", sync_seconds=1, first_ip=2):
+    def __init__(self, mode="pd", p=2, d=2, instances=2, policy=None, wire="compat", tls=False, base_port=None,
+                 workdir=None, binaries=None, speedup=1.0, profile="8b", sync_seconds=1, first_ip=None, net=None):
         self.mode = mode
         self.p, self.d = p, d
         self.count = p + d if mode == "pd" else instances
@@ -65,27 +87,81 @@ class LocalCluster:
         self.speedup = speedup
         self.profile = profile
         self.sync_seconds = sync_seconds
-        self.first_ip = first_ip
         self.bin = binaries or os.environ.get("MINDIE_MS_BIN") or os.path.join(ROOT, "out", "bin")
-        self.workdir = workdir or os.path.join(ROOT, "run", time.strftime("cluster-%Y%m%d-%H%M%S"))
-        self.logs = os.path.join(self.workdir, "logs")
-        self.conf = os.path.join(self.workdir, "conf")
+        # nothing pinned: reserve() picks a free network; any of the three pins the addresses (the others default)
+        self.auto = base_port is None and first_ip is None and net is None
+        self._place(net or 0, base_port or 1025, first_ip or 2)
+        if self.first_ip + self.count - 1 > 254:
+            raise SystemExit(f"{self.count} instances from 127.0.{self.net}.{self.first_ip} do not fit in one network; "
+                             "pass a smaller --first-ip")
+        self._workdir = workdir
+        self.workdir = workdir
+        self._lock = None
+        self._reserved = False
+        self.procs = {}  # name -> Popen
+
+    def _place(self, net, base_port, first_ip):
+        self.net, self.base_port, self.first_ip = net, base_port, first_ip
+        self.host = f"127.0.{net}.1"
         off = base_port - 1025
         self.coord_ports = {"predict": 1025 + off, "manage": 1026 + off, "external": 1028 + off, "status": 1029 + off}
         self.controller_port = 1030 + off
         self.controller_alarm_port = 1027 + off
-        self.procs = {}  # name -> Popen
+
+    def _set_workdir(self):
+        self.workdir = self._workdir or os.path.join(
+            state_dir(), time.strftime("cluster-%Y%m%d-%H%M%S") + f"-net{self.net}-{os.getpid()}")
+        self.logs = os.path.join(self.workdir, "logs")
+        self.conf = os.path.join(self.workdir, "conf")
+
+    def _busy(self):
+        """(host, port, what) of the first address of this cluster that is in use, else None."""
+        for host, port, what in self.addresses():
+            if not port_free(host, port):
+                return host, port, what
+        return None
+
+    def reserve(self):
+        """Chooses the cluster's addresses (a free network unless pinned) and its work folder; idempotent.
+
+        A network is held through a lock file for the launcher's life, so two launchers started at the same time
+        never pick the same one; ports held by anything else are checked too."""
+        if self._reserved:
+            return
+        if self.auto:
+            for net in AUTO_NETS:
+                f = open(os.path.join(lock_dir(), f"net-{net}.lock"), "a")
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    f.close()
+                    continue
+                self._place(net, 1025, 2)
+                if self._busy() is None:
+                    self._lock = f
+                    break
+                f.close()
+            else:
+                raise SystemExit(f"no free loopback network among 127.0.{AUTO_NETS[0]}-{AUTO_NETS[-1]}.0/24 "
+                                 "(each holds a cluster or a process on its ports); stop a cluster or pass --net N")
+        else:
+            busy = self._busy()
+            if busy:
+                host, port, what = busy
+                if what == "instance":
+                    hint = "pass another --first-ip or --net"
+                else:
+                    hint = "pass another --base-port or --net"
+                raise SystemExit(f"port {host}:{port} ({what}) is in use; stop what holds it, {hint}, "
+                                 "or leave --net, --base-port and --first-ip out to pick a free network")
+        self._set_workdir()
+        self._reserved = True
 
     # ------------------------------------------------------------------ configuration
     def instance_ip(self, k):
-        return f"127.0.0.{self.first_ip + k}"
+        return f"127.0.{self.net}.{self.first_ip + k}"
 
     def write_configs(self):
-        # the binaries refuse config files more open than 0640; git checks them out 0644
-        for d, _, files in os.walk(os.path.join(ROOT, "conf")):
-            for f in files:
-                if f.endswith(".json"):
-                    os.chmod(os.path.join(d, f), 0o640)
         os.makedirs(self.logs, exist_ok=True)
         os.makedirs(self.conf, exist_ok=True)
         # the rank table: group 0 the Coordinator, 1 the Controller, 2 the servers
@@ -93,14 +169,14 @@ class LocalCluster:
                     "device": [{"device_id": "0", "device_ip": self.instance_ip(k), "device_logical_id": "0", "rank_id": str(k)}]}
                    for k in range(self.count)]
         table = {"version": "1.0", "status": "completed", "server_group_list": [
-            {"group_id": "0", "server_count": "1", "server_list": [{"server_id": "coordinator", "server_ip": "127.0.0.1"}]},
-            {"group_id": "1", "server_count": "1", "server_list": [{"server_id": "controller", "server_ip": "127.0.0.1"}]},
+            {"group_id": "0", "server_count": "1", "server_list": [{"server_id": "coordinator", "server_ip": self.host}]},
+            {"group_id": "1", "server_count": "1", "server_list": [{"server_id": "controller", "server_ip": self.host}]},
             {"group_id": "2", "server_count": str(self.count), "server_list": servers}]}
         self.rank_table = self._write("global_rank_table.json", table)
 
         c = json.load(open(os.path.join(ROOT, "conf", "ms_coordinator.json")))
         cp = self.coord_ports
-        c["http_config"].update(predict_ip="127.0.0.1", manage_ip="127.0.0.1", predict_port=str(cp["predict"]),
+        c["http_config"].update(predict_ip=self.host, manage_ip=self.host, predict_port=str(cp["predict"]),
                                 manage_port=str(cp["manage"]), external_port=str(cp["external"]),
                                 status_port=str(cp["status"]), alarm_port=str(self.controller_alarm_port))
         s = c["digs_scheduler_config"]
@@ -112,7 +188,7 @@ class LocalCluster:
             c["tls_config"]["request_server_tls_enable"] = True
             c["tls_config"]["request_server_tls_items"] = {
                 "ca_cert": f"{pki}/ca.pem", "tls_cert": f"{pki}/server.pem", "tls_key": f"{pki}/server.key.pem",
-                "tls_passwd": "", "tls_crl": f"{pki}/crl.pem"}
+                "tls_passwd": f"{pki}/key_pwd.txt", "tls_crl": f"{pki}/crl.pem"}
         self.coordinator_conf = self._write("ms_coordinator.json", c)
 
         k = json.load(open(os.path.join(ROOT, "conf", "ms_controller.json")))
@@ -121,7 +197,7 @@ class LocalCluster:
         k["default_p_rate"], k["default_d_rate"] = (self.p, self.d) if self.mode == "pd" else (0, 0)
         k["cluster_synchronization_seconds"] = self.sync_seconds
         k["rank_table_detecting_seconds"] = max(1, self.sync_seconds)
-        k["http_server"] = {"ip": "127.0.0.1", "port": self.controller_port}
+        k["http_server"] = {"ip": self.host, "port": self.controller_port}
         k["controller_alarm_port"] = self.controller_alarm_port
         k["mindie_ms_coordinator_port"] = cp["manage"]
         k["mindie_ms_coordinator_external_port"] = cp["external"]
@@ -130,9 +206,20 @@ class LocalCluster:
         k["mindie_server_metric_port"] = SIM_PORTS["metrics"]
         k["process_manager"]["file_path"] = os.path.join(self.logs, "controller_process_status.json")
         k["cluster_status"]["file_path"] = os.path.join(self.logs, "cluster_status_output.json")
+        # The Controller reads these with the config-file checks (mode ≤0640): copies in the work folder, so the
+        # checkout's files are neither read with their git mode (0644) nor chmodded.
         for key in ("scaling_rule_file_path", "digs_model_config_path", "digs_machine_config_path"):
             if isinstance(k.get(key), str) and k[key].startswith("./"):
-                k[key] = os.path.join(ROOT, k[key][2:])
+                rel = os.path.normpath(k[key][2:])
+                src = os.path.join(ROOT, rel)
+                if os.path.isfile(src):
+                    dst = os.path.join(self.workdir, rel)
+                    os.makedirs(os.path.dirname(dst), exist_ok=True)
+                    shutil.copyfile(src, dst)
+                    os.chmod(dst, 0o640)
+                    k[key] = dst
+                else:
+                    k[key] = src
         self.controller_conf = self._write("ms_controller.json", k)
 
     def _write(self, name, obj):
@@ -191,17 +278,18 @@ class LocalCluster:
     def kill_process(self, name):
         self.stop_process(name, signal.SIGKILL)
 
-    def ports(self):
-        out = [("127.0.0.1", v) for v in self.coord_ports.values()] + [("127.0.0.1", self.controller_port),
-                                                                       ("127.0.0.1", self.controller_alarm_port)]
+    def addresses(self):
+        out = [(self.host, v, "Coordinator") for v in self.coord_ports.values()]
+        out += [(self.host, self.controller_port, "Controller"), (self.host, self.controller_alarm_port, "Controller")]
         for k in range(self.count):
-            out += [(self.instance_ip(k), v) for v in SIM_PORTS.values()]
+            out += [(self.instance_ip(k), v, "instance") for v in SIM_PORTS.values()]
         return out
 
+    def ports(self):
+        return [(h, p) for h, p, _ in self.addresses()]
+
     def start(self, timeout=90):
-        for host, port in self.ports():
-            if not port_free(host, port):
-                raise SystemExit(f"port {host}:{port} is in use; stop what holds it or pass --base-port")
+        self.reserve()
         self.write_configs()
         for k in range(self.count):
             self.start_instance(k)
@@ -210,12 +298,12 @@ class LocalCluster:
         self.wait_ready(timeout)
 
     def status_url(self, path):
-        return f"http://127.0.0.1:{self.coord_ports['status']}{path}"
+        return f"http://{self.host}:{self.coord_ports['status']}{path}"
 
     def instances_in_coordinator(self):
         """Instance ids the Coordinator holds (from its management API)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.coord_ports['manage']}/v1/coordinator_info", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{self.coord_ports['manage']}/v1/coordinator_info", timeout=2) as r:
                 return [e["id"] for e in json.load(r).get("schedule_info", [])]
         except Exception:
             return []
@@ -234,6 +322,9 @@ class LocalCluster:
     def stop(self):
         for name in sorted(self.procs, key=lambda n: (n != "ms_controller", n != "ms_coordinator")):
             self.stop_process(name)
+        if self._lock is not None:
+            self._lock.close()  # releases the network for the next launcher
+            self._lock = None
 
     # ------------------------------------------------------------------ what a user sees
     def banner(self):
@@ -246,16 +337,16 @@ class LocalCluster:
             "",
             f"MindIE-MS local cluster is ready: {shape}, scheduling {self.policy}, simulators in {self.wire} wire mode.",
             "",
-            f"  Inference (OpenAI, TGI, vLLM, Triton, MindIE):  {scheme}://127.0.0.1:{cp['predict']}",
+            f"  Inference (OpenAI, TGI, vLLM, Triton, MindIE):  {scheme}://{self.host}:{cp['predict']}",
             "  Try a streamed chat:",
-            f"    curl -sN{tlsargs} {scheme}://127.0.0.1:{cp['predict']}/v1/chat/completions \\",
+            f"    curl -sN{tlsargs} {scheme}://{self.host}:{cp['predict']}/v1/chat/completions \\",
             "      -H 'Content-Type: application/json' \\",
             "      -d '{\"model\":\"llama3-8b\",\"stream\":true,\"max_tokens\":16,"
             "\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'",
-            f"  Metrics:     http://127.0.0.1:{cp['external']}/metrics",
-            f"  Health:      http://127.0.0.1:{cp['status']}/v1/health   (readiness: /v1/readiness)",
-            f"  Management:  http://127.0.0.1:{cp['manage']}/v1/coordinator_info",
-            f"  Controller:  http://127.0.0.1:{self.controller_port}/v1/readiness",
+            f"  Metrics:     http://{self.host}:{cp['external']}/metrics",
+            f"  Health:      http://{self.host}:{cp['status']}/v1/health   (readiness: /v1/readiness)",
+            f"  Management:  http://{self.host}:{cp['manage']}/v1/coordinator_info",
+            f"  Controller:  http://{self.host}:{self.controller_port}/v1/readiness",
             f"  Servers:     {', '.join(self.instance_ip(k) + ':' + str(SIM_PORTS['data']) for k in range(self.count))}",
             f"  Logs:        {self.logs}",
             f"  Configs:     {self.conf}",
@@ -276,11 +367,14 @@ def main():
     ap.add_argument("--wire", choices=["compat", "mindie"], default="compat",
                     help="simulator wire mode: compat (standard clients, default) or mindie (byte-faithful)")
     ap.add_argument("--tls", action="store_true", help="mutual TLS on the inference port (test PKI generated)")
-    ap.add_argument("--base-port", type=int, default=1025, help="first Coordinator port (default 1025)")
+    ap.add_argument("--net", type=int, choices=range(0, 255), metavar="N",
+                    help="the cluster's loopback network 127.0.N.0/24 (default: the first free one from 0)")
+    ap.add_argument("--base-port", type=int, help="first Coordinator port (default 1025)")
     ap.add_argument("--speedup", type=float, default=1.0, help="simulated accelerator speed-up (default 1)")
-    ap.add_argument("--first-ip", type=int, default=2,
-                    help="instance k listens on 127.0.0.<first-ip + k> with the reference's ports (default 2)")
-    ap.add_argument("--workdir", help="where configs and logs go (default run/cluster-<time>)")
+    ap.add_argument("--first-ip", type=int,
+                    help="instance k listens on 127.0.N.<first-ip + k> with the reference's ports (default 2)")
+    ap.add_argument("--workdir", help="where configs and logs go "
+                                      "(default $XDG_STATE_HOME/mindie-ms/clusters/cluster-<time>-net<N>-<pid>)")
     args = ap.parse_args()
 
     for exe in ("mindie_sim", "ms_coordinator", "ms_controller"):
@@ -290,7 +384,7 @@ def main():
 
     cluster = LocalCluster(mode=args.mode, p=args.p, d=args.d, instances=args.instances, policy=args.policy,
                            wire=args.wire, tls=args.tls, base_port=args.base_port, workdir=args.workdir,
-                           speedup=args.speedup, first_ip=args.first_ip)
+                           speedup=args.speedup, first_ip=args.first_ip, net=args.net)
     stopping = {"flag": False}
 
     def on_signal(signum, frame):
@@ -299,7 +393,8 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        log(f"starting in {cluster.workdir}")
+        cluster.reserve()
+        log(f"starting on 127.0.{cluster.net}.0/24 in {cluster.workdir}")
         cluster.start()
         cluster.banner()
         while not stopping["flag"]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -90,6 +92,118 @@ def test_launcher_prints_how_to_call_it_and_ctrl_c_leaves_nothing(tmp_path):
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "cluster")], capture_output=True, text=True).stdout.split()
     left += subprocess.run(["pgrep", "-f", "--ip 127.0.0.4[01] "], capture_output=True, text=True).stdout.split()
     assert left == []
+
+
+def read_banner(p, seconds=90):
+    """Lines the launcher prints until its banner's last line (or its exit)."""
+    out = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        out.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    return "".join(out)
+
+
+def test_tls_quick_start_serves_a_real_tls_client(tmp_path):
+    # what `bash one_key_build.sh --run --tls` runs after the build (README's quick start)
+    args = [sys.executable, str(REPO / "scripts" / "local_cluster.py"), "--tls", "--speedup", "20",
+            "--base-port", "25025", "--first-ip", "70", "--workdir", str(tmp_path / "cluster")]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, MINDIE_MS_BIN=bin_dir()))
+    try:
+        text = read_banner(p)
+        assert "local cluster is ready" in text, text
+        pki = tmp_path / "cluster" / "pki"
+        # the test PKI follows the one mode rule for TLS files
+        for f in ("ca.pem", "server.pem", "server.key.pem", "client.pem", "client.key.pem", "crl.pem", "key_pwd.txt"):
+            assert (pki / f).stat().st_mode & 0o777 == 0o400, f
+        # the curl command the banner prints works as printed: a streamed chat over mutual TLS
+        m = re.search(r"^\s*(curl -sN .*?)\s*$\n\s*(-H .*?)\s*\\$\n\s*(-d .*)$", text, re.M)
+        assert m and "https://127.0.0.1:25025/" in m.group(1), text
+        cmd = " ".join(part.rstrip(" \\") for part in m.groups())
+        r = subprocess.run(cmd + " --max-time 30", shell=True, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("data: {") and r.stdout.endswith("data: [DONE]\n\n"), r.stdout[-200:]
+        # a real TLS client (the OpenAI SDK over httpx) with the client certificate streams through it
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        ctx.load_cert_chain(str(pki / "client.pem"), str(pki / "client.key.pem"))
+        client = openai.OpenAI(base_url="https://127.0.0.1:25025/v1", api_key="x", max_retries=0, timeout=TIMEOUT,
+                               http_client=openai.DefaultHttpxClient(verify=ctx))
+        chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                                     max_tokens=8, stream=True))
+        assert len("".join((ch.choices[0].delta.content or "") for ch in chunks if ch.choices).split()) == 8
+        # without a client certificate the data port refuses (mutual TLS)
+        with pytest.raises(requests.exceptions.RequestException):
+            requests.post("https://127.0.0.1:25025/v1/chat/completions", verify=str(pki / "ca.pem"), timeout=TIMEOUT,
+                          json={"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        p.send_signal(signal.SIGINT)
+        rest, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, rest
+    assert "every port is free" in rest
+
+
+def checkout_state():
+    """What a launcher could change in the checkout: git's view (ignored files included) and the ctime of every
+    file under conf/ (a chmod changes it even when the mode stays)."""
+    git = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    ctimes = {str(f): f.stat().st_ctime_ns for f in (REPO / "conf").rglob("*") if f.is_file()}
+    return git, ctimes
+
+
+def test_two_default_launchers_coexist_and_keep_run_files_out_of_the_checkout(tmp_path):
+    before = checkout_state()
+    env = dict(os.environ, MINDIE_MS_BIN=bin_dir(), XDG_STATE_HOME=str(tmp_path / "state"))
+    # no --net, --base-port, --first-ip or --workdir: both at the same time, with the defaults
+    procs = [subprocess.Popen([sys.executable, str(REPO / "scripts" / "local_cluster.py")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO) for _ in range(2)]
+    rests = []
+    try:
+        texts = [read_banner(p) for p in procs]
+        for text in texts:
+            assert "local cluster is ready" in text, texts
+        urls = [re.search(r"Inference \(.*\):\s+(http://\S+)", t).group(1) for t in texts]
+        assert len(set(urls)) == 2, urls
+        for url, text in zip(urls, texts):
+            r = requests.post(f"{url}/v1/chat/completions", timeout=TIMEOUT,
+                              json={"model": MODEL, "stream": True, "max_tokens": 4,
+                                    "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n"), (url, r.text[-200:])
+            # run files (configs, logs) live under the state folder, not in the checkout
+            for what in ("Logs", "Configs"):
+                path = re.search(rf"{what}:\s+(\S+)", text).group(1)
+                assert path.startswith(str(tmp_path / "state" / "mindie-ms" / "clusters")), path
+                assert not path.startswith(str(REPO)), path
+                assert os.path.isdir(path)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            rests.append(p.communicate(timeout=60)[0])
+    assert [p.returncode for p in procs] == [0, 0], rests
+    assert all("every port is free" in r for r in rests), rests
+    assert checkout_state() == before
+
+
+def test_pinned_addresses_in_use_get_the_hint_that_helps(tmp_path):
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.90", 1026))  # an instance's management port
+    holder.listen()
+    try:
+        r = subprocess.run([sys.executable, str(REPO / "scripts" / "local_cluster.py"), "--base-port", "26025",
+                            "--first-ip", "90", "--workdir", str(tmp_path / "cluster")],
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ, MINDIE_MS_BIN=bin_dir()))
+    finally:
+        holder.close()
+    assert r.returncode == 1
+    assert "port 127.0.0.90:1026 (instance) is in use" in r.stderr and "--first-ip or --net" in r.stderr, r.stderr
+    assert "--base-port" not in r.stderr.split("in use")[1].split("or leave")[0], r.stderr
 
 
 @pytest.fixture
@@ -176,6 +290,9 @@ def test_pd_cluster_serves_real_clients(pd_cluster):
     status = json.load(open(os.path.join(c.logs, "cluster_status_output.json")))
     roles = sorted(s["static_info"]["role"] for s in status["server"])
     assert roles == [68, 68, 80, 80]  # 'D', 'D', 'P', 'P'
+    # in table order, whichever simulator answered its first probe first
+    by_ip = {s["ip"]: s["static_info"]["role"] for s in status["server"]}
+    assert [by_ip[c.instance_ip(k)] for k in range(4)] == [80, 80, 68, 68]
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{c.coord_ports['predict']}/v1", api_key="x", max_retries=0,
                            timeout=TIMEOUT)
     r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=8)

@@ -300,9 +300,12 @@ struct LifecycleTests {
         #expect(h.refresh.ids == [0, 1])
     }
 
-    @Test("unreachable at init: the node is faulty, the rest are decided; a later pass re-probes and admits it")
+    @Test("unreachable past the initial probe window: the node is faulty, the rest are decided; a later pass re-probes and admits it")
     func faultyAtInit() throws {
         var h = Harness(servers: 3)
+        _ = h.settle(try h.pass(), configFails: [2])
+        #expect(h.state.nodes[2]!.phase == .faulty && !h.state.initialAssignmentDone)
+        h.clock.advance(h.settings.initialProbeWindow)
         _ = h.settle(try h.pass(), configFails: [2])
         #expect(h.state.nodes[2]!.phase == .faulty)
         #expect(h.roles() == [.prefill, .decode, .undefined])

@@ -81,6 +81,7 @@ extension ControllerConfig {
         clusterSynchronizationSeconds = try c.int("cluster_synchronization_seconds", in: Self.commonRange)
         rankTableDetectingSeconds = try c.int("rank_table_detecting_seconds", in: Self.commonRange)
         disappearedServerWaitingSeconds = try c.int("disappeared_server_waiting_seconds", in: Self.commonRange)
+        prefillLossRebalanceSeconds = try c.int("prefill_loss_rebalance_seconds", in: 0...65535, default: 60)
 
         let rateRange: ClosedRange<Int64> = 0...Int64(Self.maxRate)
         defaultPRate = try c.int("default_p_rate", in: rateRange)

@@ -168,6 +168,9 @@ public struct ControllerConfig: Sendable, Equatable {
     public var clusterSynchronizationSeconds: Int
     public var rankTableDetectingSeconds: Int
     public var disappearedServerWaitingSeconds: Int
+    /// `prefill_loss_rebalance_seconds` (ours, optional, default 60, 0 = off): how long a P may stay dead before a
+    /// D of its group becomes P in its place (docs/decisions.md).
+    public var prefillLossRebalanceSeconds: Int = 60
     /// After `MINDIE_MS_P_RATE`. 0 with `defaultDRate` 0 = automatic ratio.
     public var defaultPRate: Int
     /// After `MINDIE_MS_D_RATE`.

@@ -6,10 +6,14 @@ public struct RoleSwitch: Sendable, Equatable {
     public struct Request: Sendable, Equatable {
         public var id: Int
         public var to: InstanceRole
+        /// A D→P switch that replaces this dead P (re-balancing): when it completes, the dead P's assignment
+        /// becomes D, so that on its return the group is back to its decided shape instead of one P too many.
+        public var replacing: Int?
 
-        public init(id: Int, to: InstanceRole) {
+        public init(id: Int, to: InstanceRole, replacing: Int? = nil) {
             self.id = id
             self.to = to
+            self.replacing = replacing
         }
     }
 
@@ -125,11 +129,71 @@ extension ControllerCore {
         for id in g.members where id != x && state.nodes[id] != nil {
             state.nodes[id]!.peers = g.peers(of: id)
         }
-        for id in g.members where state.nodes[id] != nil { post(&state, &effects, id, settings) }
+        if let dead = s.request.replacing { demoteReplacedPrefill(&state, dead, group: gi) }
+        for id in state.groups[gi].members where state.nodes[id] != nil { post(&state, &effects, id, settings) }
         state.activeSwitch = nil
         effects.append(.persistIdentity(state.registry))
         if state.refreshEnabled { effects.append(.refresh(refreshPayload(state, settings: settings))) }
         startNextSwitch(&state, &effects, now, settings)
+    }
+
+    /// Re-balancing beyond the reference (docs/decisions.md): a P dead for `prefillLossGrace` is replaced by a
+    /// healthy D of its group through the normal D→P switch, provided the group keeps at least one healthy D.
+    /// One replacement at a time, never during another switch; a switch that aborts is tried again one grace
+    /// period later.
+    static func rebalanceLostPrefill(_ state: inout State, _ effects: inout [Effect], _ now: Date, _ settings: Settings) {
+        guard settings.prefillLossGrace > 0, !settings.singleNode, state.initialAssignmentDone,
+            state.activeSwitch == nil, state.pendingSwitches.isEmpty
+        else { return }
+        if case .heterogeneous = settings.policy { return }  // roles follow the hardware there
+        for (dead, since) in state.deadPrefill.sorted(by: { $0.key < $1.key })
+        where now.timeIntervalSince(since) >= settings.prefillLossGrace {
+            guard let gid = state.nodes[dead]?.groupID ?? state.registry.entry(id: dead)?.groupID,
+                let g = state.groups.first(where: { $0.id == gid })
+            else {
+                state.deadPrefill[dead] = nil
+                continue
+            }
+            func live(_ id: Int) -> ControllerNode? {
+                guard let n = state.nodes[id], n.phase == .candidate, n.isHealthy else { return nil }
+                return n
+            }
+            let liveP = g.prefill.filter { $0 != dead }.compactMap(live)
+            let liveD = g.decode.compactMap(live)
+            guard liveD.count >= 2 else { continue }
+            let plan = RoleSwitchPlanner.plan(
+                members: liveP + liveD, target: RoleCounts(prefill: liveP.count + 1, decode: liveD.count - 1),
+                allocations: [:])
+            guard var request = plan.first else { continue }
+            request.replacing = dead
+            state.deadPrefill[dead] = now  // an aborted switch is retried one grace period later
+            requestSwitch(&state, &effects, request, now, settings)
+            return
+        }
+    }
+
+    /// The replaced P's assignment becomes D: in the group, in the registry (a removed P that comes back within the
+    /// retention is admitted as D) and, if it is still listed, on the node (it gets the D role posted on return).
+    static func demoteReplacedPrefill(_ state: inout State, _ dead: Int, group gi: Int) {
+        state.deadPrefill[dead] = nil
+        guard state.groups[gi].prefill.contains(dead) || state.nodes[dead] == nil else { return }
+        if let n = state.nodes[dead] {
+            if n.isHealthy {
+                // it came back while the switch ran: it leaves P the normal way
+                state.pendingSwitches.append(RoleSwitch.Request(id: dead, to: .decode))
+                return
+            }
+            state.groups[gi].prefill.removeAll { $0 == dead }
+            state.groups[gi].decode.append(dead)
+            state.groups[gi].decode.sort()
+            assign(&state, dead, role: .decode, group: state.groups[gi])
+            state.nodes[dead]!.isInitialized = false
+        } else if let e = state.registry.entry(id: dead) {
+            state.registry.recordAssignment(e.key, role: .decode, groupID: state.groups[gi].id)
+        }
+        for id in state.groups[gi].members where state.nodes[id] != nil {
+            state.nodes[id]!.peers = state.groups[gi].peers(of: id)
+        }
     }
 
     /// The periodic re-decision (§6.5): recompute each group's counts with the analytic model and the

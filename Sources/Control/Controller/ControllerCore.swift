@@ -33,6 +33,14 @@ public enum ControllerCore {
         public var tasksEndWaitSeconds: TimeInterval = 300
         /// The analytic model used by the periodic re-decision (it applies even with a definite ratio).
         public var simulator: LlamaSimulator?
+        /// How long the initial decision waits for every instance of the table to answer its config probe,
+        /// counted from the first table pass (`server_online_attempt_times` × `server_online_wait_seconds`).
+        /// Roles follow table order only among the instances decided together, so deciding while one is still
+        /// starting would give it a role by arrival order later (P, D, D, P instead of P, P, D, D).
+        public var initialProbeWindow: TimeInterval = 180
+        /// How long a P may stay dead (status polls failing, or gone from the table) before a healthy D of its group
+        /// is switched to P in its place; 0 = never (`prefill_loss_rebalance_seconds`).
+        public var prefillLossGrace: TimeInterval = 60
 
         public init(
             policy: RolePolicy, singleNode: Bool = false, singleContainer: Bool = false,
@@ -66,6 +74,8 @@ public enum ControllerCore {
                 singleContainer: c.deployMode == .pdDisaggregationSingleContainer,
                 retentionSeconds: TimeInterval(c.disappearedServerWaitingSeconds))
             autoSwitching = c.periodicRoleDecision.autoSwitchingEnabled && !c.isHeterogeneous
+            initialProbeWindow = TimeInterval(c.serverOnlineAttemptTimes * c.serverOnlineWaitSeconds)
+            prefillLossGrace = TimeInterval(c.prefillLossRebalanceSeconds)
             tasksEndWaitSeconds = TimeInterval(c.periodicRoleDecision.tasksEndWaitSeconds)
             simulator = LlamaSimulator(
                 model: model, machine: machine,
@@ -85,12 +95,17 @@ public enum ControllerCore {
         public var coordinators: [String: Bool] = [:]
         /// The initial role decision was made and posted.
         public var initialAssignmentDone = false
+        /// When the first table pass with instances arrived (the start of `initialProbeWindow`).
+        public var firstTableAt: Date?
         /// Refreshes are sent (after the initial posts were answered).
         public var refreshEnabled = false
         /// The role switch in progress (one at a time).
         public var activeSwitch: RoleSwitch?
         /// Switches waiting for the active one to finish.
         public var pendingSwitches: [RoleSwitch.Request] = []
+        /// P instances that are dead (status polls failing, or gone from the table), by id, with the time the
+        /// grace period runs from (docs/decisions.md, re-balancing).
+        public var deadPrefill: [Int: Date] = [:]
 
         public init() {}
 
@@ -158,18 +173,20 @@ public enum ControllerCore {
         case .rankTable(let instances, let coordinators):
             onRankTable(&state, &effects, instances, coordinators, now, settings)
         case .serverConfig(let id, let result):
-            onServerConfig(&state, &effects, id, result, settings)
+            onServerConfig(&state, &effects, id, result, now, settings)
         case .serverStatus(let id, let result):
-            onServerStatus(&state, &effects, id, result, settings)
+            onServerStatus(&state, &effects, id, result, now, settings)
         case .rolePosted(let id, let ok):
             onRolePosted(&state, &effects, id, ok, settings)
         case .coordinatorRefreshed(let ip, let ok):
             if state.coordinators[ip] != nil { state.coordinators[ip] = ok }
         case .syncTick:
+            decideInitialRolesIfDue(&state, &effects, now, settings)
             for id in state.nodes.keys.sorted() where state.nodes[id]!.phase == .candidate {
                 effects.append(.getStatus(id: id, key: state.nodes[id]!.key))
             }
             if state.refreshEnabled { effects.append(.refresh(refreshPayload(state, settings: settings))) }
+            rebalanceLostPrefill(&state, &effects, now, settings)
         case .switchRole(let id, let role):
             requestSwitch(&state, &effects, RoleSwitch.Request(id: id, to: role), now, settings)
         case .roleDecisionTimer(let info):
@@ -193,14 +210,19 @@ public enum ControllerCore {
         var coord: [String: Bool] = [:]
         for ip in coordinators { coord[ip] = state.coordinators[ip] ?? false }
         state.coordinators = coord
+        if state.firstTableAt == nil && !instances.isEmpty { state.firstTableAt = now }
 
         let diff = state.registry.reconcile(instances, now: now, retention: settings.retentionSeconds)
         var reposts: Set<Int> = []
-        for r in diff.removed { remove(&state, r.id, &reposts) }
+        for r in diff.removed {
+            if state.nodes[r.id]?.role == .prefill && state.deadPrefill[r.id] == nil { state.deadPrefill[r.id] = now }
+            remove(&state, r.id, &reposts)
+        }
         // A device or port change is a removal plus a re-admission; the node keeps its id, role and group.
         for c in diff.changed { remove(&state, c.id, &reposts) }
         for r in diff.new + diff.changed + diff.reappeared {
             guard let inst = r.instance else { continue }
+            state.deadPrefill[r.id] = nil
             var node = ControllerNode(id: r.id, instance: inst)
             node.role = r.role ?? .undefined  // reappeared or changed: remembered role, applied at admission
             node.groupID = r.groupID
@@ -254,7 +276,7 @@ public enum ControllerCore {
 
     static func onServerConfig(
         _ state: inout State, _ effects: inout [Effect], _ id: Int, _ result: Result<ServerConfigInfo, ProbeFailure>,
-        _ settings: Settings
+        _ now: Date, _ settings: Settings
     ) {
         guard var node = state.nodes[id], node.phase == .probing else { return }
         switch result {
@@ -267,26 +289,42 @@ public enum ControllerCore {
             node.isHealthy = false
         }
         state.nodes[id] = node
-        if state.nodes.values.contains(where: { $0.phase == .probing }) && !state.initialAssignmentDone { return }
         if !state.initialAssignmentDone {
-            initialAssignment(&state, &effects, settings)
+            decideInitialRolesIfDue(&state, &effects, now, settings)
         } else if case .success = result {
             admit(&state, &effects, id, settings)
         }
     }
 
+    /// Makes the initial decision once every probe has answered and either every instance of the table is a
+    /// candidate or `initialProbeWindow` has passed since the first table pass. Until then an instance whose probe
+    /// failed stays faulty and is probed again at each pass, so the roles depend on the table and not on which
+    /// server happened to answer first. single_node has no roles to order and decides at once.
+    static func decideInitialRolesIfDue(_ state: inout State, _ effects: inout [Effect], _ now: Date, _ settings: Settings) {
+        guard !state.initialAssignmentDone, !state.nodes.isEmpty else { return }
+        if state.nodes.values.contains(where: { $0.phase == .probing }) { return }
+        if !settings.singleNode && state.nodes.values.contains(where: { $0.phase == .faulty }),
+            let since = state.firstTableAt, now.timeIntervalSince(since) < settings.initialProbeWindow
+        {
+            return
+        }
+        initialAssignment(&state, &effects, settings)
+    }
+
     static func onServerStatus(
         _ state: inout State, _ effects: inout [Effect], _ id: Int, _ result: Result<ServerStatus, ProbeFailure>,
-        _ settings: Settings
+        _ now: Date, _ settings: Settings
     ) {
         guard var node = state.nodes[id], node.phase == .candidate else { return }
         switch result {
         case .failure(let f):
             if node.isHealthy { effects.append(.unhealthyEvent(id: id, reason: f.reasonCode)) }
+            if node.role == .prefill && state.deadPrefill[id] == nil { state.deadPrefill[id] = now }
             node.isHealthy = false
             node.roleState = .unknown
             state.nodes[id] = node
         case .success(let st):
+            state.deadPrefill[id] = nil
             node.isHealthy = true
             node.roleState = st.roleState
             node.currentRole = st.currentRole

@@ -121,7 +121,7 @@ public final class ControllerService: Sendable {
     {
         guard s.enabled else { return nil }
         guard let items = s.items else { throw ControllerStartError("tls_config.\(name)_tls_items is required") }
-        let secret = FileCheck(maxMode: FileCheck.configMode, environment: env)
+        let secret = FileCheck.tls(environment: env)
         var password: String?
         do {
             for p in [items.caCert, items.tlsCert, items.tlsKey] { try secret.validate(p) }

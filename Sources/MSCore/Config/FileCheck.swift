@@ -27,6 +27,7 @@ public enum FileCheckError: Error, Equatable, CustomStringConvertible, Sendable 
         case .notRegular(let p): "\(p) is not a regular file"
         case .tooPermissive(let p, let mode, let max):
             "\(p) has mode \(String(mode, radix: 8, uppercase: false).leftPad(4)), more than the allowed \(String(max, radix: 8).leftPad(4)) " +
+            (max == FileCheck.secretMode ? "for TLS files (CA, certificates, CRL, keys and password files are readable by their owner only) " : "") +
             "(chmod it, or set MINDIE_CHECK_INPUTFILES_PERMISSION=0 to skip the check)"
         case .wrongOwner(let p, let owner, let expected): "\(p) is owned by uid \(owner), not by the running user (uid \(expected))"
         case .tooLarge(let p, let bytes): "\(p) is \(bytes) bytes, over the 101 MiB limit"
@@ -40,10 +41,22 @@ extension String {
 }
 
 /// The reference's checks on every file it reads: a plain path, no symlink, a regular file owned by the running
-/// user, with permissions within `maxMode` (0640 for configs, 0400 for certificates and keys).
+/// user, with permissions within `maxMode`.
+///
+/// One mode rule for every binary (README, "Configuration"): config files (and the files they point at, such as the
+/// rank table or the model and machine files) at most 0640; every TLS file — CA, certificate, CRL, private key and
+/// key-password file — at most 0400. The reference checks certificates as strictly as keys (coordinator.md,
+/// deployer.md §6), so a certificate's mode never decides whether a deployment that works there starts here.
 public struct FileCheck: Sendable {
+    /// Config files and the data files they name.
     public static let configMode: UInt32 = 0o640
+    /// Every TLS file: CA, certificate, CRL, private key, key-password file.
     public static let secretMode: UInt32 = 0o400
+
+    /// The check for TLS files (`secretMode`).
+    public static func tls(environment: [String: String]) -> FileCheck {
+        FileCheck(maxMode: secretMode, environment: environment)
+    }
 
     public var maxMode: UInt32
     /// False when `MINDIE_CHECK_INPUTFILES_PERMISSION=0` (permission and owner checks off).
