@@ -193,6 +193,20 @@ struct ConfigTests {
         #expect(configError(alarm) == nil)
     }
 
+    @Test("per-listener connection caps are read, range-checked and refuse unknown ports")
+    func listenerCaps() throws {
+        #expect(try parse(try shippedConf()).http.maxConnections.isEmpty)
+        let caps = replacingOnce(try shippedConf(), "\"manage_ip\": \"127.0.0.1\"",
+                                 "\"manage_ip\": \"127.0.0.1\", \"max_connections\": {\"data\": 5000, \"status\": 16}")
+        #expect(try parse(caps).http.maxConnections == ["data": 5000, "status": 16])
+        let zero = replacingOnce(try shippedConf(), "\"manage_ip\": \"127.0.0.1\"",
+                                 "\"manage_ip\": \"127.0.0.1\", \"max_connections\": {\"management\": 0}")
+        #expect(configError(zero)?.key == "http_config.max_connections.management")
+        let typo = replacingOnce(try shippedConf(), "\"manage_ip\": \"127.0.0.1\"",
+                                 "\"manage_ip\": \"127.0.0.1\", \"max_connections\": {\"metrics\": 10}")
+        #expect(configError(typo)?.key == "http_config.max_connections.metrics")
+    }
+
     @Test("a management port beyond loopback without TLS is warned about")
     func exposedManagementPort() throws {
         #expect(try parse(try shippedConf()).warnings.isEmpty)

@@ -25,6 +25,10 @@ public struct CoordinatorConfig: Sendable, Equatable {
         /// Content-Length reply up to it is held until complete (a short one is retried, never relayed as whole);
         /// a longer reply or a stream stops reading its instance while this many bytes are unsent to a slow client.
         public var relayBufferBytes = 1 << 20
+        /// `max_connections` (ours, optional): open connections each listener accepts, by port ("data", "management",
+        /// "status", "external"); over it a new connection gets 503. A flood on one port cannot take the file
+        /// descriptors the others need. The data port's default follows `request_limit.max_requests`.
+        public var maxConnections: [String: Int] = [:]
         public init() {}
     }
 
@@ -295,6 +299,16 @@ extension CoordinatorConfig {
         c.http.userAgent = try h.string("user_agent")
         if h.has("relay_buffer_bytes") {
             c.http.relayBufferBytes = try h.int("relay_buffer_bytes", 65536...(64 << 20))
+        }
+        if h.has("max_connections") {
+            let caps = try h.section("max_connections")
+            for port in ["data", "management", "status", "external"] where caps.has(port) {
+                c.http.maxConnections[port] = try caps.int(port, 1...1_000_000)
+            }
+            if case .object(let fields) = caps.object,
+               let unknown = fields.map(\.0).first(where: { !["data", "management", "status", "external"].contains($0) }) {
+                throw caps.fail(unknown, fields.first { $0.0 == unknown }?.1, "one of data, management, status, external")
+            }
         }
 
         // request_limit (+ env overrides)

@@ -54,8 +54,8 @@ public final class Coordinator: @unchecked Sendable {
     /// How long a relinked `/dresult` may take to show its head (D holds it until its first message; it sends a
     /// heartbeat after 5 s idle).
     var linkHeadTimeoutMilliseconds: UInt64 = 6000
-    /// Unsent bytes a PD stream may hold for its client before it counts as slow (issue 12.3; the single-node
-    /// relay's `client_buffer_bytes` bound, wired here by whoever reads that key).
+    /// Unsent bytes a PD stream may hold for its client before it counts as slow: `http_config.relay_buffer_bytes`,
+    /// the single-node relay's bound too.
     var clientBufferBytes = 1 << 20
     /// How long a PD stream may stay over ``clientBufferBytes`` before it is failed; past 4× the bound it is failed
     /// at once, so what one slow client costs stays bounded whatever D's rate.
@@ -88,6 +88,7 @@ public final class Coordinator: @unchecked Sendable {
         self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt)
         self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
         self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout
+        self.clientBufferBytes = config.http.relayBufferBytes
         if let t = config.tls["mindie_client"], t.enabled {
             do {
                 instanceTLS = try TLSClient(TLSConfiguration(certificatePath: t.items.tlsCert, privateKeyPath: t.items.tlsKey,
@@ -113,19 +114,26 @@ public final class Coordinator: @unchecked Sendable {
         }
         func tls(_ prefix: String) throws(CoordinatorStartError) -> TLSConfiguration? {
             guard let t = config.tls[prefix], t.enabled else { return nil }
-            for path in [t.items.tlsCert, t.items.tlsKey, t.items.caCert] where !path.isEmpty {
-                do { try FileCheck(maxMode: FileCheck.secretMode, environment: ProcessInfo.processInfo.environment).validate(path) } catch {
+            // one rule for every TLS file, as in the other binaries (FileCheck.tls)
+            for path in [t.items.tlsCert, t.items.tlsKey, t.items.caCert, t.items.tlsCrl, t.items.tlsPasswd] where !path.isEmpty {
+                do { try FileCheck.tls(environment: ProcessInfo.processInfo.environment).validate(path) } catch {
                     throw CoordinatorStartError("\(prefix) TLS: \(error)")
                 }
             }
             return TLSConfiguration(certificatePath: t.items.tlsCert, privateKeyPath: t.items.tlsKey, caPath: t.items.caCert,
                                     crlPath: t.items.tlsCrl.isEmpty ? nil : t.items.tlsCrl, verifyPeer: true)
         }
+        // each listener has its own cap, so a flood on the data port leaves descriptors for probes and the Controller
+        let caps = h.maxConnections
         let listeners = [
-            HTTPListener(host: manageIP, port: h.managePort, tls: try tls("controller_server"), tag: Port.management.rawValue),
-            HTTPListener(host: manageIP, port: h.statusPort, tls: try tls("status"), tag: Port.status.rawValue),
-            HTTPListener(host: manageIP, port: h.externalPort, tls: try tls("external"), tag: Port.external.rawValue),
-            HTTPListener(host: predictIP, port: h.predictPort, tls: try tls("request_server"), tag: Port.data.rawValue),
+            HTTPListener(host: manageIP, port: h.managePort, tls: try tls("controller_server"), tag: Port.management.rawValue,
+                         maxConnections: caps["management"] ?? 256),
+            HTTPListener(host: manageIP, port: h.statusPort, tls: try tls("status"), tag: Port.status.rawValue,
+                         maxConnections: caps["status"] ?? 256),
+            HTTPListener(host: manageIP, port: h.externalPort, tls: try tls("external"), tag: Port.external.rawValue,
+                         maxConnections: caps["external"] ?? 256),
+            HTTPListener(host: predictIP, port: h.predictPort, tls: try tls("request_server"), tag: Port.data.rawValue,
+                         maxConnections: caps["data"] ?? config.requestLimit.maxRequests + 64),
         ]
         let cfg = HTTPServerConfiguration(
             threads: threads > 0 ? threads : min(h.serverThreadNum, ProcessInfo.processInfo.activeProcessorCount),
