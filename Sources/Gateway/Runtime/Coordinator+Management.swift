@@ -266,6 +266,11 @@ extension Coordinator {
                                body: Array("{\"message\":\"only /metrics is served here\",\"status\":404}".utf8))
         }
         guard req.method == "GET" else { return res.respond(status: 405, headers: [("allow", "GET")], body: []) }
+        serveMetrics(res)
+    }
+
+    /// `/metrics` text (external port, and the data port unless `api_config.metrics_on_data_port` is false).
+    func serveMetrics(_ res: HTTPResponder) {
         let view = cluster.view
         let counters = metrics.requestCounters(inFlight: inFlightCount)
         aggregator.render(view: view, client: sideClient, loop: res.loop, timeoutMilliseconds: UInt64(max(config.http.httpTimeoutSeconds, 1)) * 1000,

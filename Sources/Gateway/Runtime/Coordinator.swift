@@ -85,7 +85,8 @@ public final class Coordinator: @unchecked Sendable {
         self.scheduler = SharedScheduler(Scheduler(config: config.scheduler))
         self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue, factory: metricsSink.factory)
         let needsPrompt = config.scheduler.algorithm != .roundRobin && config.scheduler.algorithm != .leastLoad
-        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt)
+        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt,
+                                    passthroughRoutes: Set(config.api.passthroughRoutes))
         self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
         self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout
         if let t = config.tls["mindie_client"], t.enabled {
@@ -197,11 +198,12 @@ public final class Coordinator: @unchecked Sendable {
     // MARK: - data path (loop thread; never blocks)
 
     func handleData(_ req: HTTPRequest, _ res: HTTPResponder) {
+        if handleLocalData(req, res) { return }
         arrivals.add(1, ordering: .relaxed)
         arrivalsSinceRecvsInfo.add(1, ordering: .relaxed)
         let target = req.query.map { req.path + "?" + $0 } ?? req.path
         if req.body.count > config.requestLimit.bodyLimitBytes {
-            let dialect: Dialect? = if case .route(let r) = RouteTable.match(method: req.method, target: target) { r.dialect } else { Dialect.guess(path: req.path) }
+            let dialect: Dialect? = if case .route(let r) = RouteTable.match(method: req.method, target: target, passthrough: parser.passthroughRoutes) { r.dialect } else { Dialect.guess(path: req.path) }
             reply(res, .bodyTooLarge(limitMiB: config.requestLimit.bodyLimitMiB), dialect: dialect)
             return
         }
@@ -233,6 +235,10 @@ public final class Coordinator: @unchecked Sendable {
         lengthStats.withLock { $0.arrived(input: parsed.prompt.size, output: parsed.maxTokens) }
         if parsed.route == .tokenizer {
             dispatchTokenizer(tracked, view: view)
+            return
+        }
+        if view.deployPD, case .passthrough = parsed.route {
+            dispatchPassthroughPD(tracked, view: view)
             return
         }
         if view.deployPD {
