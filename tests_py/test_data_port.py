@@ -223,6 +223,9 @@ def test_embeddings_with_openai_client(vllm):
     assert r.usage.prompt_tokens == 2
     seen = [s for f in fakes for s in f.seen if s[0] == "/v1/embeddings"]
     assert len(seen) == 1 and seen[0][1]["req-id"].isdigit()
+    # W3C trace context: generated (the client sent none), its parent span is the Coordinator's request id
+    tp = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01", seen[0][1]["traceparent"] or "")
+    assert tp and int(tp.group(2), 16) == int(seen[0][1]["req-id"]), seen[0][1]
 
 
 def test_responses_with_openai_client(vllm):

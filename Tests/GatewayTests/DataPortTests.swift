@@ -13,6 +13,7 @@ final class DataPortHarness: @unchecked Sendable {
         var path: String
         var body: String
         var reqID: String?
+        var traceparent: String?
     }
 
     let coordinator: Coordinator
@@ -48,7 +49,7 @@ final class DataPortHarness: @unchecked Sendable {
                     // a D's /dresult link: held open (no frame ever comes)
                     if req.path == "/dresult" { return res.startStream(status: 200, headers: [("content-type", "text/event-stream")]) }
                     seen.update { $0.append((k, Seen(method: req.method, path: req.path, body: String(decoding: req.body, as: UTF8.self),
-                                                     reqID: req.headers["req-id"]))) }
+                                                     reqID: req.headers["req-id"], traceparent: req.headers["traceparent"]))) }
                     res.respond(status: 299, headers: [("content-type", "application/json"), ("x-backend", "\(k)")],
                                 body: "{\"backend\":\(k),\"path\":\"\(req.path)\"}")
                 })
@@ -90,9 +91,10 @@ final class DataPortHarness: @unchecked Sendable {
         }
     }
 
-    func post(port: Int? = nil, _ path: String, _ body: String, method: String = "POST") async throws -> HTTPClientResponse {
+    func post(port: Int? = nil, _ path: String, _ body: String, method: String = "POST",
+              headers: [(String, String)] = []) async throws -> HTTPClientResponse {
         try await client.execute(HTTPClientRequest(method: method, host: "127.0.0.1", port: port ?? coordinator.dataPort, path: path,
-                                                   headers: [("content-type", "application/json")], body: Array(body.utf8),
+                                                   headers: [("content-type", "application/json")] + headers, body: Array(body.utf8),
                                                    timeoutMilliseconds: 30_000))
     }
 
@@ -251,6 +253,28 @@ struct DataPortTests {
         #expect(gone.status == 404)
         #expect(gone.text.contains("unknown path"))
         #expect(h.seen.get().map(\.request.path) == ["/v1/rerank"])
+    }
+
+    @Test("W3C traceparent: generated when the client sent none (parent = the req-id), passed on unchanged otherwise")
+    func traceparent() async throws {
+        let h = try DataPortHarness(instances: 1)
+        try await h.refresh()
+        #expect(try await h.post("/v1/embeddings", "{}").status == 299)
+        #expect(try await h.post("/v1/chat/completions", #"{"messages":[]}"#).status == 299)
+        let mine = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        #expect(try await h.post("/v1/completions", #"{"prompt":"x"}"#, headers: [("traceparent", mine)]).status == 299)
+        let seen = h.seen.get().map(\.request)
+        #expect(seen.count == 3)
+        for s in seen.prefix(2) {
+            let tp = try #require(s.traceparent)
+            let parts = tp.split(separator: "-")
+            #expect(parts.count == 4 && parts[0] == "00" && parts[3] == "01", "\(tp)")
+            #expect(parts[1].count == 32 && parts[1].allSatisfy(\.isHexDigit) && parts[1] != String(repeating: "0", count: 32))
+            #expect(UInt64(parts[2], radix: 16).map(String.init) == s.reqID, "\(tp) \(s.reqID ?? "")")
+        }
+        #expect(seen[0].traceparent?.split(separator: "-")[1] != seen[1].traceparent?.split(separator: "-")[1])
+        #expect(seen[2].traceparent == mine)
+        #expect(TraceContext.traceparent(traceID: (0, 0), parentID: 0) == "00-00000000000000000000000000000001-0000000000000001-01")
     }
 
     @Test("before any instance registers, pass-through routes get the 503 of every route")

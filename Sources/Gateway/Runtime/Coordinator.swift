@@ -230,6 +230,7 @@ public final class Coordinator: @unchecked Sendable {
             reply(res, .duplicateRequestID, dialect: parsed.dialect)
             return
         }
+        if req.headers["traceparent"] == nil { tracked.traceparent = TraceContext.make(requestID: id) }
         inFlightTotal.add(1, ordering: .relaxed)
         res.onClientGone = { [unowned self] in self.clientLeft(tracked) }
         lengthStats.withLock { $0.arrived(input: parsed.prompt.size, output: parsed.maxTokens) }
@@ -315,7 +316,7 @@ public final class Coordinator: @unchecked Sendable {
         let maxAttempts = config.exceptions.maxRetry + 1
         t.responder.proxy(
             to: entry.upstream,
-            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + extraHeaders, errorTail: errorTail),
+            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + t.traceHeaders + extraHeaders, errorTail: errorTail),
             retry: { [unowned self] attempt, _, why in
                 // DECISIONS 10: another eligible instance, before the first byte only
                 guard attempt < maxAttempts, !t.finished, extraHeaders.isEmpty else { return nil }
@@ -434,7 +435,7 @@ public final class Coordinator: @unchecked Sendable {
         }
         take(t, entry)
         arm(t, seconds: config.exceptions.tokenizerTimeout, .tokenizerTimeout)
-        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)]),
+        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + t.traceHeaders),
                           head: { _ in t.headSent = true },
                           finish: { [unowned self] outcome in self.proxyFinished(t, outcome) })
     }
