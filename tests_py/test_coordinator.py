@@ -99,8 +99,8 @@ def test_metrics_on_external_port(coordinator):
     for fam in ("request_received_total", "request_success_total", "generation_tokens_total",
                 "time_to_first_token_seconds", "request_prompt_tokens"):
         assert f"# TYPE {fam} " in text, fam
-    assert re.search(r'^mindie_ms_instance_up\{instance="0"\} 1$', text, re.M)
-    assert re.search(r'^mindie_ms_instance_up\{instance="1"\} 1$', text, re.M)
+    assert re.search(r'^mindie_coordinator_instance_up\{instance="0"\} 1$', text, re.M)
+    assert re.search(r'^mindie_coordinator_instance_up\{instance="1"\} 1$', text, re.M)
     assert sample(text, "request_received_total") >= 2
     # every sample line is `name{labels} value` or `name value`
     for line in text.splitlines():

@@ -16,11 +16,11 @@ struct ClusterViewTests {
         return out
     }
 
-    /// The `mindie_ms_instance_inflight_requests` series of `/metrics`, by instance.
+    /// The `mindie_coordinator_instance_inflight_requests` series of `/metrics`, by instance.
     static func inflightGauge(_ h: Harness) async throws -> [String: String] {
         let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
         var out: [String: String] = [:]
-        for line in m.text.split(separator: "\n") where line.hasPrefix("mindie_ms_instance_inflight_requests{") {
+        for line in m.text.split(separator: "\n") where line.hasPrefix("mindie_coordinator_instance_inflight_requests{") {
             guard let q1 = line.firstIndex(of: "\""), let q2 = line[line.index(after: q1)...].firstIndex(of: "\""),
                   let sp = line.lastIndex(of: " ") else { continue }
             out[String(line[line.index(after: q1)..<q2])] = String(line[line.index(after: sp)...])
@@ -95,7 +95,7 @@ struct ClusterViewTests {
         #expect(try await infoIDs() == [0])
     }
 
-    /// The `mindie_ms_*` line of `/metrics` for `name` and instance `id`, or nil.
+    /// The `mindie_coordinator_*` line of `/metrics` for `name` and instance `id`, or nil.
     static func series(_ h: Harness, _ name: String, _ id: Int) async throws -> String? {
         let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
         let prefix = "\(name){instance=\"\(id)\"} "
@@ -104,7 +104,7 @@ struct ClusterViewTests {
 
     static func retries(_ h: Harness) async throws -> String? {
         let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
-        return m.text.split(separator: "\n").first { $0.hasPrefix("mindie_ms_retries_total") }.map(String.init)
+        return m.text.split(separator: "\n").first { $0.hasPrefix("mindie_coordinator_retries_total") }.map(String.init)
     }
 
     static func circuits(_ h: Harness) async throws -> [Int: String] {
@@ -135,7 +135,7 @@ struct ClusterViewTests {
         }
         #expect(try await Self.circuits(h)[0] != "closed")
         #expect(try await Self.circuits(h)[1] == "closed")
-        #expect(try await Self.series(h, "mindie_ms_instance_circuit_state", 0) != "0")
+        #expect(try await Self.series(h, "mindie_coordinator_instance_circuit_state", 0) != "0")
         // open: new requests go to instance 1 only, none waits on instance 0 first (no retry)
         let retriesBefore = try await Self.retries(h)
         let servedBy1 = try await h.simMetric(1, "request_received_total")
@@ -147,7 +147,7 @@ struct ClusterViewTests {
         // thawed: the next probe answers and the circuit closes; instance 0 serves again
         _ = try await h.client.execute(HTTPClientRequest(method: "DELETE", host: h.sim.ports[0].host, port: h.sim.ports[0].control!, path: "/sim/faults/frozen"))
         #expect(await eventuallyAsync(within: 10) { (try? await Self.circuits(h)[0]) == "closed" })
-        #expect(try await Self.series(h, "mindie_ms_instance_circuit_state", 0) == "0")
+        #expect(try await Self.series(h, "mindie_coordinator_instance_circuit_state", 0) == "0")
         let servedBy0 = try await h.simMetric(0, "request_received_total")
         for i in 0..<4 { #expect(try await h.chat("after \(i)", maxTokens: 2).status == 200) }
         #expect(try await h.simMetric(0, "request_received_total") > servedBy0)

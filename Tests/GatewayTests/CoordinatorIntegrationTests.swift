@@ -336,13 +336,13 @@ struct CoordinatorIntegrationTests {
         let m = try await h.get(port: h.coordinator.externalPort, "/metrics")
         #expect(m.status == 200)
         #expect(m.text.contains("request_received_total{model_name=\"llama3-8b\"} 1\n"))
-        #expect(m.text.contains("mindie_ms_instance_up{instance=\"0\"} 1"))
-        #expect(m.text.contains("mindie_ms_requests_total"))
+        #expect(m.text.contains("mindie_coordinator_instance_up{instance=\"0\"} 1"))
+        #expect(m.text.contains("mindie_coordinator_requests_total"))
         let h2 = try Harness(instances: 1)
         try await h2.refresh([h2.instanceJSON(0), h2.instanceJSON(0, id: 1, port: deadPort()).replacingOccurrences(of: "\"metric_port\":\"\(h2.sim.ports[0].metrics)\"", with: "\"metric_port\":\"\(deadPort())\"")], ids: [0, 1])
         let m2 = try await h2.get(port: h2.coordinator.externalPort, "/metrics")
         #expect(m2.status == 200)
-        #expect(m2.text.contains("mindie_ms_instance_up{instance=\"1\"} 0"))
-        #expect(m2.text.contains("mindie_ms_instance_up{instance=\"0\"} 1"))
+        #expect(m2.text.contains("mindie_coordinator_instance_up{instance=\"1\"} 0"))
+        #expect(m2.text.contains("mindie_coordinator_instance_up{instance=\"0\"} 1"))
     }
 }

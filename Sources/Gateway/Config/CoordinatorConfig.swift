@@ -198,6 +198,21 @@ public struct CoordinatorConfig: Sendable, Equatable {
         public init() {}
     }
 
+    /// `api_config` (this project's optional section): what the data port offers beyond the reference's routes.
+    public struct API: Sendable, Equatable {
+        /// `passthrough_routes`: POST paths scheduled like the OpenAI routes and relayed unchanged (the backend
+        /// validates the payload), so a route a new engine serves needs no release.
+        public var passthroughRoutes = API.defaultPassthroughRoutes
+        /// `metrics_on_data_port`: `GET /metrics` on the data port too (tools such as aiperf scrape the port they
+        /// send to).
+        public var metricsOnDataPort = true
+        /// Routes vLLM-compatible engines serve that users call.
+        public static let defaultPassthroughRoutes = ["/v1/responses", "/v1/embeddings", "/tokenize", "/detokenize"]
+        /// Most entries `passthrough_routes` may list.
+        public static let maxPassthroughRoutes = 64
+        public init() {}
+    }
+
     /// The eight TLS prefixes, in the reference's spelling (`mindie_mangment` sic).
     public static let tlsPrefixes = [
         "controller_server", "request_server", "mindie_client", "mindie_mangment",
@@ -219,6 +234,8 @@ public struct CoordinatorConfig: Sendable, Equatable {
     /// TLS switches keyed by prefix (see ``tlsPrefixes``).
     public var tls: [String: TLSEndpoint] = Dictionary(uniqueKeysWithValues: tlsPrefixes.map { ($0, TLSEndpoint()) })
     public var backup = Backup()
+    /// `api_config` (optional).
+    public var api = API()
     /// `EnableDynamicAdjustTimeoutConfig` (optional).
     public var enableDynamicAdjustTimeout = false
     /// Non-fatal findings (clamped environment overrides), for the caller to log.
@@ -239,7 +256,9 @@ extension CoordinatorConfig {
     /// Mandatory: every key of `http_config`, `request_limit`, `metrics_config`,
     /// `prometheus_metrics_config`, `exception_config`, `log_info`, `string_token_rate` and the eight
     /// `*_tls_enable` switches (with their `*_tls_items` when true). Optional with defaults:
-    /// `digs_scheduler_config` keys, `backup_config`, `EnableDynamicAdjustTimeoutConfig`.
+    /// `digs_scheduler_config` keys, `backup_config`, `EnableDynamicAdjustTimeoutConfig`, and this project's
+    /// `api_config` (`passthrough_routes`: array of POST paths, default ``API/defaultPassthroughRoutes``;
+    /// `metrics_on_data_port`: bool, default true).
     /// - Parameters:
     ///   - data: the file's bytes.
     ///   - environment: the process environment (injected); reads `MINDIE_MS_COORDINATOR_CONFIG_*`
@@ -405,6 +424,9 @@ extension CoordinatorConfig {
             c.backup.databaseServerPort = try b.int("database_server_port", 1024...65535)
             c.backup.functionEnable = try b.bool("function_enable")
         }
+        if r.has("api_config") {
+            c.api = try parseAPI(try r.section("api_config"))
+        }
         if r.has("EnableDynamicAdjustTimeoutConfig") {
             c.enableDynamicAdjustTimeout = try r.bool("EnableDynamicAdjustTimeoutConfig")
         }
@@ -482,6 +504,28 @@ extension CoordinatorConfig {
             log.runLogPath = p.hasSuffix("/") ? p + "ms_coordinator_run_log.txt" : p + "/ms_coordinator_run_log.txt"
             log.operationLogPath = p.hasSuffix("/") ? p + "ms_coordinator_operation_log.txt" : p + "/ms_coordinator_operation_log.txt"
         }
+    }
+
+    /// `api_config`: every key optional. A pass-through path must be a plain absolute path that no built-in route or
+    /// Coordinator endpoint already serves.
+    static func parseAPI(_ a: ConfigReader) throws(ConfigError) -> API {
+        var api = API()
+        if a.has("metrics_on_data_port") { api.metricsOnDataPort = try a.bool("metrics_on_data_port") }
+        guard let v = a.object["passthrough_routes"] else { return api }
+        let allowed = "an array of at most \(API.maxPassthroughRoutes) paths such as \"/v1/embeddings\" (letters, digits, / _ . - ~; "
+            + "not a route the Coordinator already serves)"
+        guard let items = v.arrayValue, items.count <= API.maxPassthroughRoutes else { throw a.fail("passthrough_routes", v, allowed) }
+        var routes: [String] = []
+        for item in items {
+            guard let path = item.stringValue, path.hasPrefix("/"), path.utf8.count <= 256, !path.contains("//"),
+                  path.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "/_.-~".unicodeScalars.contains($0)) }),
+                  RouteTable.route(forPath: Substring(path)) == nil, LocalEndpoint.match(path: path, metrics: true) == nil else {
+                throw a.fail("passthrough_routes", item, allowed)
+            }
+            if !routes.contains(path) { routes.append(path) }
+        }
+        api.passthroughRoutes = routes
+        return api
     }
 
     static func parseScheduler(_ s: ConfigReader) throws(ConfigError) -> Scheduler {

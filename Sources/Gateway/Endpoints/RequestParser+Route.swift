@@ -27,7 +27,7 @@ extension RequestParser {
     public func parse(method: some StringProtocol, target: some StringProtocol,
                       body: some Collection<UInt8>) throws(Refusal) -> InferenceRequest {
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        switch RouteTable.match(method: method, target: target) {
+        switch RouteTable.match(method: method, target: target, passthrough: passthroughRoutes) {
         case .notFound:
             throw Refusal(.notFound, dialect: Dialect.guess(path: path))
         case .methodNotAllowed:

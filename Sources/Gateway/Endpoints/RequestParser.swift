@@ -7,11 +7,16 @@ public struct RequestParser: Sendable {
     /// Whether chat requests get their message dumps and rendered prompt (cache_affinity, prefix_affinity and
     /// DIGS use them); policies that do not skip that string work on the hot path. Validation is the same.
     public var detailedChatFeatures: Bool
+    /// POST paths relayed unchanged besides the built-in routes (``Route/passthrough(path:)``).
+    public var passthroughRoutes: Set<String>
 
-    /// - Parameter maxDepth: nesting limit; the reference's is 10.
-    public init(maxDepth: Int = 10, detailedChatFeatures: Bool = true) {
+    /// - Parameters:
+    ///   - maxDepth: nesting limit; the reference's is 10.
+    ///   - passthroughRoutes: `api_config.passthrough_routes`.
+    public init(maxDepth: Int = 10, detailedChatFeatures: Bool = true, passthroughRoutes: Set<String> = []) {
         self.maxDepth = maxDepth
         self.detailedChatFeatures = detailedChatFeatures
+        self.passthroughRoutes = passthroughRoutes
     }
 
     /// Parses `body` for `route`.
@@ -19,6 +24,7 @@ public struct RequestParser: Sendable {
     public func parse(route: Route, body: some Collection<UInt8>) throws(GatewayError) -> InferenceRequest {
         if case .tritonGenerate(let m, let v, _) = route, m.isEmpty || v?.isEmpty == true { throw .formatInvalid }
         if case .tritonInfer(let m, let v) = route, m.isEmpty || v?.isEmpty == true { throw .formatInvalid }
+        if case .passthrough = route { return Self.passthrough(route: route, body: body, maxDepth: maxDepth) }
 
         let json: JSONValue
         do {
@@ -107,7 +113,22 @@ public struct RequestParser: Sendable {
 
         case .tokenizer:
             return InferenceRequest(route: route, dialect: .tokenizer, stream: false)
+
+        case .passthrough:
+            return Self.passthrough(route: route, body: body, maxDepth: maxDepth)
         }
+    }
+
+    /// A pass-through body is the backend's to validate (multipart uploads, new fields): never refused here. A JSON
+    /// object's `stream` (so a broken stream ends with an SSE error event), `model` and `max_tokens` are read when
+    /// present.
+    static func passthrough(route: Route, body: some Collection<UInt8>, maxDepth: Int) -> InferenceRequest {
+        guard let json = try? JSONValue.parse(body, maxDepth: maxDepth), case .object = json else {
+            return InferenceRequest(route: route, dialect: .openAI, stream: false)
+        }
+        return InferenceRequest(route: route, dialect: .openAI, stream: json["stream"]?.boolValue ?? false,
+                                model: json["model"]?.stringValue,
+                                maxTokens: int(json["max_output_tokens"]) ?? int(json["max_tokens"]))
     }
 
     // MARK: Helpers

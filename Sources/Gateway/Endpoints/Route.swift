@@ -39,6 +39,9 @@ public enum Route: Sendable, Equatable, Hashable {
     case mindIEInferToken
     /// `/v1/tokenizer` — bypasses the scheduler (§5.4).
     case tokenizer
+    /// A configured pass-through path (`api_config.passthrough_routes`, e.g. `/v1/embeddings`): scheduled like the
+    /// OpenAI routes and relayed unchanged; the backend validates the payload.
+    case passthrough(path: String)
 
     /// The dialect, where the path alone decides it (`/generate` depends on the body: nil).
     public var dialect: Dialect? {
@@ -49,6 +52,8 @@ public enum Route: Sendable, Equatable, Hashable {
         case .openAICompletions, .openAIChat: return .openAI
         case .mindIEInfer, .mindIEInferToken: return .mindIE
         case .tokenizer: return .tokenizer
+        // the engines that serve these routes (vLLM, SGLang) speak OpenAI's error shape
+        case .passthrough: return .openAI
         }
     }
 }
@@ -77,7 +82,9 @@ public enum RouteTable {
     /// - Parameters:
     ///   - method: the HTTP method, case-sensitive (`POST`).
     ///   - target: the request target as received, e.g. `/v1/chat/completions?x=1`.
-    public static func match(method: some StringProtocol, target: some StringProtocol) -> RouteMatch {
+    ///   - passthrough: extra POST paths relayed unchanged (``Route/passthrough(path:)``); the built-in routes win.
+    public static func match(method: some StringProtocol, target: some StringProtocol,
+                             passthrough: Set<String> = []) -> RouteMatch {
         if target.utf8.count > maxTargetLength { return .targetTooLong }
         let path: Substring
         if let q = target.firstIndex(where: { $0 == "?" || $0 == "#" }) {
@@ -85,7 +92,9 @@ public enum RouteTable {
         } else {
             path = Substring(target)
         }
-        guard let route = route(forPath: path) else { return .notFound }
+        guard let route = route(forPath: path) ?? (passthrough.contains(String(path)) ? .passthrough(path: String(path)) : nil) else {
+            return .notFound
+        }
         return method == "POST" ? .route(route) : .methodNotAllowed
     }
 

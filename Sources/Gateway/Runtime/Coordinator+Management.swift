@@ -293,17 +293,23 @@ extension Coordinator {
                                body: Array("{\"message\":\"only /metrics is served here\",\"status\":404}".utf8))
         }
         guard req.method == "GET" else { return res.respond(status: 405, headers: [("allow", "GET")], body: []) }
+        serveMetrics(res)
+    }
+
+    /// `/metrics` text (external port, and the data port unless `api_config.metrics_on_data_port` is false).
+    func serveMetrics(_ res: HTTPResponder) {
         let view = cluster.view
         let counters = metrics.requestCounters(inFlight: inFlightCount)
         aggregator.render(view: view, client: sideClient, loop: res.loop, timeoutMilliseconds: UInt64(max(config.http.httpTimeoutSeconds, 1)) * 1000,
                           overrides: counters) { [metricsSink] instances, up in
             var body = instances
-            body += Array("# HELP mindie_ms_instance_up 1 when the instance's /metrics answered the last scrape.\n# TYPE mindie_ms_instance_up gauge\n".utf8)
+            let upName = CoordinatorMetrics.prefix + "instance_up"
+            body += Array("# HELP \(upName) \(CoordinatorMetrics.help[upName]!)\n# TYPE \(upName) gauge\n".utf8)
             for (id, ok) in up.sorted(by: { $0.key < $1.key }) {
-                body += Array("mindie_ms_instance_up{instance=\"\(id)\"} \(ok ? 1 : 0)\n".utf8)
+                body += Array("\(upName){instance=\"\(id)\"} \(ok ? 1 : 0)\n".utf8)
             }
             body += CoordinatorMetrics.instanceSeries(view)
-            body += metricsSink.render()
+            body += CoordinatorMetrics.withHelp(metricsSink.render())
             res.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")], body: body)
         }
     }

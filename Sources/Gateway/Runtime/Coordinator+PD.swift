@@ -91,7 +91,7 @@ extension Coordinator {
 
     func startPD(_ t: TrackedRequest, _ req: HTTPRequest, target: String, features: RequestFeatures) {
         let headers = req.headers.all.filter { !droppedHeaders.contains($0.name.lowercased()) }.map { ($0.name, $0.value) }
-        let pd = PDState(target: target, headers: headers, body: req.body, features: features)
+        let pd = PDState(target: target, headers: headers + t.traceHeaders, body: req.body, features: features)
         t.pd = pd
         armScheduleTimeout(t, pd)
         schedulePD(t)

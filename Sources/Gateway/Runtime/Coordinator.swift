@@ -85,7 +85,8 @@ public final class Coordinator: @unchecked Sendable {
         self.scheduler = SharedScheduler(Scheduler(config: config.scheduler))
         self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue, factory: metricsSink.factory)
         let needsPrompt = config.scheduler.algorithm != .roundRobin && config.scheduler.algorithm != .leastLoad
-        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt)
+        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt,
+                                    passthroughRoutes: Set(config.api.passthroughRoutes))
         self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
         self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout
         self.clientBufferBytes = config.http.relayBufferBytes
@@ -205,11 +206,12 @@ public final class Coordinator: @unchecked Sendable {
     // MARK: - data path (loop thread; never blocks)
 
     func handleData(_ req: HTTPRequest, _ res: HTTPResponder) {
+        if handleLocalData(req, res) { return }
         arrivals.add(1, ordering: .relaxed)
         arrivalsSinceRecvsInfo.add(1, ordering: .relaxed)
         let target = req.query.map { req.path + "?" + $0 } ?? req.path
         if req.body.count > config.requestLimit.bodyLimitBytes {
-            let dialect: Dialect? = if case .route(let r) = RouteTable.match(method: req.method, target: target) { r.dialect } else { Dialect.guess(path: req.path) }
+            let dialect: Dialect? = if case .route(let r) = RouteTable.match(method: req.method, target: target, passthrough: parser.passthroughRoutes) { r.dialect } else { Dialect.guess(path: req.path) }
             reply(res, .bodyTooLarge(limitMiB: config.requestLimit.bodyLimitMiB), dialect: dialect)
             return
         }
@@ -236,11 +238,16 @@ public final class Coordinator: @unchecked Sendable {
             reply(res, .duplicateRequestID, dialect: parsed.dialect)
             return
         }
+        if req.headers["traceparent"] == nil { tracked.traceparent = TraceContext.make(requestID: id) }
         inFlightTotal.add(1, ordering: .relaxed)
         res.onClientGone = { [unowned self] in self.clientLeft(tracked) }
         lengthStats.withLock { $0.arrived(input: parsed.prompt.size, output: parsed.maxTokens) }
         if parsed.route == .tokenizer {
             dispatchTokenizer(tracked, view: view)
+            return
+        }
+        if view.deployPD, case .passthrough = parsed.route {
+            dispatchPassthroughPD(tracked, view: view)
             return
         }
         if view.deployPD {
@@ -319,7 +326,7 @@ public final class Coordinator: @unchecked Sendable {
         let maxAttempts = config.exceptions.maxRetry + 1
         t.responder.proxy(
             to: entry.upstream,
-            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + extraHeaders, errorTail: errorTail,
+            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + t.traceHeaders + extraHeaders, errorTail: errorTail,
                                   clientBufferBytes: config.http.relayBufferBytes, errorReply: Self.errorReply(t.dialect),
                                   connectTimeoutMilliseconds: UInt64(config.health.connectTimeoutMs),
                                   // a non-streamed reply's head comes with the whole answer: only streams get one
@@ -455,7 +462,7 @@ public final class Coordinator: @unchecked Sendable {
         }
         take(t, entry)
         arm(t, seconds: config.exceptions.tokenizerTimeout, .tokenizerTimeout)
-        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)],
+        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + t.traceHeaders,
                                                                     clientBufferBytes: config.http.relayBufferBytes,
                                                                     errorReply: Self.errorReply(t.dialect)),
                           head: { _ in t.headSent = true },

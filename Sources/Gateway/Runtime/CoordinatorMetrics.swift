@@ -21,16 +21,57 @@ final class CoordinatorMetrics: Sendable {
 
     private let factory: any MetricsFactory
 
+    /// Prefix of the Coordinator's own families. Not `mindie_coordinator_`: promtool reads its `ms` as an abbreviated unit.
+    static let prefix = "mindie_coordinator_"
+
+    /// `# HELP` text of the Coordinator's own families (swift-metrics carries none; see ``withHelp(_:)``).
+    static let help: [String: String] = [
+        prefix + "schedule_decisions_total": "Requests the scheduling policy placed on an instance.",
+        prefix + "retries_total": "Requests retried on another instance before their first byte.",
+        prefix + "client_cancellations_total": "Requests whose client went away before the reply ended.",
+        prefix + "upstream_errors_total": "Requests that failed at the instance (connect error, reset, broken stream).",
+        prefix + "timeouts_total": "Requests ended by a schedule, first-token, inference or tokenizer timeout.",
+        prefix + "time_to_first_byte_seconds": "Time from a request's arrival to the first byte of its reply.",
+        prefix + "request_duration_seconds": "Time from a request's arrival to its end, whatever ended it.",
+        prefix + "requests_total": "Replies by dialect and HTTP status (the Coordinator's own and relayed ones).",
+        prefix + "instance_inflight_requests": "Requests dispatched to an instance and not yet finished.",
+        prefix + "instance_up": "1 when the instance's /metrics answered the last scrape.",
+        prefix + "instance_circuit_openings_total": "Times an instance's circuit opened after consecutive failed attempts.",
+    ]
+
+    /// Prometheus text with a `# HELP` line before every `# TYPE` line that has none (promtool flags a family
+    /// without help text; swift-metrics cannot carry one).
+    static func withHelp(_ text: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count + 1024)
+        var helped = Set<Substring>()
+        for line in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            let s = Substring(decoding: line, as: UTF8.self)
+            if s.hasPrefix("# HELP "), let name = s.dropFirst(7).split(separator: " ").first {
+                helped.insert(name)
+            } else if s.hasPrefix("# TYPE "), let name = s.dropFirst(7).split(separator: " ").first, !helped.contains(name) {
+                let text = help[String(name)] ?? "\(name) of the MindIE-MS Coordinator."
+                out += Array("# HELP \(name) \(text)\n".utf8)
+                helped.insert(name)
+            }
+            out += line
+            out.append(UInt8(ascii: "\n"))
+        }
+        // split gave one more (empty) piece than there were newlines
+        if !text.isEmpty { out.removeLast() } else { out.removeAll() }
+        return out
+    }
+
     init(policy: String, factory: any MetricsFactory) {
         self.factory = factory
-        scheduled = Counter(label: "mindie_ms_schedule_decisions_total", dimensions: [("policy", policy)], factory: factory)
-        retries = Counter(label: "mindie_ms_retries_total", factory: factory)
-        cancellations = Counter(label: "mindie_ms_client_cancellations_total", factory: factory)
-        upstreamErrors = Counter(label: "mindie_ms_upstream_errors_total", factory: factory)
-        timeouts = Counter(label: "mindie_ms_timeouts_total", factory: factory)
-        circuitOpenings = Counter(label: "mindie_ms_instance_circuit_openings_total", factory: factory)
-        ttfb = Metrics.Timer(label: "mindie_ms_time_to_first_byte_seconds", dimensions: [], factory: factory)
-        duration = Metrics.Timer(label: "mindie_ms_request_duration_seconds", dimensions: [], factory: factory)
+        scheduled = Counter(label: "mindie_coordinator_schedule_decisions_total", dimensions: [("policy", policy)], factory: factory)
+        retries = Counter(label: "mindie_coordinator_retries_total", factory: factory)
+        cancellations = Counter(label: "mindie_coordinator_client_cancellations_total", factory: factory)
+        upstreamErrors = Counter(label: "mindie_coordinator_upstream_errors_total", factory: factory)
+        timeouts = Counter(label: "mindie_coordinator_timeouts_total", factory: factory)
+        circuitOpenings = Counter(label: "mindie_coordinator_instance_circuit_openings_total", factory: factory)
+        ttfb = Metrics.Timer(label: "mindie_coordinator_time_to_first_byte_seconds", dimensions: [], factory: factory)
+        duration = Metrics.Timer(label: "mindie_coordinator_request_duration_seconds", dimensions: [], factory: factory)
     }
 
     func reply(dialect: Dialect?, status: Int) {
@@ -39,7 +80,7 @@ final class CoordinatorMetrics: Sendable {
         let key = d + "/" + code
         let counter = replies.withLock { table in
             if let c = table[key] { return c }
-            let c = Counter(label: "mindie_ms_requests_total", dimensions: [("dialect", d), ("status", code)], factory: factory)
+            let c = Counter(label: "mindie_coordinator_requests_total", dimensions: [("dialect", d), ("status", code)], factory: factory)
             table[key] = c
             return c
         }
@@ -49,26 +90,26 @@ final class CoordinatorMetrics: Sendable {
     /// Per-instance series, written from the live load objects at scrape time: a gauge pushed on every change
     /// would race between loops (a stale value can land last) and would keep series of removed instances.
     static func instanceSeries(_ view: ClusterView) -> [UInt8] {
-        var out = "# HELP mindie_ms_instance_inflight_requests Requests the Coordinator has in flight on the instance.\n"
-            + "# TYPE mindie_ms_instance_inflight_requests gauge\n"
+        var out = "# HELP mindie_coordinator_instance_inflight_requests Requests the Coordinator has in flight on the instance.\n"
+            + "# TYPE mindie_coordinator_instance_inflight_requests gauge\n"
         for i in view.snapshot.instances {
-            out += "mindie_ms_instance_inflight_requests{instance=\"\(i.id)\"} \(view.entries[i.id]?.inFlightCount ?? 0)\n"
+            out += "mindie_coordinator_instance_inflight_requests{instance=\"\(i.id)\"} \(view.entries[i.id]?.inFlightCount ?? 0)\n"
         }
         let now = DispatchTime.now().uptimeNanoseconds
-        out += "# HELP mindie_ms_instance_circuit_state Passive health: 0 closed, 1 open (no new requests), 2 half-open (probe due).\n"
-            + "# TYPE mindie_ms_instance_circuit_state gauge\n"
+        out += "# HELP mindie_coordinator_instance_circuit_state Passive health: 0 closed, 1 open (no new requests), 2 half-open (probe due).\n"
+            + "# TYPE mindie_coordinator_instance_circuit_state gauge\n"
         for i in view.snapshot.instances {
             let state: Int = switch view.entries[i.id]?.load.circuit(now: now) ?? .closed {
             case .closed: 0
             case .open: 1
             case .halfOpen: 2
             }
-            out += "mindie_ms_instance_circuit_state{instance=\"\(i.id)\"} \(state)\n"
+            out += "mindie_coordinator_instance_circuit_state{instance=\"\(i.id)\"} \(state)\n"
         }
-        out += "# HELP mindie_ms_instance_consecutive_failures Failed attempts on the instance since its last success.\n"
-            + "# TYPE mindie_ms_instance_consecutive_failures gauge\n"
+        out += "# HELP mindie_coordinator_instance_consecutive_failures Failed attempts on the instance since its last success.\n"
+            + "# TYPE mindie_coordinator_instance_consecutive_failures gauge\n"
         for i in view.snapshot.instances {
-            out += "mindie_ms_instance_consecutive_failures{instance=\"\(i.id)\"} \(view.entries[i.id]?.load.failures.load(ordering: .relaxed) ?? 0)\n"
+            out += "mindie_coordinator_instance_consecutive_failures{instance=\"\(i.id)\"} \(view.entries[i.id]?.load.failures.load(ordering: .relaxed) ?? 0)\n"
         }
         return Array(out.utf8)
     }

@@ -63,8 +63,29 @@ public enum PrometheusAggregation {
         return String(format: "%.16g", v)
     }
 
+    /// Whether a family's values describe one process rather than count work: gauges (or untyped samples) that are
+    /// timestamps (`process_start_time_seconds`, prometheus_client's `*_created`, `*_timestamp[_seconds]`) or info
+    /// values (`*_info`, always 1). Summing them across instances means nothing (two engines' start times added read
+    /// as a date in 2083), so they are kept per instance.
+    static func isPerInstance(name: String, type: String?) -> Bool {
+        guard type == nil || type == "gauge" || type == "untyped" else { return false }
+        return ["_created", "_timestamp", "_timestamp_seconds", "_time_seconds", "_info"].contains { name.hasSuffix($0) }
+    }
+
+    /// `key` (`name` or `name{labels}`) with an `instance` label first; nil when it already has one.
+    static func labelled(_ key: String, instance: String) -> String? {
+        let label = "instance=" + "\"" + instance + "\""
+        guard let brace = key.firstIndex(of: "{") else { return key + "{" + label + "}" }
+        let labels = key[key.index(after: brace)...]
+        if labels.hasPrefix("instance=") || labels.contains(",instance=") { return nil }
+        return String(key[...brace]) + label + (labels.hasPrefix("}") ? "" : ",") + labels
+    }
+
     /// Aggregates the instances' texts. `weights` are the instances' total blocks (for cache usage).
-    public static func aggregate(_ texts: [(text: String, totalBlocks: Int, isPrefill: Bool)], overrides: [String: Double]) -> String {
+    /// - Parameter instances: the instances' ids, in the order of `texts`, for the `instance` label of per-instance
+    ///   families (``isPerInstance(name:type:)``); positions when absent.
+    public static func aggregate(_ texts: [(text: String, totalBlocks: Int, isPrefill: Bool)], instances: [String] = [],
+                                 overrides: [String: Double]) -> String {
         let parsed = texts.map { (parse($0.text), Double($0.totalBlocks), $0.isPrefill) }
         guard let first = parsed.first else { return "" }
         var order: [String] = []
@@ -72,11 +93,25 @@ public enum PrometheusAggregation {
         var sums: [String: [String: Double]] = [:]
         var sampleOrder: [String: [String]] = [:]
         var weighted: [String: (num: Double, den: Double)] = [:]
-        for (families, weight, _) in parsed {
+        for (n, (families, weight, _)) in parsed.enumerated() {
+            let instance = n < instances.count ? instances[n] : String(n)
             for f in families {
                 if merged[f.name] == nil {
                     order.append(f.name)
                     merged[f.name] = Family(name: f.name, help: f.help, type: f.type)
+                }
+                if isPerInstance(name: f.name, type: merged[f.name]?.type) {
+                    for s in f.samples {
+                        // already labelled by instance: the latest of them (max) rather than a sum
+                        let key = labelled(s.key, instance: instance) ?? s.key
+                        if let old = sums[f.name]?[key] {
+                            sums[f.name]![key] = max(old, s.value)
+                        } else {
+                            sampleOrder[f.name, default: []].append(key)
+                            sums[f.name, default: [:]][key] = s.value
+                        }
+                    }
+                    continue
                 }
                 for s in f.samples {
                     if sums[f.name]?[s.key] == nil { sampleOrder[f.name, default: []].append(s.key) }
@@ -158,10 +193,10 @@ final class MetricsAggregator: Sendable {
                               if ok { texts[e.info.id] = String(decoding: body, as: UTF8.self) }
                               pending -= 1
                               guard pending == 0 else { return }
-                              let inputs = instances.compactMap { i in
-                                  texts[i.info.id].map { ($0, i.info.totalBlocks, i.info.role == .prefill) }
-                              }
-                              let text = Array(PrometheusAggregation.aggregate(inputs, overrides: overrides).utf8)
+                              let answered = instances.filter { texts[$0.info.id] != nil }
+                              let inputs = answered.map { i in (texts[i.info.id]!, i.info.totalBlocks, i.info.role == .prefill) }
+                              let text = Array(PrometheusAggregation.aggregate(inputs, instances: answered.map { String($0.info.id) },
+                                                                               overrides: overrides).utf8)
                               self.cache.withLock { $0 = Cached(at: DispatchTime.now().uptimeNanoseconds, body: text, up: up) }
                               done(text, up)
                           })

@@ -20,6 +20,10 @@ final class TrackedRequest {
     var pd: PDState?
     /// Holds a DIGS booking to release when it ends.
     var digsBooked = false
+    /// The `traceparent` sent to instances when the client sent none.
+    var traceparent: String?
+    /// Headers every upstream call of this request carries besides `req-id`.
+    var traceHeaders: [(String, String)] { traceparent.map { [("traceparent", $0)] } ?? [] }
 
     init(id: UInt64, responder: HTTPResponder, dialect: Dialect?, stream: Bool, model: String?, arrivalNanos: UInt64) {
         self.id = id
