@@ -50,6 +50,32 @@ struct PDFailoverTests {
         #expect(await eventually(within: 5) { h.coordinator.inFlightCount == 0 })
     }
 
+    @Test("issue 13.4 in PD: a frozen P is steered around: its reply deadline retries elsewhere and opens its circuit")
+    func frozenPrefill() async throws {
+        // first-token and infer timeouts of 600 s: without a deadline on P's reply a request sent to the frozen P
+        // would wait far longer than the test client does
+        let h = try await PDHarness(prefills: 2, decodes: 1, maxRetry: 2, configure: { c in
+            c.health.firstByteTimeoutMs = 300
+            c.health.failureThreshold = 2
+            c.health.openMs = 5000
+            c.health.maxOpenMs = 10000
+        })
+        try await h.refreshAll()
+        // frozen: P0 accepts connections (as a stopped process's kernel does) and never answers
+        try await h.putFault(0, id: "frozen", #"{"type":"hang","params":{"mode":"data"}}"#)
+        for i in 0..<6 {
+            let r = try await h.chat("frozen p \(i)", stream: i % 2 == 0, maxTokens: 3)
+            #expect(r.status == 200, "\(r.text)")
+            if i % 2 == 0 { #expect(r.text.hasSuffix("data: [DONE]\n\n"), "\(r.text)") }
+        }
+        let info = try await h.client.execute(HTTPClientRequest(host: "127.0.0.1", port: h.coordinator.managementPort,
+                                                                path: "/v1/coordinator_info"))
+        let j = try JSONSerialization.jsonObject(with: Data(info.body)) as! [String: Any]
+        let p0 = (j["schedule_info"] as! [[String: Any]]).first { ($0["id"] as! NSNumber).intValue == 0 }
+        #expect(p0?["circuit"] as? String == "open", "\(info.text)")
+        #expect(await eventually(within: 5) { h.coordinator.inFlightCount == 0 })
+    }
+
     @Test("P could not reach its D: retried with another D; once retries are spent the client gets P's message in its own dialect")
     func prefillCannotReachDecode() async throws {
         let h = try await PDHarness(prefills: 1, decodes: 2, maxRetry: 2)

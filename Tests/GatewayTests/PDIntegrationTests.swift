@@ -19,7 +19,8 @@ final class PDHarness: @unchecked Sendable {
     init(prefills: Int = 1, decodes: Int = 1, mode: CoordinatorConfig.DeployMode = .pdDisaggregationSingleContainer,
          algorithm: CoordinatorConfig.Algorithm = .roundRobin, maxRetry: Int = 2, firstTokenTimeout: Int = 600,
          inferTimeout: Int = 600, singleNodeMaxRequests: Int = 1000, speedup: Double = 50,
-         configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in }) async throws {
+         configureSim: (inout InstanceConfiguration, Int) -> Void = { _, _ in },
+         configure: (inout CoordinatorConfig) -> Void = { _ in }) async throws {
         self.prefills = prefills
         self.decodes = decodes
         let logLevel: Logger.Level = ProcessInfo.processInfo.environment["PD_TEST_LOG"] != nil ? .debug : .critical
@@ -36,6 +37,7 @@ final class PDHarness: @unchecked Sendable {
         c.exceptions.firstTokenTimeout = firstTokenTimeout
         c.exceptions.inferTimeout = inferTimeout
         for k in CoordinatorConfig.tlsPrefixes { c.tls[k]?.enabled = false }
+        configure(&c)
         var configs: [InstanceConfiguration] = []
         for k in 0..<(prefills + decodes) {
             // as SimulatorServer.loopback, plus fast role linking

@@ -32,6 +32,9 @@ final class PDState {
     /// The first D message of the current incarnation was looked at (D opens a chat stream with its own role chunk).
     var decodeStarted = false
     var pCall: ClientCall?
+    /// P's reply (it comes after prefill) must start within `first_byte_timeout_ms`: a frozen P still accepts
+    /// connections in its kernel, and without a deadline its requests wait for the first-token timeout.
+    var pHeadTimer: LoopTimer?
     /// The frames of P's first output the client has seen (DECISIONS 13).
     var sentFirst: [[UInt8]] = []
     var scheduleTimer: LoopTimer?
@@ -50,7 +53,8 @@ final class PDState {
     }
 
     func cancelTimers() {
-        for t in [scheduleTimer, retryTimer, firstTokenTimer, endTimer, slowTimer] { t?.cancel() }
+        for t in [scheduleTimer, retryTimer, firstTokenTimer, endTimer, slowTimer, pHeadTimer] { t?.cancel() }
+        pHeadTimer = nil
         scheduleTimer = nil
         retryTimer = nil
         firstTokenTimer = nil
@@ -233,13 +237,31 @@ extension Coordinator {
         var status = 0
         var contentType = "application/json"
         var body: [UInt8] = []
-        pd.pCall = sideClient.stream(req, on: t.responder.loop, onHead: { s, h in
+        pd.pHeadTimer?.cancel()
+        pd.pHeadTimer = nil
+        let call = sideClient.stream(req, on: t.responder.loop, onHead: { s, h in
+            pd.pHeadTimer?.cancel()
+            pd.pHeadTimer = nil
             status = s
             if let ct = h["content-type"] { contentType = ct }
         }, onBody: { body += $0 }, onEnd: { [unowned self] err in
+            pd.pHeadTimer?.cancel()
+            pd.pHeadTimer = nil
             pd.pCall = nil
             self.prefillReplied(t, p, status: status, contentType: contentType, body: body, error: err)
         })
+        pd.pCall = call
+        let deadline = UInt64(config.health.firstByteTimeoutMs)
+        guard deadline > 0, pd.pCall != nil else { return }
+        pd.pHeadTimer = t.responder.loop.schedule(afterMilliseconds: deadline) { [unowned self] in
+            pd.pHeadTimer = nil
+            // the call still waits for P's head: a timeout before the response (retried on another P, counted
+            // against P's circuit)
+            guard let c = pd.pCall, c === call else { return }
+            c.cancel()
+            pd.pCall = nil
+            self.prefillReplied(t, p, status: 0, contentType: contentType, body: [], error: .timeout)
+        }
     }
 
     // MARK: - P's reply (the table of §4.2 step 3)
