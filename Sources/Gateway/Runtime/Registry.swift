@@ -20,6 +20,8 @@ final class TrackedRequest {
     var pd: PDState?
     /// Holds a DIGS booking to release when it ends.
     var digsBooked = false
+    /// Its error is already in the status page's ring (the proxy's finish must not add it again).
+    var errorNoted = false
 
     init(id: UInt64, responder: HTTPResponder, dialect: Dialect?, stream: Bool, model: String?, arrivalNanos: UInt64) {
         self.id = id
