@@ -32,11 +32,17 @@ extension Coordinator {
     /// Built on the link loop, which owns the `/dresult` links and the table of gone instances; answered on the
     /// request's own loop.
     private func serveCluster(_ res: HTTPResponder) {
-        let now = DispatchTime.now().uptimeNanoseconds
-        live.lastWatched.store(now, ordering: .relaxed)
         let box = ResponderBox(responder: res)
         linkLoop.execute { [self] in
-            let body = Array(self.clusterJSON().utf8)
+            let now = DispatchTime.now().uptimeNanoseconds
+            let body: [UInt8]
+            if let c = self.live.cachedDocument, now &- c.builtAt < 250_000_000 {
+                body = c.body
+            } else {
+                body = Array(self.clusterJSON().utf8)
+                self.live.cachedDocument = (now, body)
+            }
+            // instance metrics are scraped only while someone watches
             self.scrapeInstancesIfDue()
             box.responder.loop.execute {
                 box.responder.respond(status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")], body: body)
@@ -65,8 +71,10 @@ extension Coordinator {
         pd.lastFrameNanos = now
     }
 
-    /// Instances of `old` that are not in `new` are shown as gone for a while. Link loop only.
+    /// A new view replaced `old`: instances of `old` that are not in `new` are shown as gone for a while. Link loop only.
     func noteRemoved(old: ClusterView, new: ClusterView, reason: String) {
+        // a new instance set is shown at once, not after the cached document ages
+        live.cachedDocument = nil
         let now = Date()
         for info in old.snapshot.instances where new.entries[info.id] == nil {
             guard let e = old.entries[info.id] else { continue }

@@ -262,8 +262,8 @@ final class LiveStats: Sendable {
     let startedAt = Date()
     /// Instances that left the published set, shown as gone for a while (link loop only).
     nonisolated(unsafe) var gone: [InstanceID: GoneInstance] = [:]
-    /// Uptime (ns) of the last `/v1/cluster` read: instance metrics are scraped only while someone watches.
-    let lastWatched = Atomic<UInt64>(0)
+    /// The last `/v1/cluster` document and when it was built (link loop only): many open pages cost one build.
+    nonisolated(unsafe) var cachedDocument: (builtAt: UInt64, body: [UInt8])?
     /// A prefix-cache scrape is under way (link loop only).
     nonisolated(unsafe) var scraping = false
     nonisolated(unsafe) var lastScrape: UInt64 = 0
