@@ -103,7 +103,7 @@ struct StatusPageTests {
             let page = try await h.client.execute(HTTPClientRequest(host: "127.0.0.1", port: port, path: "/",
                                                                     headers: [("accept", "text/html,application/xhtml+xml")]))
             #expect(page.status == 200)
-            #expect(page.text.contains("<title>MindIE-MS cluster</title>") && page.text.contains("fetch(\"/v1/cluster\""))
+            #expect(page.text.contains("<title>MindIE-MS cluster</title>") && page.text.contains("fetch(\"v1/cluster\""))
         }
         let notPage = try await h.client.execute(HTTPClientRequest(host: "127.0.0.1", port: h.coordinator.dataPort, path: "/",
                                                                    headers: [("accept", "text/html")]))

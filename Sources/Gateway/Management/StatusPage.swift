@@ -258,7 +258,8 @@ function render(c) {
 async function poll() {
   const conn = document.getElementById("conn"), text = document.getElementById("conntext"), banner = document.getElementById("banner");
   try {
-    const r = await fetch("/v1/cluster", { cache: "no-store" });
+    // relative, so the page also works behind a reverse proxy that mounts it under a path
+    const r = await fetch("v1/cluster", { cache: "no-store" });
     if (!r.ok) throw new Error("HTTP " + r.status);
     const c = await r.json();
     render(c);
