@@ -28,8 +28,10 @@ done
 log() { printf '\033[1m[one_key_build]\033[0m %s\n' "$*"; }
 
 # ---------------------------------------------------------------- Debian packages (idempotent)
-# prometheus: its promtool checks the Coordinator's /metrics text in the end-to-end tests
-DEB_PACKAGES=(libh2o-evloop-dev libssl-dev libjemalloc-dev libxxhash-dev curl openssl python3-venv python3-pip prometheus)
+DEB_PACKAGES=(libh2o-evloop-dev libssl-dev libjemalloc-dev libxxhash-dev curl openssl python3-venv python3-pip)
+# tests only: promtool (Debian's prometheus) checks the Coordinator's /metrics text; the status page is tested in a
+# real headless browser
+[ "$MODE" = test ] && DEB_PACKAGES+=(prometheus chromium)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -343,6 +343,7 @@ class LocalCluster:
             "      -H 'Content-Type: application/json' \\",
             "      -d '{\"model\":\"llama3-8b\",\"stream\":true,\"max_tokens\":16,"
             "\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'",
+            f"  Status page: http://{self.host}:{cp['status']}/   (live view in a browser; JSON: /v1/cluster)",
             f"  Metrics:     http://{self.host}:{cp['external']}/metrics",
             f"  Health:      http://{self.host}:{cp['status']}/v1/health   (readiness: /v1/readiness)",
             f"  Management:  http://{self.host}:{cp['manage']}/v1/coordinator_info",

@@ -57,6 +57,19 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   printf '%s\n' "$WANT" > "$STAMP"
 fi
 
+# ---------------------------------------------------------------- headless Chromium (tests_py/test_status_page.py)
+# The status page is tested in a real browser: Debian's chromium, installed here when missing (the test fails, it
+# does not skip, when it cannot be had).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  log "installing chromium (Debian) for the status page test"
+  if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; then
+    $SUDO apt-get update -qq >&2 || true
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2 \
+      || log "chromium could not be installed: tests_py/test_status_page.py will fail"
+  fi
+fi
+
 # ---------------------------------------------------------------- run
 # nothing may reach a model hub at run time: the clients get loopback URLs, never model ids, no tokenizer is
 # loaded, huggingface_hub runs offline, and tests_py/conftest.py gives it an HTTP backend that reaches only

@@ -72,6 +72,10 @@ def test_launcher_prints_how_to_call_it_and_ctrl_c_leaves_nothing(tmp_path):
         assert "local cluster is ready" in text, text
         assert "curl -sN http://127.0.0.1:22025/v1/chat/completions" in text
         assert "http://127.0.0.1:22028/metrics" in text and "http://127.0.0.1:22029/v1/health" in text
+        # the status page the banner links answers a browser
+        assert "Status page: http://127.0.0.1:22029/" in text
+        page = requests.get("http://127.0.0.1:22029/", headers={"accept": "text/html"}, timeout=TIMEOUT)
+        assert page.status_code == 200 and "<title>MindIE-MS cluster</title>" in page.text
         assert str(tmp_path / "cluster" / "logs") in text
         # the printed curl works: a streamed chat with SSE framing
         r = requests.post("http://127.0.0.1:22025/v1/chat/completions", timeout=TIMEOUT, stream=True,

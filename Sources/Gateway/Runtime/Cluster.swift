@@ -25,6 +25,8 @@ public final class InstanceLoad: Sendable {
     let openings = Atomic<Int>(0)
     /// Circuits open in the whole cluster, so a healthy cluster skips the per-request filter.
     private let tally: BreakerTally
+    /// Rates and latencies for the status page.
+    let stats = InstanceStats()
 
     init(tally: BreakerTally = BreakerTally()) { self.tally = tally }
 

@@ -120,6 +120,7 @@ extension Coordinator {
             let removed = Set(old.entries.values.filter { !kept.contains(ObjectIdentifier($0.upstream)) }.map(\.info.id))
             let view = ClusterView(entries: final, initialized: old.initialized || !final.isEmpty, deployPD: mode.isPD)
             self.cluster.replace(view)
+            self.noteRemoved(old: old, new: view, reason: "removed by a refresh from the Controller")
             if !removed.isEmpty || final.count != old.entries.count {
                 self.logger.info("instances refreshed", metadata: ["instances": "\(final.map(\.info.id))", "removed": "\(removed.sorted())"])
             }
@@ -261,6 +262,7 @@ extension Coordinator {
     // MARK: - status port (probes, spec §3.3)
 
     func handleStatus(_ req: HTTPRequest, _ res: HTTPResponder) {
+        if serveStatusPage(req, res) { return }
         guard req.method == "GET" else {
             return res.respond(status: 405, headers: [("allow", "GET")], body: Array("probes take GET\n".utf8))
         }
@@ -288,6 +290,7 @@ extension Coordinator {
     // MARK: - external port (/metrics, spec §7 and DECISIONS 15)
 
     func handleExternal(_ req: HTTPRequest, _ res: HTTPResponder) {
+        if serveStatusPage(req, res) { return }
         guard req.path == "/metrics" else {
             return res.respond(status: 404, headers: [("content-type", "application/json")],
                                body: Array("{\"message\":\"only /metrics is served here\",\"status\":404}".utf8))

@@ -44,6 +44,8 @@ final class PDState {
     var endTimer: LoopTimer?
     /// Armed while the client's unsent bytes are over the bound (a slow reader on a shared `/dresult` link).
     var slowTimer: LoopTimer?
+    /// Uptime (ns) of the last result relayed to the client (the status page's inter-token latency).
+    var lastFrameNanos: UInt64 = 0
 
     init(target: String, headers: [(String, String)], body: [UInt8], features: RequestFeatures) {
         self.target = target
@@ -203,6 +205,9 @@ extension Coordinator {
         pd.decode = d
         p.load.inFlight.add(1, ordering: .relaxed)
         d.load.inFlight.add(1, ordering: .relaxed)
+        let now = DispatchTime.now().uptimeNanoseconds
+        p.load.stats.dispatched.add(now: now)
+        d.load.stats.dispatched.add(now: now)
         pd.prefillHeld = true
         pd.decodeHeld = true
         registry.assign(t.id, toAll: [p.info.id, d.info.id])
@@ -324,6 +329,7 @@ extension Coordinator {
     func firstFrame(_ t: TrackedRequest, _ pd: PDState, isLast: Bool, output: [UInt8]) {
         pd.retryCount = 0
         pd.firstFrameDone = true
+        pd.lastFrameNanos = DispatchTime.now().uptimeNanoseconds
         if let p = pd.prefill, pd.prefillHeld {
             pd.prefillHeld = false
             release(p)
@@ -336,6 +342,7 @@ extension Coordinator {
         if !t.firstByte {
             t.firstByte = true
             metrics.firstByte(since: t.arrivalNanos)
+            noteFirstToken(t, from: pd.prefill)
             pd.firstTokenTimer?.cancel()
             pd.firstTokenTimer = nil
         }
@@ -445,6 +452,8 @@ extension Coordinator {
                 pd.queued.append((kind, payload))
                 return
             }
+            // frames queued before P's reply go out in one burst: only live frames time the gaps
+            if kind == .data || kind == .lastData, !payload.isEmpty, let d = pd.decode { self.noteFrame(pd, from: d) }
             self.decodeFrame(t, pd, kind, payload)
         }
     }
@@ -593,6 +602,7 @@ extension Coordinator {
         pd.pCall?.cancel()
         pd.pCall = nil
         metrics.reply(dialect: t.dialect, status: error.status)
+        live.errors.record(status: error.status, message: error.message, instance: (pd.decode ?? pd.prefill)?.info.id)
         if t.responder.isStreaming {
             t.responder.write(error.streamErrorEvent(dialect: t.dialect, stream: t.stream))
             t.responder.end()
@@ -719,7 +729,9 @@ extension Coordinator {
             return isFaulty(id: info.id, virtualID: e.virtualID) ? nil : e
         }
         let removed = Set(old.entries.keys).subtracting(keep.map(\.info.id))
-        cluster.replace(ClusterView(entries: keep, initialized: old.initialized, deployPD: old.deployPD))
+        let view = ClusterView(entries: keep, initialized: old.initialized, deployPD: old.deployPD)
+        cluster.replace(view)
+        noteRemoved(old: old, new: view, reason: "faulty: its /dresult link could not be restored")
         _ = unlinked.withLock { $0.remove(link.instance) }
         for id in removed where id != link.instance { links.removeValue(forKey: id)?.close() }
         logger.error("D instance marked faulty for 2 minutes", metadata: ["instance": "\(link.instance)", "removed": "\(removed.sorted())"])

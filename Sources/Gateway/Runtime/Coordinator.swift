@@ -22,6 +22,8 @@ public final class Coordinator: @unchecked Sendable {
     let parser: RequestParser
     let metrics: CoordinatorMetrics
     let aggregator: MetricsAggregator
+    /// What the status page shows (`GET /v1/cluster`).
+    let live = LiveStats()
     let instanceTLS: TLSClient?
     let sideClient: HTTPClient
     private var server: HTTPServer?
@@ -197,8 +199,9 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
-    func reply(_ res: HTTPResponder, _ error: GatewayError, dialect: Dialect?, headers: [(String, String)] = []) {
+    func reply(_ res: HTTPResponder, _ error: GatewayError, dialect: Dialect?, headers: [(String, String)] = [], instance: InstanceID? = nil) {
         metrics.reply(dialect: dialect, status: error.status)
+        live.errors.record(status: error.status, message: error.message, instance: instance)
         res.respond(status: error.status, headers: [("content-type", GatewayError.contentType)] + headers,
                     body: error.body(dialect: dialect))
     }
@@ -209,6 +212,7 @@ public final class Coordinator: @unchecked Sendable {
         if handleLocalData(req, res) { return }
         arrivals.add(1, ordering: .relaxed)
         arrivalsSinceRecvsInfo.add(1, ordering: .relaxed)
+        live.arrivals.add(now: DispatchTime.now().uptimeNanoseconds)
         let target = req.query.map { req.path + "?" + $0 } ?? req.path
         if req.body.count > config.requestLimit.bodyLimitBytes {
             let dialect: Dialect? = if case .route(let r) = RouteTable.match(method: req.method, target: target, passthrough: parser.passthroughRoutes) { r.dialect } else { Dialect.guess(path: req.path) }
@@ -304,6 +308,7 @@ public final class Coordinator: @unchecked Sendable {
         t.instance = entry
         t.tried.insert(entry.info.id)
         entry.load.inFlight.add(1, ordering: .relaxed)
+        entry.load.stats.dispatched.add(now: DispatchTime.now().uptimeNanoseconds)
         registry.assign(t.id, to: entry.info.id)
     }
 
@@ -351,6 +356,7 @@ public final class Coordinator: @unchecked Sendable {
             firstBody: { [unowned self] in
                 t.firstByte = true
                 self.metrics.firstByte(since: t.arrivalNanos)
+                self.noteFirstToken(t, from: t.instance)
                 // the first-token timeout is the first armed after dispatch
                 if self.config.exceptions.firstTokenTimeout > 0, let first = t.timers.first { first.cancel() }
             },
@@ -368,6 +374,13 @@ public final class Coordinator: @unchecked Sendable {
     func proxyFinished(_ t: TrackedRequest, _ outcome: ProxyOutcome) {
         // a stream the instance broke after its head (our own aborts report a cancelled call)
         if outcome.result == .upstreamError, let e = outcome.lastError, e != .cancelled, let i = t.instance { noteFailure(i) }
+        if !t.errorNoted, outcome.result == .gaveUp || outcome.result == .upstreamError {
+            // the proxy's own 502/504, or the in-stream error after an instance broke its reply
+            let why = outcome.lastError.map { "\($0)" } ?? "no answer"
+            live.errors.record(status: outcome.result == .gaveUp ? 502 : outcome.status,
+                               message: outcome.result == .gaveUp ? "No instance answered (\(why))" : "Instance broke its reply (\(why))",
+                               instance: t.instance?.info.id)
+        }
         switch outcome.result {
         case .ok: metrics.reply(dialect: t.dialect, status: outcome.status)
         case .cancelled: metrics.cancellations.increment()
@@ -405,7 +418,9 @@ public final class Coordinator: @unchecked Sendable {
         guard !t.finished else { return }
         if let pd = t.pd { return failPD(t, pd, error) }
         let body = t.headSent ? error.streamErrorEvent(dialect: t.dialect, stream: t.stream) : error.body(dialect: t.dialect)
-        if t.instance != nil {
+        if let i = t.instance {
+            t.errorNoted = true
+            live.errors.record(status: error.status, message: error.message, instance: i.info.id)
             // proxied: the proxy answers and its finish hook completes the request
             t.responder.abortProxy(status: error.status, headers: [("content-type", GatewayError.contentType)], body: body, result: result)
             complete(t, success: false)
@@ -416,7 +431,7 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Ends a request that was never proxied.
     func finish(_ t: TrackedRequest, error: GatewayError) {
-        reply(t.responder, error, dialect: t.dialect)
+        reply(t.responder, error, dialect: t.dialect, instance: t.instance?.info.id)
         complete(t, success: false)
     }
 

@@ -24,6 +24,8 @@ final class TrackedRequest {
     var traceparent: String?
     /// Headers every upstream call of this request carries besides `req-id`.
     var traceHeaders: [(String, String)] { traceparent.map { [("traceparent", $0)] } ?? [] }
+    /// Its error is already in the status page's ring (the proxy's finish must not add it again).
+    var errorNoted = false
 
     init(id: UInt64, responder: HTTPResponder, dialect: Dialect?, stream: Bool, model: String?, arrivalNanos: UInt64) {
         self.id = id
