@@ -16,6 +16,10 @@ import Synchronization
 final class BackupMode: Sendable {
     let election: LeaderElection
     private let task = Mutex<Task<Void, Never>?>(nil)
+    /// Holds the links and serves. Unlike the Controller's fence this survives an etcd outage: a master that
+    /// cannot reach etcd keeps serving the last instance set (nobody else can be elected without etcd) and steps
+    /// down only when etcd answers and names another holder, or its lease is gone.
+    private let master = Atomic<Bool>(false)
 
     init(config: CoordinatorConfig, client: EtcdClient, identity: String, environment: [String: String], logger: Logger) {
         let prefix = environment["POD_NAMESPACE"].map { $0.isEmpty ? "" : "/" + $0 } ?? ""
@@ -25,12 +29,24 @@ final class BackupMode: Sendable {
     }
 
     /// This process may act as master now (its lease is confirmed by its own clock).
-    var isMaster: Bool { election.fence.term != nil }
+    var isMaster: Bool { master.load(ordering: .acquiring) }
 
     func start(_ coordinator: Coordinator) {
         let handlers = LeaderElection.Handlers(
-            elected: { [weak coordinator] _ in coordinator?.becameMaster() },
-            demoted: { [weak coordinator] _ in coordinator?.becameStandby() })
+            elected: { [weak coordinator, self] _ in
+                if !self.master.exchange(true, ordering: .acquiringAndReleasing) { coordinator?.becameMaster() }
+            },
+            demoted: { [weak coordinator, self] why in
+                // etcd unreachable (or this process frozen): keep serving until etcd names someone else
+                guard why == "lease expired in etcd" || why == "the lock is no longer ours" || why == "stopping" else {
+                    coordinator?.logger.warning("backup mode: lease not confirmed; still serving until etcd answers", metadata: ["why": "\(why)"])
+                    return
+                }
+                if self.master.exchange(false, ordering: .acquiringAndReleasing) { coordinator?.becameStandby() }
+            },
+            otherHolds: { [weak coordinator, self] _ in
+                if self.master.exchange(false, ordering: .acquiringAndReleasing) { coordinator?.becameStandby() }
+            })
         let election = self.election
         task.withLock { t in
             guard t == nil else { return }

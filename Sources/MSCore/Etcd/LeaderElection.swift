@@ -87,9 +87,13 @@ public final class LeaderElection: Sendable {
     public struct Handlers: Sendable {
         public var elected: @Sendable (Int64) async -> Void
         public var demoted: @Sendable (String) async -> Void
-        public init(elected: @escaping @Sendable (Int64) async -> Void, demoted: @escaping @Sendable (String) async -> Void) {
+        /// etcd answered and someone else holds the lock (its value): called on every standby poll.
+        public var otherHolds: @Sendable (String) async -> Void
+        public init(elected: @escaping @Sendable (Int64) async -> Void, demoted: @escaping @Sendable (String) async -> Void,
+                    otherHolds: @escaping @Sendable (String) async -> Void = { _ in }) {
             self.elected = elected
             self.demoted = demoted
+            self.otherHolds = otherHolds
         }
     }
 
@@ -126,7 +130,9 @@ public final class LeaderElection: Sendable {
                 etcdAnswered(&failures)
                 backoff = .milliseconds(500)
                 if let kv {
-                    setStatus(.standby, holder: String(decoding: kv.value, as: UTF8.self))
+                    let holder = String(decoding: kv.value, as: UTF8.self)
+                    setStatus(.standby, holder: holder)
+                    if holder != configuration.value || kv.lease != lease?.id { await handlers.otherHolds(holder) }
                     try await Task.sleep(for: configuration.pollInterval)
                     continue
                 }
