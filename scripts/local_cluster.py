@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Instances listen on their own loopback address (127.0.<net>.<first_ip + k>) with the reference's fixed ports, as
 # MindIE Servers do on their own hosts; the Controller and Coordinator use 127.0.<net>.1.
 SIM_PORTS = {"data": 1025, "management": 1026, "metrics": 1027, "inter_comm": 1121}
+SIM_CONTROL_PORT = 1122
 # networks 127.0.0-63.0/24 are tried, in order, when the addresses are not pinned
 AUTO_NETS = range(64)
 
@@ -286,6 +287,8 @@ class LocalCluster:
             args += ["--speedup", str(self.speedup)]
         if self.mode == "pd":
             args += ["--infer-mode", "dmi"]
+        if self.ha:  # the HA drills read each simulator's role posts from its control listener
+            args += ["--control-port", str(SIM_CONTROL_PORT)]
         return self._spawn(f"sim{k}", args)
 
     def start_coordinator(self, i=1):

@@ -77,7 +77,7 @@ def coordinator_name(c, identity):
 
 
 def sim_state(c, k):
-    return requests.get(f"http://{c.instance_ip(k)}:{local_cluster.SIM_PORTS['management']}/sim/state", timeout=5).json()
+    return requests.get(f"http://{c.instance_ip(k)}:{local_cluster.SIM_CONTROL_PORT}/sim/state", timeout=5).json()
 
 
 def role_posts(c):
