@@ -217,7 +217,7 @@ def test_master_coordinator_killed_under_streamed_load(cluster):
 
     def stream():
         try:
-            r = chat(mhost, c.coord_ports["predict"], max_tokens=400, timeout=15)
+            r = chat(mhost, c.coord_ports["predict"], max_tokens=4000, timeout=15)
             body = b"".join(r.iter_content(None))
             outcomes.append("ok" if body.endswith(b"data: [DONE]\n\n") else "error")
         except requests.RequestException:
@@ -226,7 +226,7 @@ def test_master_coordinator_killed_under_streamed_load(cluster):
     threads = [threading.Thread(target=stream) for _ in range(6)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    time.sleep(1.0)
     t0 = time.time()
     c.kill_process(coordinator_name(c, master))
 
@@ -238,7 +238,7 @@ def test_master_coordinator_killed_under_streamed_load(cluster):
         r = chat(standby, c.coord_ports["predict"], stream=False, timeout=10)
         return r.status_code == 200
 
-    wait_until(standby_serves, TTL + 5, "the standby is ready and serves")
+    wait_until(standby_serves, TTL + 10, "the standby is ready and serves")
     took = time.time() - t0
     for t in threads:
         t.join(20)

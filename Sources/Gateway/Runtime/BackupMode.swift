@@ -99,7 +99,9 @@ extension Coordinator {
                 let link = DResultLink(instance: e.info.id, ip: e.ip, port: e.port, virtualID: e.virtualID)
                 self.links[e.info.id] = link
                 _ = self.unlinked.withLock { $0.insert(e.info.id) }
-                self.openLink(link)  // failures relink, then mark the D faulty, as any lost link
+                // as a refresh opens a link (a D holds the head until its first message, so a link that is not refused
+                // within 300 ms counts as open); a refused one relinks, then the D is marked faulty as any lost link
+                self.openLink(link) { [self] ok in if !ok { self.relinkFailed(link) } }
             }
         }
     }
