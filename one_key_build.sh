@@ -28,7 +28,7 @@ done
 log() { printf '\033[1m[one_key_build]\033[0m %s\n' "$*"; }
 
 # ---------------------------------------------------------------- Debian packages (idempotent)
-DEB_PACKAGES=(libh2o-evloop-dev libssl-dev libjemalloc-dev libxxhash-dev curl openssl python3-venv python3-pip)
+DEB_PACKAGES=(libh2o-evloop-dev libssl-dev libjemalloc-dev libxxhash-dev curl openssl python3-venv python3-pip etcd-server)
 # tests only: promtool (Debian's prometheus) checks the Coordinator's /metrics text; the status page is tested in a
 # real headless browser
 [ "$MODE" = test ] && DEB_PACKAGES+=(prometheus chromium)

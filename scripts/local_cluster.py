@@ -5,6 +5,8 @@ wired through a generated global rank table exactly as on a real cluster.
     python3 scripts/local_cluster.py                 # 2P2D, pd_separate, the Controller decides roles
     python3 scripts/local_cluster.py --mode single --instances 3 --policy prefix_affinity
     python3 scripts/local_cluster.py --tls            # the data port speaks mutual TLS (a test PKI is generated)
+    python3 scripts/local_cluster.py --ha             # a real etcd, 2 Controllers (active/standby) and
+                                                      # 2 Coordinators (master/standby in pd mode, both active in single)
 
 Each cluster lives on its own loopback network 127.0.N.0/24 with the reference's ports: the Coordinator and the
 Controller on 127.0.N.1, instance k on 127.0.N.<2 + k>. By default N is the first network no other launcher holds
@@ -33,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Instances listen on their own loopback address (127.0.<net>.<first_ip + k>) with the reference's fixed ports, as
 # MindIE Servers do on their own hosts; the Controller and Coordinator use 127.0.<net>.1.
 SIM_PORTS = {"data": 1025, "management": 1026, "metrics": 1027, "inter_comm": 1121}
+SIM_CONTROL_PORT = 1122
 # networks 127.0.0-63.0/24 are tried, in order, when the addresses are not pinned
 AUTO_NETS = range(64)
 
@@ -77,8 +80,13 @@ def http_status(url, timeout=2, context=None):
 
 class LocalCluster:
     def __init__(self, mode="pd", p=2, d=2, instances=2, policy=None, wire="compat", tls=False, base_port=None,
-                 workdir=None, binaries=None, speedup=1.0, profile="8b", sync_seconds=1, first_ip=None, net=None):
+                 workdir=None, binaries=None, speedup=1.0, profile="8b", sync_seconds=1, first_ip=None, net=None,
+                 ha=False, ha_ttl=20):
         self.mode = mode
+        # HA: etcd on 127.0.N.1, the second Coordinator on .250 and the second Controller on .251 (same ports: the
+        # Controller reaches every Coordinator of rank-table group 0 at one port, as on real hosts)
+        self.ha = ha
+        self.ha_ttl = ha_ttl
         self.p, self.d = p, d
         self.count = p + d if mode == "pd" else instances
         self.policy = policy or ("round_robin" if mode == "single" else "load_balance")
@@ -107,6 +115,9 @@ class LocalCluster:
         self.coord_ports = {"predict": 1025 + off, "manage": 1026 + off, "external": 1028 + off, "status": 1029 + off}
         self.controller_port = 1030 + off
         self.controller_alarm_port = 1027 + off
+        self.coordinator_hosts = [self.host] + ([f"127.0.{net}.250"] if getattr(self, "ha", False) else [])
+        self.controller_hosts = [self.host] + ([f"127.0.{net}.251"] if getattr(self, "ha", False) else [])
+        self.etcd_port, self.etcd_peer_port = 2379 + off, 2380 + off
 
     def _set_workdir(self):
         self.workdir = self._workdir or os.path.join(
@@ -169,8 +180,10 @@ class LocalCluster:
                     "device": [{"device_id": "0", "device_ip": self.instance_ip(k), "device_logical_id": "0", "rank_id": str(k)}]}
                    for k in range(self.count)]
         table = {"version": "1.0", "status": "completed", "server_group_list": [
-            {"group_id": "0", "server_count": "1", "server_list": [{"server_id": "coordinator", "server_ip": self.host}]},
-            {"group_id": "1", "server_count": "1", "server_list": [{"server_id": "controller", "server_ip": self.host}]},
+            {"group_id": "0", "server_count": str(len(self.coordinator_hosts)), "server_list": [
+                {"server_id": f"coordinator{i}", "server_ip": h} for i, h in enumerate(self.coordinator_hosts)]},
+            {"group_id": "1", "server_count": str(len(self.controller_hosts)), "server_list": [
+                {"server_id": f"controller{i}", "server_ip": h} for i, h in enumerate(self.controller_hosts)]},
             {"group_id": "2", "server_count": str(self.count), "server_list": servers}]}
         self.rank_table = self._write("global_rank_table.json", table)
 
@@ -189,7 +202,15 @@ class LocalCluster:
             c["tls_config"]["request_server_tls_items"] = {
                 "ca_cert": f"{pki}/ca.pem", "tls_cert": f"{pki}/server.pem", "tls_key": f"{pki}/server.key.pem",
                 "tls_passwd": f"{pki}/key_pwd.txt", "tls_crl": f"{pki}/crl.pem"}
+        if self.ha:
+            c["backup_config"] = {"database_server_dns": self.host, "database_server_port": self.etcd_port,
+                                  "function_enable": self.mode == "pd", "lease_ttl_seconds": self.ha_ttl}
         self.coordinator_conf = self._write("ms_coordinator.json", c)
+        self.coordinator_confs = [self.coordinator_conf]
+        for i, h in enumerate(self.coordinator_hosts[1:], start=2):
+            c2 = json.loads(json.dumps(c))
+            c2["http_config"].update(predict_ip=h, manage_ip=h)
+            self.coordinator_confs.append(self._write(f"ms_coordinator{i}.json", c2))
 
         k = json.load(open(os.path.join(ROOT, "conf", "ms_controller.json")))
         k["deploy_mode"] = "pd_separate" if self.mode == "pd" else "single_node"
@@ -220,7 +241,17 @@ class LocalCluster:
                     k[key] = dst
                 else:
                     k[key] = src
+        if self.ha:
+            k["controller_backup_cfg"] = {"function_sw": True, "database_server_dns": self.host,
+                                          "database_server_port": self.etcd_port, "lease_ttl_seconds": self.ha_ttl}
         self.controller_conf = self._write("ms_controller.json", k)
+        self.controller_confs = [self.controller_conf]
+        for i, h in enumerate(self.controller_hosts[1:], start=2):
+            k2 = json.loads(json.dumps(k))
+            k2["http_server"]["ip"] = h
+            k2["process_manager"]["file_path"] = os.path.join(self.logs, f"controller{i}_process_status.json")
+            k2["cluster_status"]["file_path"] = os.path.join(self.logs, f"cluster{i}_status_output.json")
+            self.controller_confs.append(self._write(f"ms_controller{i}.json", k2))
 
     def _write(self, name, obj):
         path = os.path.join(self.conf, name)
@@ -256,13 +287,60 @@ class LocalCluster:
             args += ["--speedup", str(self.speedup)]
         if self.mode == "pd":
             args += ["--infer-mode", "dmi"]
+        if self.ha:  # the HA drills read each simulator's role posts from its control listener
+            args += ["--control-port", str(SIM_CONTROL_PORT)]
         return self._spawn(f"sim{k}", args)
 
-    def start_coordinator(self):
-        return self._spawn("ms_coordinator", [os.path.join(self.bin, "ms_coordinator"), "--config", self.coordinator_conf])
+    def start_coordinator(self, i=1):
+        name = "ms_coordinator" if i == 1 else f"ms_coordinator{i}"
+        return self._spawn(name, [os.path.join(self.bin, "ms_coordinator"), "--config", self.coordinator_confs[i - 1]])
 
-    def start_controller(self):
-        return self._spawn("ms_controller", [os.path.join(self.bin, "ms_controller"), "--config", self.controller_conf])
+    def start_controller(self, i=1):
+        name = "ms_controller" if i == 1 else f"ms_controller{i}"
+        return self._spawn(name, [os.path.join(self.bin, "ms_controller"), "--config", self.controller_confs[i - 1]])
+
+    # ------------------------------------------------------------------ HA: etcd
+    def start_etcd(self, timeout=30):
+        data = os.path.join(self.workdir, "etcd")
+        u = f"http://{self.host}"
+        p = self._spawn("etcd", ["etcd", "--name", "local", "--data-dir", data,
+                                 "--listen-client-urls", f"{u}:{self.etcd_port}", "--advertise-client-urls", f"{u}:{self.etcd_port}",
+                                 "--listen-peer-urls", f"{u}:{self.etcd_peer_port}",
+                                 "--initial-advertise-peer-urls", f"{u}:{self.etcd_peer_port}",
+                                 "--initial-cluster", f"local={u}:{self.etcd_peer_port}"])
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if p.poll() is not None:
+                raise SystemExit(f"etcd exited with status {p.returncode}; see {self.logs}/etcd.log")
+            try:
+                self.etcd_get("/probe")
+                return p
+            except Exception:
+                time.sleep(0.1)
+        raise SystemExit(f"etcd did not serve within {timeout} s; see {self.logs}/etcd.log")
+
+    def etcd_get(self, key):
+        """The value of an etcd key (through its v3 JSON gateway), or None."""
+        import base64
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+        req = urllib.request.Request(f"http://{self.host}:{self.etcd_port}/v3/kv/range", data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=2) as r:
+            kvs = json.load(r).get("kvs") or []
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+    def leader(self):
+        """Which Controller leads ('<ip>:<port>' from the lock), or None."""
+        try:
+            return self.etcd_get("/cluster/leader-lock")
+        except Exception:
+            return None
+
+    def master(self):
+        """Which Coordinator is master ('<manage ip>:<port>'), or None (single_node: every one is active)."""
+        try:
+            return self.etcd_get("/coordinator/leader-lock")
+        except Exception:
+            return None
 
     def stop_process(self, name, sig=signal.SIGTERM, timeout=15):
         p = self.procs.get(name)
@@ -281,6 +359,12 @@ class LocalCluster:
     def addresses(self):
         out = [(self.host, v, "Coordinator") for v in self.coord_ports.values()]
         out += [(self.host, self.controller_port, "Controller"), (self.host, self.controller_alarm_port, "Controller")]
+        for h in self.coordinator_hosts[1:]:
+            out += [(h, v, "Coordinator") for v in self.coord_ports.values()]
+        for h in self.controller_hosts[1:]:
+            out += [(h, self.controller_port, "Controller"), (h, self.controller_alarm_port, "Controller")]
+        if self.ha:
+            out += [(self.host, self.etcd_port, "etcd"), (self.host, self.etcd_peer_port, "etcd")]
         for k in range(self.count):
             out += [(self.instance_ip(k), v, "instance") for v in SIM_PORTS.values()]
         return out
@@ -291,19 +375,27 @@ class LocalCluster:
     def start(self, timeout=90):
         self.reserve()
         self.write_configs()
+        if self.ha:
+            self.start_etcd()
         for k in range(self.count):
             self.start_instance(k)
-        self.start_coordinator()
-        self.start_controller()
+        for i in range(1, len(self.coordinator_hosts) + 1):
+            self.start_coordinator(i)
+        for i in range(1, len(self.controller_hosts) + 1):
+            self.start_controller(i)
         self.wait_ready(timeout)
 
-    def status_url(self, path):
-        return f"http://{self.host}:{self.coord_ports['status']}{path}"
+    def status_url(self, path, host=None):
+        return f"http://{host or self.host}:{self.coord_ports['status']}{path}"
 
-    def instances_in_coordinator(self):
+    def ready_coordinators(self):
+        """Hosts of the Coordinators that answer readiness 200 (in pd HA mode: the master only)."""
+        return [h for h in self.coordinator_hosts if http_status(self.status_url("/v1/readiness", h)) == 200]
+
+    def instances_in_coordinator(self, host=None):
         """Instance ids the Coordinator holds (from its management API)."""
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.coord_ports['manage']}/v1/coordinator_info", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{host or self.host}:{self.coord_ports['manage']}/v1/coordinator_info", timeout=2) as r:
                 return [e["id"] for e in json.load(r).get("schedule_info", [])]
         except Exception:
             return []
@@ -314,13 +406,15 @@ class LocalCluster:
             for name, p in self.procs.items():
                 if p.poll() is not None:
                     raise SystemExit(f"{name} exited with status {p.returncode}; see {self.logs}/{name}.log")
-            if http_status(self.status_url("/v1/readiness")) == 200 and len(self.instances_in_coordinator()) >= self.count:
+            ready = self.ready_coordinators()
+            if ready and all(len(self.instances_in_coordinator(h)) >= self.count for h in self.coordinator_hosts):
                 return
             time.sleep(0.2)
         raise SystemExit(f"the cluster was not ready within {timeout} s; logs in {self.logs}")
 
     def stop(self):
-        for name in sorted(self.procs, key=lambda n: (n != "ms_controller", n != "ms_coordinator")):
+        for name in sorted(self.procs, key=lambda n: (not n.startswith("ms_controller"), not n.startswith("ms_coordinator"),
+                                                      n == "etcd")):
             self.stop_process(name)
         if self._lock is not None:
             self._lock.close()  # releases the network for the next launcher
@@ -349,6 +443,11 @@ class LocalCluster:
             f"  Management:  http://{self.host}:{cp['manage']}/v1/coordinator_info",
             f"  Controller:  http://{self.host}:{self.controller_port}/v1/readiness",
             f"  Servers:     {', '.join(self.instance_ip(k) + ':' + str(SIM_PORTS['data']) for k in range(self.count))}",
+        ] + ([
+            f"  HA:          etcd http://{self.host}:{self.etcd_port}; Controllers {', '.join(self.controller_hosts)} "
+            f"(leader: {self.leader()}); Coordinators {', '.join(self.coordinator_hosts)} "
+            f"(master: {self.master() or 'all active (single_node)'}; ready: {', '.join(self.ready_coordinators())})",
+        ] if self.ha else []) + [
             f"  Logs:        {self.logs}",
             f"  Configs:     {self.conf}",
             "",
@@ -374,6 +473,9 @@ def main():
     ap.add_argument("--speedup", type=float, default=1.0, help="simulated accelerator speed-up (default 1)")
     ap.add_argument("--first-ip", type=int,
                     help="instance k listens on 127.0.N.<first-ip + k> with the reference's ports (default 2)")
+    ap.add_argument("--ha", action="store_true",
+                    help="a real etcd with 2 Controllers (active/standby) and 2 Coordinators (master/standby)")
+    ap.add_argument("--ha-ttl", type=int, default=20, help="etcd lease TTL in seconds with --ha (default 20)")
     ap.add_argument("--workdir", help="where configs and logs go "
                                       "(default $XDG_STATE_HOME/mindie-ms/clusters/cluster-<time>-net<N>-<pid>)")
     args = ap.parse_args()
@@ -385,7 +487,7 @@ def main():
 
     cluster = LocalCluster(mode=args.mode, p=args.p, d=args.d, instances=args.instances, policy=args.policy,
                            wire=args.wire, tls=args.tls, base_port=args.base_port, workdir=args.workdir,
-                           speedup=args.speedup, first_ip=args.first_ip, net=args.net)
+                           speedup=args.speedup, first_ip=args.first_ip, net=args.net, ha=args.ha, ha_ttl=args.ha_ttl)
     stopping = {"flag": False}
 
     def on_signal(signum, frame):

@@ -194,12 +194,17 @@ struct ControllerConfigTests {
         #expect(try loadConfig([("process_manager.to_file", false), ("process_manager.file_path", "")]).processManager.toFile == false)
     }
 
-    @Test("HA is silently off when the etcd address is invalid")
+    @Test("HA on with an invalid etcd address is a config error naming the key, never HA silently off")
     func haSwitch() throws {
         #expect(try loadConfig([("controller_backup_cfg.function_sw", true)]).haEnabled)
-        #expect(try !loadConfig([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_dns", "bad name!")]).haEnabled)
-        #expect(try !loadConfig([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_port", 0)]).haEnabled)
-        #expect(try !loadConfig([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_port", "2379")]).haEnabled)
+        #expect(try configError([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_dns", "bad name!")])?.key
+            == "controller_backup_cfg.database_server_dns")
+        #expect(try configError([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_port", 0)])?.key
+            == "controller_backup_cfg.database_server_port")
+        #expect(try configError([("controller_backup_cfg.function_sw", true), ("controller_backup_cfg.database_server_port", "2379")])?.key
+            == "controller_backup_cfg.database_server_port")
+        // with the switch off the section is not checked (reference configs keep loading)
+        #expect(try !loadConfig([("controller_backup_cfg.function_sw", false), ("controller_backup_cfg.database_server_dns", "bad name!")]).haEnabled)
     }
 
     @Test("not JSON, or not an object, is an invalidJSON error")

@@ -45,25 +45,27 @@ extension ControllerConfig {
         clusterStatus = try outputFile("cluster_status")
 
         var backup = BackupConfig()
-        var haEnabled = false
         if let b = try c.optionalObject("controller_backup_cfg") {
             backup.functionSwitch = try b.bool("function_sw", default: false)
-            // An invalid DNS name or port silently turns HA off (§9); we keep the value for the log.
-            var addressValid = true
-            if case .string(let dns)? = b.object["database_server_dns"] {
-                backup.databaseServerDNS = dns
-            } else if b.contains("database_server_dns") {
-                addressValid = false
+            if backup.functionSwitch {
+                // HA asked for with an address that cannot be one is a config error (the reference silently
+                // turns HA off); a well-formed address that does not answer is retried at run time, never "off"
+                if b.contains("database_server_dns") {
+                    backup.databaseServerDNS = try b.string("database_server_dns", length: 1...253)
+                    guard Self.isValidHostName(backup.databaseServerDNS) else {
+                        throw b.error(
+                            .invalidValue, "database_server_dns", b.object["database_server_dns"],
+                            "a DNS name or an IP address of etcd")
+                    }
+                }
+                backup.databaseServerPort = try b.int("database_server_port", in: 1...65535, default: 2379)
+                backup.leaseTTLSeconds = try b.int("lease_ttl_seconds", in: 2...3600, default: 20)
+            } else {
+                if case .string(let dns)? = b.object["database_server_dns"] { backup.databaseServerDNS = dns }
+                if case .int(let p)? = b.object["database_server_port"] { backup.databaseServerPort = Int(clamping: p) }
             }
-            if case .int(let p)? = b.object["database_server_port"] {
-                backup.databaseServerPort = Int(clamping: p)
-            } else if b.contains("database_server_port") {
-                addressValid = false
-            }
-            haEnabled =
-                backup.functionSwitch && addressValid && Self.isValidHostName(backup.databaseServerDNS)
-                && (1...65535).contains(backup.databaseServerPort)
         }
+        let haEnabled = backup.functionSwitch
         self.backup = backup
         self.haEnabled = haEnabled
 

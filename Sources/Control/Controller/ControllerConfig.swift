@@ -37,6 +37,8 @@ public struct ControllerConfig: Sendable, Equatable {
         public var functionSwitch: Bool = false
         public var databaseServerDNS: String = "etcd.default.svc.cluster.local"
         public var databaseServerPort: Int = 2379
+        /// `lease_ttl_seconds` (ours, optional, 2...3600): the election lease; the reference's is 20 s.
+        public var leaseTTLSeconds: Int = 20
     }
 
     /// `fault_recovery_func_dict`.
@@ -158,8 +160,8 @@ public struct ControllerConfig: Sendable, Equatable {
     public var processManager: OutputFile
     public var clusterStatus: OutputFile
     public var backup: BackupConfig
-    /// False when `controller_backup_cfg.function_sw` is on but the DNS name or port is invalid (HA silently
-    /// off, §9).
+    /// `controller_backup_cfg.function_sw`: active/standby through etcd. Never silently off: with the switch on, a
+    /// malformed etcd address is a config error and an unreachable one is retried (the process stays not ready).
     public var haEnabled: Bool
     public var faultRecovery: FaultRecovery
     /// After `GLOBAL_RANK_TABLE_FILE_PATH`.

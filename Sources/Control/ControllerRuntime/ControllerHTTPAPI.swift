@@ -20,8 +20,12 @@ public struct ControllerHTTPAPI: Sendable {
     let alarms: AlarmStore
     let singleNode: Bool
     let logger: Logger
+    /// HA: why this process does not lead now (standby, etcd unreachable), or nil when it leads or HA is off.
+    let notLeading: (@Sendable () -> String?)?
 
-    public init(runtime: ControllerRuntime, alarms: AlarmStore = AlarmStore(), singleNode: Bool, logger: Logger) {
+    public init(runtime: ControllerRuntime, alarms: AlarmStore = AlarmStore(), singleNode: Bool, logger: Logger,
+                notLeading: (@Sendable () -> String?)? = nil) {
+        self.notLeading = notLeading
         self.runtime = runtime
         self.board = runtime.board
         self.alarms = alarms
@@ -69,7 +73,9 @@ public struct ControllerHTTPAPI: Sendable {
             ])
             if !s.published.isEmpty { return reply(200, "", data: data) }
             let why: String
-            if !s.rankTableLoaded {
+            if let standby = notLeading?() {
+                why = standby
+            } else if !s.rankTableLoaded {
                 why = "no valid global rank table read yet"
             } else if s.instances == 0 {
                 why = "the rank table lists no instance"

@@ -102,6 +102,10 @@ public actor ControllerRuntime {
     var lastTableError: String?
     var tableLoaded = false
     var lastWriteError: String?
+    /// HA: where the leader's state is persisted (with compare-and-swap) and a new leader recovers it from.
+    var stateStore: (any ControllerStateStore)?
+    var persistInFlight = false
+    var lastPersistError: String?
 
     /// - Parameters:
     ///   - options: periods and paths.
@@ -129,8 +133,9 @@ public actor ControllerRuntime {
         loopTask = Task { await self.runLoop() }
     }
 
-    /// Stops the loop and every effect in flight, then writes the output files one last time.
-    public func stop() async {
+    /// Stops the loop and every effect in flight, then writes the output files one last time (not when a leader
+    /// steps down: its state is no longer the cluster's).
+    public func stop(writeFiles: Bool = true) async {
         let loop = loopTask
         loopTask = nil
         loop?.cancel()
@@ -138,8 +143,25 @@ public actor ControllerRuntime {
         await loop?.value
         for t in effectTasks.values { await t.value }
         effectTasks = [:]
-        writeOutputFiles()
+        if writeFiles { writeOutputFiles() }
     }
+
+    /// HA: forgets everything (a standby holds no cluster state; it recovers the leader's when it takes over).
+    func resetForStandby() {
+        state = ControllerCore.State()
+        coordinatorOrder = []
+        probesInFlight = []
+        postsInFlight = []
+        waitingPosts = [:]
+        refreshInFlight = false
+        waitingRefresh = nil
+        tableLoaded = false
+        persistInFlight = false
+        publishSnapshot()
+    }
+
+    /// HA: the store the leader persists to and recovers from (nil = the process file only).
+    func setStateStore(_ store: (any ControllerStateStore)?) { stateStore = store }
 
     func runLoop() async {
         await recoverAtStartup()
@@ -153,6 +175,7 @@ public actor ControllerRuntime {
             }
             apply(.syncTick)
             writeOutputFiles()
+            persistState()
             if settings.autoSwitching && now.timeIntervalSince(lastDecision) >= options.roleDecisionInterval {
                 lastDecision = now
                 spawn { runtime, runner, ctx in
@@ -389,10 +412,17 @@ public actor ControllerRuntime {
     }
 
     func recoverFromProcessState() async {
-        guard let path = options.processStatePath, FileManager.default.fileExists(atPath: path) else { return }
+        var stored: Data?
+        if let store = stateStore {
+            do { stored = try await store.load() } catch {
+                logger.warning("state in etcd not read; trying the process file", metadata: ["error": "\(error)"])
+            }
+        }
+        let path = stored != nil ? "etcd" : (options.processStatePath ?? "")
+        guard stored != nil || (!path.isEmpty && FileManager.default.fileExists(atPath: path)) else { return }
         let file: ProcessStateFile
         do {
-            file = try ProcessStateFile(data: Data(try options.fileCheck.read(path)))
+            file = try ProcessStateFile(data: try stored ?? Data(try options.fileCheck.read(path)))
         } catch {
             logger.warning("process state not loaded; deciding roles afresh", metadata: ["path": "\(path)", "error": "\(error)"])
             return

@@ -28,7 +28,8 @@ public struct ControllerStartError: Error, Sendable, CustomStringConvertible {
 ///   reference retries init every 5 s instead).
 /// - `/v1/readiness` is 200 once at least one instance is published (PD mode: a linked P/D pair), else 503
 ///   with the reason.
-/// - Not implemented yet: etcd HA (runs as the only leader), v2 (multi-node) role bodies, node-manager and
+/// - HA (`controller_backup_cfg`): see `HAController`.
+/// - Not implemented yet: v2 (multi-node) role bodies, node-manager and
 ///   ClusterD fault handling (§7.4), log files (`log_info`: logs go to stderr).
 public final class ControllerService: Sendable {
     public let config: ControllerConfig
@@ -36,6 +37,8 @@ public final class ControllerService: Sendable {
     public let api: ControllerHTTPAPI
     let server: HTTPServer
     let logger: Logger
+    /// Active/standby through etcd when `controller_backup_cfg.function_sw` is on.
+    public let ha: HAController?
 
     /// The bound ports: probe listener first, then the alarm listener (useful with port 0 in tests).
     public var boundPorts: [Int] { server.boundPorts }
@@ -67,19 +70,36 @@ public final class ControllerService: Sendable {
         let settings = ControllerCore.Settings(config: config, model: model, machine: machine)
         let serverTLS = try Self.client(config.tls.requestServer, "request_server", environment)
         let coordinatorTLS = try Self.client(config.tls.requestCoordinator, "request_coordinator", environment)
+        let fence: LeaseFence? = config.haEnabled ? LeaseFence() : nil
+        var etcdClient: EtcdClient?
+        if config.haEnabled {
+            let etcdTLS = try Self.client(config.tls.etcdServer, "etcd_server", environment)
+            etcdClient = EtcdClient(
+                endpoints: [.init(host: config.backup.databaseServerDNS, port: config.backup.databaseServerPort)], tls: etcdTLS)
+        }
         let runner = HTTPEffectRunner(
             configuration: .init(
                 timeoutSeconds: config.httpTimeoutSeconds, retries: config.httpRetries,
                 coordinatorPort: config.mindieMSCoordinatorPort, v2: config.multiNode.enabled),
-            serverTLS: serverTLS, coordinatorTLS: coordinatorTLS)
+            serverTLS: serverTLS, coordinatorTLS: coordinatorTLS, fence: fence)
         runtime = ControllerRuntime(
             options: .init(config: config, environment: environment), settings: settings, runner: runner, clock: clock,
             logger: logger)
-        api = ControllerHTTPAPI(runtime: runtime, singleNode: config.deployMode == .singleNode, logger: logger)
         let ip = config.httpServer.ip
+        let probePort = portOverrides?.probe ?? config.httpServer.port
+        if let etcdClient, let fence {
+            let identity = environment["POD_IP"].flatMap { IPAddress.isValid($0) ? $0 : nil } ?? "\(ip):\(probePort)"
+            ha = HAController(config: config, client: etcdClient, fence: fence, runtime: runtime, identity: identity, logger: logger)
+        } else {
+            ha = nil
+        }
+        var notLeading: (@Sendable () -> String?)?
+        if let h = ha { notLeading = { h.notLeading } }
+        api = ControllerHTTPAPI(
+            runtime: runtime, singleNode: config.deployMode == .singleNode, logger: logger, notLeading: notLeading)
         let listeners = [
             HTTPListener(
-                host: ip, port: portOverrides?.probe ?? config.httpServer.port,
+                host: ip, port: probePort,
                 tls: try Self.server(config.tls.httpServer, "http_server", environment), tag: 0),
             HTTPListener(
                 host: ip, port: portOverrides?.alarm ?? config.controllerAlarmPort,
@@ -103,15 +123,24 @@ public final class ControllerService: Sendable {
         if config.multiNode.enabled {
             logger.warning("multi-node mode: status is read from /v2/status, but role posts still carry the v1 body (v2 bodies are not built yet)")
         }
-        if config.haEnabled {
-            logger.warning("controller_backup_cfg.function_sw is on, but active/standby through etcd is not implemented: running as the only leader")
+        if let ha {
+            logger.info(
+                "active/standby through etcd: campaigning",
+                metadata: ["etcd": "\(ha.election.client.endpointDescription)", "etcd.lock": "\(ha.lockKey)",
+                           "lease.ttl": "\(config.backup.leaseTTLSeconds)"])
+            ha.start()
+        } else {
+            await runtime.start()
         }
-        await runtime.start()
     }
 
     /// Stops the runtime (files written a last time), then the servers.
     public func stop() async {
-        await runtime.stop()
+        if let ha {
+            await ha.stop()  // demotes (the runtime stops without writing) and gives the lease back
+        } else {
+            await runtime.stop()
+        }
         server.shutdown()
         server.waitUntilStopped()
     }

@@ -52,29 +52,42 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
     let configuration: Configuration
     let servers: HTTPClient
     let coordinators: HTTPClient
+    /// HA: every call that changes instances (role posts, refreshes, offline/online, role-switch queries,
+    /// stopService) is made only while the fence is open, and carries the term in `x-ms-term` so that a
+    /// Coordinator or instance can ignore a deposed leader's late call. nil = HA off (no header).
+    let fence: LeaseFence?
 
     /// - Parameters:
     ///   - serverTLS: TLS to MindIE Servers (`request_server_tls_*`).
     ///   - coordinatorTLS: TLS to the Coordinator (`request_coordinator_tls_*`).
-    public init(configuration: Configuration, serverTLS: TLSClient? = nil, coordinatorTLS: TLSClient? = nil) {
+    ///   - fence: HA: the leader's fence (see `fence`).
+    public init(configuration: Configuration, serverTLS: TLSClient? = nil, coordinatorTLS: TLSClient? = nil, fence: LeaseFence? = nil) {
         self.configuration = configuration
+        self.fence = fence
         self.servers = HTTPClient(tls: serverTLS)
         self.coordinators = HTTPClient(tls: coordinatorTLS)
     }
 
     static let headers = [("Accept", "*/*"), ("Content-Type", "application/json")]
+    /// The header that carries the leader's term.
+    public static let termHeader = "x-ms-term"
 
     /// One call with retries; the last response or error.
     func call(
         _ client: HTTPClient, host: String, port: Int, method: String, path: String, body: Data = Data(),
-        retries: Int? = nil
+        retries: Int? = nil, fenced: Bool = false
     ) async -> Result<HTTPClientResponse, HTTPClientError> {
-        let req = HTTPClientRequest(
+        var req = HTTPClientRequest(
             method: method, host: host, port: port, path: path, headers: Self.headers, body: Array(body),
             timeoutMilliseconds: UInt64(configuration.timeoutSeconds) * 1000)
         var last: Result<HTTPClientResponse, HTTPClientError> = .failure(.cancelled)
         for _ in 0...(retries ?? configuration.retries) {
             if Task.isCancelled { return .failure(.cancelled) }
+            if fenced, let fence {
+                // checked before every attempt: a leader whose lease is not confirmed sends nothing
+                guard let term = fence.term else { return .failure(.cancelled) }
+                req.headers = Self.headers + [(Self.termHeader, String(term))]
+            }
             do {
                 let r = try await client.execute(req)
                 last = .success(r)
@@ -107,7 +120,8 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
         case .postRole(let id, let key, let role, let payload):
             guard let component = role.postPathComponent else { return [.rolePosted(id: id, succeeded: false)] }
             let path = (v2 ? "/v2/role/" : "/v1/role/") + component
-            let r = await call(servers, host: key.ip, port: key.mgmtPort, method: "POST", path: path, body: payload.jsonData())
+            let r = await call(servers, host: key.ip, port: key.mgmtPort, method: "POST", path: path, body: payload.jsonData(),
+                fenced: true)
             guard case .success(let resp) = r, resp.status == 200 else { return [.rolePosted(id: id, succeeded: false)] }
             return [.rolePosted(id: id, succeeded: context.initPhase || Self.resultOK(resp.body))]
         case .refresh(let payload):
@@ -117,7 +131,7 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
                     group.addTask {
                         let r = await self.call(
                             self.coordinators, host: ip, port: self.configuration.coordinatorPort, method: "POST",
-                            path: "/v1/instances/refresh", body: body)
+                            path: "/v1/instances/refresh", body: body, fenced: true)
                         if case .success(let resp) = r, resp.status == 200 { return .coordinatorRefreshed(ip: ip, succeeded: true) }
                         return .coordinatorRefreshed(ip: ip, succeeded: false)
                     }
@@ -155,7 +169,7 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
                 let r = await call(
                     coordinators, host: ip, port: configuration.coordinatorPort, method: "POST",
                     path: "/v1/instances/query_tasks",
-                    body: CoordinatorAPI.queryTasksBody(prefillID: p, decodeID: d, change: change))
+                    body: CoordinatorAPI.queryTasksBody(prefillID: p, decodeID: d, change: change), fenced: true)
                 if case .success(let resp) = r, resp.status == 200, let e = try? CoordinatorAPI.isEnd(body: Data(resp.body)) {
                     isEnd = e  // the last answer wins
                 } else {
@@ -169,7 +183,8 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
     }
 
     func coordinatorOK(_ ip: String, _ method: String, _ path: String, _ body: Data) async -> Bool {
-        let r = await call(coordinators, host: ip, port: configuration.coordinatorPort, method: method, path: path, body: body)
+        let r = await call(
+            coordinators, host: ip, port: configuration.coordinatorPort, method: method, path: path, body: body, fenced: true)
         if case .success(let resp) = r, resp.status == 200 { return true }
         return false
     }
@@ -183,7 +198,7 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
     }
 
     public func stopService(_ key: InstanceKey) async -> String? {
-        switch await call(servers, host: key.ip, port: key.mgmtPort, method: "GET", path: "/stopService?mode=Force", retries: 0) {
+        switch await call(servers, host: key.ip, port: key.mgmtPort, method: "GET", path: "/stopService?mode=Force", retries: 0, fenced: true) {
         case .failure(let e): return "stopService on \(key): \(e)"
         case .success(let r) where r.status != 200: return "stopService on \(key): HTTP \(r.status)"
         case .success: return nil

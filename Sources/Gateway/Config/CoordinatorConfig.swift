@@ -116,6 +116,8 @@ public struct CoordinatorConfig: Sendable, Equatable {
         public var databaseServerDNS = "etcd.default.svc.cluster.local"
         public var databaseServerPort = 2379
         public var functionEnable = false
+        /// `lease_ttl_seconds` (ours, optional, 2...3600): the master lease; the reference's is 20 s.
+        public var leaseTTLSeconds = 20
         public init() {}
     }
 
@@ -423,6 +425,7 @@ extension CoordinatorConfig {
             c.backup.databaseServerDNS = try b.string("database_server_dns")
             c.backup.databaseServerPort = try b.int("database_server_port", 1024...65535)
             c.backup.functionEnable = try b.bool("function_enable")
+            if b.has("lease_ttl_seconds") { c.backup.leaseTTLSeconds = try b.int("lease_ttl_seconds", 2...3600) }
         }
         if r.has("api_config") {
             c.api = try parseAPI(try r.section("api_config"))

@@ -27,6 +27,12 @@ extension Coordinator {
                         body: Array("{\"message\":\"\(req.path) takes \(method)\",\"status\":405}".utf8))
             return
         }
+        if ["/v1/instances/refresh", "/v1/instances/offline", "/v1/instances/online"].contains(req.path),
+            let current = controllerTerm.admit(req.headers["x-ms-term"])
+        {
+            logger.warning("call from a deposed Controller refused", metadata: ["path": "\(req.path)", "term": "\(req.headers["x-ms-term"] ?? "")", "current": "\(current)"])
+            return managementError(res, 409, "stale controller term \(req.headers["x-ms-term"] ?? ""): a leader of term \(current) took over")
+        }
         switch req.path {
         case "/v1/instances/refresh": refresh(req, res)
         case "/v1/instances/offline": setOffline(req, res, offline: true)
@@ -35,7 +41,7 @@ extension Coordinator {
         case "/v1/instances/query_tasks": queryTasks(req, res)
         case "/v1/coordinator_info": coordinatorInfo(res)
         case "/recvs_info":
-            json(res, 200, "{\"is_master\":true,\"recv_flow\":\(takeArrivalsSinceLastRecvsInfo())}")
+            json(res, 200, "{\"is_master\":\(isMaster),\"recv_flow\":\(takeArrivalsSinceLastRecvsInfo())}")
         default: backupInfo(req, res)
         }
     }
@@ -131,7 +137,8 @@ extension Coordinator {
             }
             done()
         }
-        if mode.isPD {
+        // a backup-mode standby keeps its instance set but holds no links (the master does; takeover opens them)
+        if mode.isPD && isMaster {
             for e in entries where e.info.role == .decode {
                 if let l = links[e.info.id], l.ip == e.ip, l.port == e.port, !l.closed { continue }
                 links.removeValue(forKey: e.info.id)?.close()
@@ -271,8 +278,11 @@ extension Coordinator {
         switch req.path {
         case "/v1/startup", "/v1/health", "/v2/health/live":
             res.respond(status: 200, body: [])
-        case "/v2/health/ready", "/v1/readiness":
+        case "/v2/health/ready":
             res.respond(status: ready ? 200 : 503, body: [])
+        case "/v1/readiness":
+            // spec §3.3: with backup mode on, also this node is master
+            res.respond(status: ready && isMaster ? 200 : 503, body: [])
         default:
             let parts = req.path.split(separator: "/")
             if parts.count == 4, parts[0] == "v2", parts[1] == "models", parts[3] == "ready" {

@@ -35,6 +35,10 @@ public final class Coordinator: @unchecked Sendable {
     private let idCounter = Atomic<UInt64>(0)
     private let idSeed = UInt64.random(in: 1...UInt64.max)
     private let backupAbnormal = Atomic<Bool>(false)
+    /// Master/standby through etcd (`backup_config`, PD modes); nil = always master.
+    private(set) var backupMode: BackupMode?
+    /// Refuses instance-changing calls from a deposed Controller (older `x-ms-term`).
+    let controllerTerm = TermFence()
     private let lengthStats = Mutex<LengthStats>(LengthStats())
     let effectiveScheduleTimeout: Int
 
@@ -147,6 +151,7 @@ public final class Coordinator: @unchecked Sendable {
             idleTimeoutMilliseconds: h.keepAliveSeconds > 0 ? UInt64(h.keepAliveSeconds) * 1000 : 24 * 3600 * 1000,
             upstreamIOTimeoutMilliseconds: UInt64(max(h.httpTimeoutSeconds, config.exceptions.inferTimeout, 1)) * 1000,
             serverName: h.serverName, maxRequestsPerConnection: config.requestLimit.maxRequests)
+        backupMode = try Self.makeBackupMode(config: config, manageEndpoint: "\(manageIP):\(h.managePort)", logger: logger)
         do {
             let server = try HTTPServer(configuration: cfg) { [unowned self] req, res in self.handle(req, res) }
             try server.start()
@@ -156,6 +161,7 @@ public final class Coordinator: @unchecked Sendable {
             throw CoordinatorStartError("\(error)")
         }
         if config.scheduler.deployMode.isPD && usesDIGS { startDIGSTicker() }
+        backupMode?.start(self)
         logger.info("listening", metadata: [
             "data": "\(predictIP):\(boundPort(.data))", "management": "\(manageIP):\(boundPort(.management))",
             "status": "\(manageIP):\(boundPort(.status))", "external": "\(manageIP):\(boundPort(.external))",
@@ -175,6 +181,7 @@ public final class Coordinator: @unchecked Sendable {
     public var externalPort: Int { boundPort(.external) }
 
     public func shutdown() {
+        backupMode?.stop()
         isShutDown.store(true, ordering: .relaxed)
         let done = DispatchSemaphore(value: 0)
         linkLoop.execute { [self] in
@@ -227,7 +234,7 @@ public final class Coordinator: @unchecked Sendable {
             return
         }
         let view = cluster.view
-        guard view.available else {
+        guard view.available, isMaster else {
             reply(res, .notReady, dialect: parsed.dialect)
             return
         }

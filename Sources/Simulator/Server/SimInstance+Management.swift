@@ -100,7 +100,17 @@ extension SimInstance {
                 timedHealth(path, sink); return true
             }
             if r.method == "POST", path.hasPrefix("/v1/role/") || path.hasPrefix("/v2/role/") {
-                postRole(String(path.dropFirst("/v1/role/".count)), r.body, sink); return true
+                let termHeader = r.headers.first { $0.name.lowercased() == "x-ms-term" }?.value
+                if let t = termHeader.flatMap({ Int64($0) }) {
+                    guard t >= controllerTerm else {
+                        sendJSON(sink, 409, .obj(["message": .string("stale controller term \(t): a leader of term \(controllerTerm) took over")]))
+                        return true
+                    }
+                    controllerTerm = t
+                }
+                let name = String(path.dropFirst("/v1/role/".count))
+                rolePostLog.append("\(name)@\(termHeader ?? "0")")
+                postRole(name, r.body, sink); return true
             }
             if r.method == "GET", path.hasPrefix("/v2/models/") {
                 let parts = path.split(separator: "/")
@@ -306,7 +316,8 @@ extension SimInstance {
                 "totalBlocks": .int(engine.pool.totalBlocks), "speedup": .double(engine.configuration.speedup),
                 "paused": .bool(engine.paused),
             ]),
-            "dresultLinked": .bool(dresult != nil), "faults": .array(faults.faults.map(\.json)), "metrics": metricsJSON,
+            "dresultLinked": .bool(dresult != nil), "rolePosts": .array(rolePostLog.map { .string($0) }),
+            "controllerTerm": .int(Int(controllerTerm)), "faults": .array(faults.faults.map(\.json)), "metrics": metricsJSON,
         ])
     }
 

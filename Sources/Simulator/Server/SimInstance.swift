@@ -79,6 +79,10 @@ public final class SimInstance {
     var hung: [any ResponseSink] = []
     var lastArmed: Double?
     var neverReadyHold = false
+    /// The newest Controller term seen on a role post (`x-ms-term`); posts from older terms are refused (409).
+    var controllerTerm: Int64 = 0
+    /// Role posts accepted, as "<role>@<term>" (term 0 = no header), for tests: a takeover re-posts nothing.
+    var rolePostLog: [String] = []
     var throughputSample: (time: Double, prompt: UInt64, generation: UInt64)?
 
     /// - Parameters:
