@@ -316,6 +316,30 @@ struct PodDiscoveryRuntimeTests {
         await f.tearDown()
     }
 
+    @Test("the API server is down when the Controller restarts: it waits for the list and recovers, re-deciding nothing")
+    func restartWhileAPIServerIsDown() async throws {
+        let f = try PodClusterFixture()
+        try f.addPod("demo-prefill-a", role: "prefill", ip: "127.0.7.1")
+        try f.addPod("demo-decode-a", role: "decode", ip: "127.0.7.2")
+        try f.addPod("demo-decode-b", role: "decode", ip: "127.0.7.3")
+        try await f.startController()
+        #expect(await eventually { f.published.keys.sorted() == [0, 1, 2] })
+        let roles = f.published.keys.sorted().map { f.published[$0]!.role }
+        #expect(roles == [80, 80, 68])  // 1:1 over 3 instances (§6.2)
+        #expect(await eventually { FileManager.default.fileExists(atPath: f.dir + "/controller_process_status.json") })
+        await f.stopController()
+        let posts = f.servers.mapValues(\.posts.count)
+        f.api.stop()
+        f.coordinator.refreshes.withLock { $0 = [] }
+        try await f.startController()
+        #expect(await eventually(3) { !f.coordinator.refreshes.withLock { $0.isEmpty } } == false)
+        try f.api.start()
+        #expect(await eventually { f.published.keys.sorted() == [0, 1, 2] })
+        #expect(f.published.keys.sorted().map { f.published[$0]!.role } == roles)
+        #expect(f.servers.mapValues(\.posts.count) == posts)
+        await f.tearDown()
+    }
+
     @Test("a wrong token gets 401 from the API server: nothing is published and the Controller keeps trying")
     func unauthorized() async throws {
         let f = try PodClusterFixture()

@@ -234,6 +234,18 @@ public actor ControllerRuntime {
         }
     }
 
+    /// The cluster to recover against. A pod list that fails is retried every `rankTableInterval` (until the
+    /// runtime stops): deciding afresh because the API server was briefly away at a restart would re-post roles to
+    /// servers that hold them. A missing or broken rank table is not waited for (the reference's behaviour).
+    func readClusterForRecovery() async -> DiscoveredCluster? {
+        while true {
+            if let c = await readCluster() { return c }
+            guard options.podSource != nil else { return nil }
+            do { try await clock.sleep(seconds: options.rankTableInterval) } catch { return nil }
+            if Task.isCancelled { return nil }
+        }
+    }
+
     /// The instances and coordinators as the configured source shows them now (start-up recovery).
     func readCluster() async -> DiscoveredCluster? {
         if let source = options.podSource { return podResult(await source.discover(), source: source) }
@@ -454,7 +466,7 @@ public actor ControllerRuntime {
             logger.warning("process state not loaded; deciding roles afresh", metadata: ["path": "\(path)", "error": "\(error)"])
             return
         }
-        guard let table = await readCluster() else { return }
+        guard let table = await readClusterForRecovery() else { return }
         coordinatorOrder = table.coordinators
         let known = Set(file.servers.map(\.key))
         let keys = table.instances.map(\.key).filter(known.contains)
