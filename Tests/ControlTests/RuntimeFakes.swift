@@ -51,14 +51,15 @@ final class FakeInstance: Sendable {
     /// - Parameters:
     ///   - port: 0 for any free port, or a port to take again after a restart.
     ///   - role/peers: a role already held (a server that survived a controller restart).
-    init(port: Int = 0, role: String = "none", peers: [Int] = []) throws {
+    ///   - host: the address to listen on (pods of a discovery test each have their own loopback address).
+    init(host: String = "127.0.0.1", port: Int = 0, role: String = "none", peers: [Int] = []) throws {
         let state = self.state
         state.withLock {
             $0.role = role
             $0.peers = peers
         }
         server = try HTTPServer(
-            configuration: .init(threads: 1, listeners: [HTTPListener(host: "127.0.0.1", port: port)])
+            configuration: .init(threads: 1, listeners: [HTTPListener(host: host, port: port)])
         ) { req, res in
             func json(_ s: String, _ status: Int = 200) { res.respondJSON(status: status, s) }
             switch (req.method, req.path) {

@@ -159,7 +159,9 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         let ns = "mindie"
         #expect(await h.msctl(.create(file: h.specFile("a.json", specJSON(name: "alpha")))).exitCode == 0)
         #expect(await h.msctl(.create(file: h.specFile("c.json", specJSON("mindie_cross_node", name: "cross")))).exitCode == 0)
-        #expect(await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd")))).exitCode == 0)
+        // the table-writing path (the default Controller discovers its pods instead: DiscoveryManifestTests)
+        let tableSpec = specJSON("mindie_pd_cluster", name: "pd", ["pd_cluster.controller_config": ["instance_discovery": ["source": "rank_table"]]])
+        #expect(await h.msctl(.create(file: h.specFile("p.json", tableSpec))).exitCode == 0)
         #expect(h.fake.names("deployments", ns) == ["alpha", "cross-deployment-0", "pd-controller", "pd-coordinator", "pd-decode", "pd-prefill"])
         #expect(h.fake.names("serviceaccounts", ns) == ["pd-ms"])
         #expect(h.fake.names("roles", ns) == ["pd-ms"] && h.fake.names("rolebindings", ns) == ["pd-ms"])

@@ -69,7 +69,7 @@ import MSCore
         let f = write(specJSON("mindie_pd_cluster", name: "pd"), to: dir.appendingPathComponent("pd.json"))
         let o = MsctlClient.render(file: f, namespace: "lab", environment: [:])
         #expect(o.exitCode == 0)
-        #expect(o.stdout.components(separatedBy: "---\n").count == 13)
+        #expect(o.stdout.components(separatedBy: "---\n").count == 14)  // the Namespace, then 12 objects
         #expect(o.stdout.contains("namespace: lab"))
         let bad = write(specJSON(name: "Bad"), to: dir.appendingPathComponent("bad.json"))
         #expect(MsctlClient.render(file: bad, namespace: "lab", environment: [:]).exitCode == 2)
@@ -105,7 +105,7 @@ import MSCore
         #expect(r.status == 1, "\(r.stderr)")  // nothing listens on 1024
         let f = write(specJSON(), to: dir.appendingPathComponent("spec.json"))
         r = try run(msctl, ["render", "infer_server", "-f", f], environment: env)
-        #expect(r.status == 0 && r.stdout.hasPrefix("---\napiVersion: apps/v1\nkind: Deployment\n"))
+        #expect(r.status == 0 && r.stdout.hasPrefix("---\napiVersion: v1\nkind: Namespace\n") && r.stdout.contains("---\napiVersion: apps/v1\nkind: Deployment\n"))
     }
 }
 

@@ -226,6 +226,32 @@ extension ControllerConfig {
         }
         logInfo = li
 
+        var disc = InstanceDiscovery()
+        if let d = try c.optionalObject("instance_discovery") {
+            if d.contains("source") {
+                disc.source = InstanceDiscovery.Source(
+                    rawValue: try d.string("source", oneOf: InstanceDiscovery.Source.allCases.map(\.rawValue)))!
+            }
+            if d.contains("label_selector") { disc.labelSelector = try d.string("label_selector", length: 0...4096) }
+            if d.contains("role_label") { disc.roleLabel = try d.string("role_label", length: 1...317) }
+            func roles(_ key: String) throws(ControllerConfigError) -> [String]? {
+                guard let v = d.object[key] else { return nil }
+                let allowed = "non-empty array of non-empty strings"
+                guard case .array(let a) = v, !a.isEmpty else { throw d.error(.wrongType, key, v, allowed) }
+                var out: [String] = []
+                for e in a {
+                    guard case .string(let s) = e, !s.isEmpty else { throw d.error(.invalidValue, key, v, allowed) }
+                    out.append(s)
+                }
+                return out
+            }
+            disc.instanceRoles = try roles("instance_roles") ?? disc.instanceRoles
+            disc.coordinatorRoles = try roles("coordinator_roles") ?? disc.coordinatorRoles
+            if d.contains("namespace") { disc.namespace = try d.string("namespace", length: 0...63) }
+            disc.timeoutSeconds = try d.int("timeout_seconds", in: 1...300, default: disc.timeoutSeconds)
+        }
+        instanceDiscovery = disc
+
         // Environment overrides.
         if let s = env["MINDIE_MS_P_RATE"], let v = Int(s), (0...Self.maxRate).contains(v) { defaultPRate = v }
         if let s = env["MINDIE_MS_D_RATE"], let v = Int(s), (0...Self.maxRate).contains(v) { defaultDRate = v }

@@ -129,6 +129,32 @@ public struct ControllerConfig: Sendable, Equatable {
         public static let optionalNames = ["cluster", "etcd_server", "ccae", "alarm"]
     }
 
+    /// `instance_discovery` (ours, optional): where the Controller finds its instances and coordinators.
+    ///
+    /// `source` is `rank_table` (default: the global rank table file, as the reference) or `kubernetes` (pods
+    /// listed from the API server every `rank_table_detecting_seconds`, docs/decisions.md).
+    public struct InstanceDiscovery: Sendable, Equatable {
+        public enum Source: String, Sendable, Equatable, CaseIterable {
+            case rankTable = "rank_table"
+            case kubernetes
+        }
+
+        public var source: Source = .rankTable
+        /// Selects the cluster's pods (Kubernetes label-selector syntax), e.g. `app=mindie-pd`; empty = every pod of
+        /// the namespace.
+        public var labelSelector: String = ""
+        /// The pod label whose value says what a pod is: `coordinatorRoles` / `instanceRoles`.
+        public var roleLabel: String = "mindie-ms/role"
+        /// Role-label values of MindIE Server pods, in table order (P before D, as the deployer's table).
+        public var instanceRoles: [String] = ["prefill", "decode"]
+        /// Role-label values of Coordinator pods.
+        public var coordinatorRoles: [String] = ["coordinator"]
+        /// The namespace; empty = `POD_NAMESPACE`, else the ServiceAccount's `namespace` file.
+        public var namespace: String = ""
+        /// Per-request timeout of the API calls, seconds.
+        public var timeoutSeconds: Int = 5
+    }
+
     /// `log_info` (optional).
     public struct LogInfo: Sendable, Equatable {
         public var logLevel: String = "INFO"
@@ -213,6 +239,8 @@ public struct ControllerConfig: Sendable, Equatable {
     public var tls: TLSConfig
     public var logInfo: LogInfo
     public var environment: Environment
+    /// `instance_discovery` (default: the rank table file).
+    public var instanceDiscovery = InstanceDiscovery()
 
     /// Whether the definite ratio (§6.2) applies; otherwise the automatic one (§6.3).
     public var usesDefiniteRatio: Bool { defaultPRate > 0 && defaultDRate > 0 }

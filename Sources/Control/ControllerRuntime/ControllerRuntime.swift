@@ -55,6 +55,9 @@ public actor ControllerRuntime {
         public var clusterStatusPath: String?
         /// Where the identity registry (ids, counter, remembered roles) is written; nil = not written.
         public var identityPath: String?
+        /// `instance_discovery.source = kubernetes`: pods listed every `rankTableInterval` instead of the rank
+        /// table file (nil = the rank table).
+        public var podSource: KubernetesPodSource?
 
         public init(rankTablePath: String, rankTableOptions: RankTable.Options = .init(), environment: [String: String] = [:]) {
             self.rankTablePath = rankTablePath
@@ -101,6 +104,9 @@ public actor ControllerRuntime {
     var waitingRefresh: ControllerCore.Effect?
     var lastTableError: String?
     var tableLoaded = false
+    /// A pod list in flight (the next pass waits for it instead of piling up behind a slow API server).
+    var podPassInFlight = false
+    var lastSkipped: [PodDiscovery.Skipped] = []
     var lastWriteError: String?
     /// HA: where the leader's state is persisted (with compare-and-swap) and a new leader recovers it from.
     var stateStore: (any ControllerStateStore)?
@@ -171,7 +177,7 @@ public actor ControllerRuntime {
             let now = clock.now()
             if lastTable == nil || now.timeIntervalSince(lastTable!) >= options.rankTableInterval - 0.001 {
                 lastTable = now
-                rankTablePass()
+                if let source = options.podSource { podPass(source) } else { rankTablePass() }
             }
             apply(.syncTick)
             writeOutputFiles()
@@ -204,6 +210,69 @@ public actor ControllerRuntime {
         coordinatorOrder = table.coordinatorIPs
         tableLoaded = true
         apply(.rankTable(instances: table.instances, coordinators: table.coordinatorIPs))
+    }
+
+    /// Lists the pods in a task of its own, so that a slow or absent API server never delays the sync tick; the
+    /// result comes back as a `.rankTable` event like a table pass.
+    func podPass(_ source: KubernetesPodSource) {
+        guard !podPassInFlight else { return }
+        podPassInFlight = true
+        spawnTask { runtime, _ in
+            let result = await source.discover()
+            await runtime.podPassDone(result, source: source)
+        }
+    }
+
+    func podPassDone(
+        _ result: Result<(cluster: DiscoveredCluster, skipped: [PodDiscovery.Skipped]), DiscoveryError>,
+        source: KubernetesPodSource
+    ) {
+        podPassInFlight = false
+        guard let cluster = podResult(result, source: source) else { return }
+        coordinatorOrder = cluster.coordinators
+        tableLoaded = true
+        apply(.rankTable(instances: cluster.instances, coordinators: cluster.coordinators))
+    }
+
+    /// Logs a failure or skipped pods once per distinct text; the cluster on success.
+    func podResult(
+        _ result: Result<(cluster: DiscoveredCluster, skipped: [PodDiscovery.Skipped]), DiscoveryError>,
+        source: KubernetesPodSource
+    ) -> DiscoveredCluster? {
+        switch result {
+        case .failure(let e):
+            if e.description != lastTableError {
+                logger.warning("pod discovery pass skipped", metadata: ["source": "\(source.description)", "error": "\(e)"])
+            }
+            lastTableError = e.description
+            return nil
+        case .success(let (cluster, skipped)):
+            if lastTableError != nil { logger.info("pod discovery works again", metadata: ["source": "\(source.description)"]) }
+            lastTableError = nil
+            if skipped != lastSkipped {
+                for s in skipped { logger.warning("pod left out of the instance table", metadata: ["pod": "\(s.pod)", "reason": "\(s.reason)"]) }
+            }
+            lastSkipped = skipped
+            return cluster
+        }
+    }
+
+    /// The cluster to recover against. A pod list that fails is retried every `rankTableInterval` (until the
+    /// runtime stops): deciding afresh because the API server was briefly away at a restart would re-post roles to
+    /// servers that hold them. A missing or broken rank table is not waited for (the reference's behaviour).
+    func readClusterForRecovery() async -> DiscoveredCluster? {
+        while true {
+            if let c = await readCluster() { return c }
+            guard options.podSource != nil else { return nil }
+            do { try await clock.sleep(seconds: options.rankTableInterval) } catch { return nil }
+            if Task.isCancelled { return nil }
+        }
+    }
+
+    /// The instances and coordinators as the configured source shows them now (start-up recovery).
+    func readCluster() async -> DiscoveredCluster? {
+        if let source = options.podSource { return podResult(await source.discover(), source: source) }
+        return readRankTable().map { DiscoveredCluster(instances: $0.instances, coordinators: $0.coordinatorIPs) }
     }
 
     func readRankTable() -> RankTable? {
@@ -427,8 +496,8 @@ public actor ControllerRuntime {
             logger.warning("process state not loaded; deciding roles afresh", metadata: ["path": "\(path)", "error": "\(error)"])
             return
         }
-        guard let table = readRankTable() else { return }
-        coordinatorOrder = table.coordinatorIPs
+        guard let table = await readClusterForRecovery() else { return }
+        coordinatorOrder = table.coordinators
         let known = Set(file.servers.map(\.key))
         let keys = table.instances.map(\.key).filter(known.contains)
         let runner = self.runner

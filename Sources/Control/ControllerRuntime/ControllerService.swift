@@ -18,7 +18,9 @@ public struct ControllerStartError: Error, Sendable, CustomStringConvertible {
 /// Behaviour where the spec is silent or where we chose (for the project docs):
 /// - Outbound: instances at `server_ip:mgmt_port` of the rank table (`/v1/config`, `/v1/status`, `/v1/role/*`,
 ///   `/stopService`); coordinators at each group-"0" `server_ip` : `mindie_ms_coordinator_port`.
-/// - Periods: the rank table is re-read every `rank_table_detecting_seconds`; status polls, the refresh and the
+/// - Discovery: the rank table file, or with `instance_discovery.source = kubernetes` the pods of its namespace
+///   (`KubernetesPodSource`, `PodDiscovery`): P/D pods are the table's instances, Coordinator pods its group "0".
+/// - Periods: the rank table (or pod list) is re-read every `rank_table_detecting_seconds`; status polls, the refresh and the
 ///   output files every `cluster_synchronization_seconds`.
 /// - Files (mode 0640, temp file + rename): `process_manager.file_path` (§10.1, once roles are assigned),
 ///   `cluster_status.file_path` (§10.2), and the identity registry beside the process file
@@ -82,9 +84,11 @@ public final class ControllerService: Sendable {
                 timeoutSeconds: config.httpTimeoutSeconds, retries: config.httpRetries,
                 coordinatorPort: config.mindieMSCoordinatorPort, v2: config.multiNode.enabled),
             serverTLS: serverTLS, coordinatorTLS: coordinatorTLS, fence: fence)
-        runtime = ControllerRuntime(
-            options: .init(config: config, environment: environment), settings: settings, runner: runner, clock: clock,
-            logger: logger)
+        var options = ControllerRuntime.Options(config: config, environment: environment)
+        if config.instanceDiscovery.source == .kubernetes {
+            options.podSource = try KubernetesPodSource(config: config, environment: environment)
+        }
+        runtime = ControllerRuntime(options: options, settings: settings, runner: runner, clock: clock, logger: logger)
         let ip = config.httpServer.ip
         let probePort = portOverrides?.probe ?? config.httpServer.port
         if let etcdClient, let fence {

@@ -351,6 +351,8 @@ public actor DeployerService {
             do {
                 switch entry.spec.serverType {
                 case .pdCluster:
+                    // A Controller that lists its pods itself needs no table (Manifests+Discovery.swift).
+                    if Manifests.controllerDiscoversPods(entry.spec) { break }
                     if try await syncRankTable(entry) { written.append(name) }
                 case .crossNode:
                     try await labelMaster(entry)

@@ -159,10 +159,7 @@ public enum Manifests {
         add(.serviceAccount, n.rbac, jo(["apiVersion": js("v1"), "kind": js("ServiceAccount"), "metadata": metadata(n.rbac, ns, labels: common)]))
         add(.role, n.rbac, jo([
             "apiVersion": js("rbac.authorization.k8s.io/v1"), "kind": js("Role"), "metadata": metadata(n.rbac, ns, labels: common),
-            "rules": ja([
-                jo(["apiGroups": ja([js("")]), "resources": ja([js("pods")]), "verbs": ja([js("get"), js("list"), js("watch")])]),
-                jo(["apiGroups": ja([js("")]), "resources": ja([js("configmaps")]), "verbs": ja([js("get"), js("list"), js("watch")])]),
-            ]),
+            "rules": controllerRoleRules(),
         ]))
         add(.roleBinding, n.rbac, jo([
             "apiVersion": js("rbac.authorization.k8s.io/v1"), "kind": js("RoleBinding"), "metadata": metadata(n.rbac, ns, labels: common),
@@ -174,7 +171,7 @@ public enum Manifests {
             "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(n.globalRankTable, ns, labels: common),
             "data": jo(["global_ranktable.json": "{\"status\":\"initializing\",\"version\":\"1.0\"}"]),
         ]))
-        for (cmName, cfg) in [(n.coordinatorConfig, pd.coordinatorConfig), (n.controllerConfig, pd.controllerConfig), (n.serverConfig, pd.serverConfig)] {
+        for (cmName, cfg) in [(n.coordinatorConfig, pd.coordinatorConfig), (n.controllerConfig, controllerConfigWithDiscovery(s, pd.controllerConfig)), (n.serverConfig, pd.serverConfig)] {
             add(.configMap, cmName, jo([
                 "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(cmName, ns, labels: common),
                 "data": jo(["config.json": cfg.serialized(indent: 4)]),
@@ -197,6 +194,9 @@ public enum Manifests {
                 "securityContext": containerSecurity(),
                 "volumeMounts": ja([jo(["name": js("config"), "mountPath": js("/mnt/configmap"), "readOnly": jb(true)]), rankMount]),
             ])
+            if role == "controller" {
+                container = container.setting(["env"], to: ja((container["env"]?.arrayValue ?? []) + controllerDiscoveryEnv()))
+            }
             if role == "coordinator" {
                 // `ms_coordinator [predict_ip] [manage_ip]`: listen on the pod IP; ports come from its config.
                 container = container.setting(["args"], to: ja([js("$(POD_IP)"), js("$(POD_IP)")]))

@@ -156,7 +156,7 @@ public enum MsctlClient {
         let tls = doc["mindie_server_config"]?["enable_tls"]?.boolValue ?? false
         do {
             let spec = try InferServerSpec.parse(body: body, mindieTLS: tls)
-            return Outcome(0, stdout: YAML.render(Manifests.build(spec, namespace: namespace)))
+            return Outcome(0, stdout: "---\n" + YAML.render(Manifests.namespaceObject(namespace)) + YAML.render(Manifests.build(spec, namespace: namespace)))
         } catch {
             return Outcome(2, stderr: "msctl: \(file): \(error.message)\n")
         }
