@@ -75,10 +75,10 @@ REQUESTS = [
 ]
 
 
-def one_request(port, k, timeout, counters):
+def one_request(host, port, k, timeout, counters):
     path, body, streamed, marker = random.choice(REQUESTS)
     payload = json.dumps(body(k, random.randint(4, 48))).encode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     started = time.monotonic()
     try:
         conn.request("POST", path, payload, {"Content-Type": "application/json"})
@@ -128,15 +128,14 @@ def main():
     ap.add_argument("--sample-every", type=float, default=30)
     ap.add_argument("--request-timeout", type=float, default=120)
     ap.add_argument("--speedup", type=float, default=10)
-    ap.add_argument("--first-ip", type=int, default=40)
-    ap.add_argument("--base-port", type=int, default=21025)
+    ap.add_argument("--net", type=int, help="loopback network 127.0.N.0/24 (default: a free one, as --run picks)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "raw"))
     args = ap.parse_args()
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = os.path.join("/tmp", f"mindie-soak-{stamp}")
-    cluster = LocalCluster(mode="pd", p=2, d=2, speedup=args.speedup, first_ip=args.first_ip,
-                           base_port=args.base_port, workdir=workdir)
+    # no pinned address by default: the launcher reserves a free network, so the soak coexists with tests and --run
+    cluster = LocalCluster(mode="pd", p=2, d=2, speedup=args.speedup, net=args.net, workdir=workdir)
     stop = threading.Event()
     counters = Counters()
 
@@ -153,7 +152,7 @@ def main():
         k = w * 1_000_000
         while not stop.is_set():
             k += 1
-            one_request(port, k, args.request_timeout, counters)
+            one_request(cluster.host, port, k, args.request_timeout, counters)
 
     threads = [threading.Thread(target=client, args=(w,), daemon=True) for w in range(args.clients)]
     for t in threads:
@@ -200,7 +199,7 @@ def main():
     # nothing may stay counted in flight once the clients are done
     time.sleep(2)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{cluster.coord_ports['manage']}/v1/coordinator_info", timeout=5) as r:
+        with urllib.request.urlopen(f"http://{cluster.host}:{cluster.coord_ports['manage']}/v1/coordinator_info", timeout=5) as r:
             info = json.load(r)
     except Exception as e:  # noqa: BLE001
         info = {"error": str(e)}
