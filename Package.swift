@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["MSCore"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "MSCoreTests", dependencies: ["MSCore", "CH2O", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MSCore", "Simulator", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "DeployerTests", dependencies: ["Control", "MSCore", "TestSupport"], exclude: ["Golden"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore"], swiftSettings: swiftSettings),
     ]
