@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Control
+import Gateway
 import MSCore
 
 /// `msctl create|update|get|delete infer_server -f FILE|-n NAME`, `msctl render infer_server -f FILE`.
@@ -95,7 +96,8 @@ extension Msctl {
         @Option(name: .customShort("f"), help: ArgumentHelp("The infer_server.json spec.", valueName: "FILE")) var file: String
         @Option(name: .long, help: "Namespace of the objects.") var namespace: String = "mindie"
         func run() throws {
-            try finish(MsctlClient.render(file: file, namespace: namespace, environment: ProcessInfo.processInfo.environment))
+            try finish(MsctlClient.render(file: file, namespace: namespace, environment: ProcessInfo.processInfo.environment,
+                                             configChecks: ComponentConfigChecks(coordinator: CoordinatorConfig.startRefusal)))
         }
     }
 }

@@ -43,7 +43,7 @@ final class Harness: @unchecked Sendable {
     /// (Re)starts ms_deployer from the config (and so from the status file).
     func start() throws {
         let config = try DeployerConfig.parse(deployerConfigDoc, environment: env)
-        server = try DeployerServer(config: config, environment: env, logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
+        server = try DeployerServer(config: config, environment: env, configChecks: startChecks, logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
     }
 
     func restart() throws {
@@ -320,7 +320,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
              "server_tls_enable":false,"client_mindie_server_tls_enable":false,"namespace":"lab"}
             """.utf8))
         let config = try DeployerConfig.parse(doc)
-        let server = try DeployerServer(config: config, environment: [:], logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
+        let server = try DeployerServer(config: config, environment: [:], configChecks: startChecks, logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
         defer { server.shutdown() }
         let client = HTTPClient()
         let r = try await client.execute(HTTPClientRequest(method: "POST", host: "127.0.0.1", port: server.port, path: "/v1/servers",

@@ -32,6 +32,7 @@ public actor DeployerService {
     let mindieTLS: Bool
     let logger: Logger
     let probe: MindieProbe?
+    let configChecks: ComponentConfigChecks
     let now: @Sendable () -> Date
     private(set) var servers: [String: StatusStore.Entry] = [:]
     private var order: [String] = []
@@ -44,9 +45,11 @@ public actor DeployerService {
         return nil
     }
 
-    public init(kube: KubeClient, store: StatusStore, namespace: String, mindieTLS: Bool, logger: Logger,
-                restored: [StatusStore.Entry] = [], probe: MindieProbe? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(kube: KubeClient, store: StatusStore, namespace: String, mindieTLS: Bool, configChecks: ComponentConfigChecks,
+                logger: Logger, restored: [StatusStore.Entry] = [], probe: MindieProbe? = nil,
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.kube = kube
+        self.configChecks = configChecks
         self.probe = probe
         self.store = store
         self.namespace = namespace
@@ -76,7 +79,10 @@ public actor DeployerService {
 
     public func create(body: [UInt8]) async -> DeployerReply {
         let spec: InferServerSpec
-        do { spec = try InferServerSpec.parse(body: body, mindieTLS: mindieTLS, exists: { [servers] in servers[$0] != nil }) } catch {
+        do {
+            spec = try InferServerSpec.parse(body: body, mindieTLS: mindieTLS, exists: { [servers] in servers[$0] != nil })
+            try PDConfigs.check(spec, with: configChecks)
+        } catch {
             return DeployerReply(error.status, error.message)
         }
         if let refusal = claim(spec.serverName) { return refusal }
@@ -136,7 +142,10 @@ public actor DeployerService {
         let old = entry.spec
         let mergedDoc = old.document.merging(doc)
         let new: InferServerSpec
-        do { new = try InferServerSpec.validate(mergedDoc, mindieTLS: mindieTLS) } catch {
+        do {
+            new = try InferServerSpec.validate(mergedDoc, mindieTLS: mindieTLS)
+            try PDConfigs.check(new, with: configChecks)
+        } catch {
             return DeployerReply(error.status, "update failed: \(error.message)")
         }
         guard new.serverType == old.serverType else { return DeployerReply(400, "update failed: server_type cannot be changed by update") }

@@ -23,10 +23,14 @@ public struct DeployerError: Error, Sendable, Equatable, CustomStringConvertible
 public struct PDClusterSpec: Sendable, Equatable {
     public var prefillReplicas: Int
     public var decodeReplicas: Int
-    /// Contents of the ConfigMaps (`config.json` of each component); `{}` when not given.
+    /// Contents of the ConfigMaps (`config.json` of each component): the complete configs, the Deployer's defaults
+    /// with the spec's `pd_cluster.*_config` merged over them (`PDConfigs`).
     public var coordinatorConfig: JSONValue
     public var controllerConfig: JSONValue
     public var serverConfig: JSONValue
+    /// The Controller's DIGS model and machine files (`pd_cluster.digs_model_config` / `digs_machine_config`).
+    public var modelConfig: JSONValue = .object([:])
+    public var machineConfig: JSONValue = .object([:])
 }
 
 /// A validated `infer_server.json` (deployer spec §3, DECISIONS 23 and 28).
@@ -189,10 +193,13 @@ extension InferServerSpec {
             guard case .object? = doc["pd_cluster"] else { throw r.fail("pd_cluster", "must be an object") }
             let p = try r.int("pd_cluster.prefill_replicas", 1...64)
             let d = try r.int("pd_cluster.decode_replicas", 1...64)
-            s.pd = PDClusterSpec(prefillReplicas: p, decodeReplicas: d,
-                                 coordinatorConfig: try r.object("pd_cluster.coordinator_config"),
-                                 controllerConfig: try r.object("pd_cluster.controller_config"),
-                                 serverConfig: try r.object("pd_cluster.server_config"))
+            let given = PDClusterSpec(prefillReplicas: p, decodeReplicas: d,
+                                      coordinatorConfig: try r.object("pd_cluster.coordinator_config"),
+                                      controllerConfig: try r.object("pd_cluster.controller_config"),
+                                      serverConfig: try r.object("pd_cluster.server_config"),
+                                      modelConfig: try r.object("pd_cluster.digs_model_config"),
+                                      machineConfig: try r.object("pd_cluster.digs_machine_config"))
+            s.pd = try PDConfigs.complete(s, given)
             s.replicas = p + d
         }
         return s

@@ -6,6 +6,9 @@ public enum Manifests {
     public static let roleLabel = "mindie-ms/role"
     static let mount = "/mnt/mindie-service/ms"
     static let rankTableDir = "/user/serverid/devindex/config"
+    /// Where the PD pods read the global rank table: through kubelet's `..data` link, so a ConfigMap update (an
+    /// atomic swap of `..data`) is seen by the next read (FileCheck follows that layout on purpose).
+    public static let rankTablePath = "\(rankTableDir)/..data/global_ranktable.json"
 
     /// Every object of a server, in creation order.
     public static func build(_ spec: InferServerSpec, namespace: String = defaultNamespace) -> [KubeObject] {
@@ -148,8 +151,7 @@ public enum Manifests {
     static func pdCluster(_ s: InferServerSpec, namespace ns: String) -> [KubeObject] {
         let name = s.serverName
         let n = PDNames(name)
-        let pd = s.pd ?? PDClusterSpec(prefillReplicas: 1, decodeReplicas: 1, coordinatorConfig: .object([:]),
-                                       controllerConfig: .object([:]), serverConfig: .object([:]))
+        guard let pd = s.pd else { return [] }
         var out: [KubeObject] = []
         func add(_ kind: KubeObject.Kind, _ objName: String, _ body: JSONValue) {
             out.append(KubeObject(kind: kind, namespace: ns, name: objName, body: body))
@@ -174,16 +176,19 @@ public enum Manifests {
             "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(n.globalRankTable, ns, labels: common),
             "data": jo(["global_ranktable.json": "{\"status\":\"initializing\",\"version\":\"1.0\"}"]),
         ]))
-        for (cmName, cfg) in [(n.coordinatorConfig, pd.coordinatorConfig), (n.controllerConfig, pd.controllerConfig), (n.serverConfig, pd.serverConfig)] {
+        let controllerFiles = [("config.json", pd.controllerConfig), (PDConfigs.modelConfigKey, pd.modelConfig),
+                               (PDConfigs.machineConfigKey, pd.machineConfig)]
+        for (cmName, files) in [(n.coordinatorConfig, [("config.json", pd.coordinatorConfig)]), (n.controllerConfig, controllerFiles),
+                                (n.serverConfig, [("config.json", pd.serverConfig)])] {
             add(.configMap, cmName, jo([
                 "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(cmName, ns, labels: common),
-                "data": jo(["config.json": cfg.serialized(indent: 4)]),
+                "data": .object(Dictionary(uniqueKeysWithValues: files.map { ($0.0, JSONValue.string($0.1.serialized(indent: 4))) })),
             ]))
         }
         // Deployments.
         let rankVolume = jo(["name": js("global-ranktable"), "configMap": jo(["name": js(n.globalRankTable), "defaultMode": ji(0o640)])])
         let rankMount = jo(["name": js("global-ranktable"), "mountPath": js(rankTableDir), "readOnly": jb(true)])
-        let rankEnv = envValue("GLOBAL_RANK_TABLE_FILE_PATH", "\(rankTableDir)/..data/global_ranktable.json")
+        let rankEnv = envValue("GLOBAL_RANK_TABLE_FILE_PATH", rankTablePath)
         func msDeployment(_ depName: String, role: String, binary: String, configCM: String, configEnv: String,
                           ports: [Int], request: (String, String), limit: (String, String), account: Bool) -> JSONValue {
             let labels = ["app": name, roleLabel: role]
@@ -208,6 +213,14 @@ public enum Manifests {
                 "volumes": ja([jo(["name": js("config"), "configMap": jo(["name": js(configCM), "defaultMode": ji(0o640)])]), rankVolume]),
             ])
             if account { pod = pod.setting(["serviceAccountName"], to: js(n.rbac)) }
+            if role == "controller" {
+                // process state and cluster status files (PDConfigs.controllerStateDir); they survive a container restart
+                pod = pod.setting(["volumes"], to: ja((pod["volumes"]?.arrayValue ?? []) + [jo(["name": js("state"), "emptyDir": jo([:])])]))
+                container = container.setting(["volumeMounts"], to: ja((container["volumeMounts"]?.arrayValue ?? []) + [
+                    jo(["name": js("state"), "mountPath": js(PDConfigs.controllerStateDir)]),
+                ]))
+                pod = pod.setting(["containers"], to: ja([container]))
+            }
             return jo([
                 "apiVersion": js("apps/v1"), "kind": js("Deployment"),
                 "metadata": metadata(depName, ns, labels: labels),

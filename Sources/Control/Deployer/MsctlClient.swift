@@ -148,7 +148,8 @@ public enum MsctlClient {
     }
 
     /// `msctl render infer_server -f FILE`: the manifests as YAML, no deployer involved.
-    public static func render(file: String, namespace: String, environment: [String: String]) -> Outcome {
+    /// The PD configs are checked with the binaries' start-up parsers, as `create` does.
+    public static func render(file: String, namespace: String, environment: [String: String], configChecks: ComponentConfigChecks) -> Outcome {
         let body: [UInt8]
         do { body = try readSpec(file, environment: environment) } catch { return Outcome(2, stderr: "msctl: \(error)\n") }
         let doc: JSONValue
@@ -156,6 +157,7 @@ public enum MsctlClient {
         let tls = doc["mindie_server_config"]?["enable_tls"]?.boolValue ?? false
         do {
             let spec = try InferServerSpec.parse(body: body, mindieTLS: tls)
+            try PDConfigs.check(spec, with: configChecks)
             return Outcome(0, stdout: YAML.render(Manifests.build(spec, namespace: namespace)))
         } catch {
             return Outcome(2, stderr: "msctl: \(file): \(error.message)\n")
