@@ -153,6 +153,19 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(after["server_list"] == ja([]))
     }
 
+    @Test("an update that changes server_type says so (400), whatever the new type would need, and changes nothing")
+    func serverTypeChange() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        #expect(await h.msctl(.create(file: h.specFile("a.json", specJSON(name: "alpha")))).exitCode == 0)
+        let before = h.fake.object("deployments", "mindie", "alpha")
+        let o = await h.msctl(.update(file: h.specFile("u.json", #"{"server_name":"alpha","server_type":"mindie_pd_cluster"}"#)))
+        #expect(o.exitCode == 1)
+        let message = parsed(o)["message"]?.stringValue ?? ""
+        #expect(message.contains("server_type cannot be changed") && message.contains("mindie_single_node") && message.contains("delete"), "\(message)")
+        #expect(h.fake.object("deployments", "mindie", "alpha") == before)
+    }
+
     @Test func severalServersAndAPDCluster() async throws {
         let h = try Harness()
         defer { h.stop() }

@@ -140,6 +140,11 @@ public actor DeployerService {
         defer { busy.remove(name) }
         guard let entry = servers[name] else { return DeployerReply(404, "server to be updated is not existing") }
         let old = entry.spec
+        // before validation: a changed type would otherwise be reported as the new type's missing fields
+        if let t = doc["server_type"], t != .string(old.serverType.rawValue) {
+            return DeployerReply(400, "update failed: server_type cannot be changed by update (\(name) is \(old.serverType.rawValue), " +
+                                 "the update asks for \(t.rendered)); delete the server and create it again")
+        }
         let mergedDoc = old.document.merging(doc)
         let new: InferServerSpec
         do {

@@ -98,13 +98,107 @@ extension InferServerSpec {
         return try validate(doc, mindieTLS: mindieTLS)
     }
 
-    /// JSON object, at most 1 MiB and 50 levels deep.
+    /// JSON object, at most 1 MiB and 50 levels deep, whose integer fields are written as integers.
     public static func parseDocument(_ body: [UInt8]) throws(DeployerError) -> JSONValue {
         let invalid = DeployerError(400, "load config is not a valid json!")
         guard body.count <= 1 << 20, jsonDepth(body) <= 50, let doc = try? JSONValue.parse(Data(body)), case .object = doc else {
             throw invalid
         }
+        // the decoder reads 2.0 as the integer 2; the reference (and Kubernetes) refuse it, so look at the text
+        for (path, literal) in fractionalNumbers(body) where integerFields.contains(path) {
+            throw DeployerError(400, "failed to parse load params!: \(path) must be an integer, got \(literal)")
+        }
         return doc
+    }
+
+    /// The spec's integer fields (dotted paths).
+    static let integerFields: Set<String> = [
+        "replicas", "cross_node_num", "service_port", "init_delay", "liveness_timeout", "liveness_failure_threshold",
+        "readiness_timeout", "readiness_failure_threshold", "termination_grace_period_seconds",
+        "resource_requests.memory", "resource_requests.cpu_core", "resource_requests.npu_chip_num",
+        "mindie_server_config.infer_port", "mindie_server_config.management_port",
+        "pd_cluster.prefill_replicas", "pd_cluster.decode_replicas",
+    ]
+
+    /// Every key a spec may have, per object (dotted path of the object; "" = top level). `namespace`,
+    /// `server_image`, `startup_cmd` and `mount_path` are the 10RC2-era keys the reference ignores.
+    static let knownKeys: [String: Set<String>] = [
+        "": ["server_name", "server_type", "replicas", "cross_node_num", "service_type", "service_port", "scheduler", "init_delay",
+             "detect_server_inner_error", "liveness_timeout", "liveness_failure_threshold", "readiness_timeout",
+             "readiness_failure_threshold", "resource_requests", "mindie_server_config", "npu_fault_reschedule",
+             "termination_grace_period_seconds", "max_unavailable", "max_surge", "image", "pd_cluster",
+             "namespace", "server_image", "startup_cmd", "mount_path"],
+        "resource_requests": ["memory", "cpu_core", "npu_type", "npu_chip_num"],
+        "mindie_server_config": ["mies_install_path", "infer_port", "management_port", "enable_tls"],
+        "pd_cluster": ["prefill_replicas", "decode_replicas", "coordinator_config", "controller_config", "server_config",
+                       "digs_model_config", "digs_machine_config"],
+    ]
+
+    /// Refuses a key the spec does not know (a misspelt key would otherwise be silently ignored), naming it and the
+    /// closest known key.
+    static func checkKnownKeys(_ doc: JSONValue, prefix: String) throws(DeployerError) {
+        for (objectPath, known) in knownKeys.sorted(by: { $0.key < $1.key }) {
+            let object = objectPath.isEmpty ? doc : doc[objectPath]
+            guard case .object(let o)? = object else { continue }
+            for key in o.keys.sorted() where !known.contains(key) {
+                let full = objectPath.isEmpty ? key : "\(objectPath).\(key)"
+                let closest = known.min { editDistance($0, key) < editDistance($1, key) }
+                let hint = closest.map { editDistance($0, key) <= max(2, key.count / 3) ? " (did you mean \"\($0)\"?)" : "" } ?? ""
+                throw DeployerError(400, "\(prefix): unknown key \"\(full)\"\(hint); known keys\(objectPath.isEmpty ? "" : " of \(objectPath)"): " +
+                                    known.sorted().joined(separator: ", "))
+            }
+        }
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var prev = Array(0...y.count)
+        for i in 1...max(x.count, 1) where !x.isEmpty {
+            var cur = [i] + Array(repeating: 0, count: y.count)
+            for j in 1...max(y.count, 1) where !y.isEmpty {
+                cur[j] = Swift.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return x.isEmpty ? y.count : prev[y.count]
+    }
+
+    /// Number literals written with a fraction or an exponent, with the dotted key path of the object members that
+    /// hold them (members of arrays are skipped: the spec has no integer lists).
+    static func fractionalNumbers(_ b: [UInt8]) -> [(String, String)] {
+        struct Frame { var isObject: Bool; var key: String? }
+        var stack: [Frame] = [], out: [(String, String)] = []
+        var i = 0, lastString: String?
+        while i < b.count {
+            let c = b[i]
+            switch c {
+            case 0x22:  // string
+                var j = i + 1, escaped = false
+                while j < b.count {
+                    if escaped { escaped = false } else if b[j] == 0x5C { escaped = true } else if b[j] == 0x22 { break }
+                    j += 1
+                }
+                lastString = String(decoding: b[(i + 1)..<min(j, b.count)], as: UTF8.self)
+                i = j + 1
+                continue
+            case 0x3A: if !stack.isEmpty { stack[stack.count - 1].key = lastString }
+            case 0x7B: stack.append(Frame(isObject: true, key: nil))
+            case 0x5B: stack.append(Frame(isObject: false, key: nil))
+            case 0x7D, 0x5D: if !stack.isEmpty { stack.removeLast() }
+            case 0x2D, 0x30...0x39:
+                var j = i
+                while j < b.count, [0x2B, 0x2D, 0x2E, 0x45, 0x65].contains(b[j]) || (b[j] >= 0x30 && b[j] <= 0x39) { j += 1 }
+                let literal = String(decoding: b[i..<j], as: UTF8.self)
+                if literal.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), stack.allSatisfy(\.isObject) {
+                    out.append((stack.compactMap(\.key).joined(separator: "."), literal))
+                }
+                i = j
+                continue
+            default: break
+            }
+            i += 1
+        }
+        return out
     }
 
     /// Maximum nesting of brackets outside strings (a cheap guard before decoding).
@@ -139,6 +233,7 @@ extension InferServerSpec {
         case .crossNode: "failed to parse load params!"
         case .pdCluster: "failed to parse load params!"
         }
+        try checkKnownKeys(doc, prefix: prefix)
         var r = FieldReader(doc: doc, prefix: prefix)
         var s = InferServerSpec(
             serverName: name, serverType: type, replicas: 1, crossNodeNum: 1, serviceType: "NodePort", servicePort: 0,
