@@ -29,7 +29,7 @@ public final class DeployerServer: @unchecked Sendable {
         do {
             http = try HTTPServer(configuration: HTTPServerConfiguration(
                 threads: 1, listeners: [HTTPListener(host: config.ip, port: port ?? config.port, tls: tls)],
-                maxRequestBodyBytes: 10 << 20, maxHeaderBytes: 8 << 10, idleTimeoutMilliseconds: 10_000, gracefulTimeoutMilliseconds: 2_000),
+                maxRequestBodyBytes: DeployerAPI.listenerBodyBytes, maxHeaderBytes: 8 << 10, idleTimeoutMilliseconds: 10_000, gracefulTimeoutMilliseconds: 2_000),
                 handler: DeployerAPI.httpHandler(service: service, logger: logger))
             try http.start()
         } catch {
