@@ -216,6 +216,61 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(h.fake.names("services", ns) == ["alpha", "cross-service"])
     }
 
+    @Test("orphans: objects nobody recorded are found by label — create refuses with the clean-up command, delete removes them")
+    func orphansAreFoundByLabel() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let ns = "mindie"
+        // 9 of the 12 PD objects, as a deployer killed mid-create before recording the server would leave them
+        let objs = Manifests.build(try spec("mindie_pd_cluster", name: "pd"), namespace: ns)
+        for o in objs.prefix(9) { h.fake.set(o.kind.resource, ns, o.name, o.body) }
+        #expect(await h.server.service.serverNames.isEmpty)
+        // every object carries both labels
+        #expect(objs.allSatisfy { $0.body.at("metadata", "labels", Manifests.instanceLabel) == js("pd")
+            && $0.body.at("metadata", "labels", Manifests.managedByLabel) == js("ms_deployer") })
+
+        var o = await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd"))))
+        #expect(o.exitCode == 1)
+        let msg = parsed(o)["message"]?.stringValue ?? ""
+        #expect(msg.contains("msctl delete infer_server -n pd") && msg.contains("ConfigMap/pd-global-ranktable"), "\(msg)")
+        #expect(h.fake.names("deployments", ns).count == objs.prefix(9).filter { $0.kind == .deployment }.count)  // nothing created
+
+        o = await h.msctl(.delete(name: "pd"))
+        #expect(o.exitCode == 0, "\(o)")
+        #expect(parsed(o)["data"]?["removed"]?.arrayValue?.count == 9)
+        for r in ["deployments", "configmaps", "services", "serviceaccounts", "roles", "rolebindings"] { #expect(h.fake.names(r, ns).isEmpty) }
+        #expect(await h.msctl(.delete(name: "pd")).exitCode == 1)  // nothing left: 404
+
+        // now a clean create works; get reports drift, update recreates what was deleted behind its back
+        #expect(await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd")))).exitCode == 0)
+        h.fake.state.withLock { s in
+            s.objects["configmaps/\(ns)/pd-server-config"] = nil
+            s.objects["services/\(ns)/pd-infer"] = nil
+        }
+        o = await h.msctl(.get(name: "pd"))
+        #expect(parsed(o)["data"]?["missing_objects"] == ja([js("ConfigMap/pd-server-config"), js("Service/pd-infer")]), "\(o)")
+        o = await h.msctl(.update(file: h.specFile("u.json", #"{"server_name":"pd"}"#)))
+        #expect(o.exitCode == 0 && parsed(o)["data"]?["recreated"] == ja([js("ConfigMap/pd-server-config"), js("Service/pd-infer")]), "\(o)")
+        #expect(h.fake.object("services", ns, "pd-infer") != nil && h.fake.object("configmaps", ns, "pd-server-config") != nil)
+        #expect(parsed(await h.msctl(.get(name: "pd")))["data"]?["missing_objects"] == ja([]))
+    }
+
+    @Test("a create whose rollback fails stays recorded (intent was written first), so delete can finish the job after a restart")
+    func failedRollbackIsRecorded() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let ns = "mindie"
+        h.fake.state.withLock { $0.failCreate = ["services/mindie-server"]; $0.failDelete = ["deployments/mindie-server"] }
+        let o = await h.msctl(.create(file: h.specFile("s.json", specJSON())))
+        #expect(o.exitCode == 1 && (parsed(o)["message"]?.stringValue?.contains("msctl delete infer_server -n mindie-server") ?? false), "\(o)")
+        #expect(h.fake.names("deployments", ns) == ["mindie-server"])
+        try h.restart()
+        #expect(await h.server.service.serverNames == ["mindie-server"])
+        h.fake.state.withLock { $0.failCreate = []; $0.failDelete = [] }
+        #expect(await h.msctl(.delete(name: "mindie-server")).exitCode == 0)
+        #expect(h.fake.names("deployments", ns).isEmpty)
+    }
+
     @Test func kubernetesFailuresAreReportedAndRolledBack() async throws {
         let h = try Harness()
         defer { h.stop() }

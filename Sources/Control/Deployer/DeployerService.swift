@@ -87,8 +87,23 @@ public actor DeployerService {
         }
         if let refusal = claim(spec.serverName) { return refusal }
         defer { busy.remove(spec.serverName) }
-        servers[spec.serverName] = StatusStore.Entry(namespace: namespace, spec: spec)  // reserve the name while creating
+        // objects left by an earlier create (a deployer killed mid-way, a rollback that failed) would collide one by one
+        switch await leftovers(spec.serverName, namespace: namespace) {
+        case .failure(let error): return DeployerReply(Self.kubeStatus(error), "Failed to create infer server!: cannot look for leftovers: \(error)")
+        case .success(let found) where !found.isEmpty:
+            return DeployerReply(409, "objects of an earlier \(spec.serverName) are still in namespace \(namespace) (" +
+                                 found.map(\.ref).joined(separator: ", ") + "); remove them with `msctl delete infer_server -n \(spec.serverName)` " +
+                                 "(it deletes everything labelled \(Manifests.instanceLabel)=\(spec.serverName)), then create again")
+        case .success: break
+        }
+        // intent first: a deployer killed from here on restarts knowing the server, so delete/update/get work on it
+        servers[spec.serverName] = StatusStore.Entry(namespace: namespace, spec: spec)
         order.append(spec.serverName)
+        do { try persist() } catch {
+            servers[spec.serverName] = nil
+            order.removeAll { $0 == spec.serverName }
+            return DeployerReply(error.status, error.message)
+        }
         var created: [KubeObject] = []
         for obj in Manifests.build(spec, namespace: namespace) {
             do {
@@ -103,15 +118,36 @@ public actor DeployerService {
                         leftovers.append("\(c.ref) (\(error))")
                     } catch {}
                 }
-                servers[spec.serverName] = nil
-                order.removeAll { $0 == spec.serverName }
                 var msg = "\(Self.createFailure(spec.serverType, obj.kind)): \(obj.ref): \(error)"
-                if !leftovers.isEmpty { msg += "; could not remove: " + leftovers.joined(separator: ", ") }
+                if leftovers.isEmpty {
+                    servers[spec.serverName] = nil
+                    order.removeAll { $0 == spec.serverName }
+                    try? persist()
+                } else {
+                    // stay registered, so that the leftovers can be removed by name
+                    msg += "; could not remove: " + leftovers.joined(separator: ", ") +
+                        " (remove them with `msctl delete infer_server -n \(spec.serverName)`)"
+                }
                 return DeployerReply(Self.kubeStatus(error), msg)
             }
         }
         do { try persist() } catch { return DeployerReply(error.status, error.message) }
         return DeployerReply(200, "Creating the server!")
+    }
+
+    /// Objects labelled as this server's, of every kind a server can have.
+    func leftovers(_ name: String, namespace ns: String) async -> Result<[KubeObject], KubeError> {
+        var found: [KubeObject] = []
+        for kind in Manifests.ownedKinds {
+            let list: JSONValue
+            do { list = try await kube.list(kind, namespace: ns, labelSelector: Manifests.selector(name)) } catch {
+                return .failure(error)
+            }
+            for item in list["items"]?.arrayValue ?? [] {
+                if let n = item.at("metadata", "name")?.stringValue { found.append(KubeObject(kind: kind, namespace: ns, name: n, body: item)) }
+            }
+        }
+        return .success(found)
     }
 
     static func createFailure(_ type: ServerType, _ kind: KubeObject.Kind) -> String {
@@ -160,6 +196,7 @@ public actor DeployerService {
         let oldObjs = Dictionary(uniqueKeysWithValues: Manifests.build(old, namespace: entry.namespace).map { ("\($0.ref)", $0) })
         let newObjs = Manifests.build(new, namespace: entry.namespace)
         var changed = 0
+        var recreated: [String] = []
         for obj in newObjs {
             do {
                 guard let before = oldObjs[obj.ref] else {
@@ -168,11 +205,20 @@ public actor DeployerService {
                     continue
                 }
                 let diff = Self.mergeDiff(before.body, obj.body)
-                if case .object(let d) = diff, d.isEmpty { continue }
+                if case .object(let d) = diff, d.isEmpty {
+                    // unchanged in the spec, but deleted behind our back: recreate it rather than report success
+                    if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil {
+                        _ = try await kube.create(obj)
+                        recreated.append(obj.ref)
+                        changed += 1
+                    }
+                    continue
+                }
                 do {
                     _ = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false, fieldManager: "ms_deployer")
                 } catch where error.isNotFound {
                     _ = try await kube.create(obj)  // lost meanwhile: recreate it
+                    recreated.append(obj.ref)
                 }
                 changed += 1
             } catch {
@@ -191,6 +237,9 @@ public actor DeployerService {
         }
         servers[name] = StatusStore.Entry(namespace: entry.namespace, spec: new)
         do { try persist() } catch { return DeployerReply(error.status, error.message) }
+        if !recreated.isEmpty {
+            return DeployerReply(200, "update server success.", data: jo(["recreated": ja(recreated.map(js))]))
+        }
         return DeployerReply(200, "update server success.")
     }
 
@@ -282,6 +331,16 @@ public actor DeployerService {
             "replicas": ji(Self.expectedPods(spec)), "ready_replicas": ji(instances.filter { $0["readiness"] == .bool(true) }.count),
             "instances_status": ja(instances), "model_info": modelInfo,
         ]
+        // drift: objects of the spec that are gone from Kubernetes (`update` recreates them)
+        var missing: [JSONValue] = []
+        for obj in Manifests.build(spec, namespace: entry.namespace) {
+            do {
+                if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil { missing.append(js(obj.ref)) }
+            } catch {
+                logger.warning("cannot check an object", metadata: ["server": "\(name)", "object": "\(obj.ref)", "error": "\(error)"])
+            }
+        }
+        data["missing_objects"] = ja(missing)
         if spec.serverType == .pdCluster {
             let table = GlobalRankTable.build(spec: spec, pods: GlobalRankTable.pods(fromList: pods))
             data["rank_table_status"] = table["status"]
@@ -309,12 +368,17 @@ public actor DeployerService {
 
     /// Removes every object of the server in reverse creation order; a server stays registered if anything is left.
     public func delete(name: String, target: String) async -> DeployerReply {
-        guard servers[name] != nil else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        guard servers[name] != nil else { return await deleteUnknown(name: name, target: target) }
         if let refusal = claim(name) { return refusal }
         defer { busy.remove(name) }
         guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
         var notRemoved: [JSONValue] = []
-        for obj in Manifests.build(entry.spec, namespace: entry.namespace).reversed() {
+        // the spec's objects, then anything else labelled as this server's (left by an older spec)
+        var objects = Manifests.build(entry.spec, namespace: entry.namespace).reversed().map { $0 }
+        if case .success(let found) = await leftovers(name, namespace: entry.namespace) {
+            objects += found.filter { f in !objects.contains { $0.kind == f.kind && $0.name == f.name } }
+        }
+        for obj in objects {
             do {
                 try await kube.delete(obj.kind, namespace: obj.namespace, name: obj.name)
                 logger.info("deleted", metadata: ["server": "\(name)", "object": "\(obj.ref)"])
@@ -332,6 +396,29 @@ public actor DeployerService {
         order.removeAll { $0 == name }
         do { try persist() } catch { return DeployerReply(error.status, error.message) }
         return DeployerReply(200, "succeed to clear resources")
+    }
+
+    /// `delete` of a name without a status entry (a create killed before it was recorded, a status file lost):
+    /// everything labelled as that server's in the Deployer's namespace is removed; 404 when there is nothing.
+    func deleteUnknown(name: String, target: String) async -> DeployerReply {
+        guard InferServerSpec.isValidServerName(name) else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        if let refusal = claim(name) { return refusal }
+        defer { busy.remove(name) }
+        let found: [KubeObject]
+        switch await leftovers(name, namespace: namespace) {
+        case .failure(let error): return DeployerReply(Self.kubeStatus(error), "unload server failed! cannot list its objects: \(error)")
+        case .success(let f): found = f
+        }
+        guard !found.isEmpty else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        var notRemoved: [String] = []
+        for obj in found {
+            do { try await kube.delete(obj.kind, namespace: obj.namespace, name: obj.name) } catch where error.isNotFound {} catch {
+                notRemoved.append("\(obj.ref) (\(error))")
+            }
+        }
+        guard notRemoved.isEmpty else { return DeployerReply(502, "unload server failed! could not remove: " + notRemoved.joined(separator: ", ")) }
+        logger.info("deleted unrecorded objects by label", metadata: ["server": "\(name)", "objects": "\(found.map(\.ref))"])
+        return DeployerReply(200, "succeed to clear resources", data: jo(["removed": ja(found.map { js($0.ref) })]))
     }
 
     // MARK: background reconciliation

@@ -17,8 +17,24 @@ public enum Manifests {
         case .crossNode: crossNode(spec, namespace: namespace)
         case .pdCluster: pdCluster(spec, namespace: namespace)
         }
-        return objs.enumerated().sorted { ($0.element.kind.createRank, $0.offset) < ($1.element.kind.createRank, $1.offset) }.map(\.element)
+        return objs.enumerated().sorted { ($0.element.kind.createRank, $0.offset) < ($1.element.kind.createRank, $1.offset) }.map { _, o in
+            var o = o
+            // every object says who manages it and for which server, so that it can be found (and removed) by label
+            // even when nothing else remembers it
+            o.body = o.body.setting(["metadata", "labels", managedByLabel], to: js(managedBy))
+                .setting(["metadata", "labels", instanceLabel], to: js(spec.serverName))
+            return o
+        }
     }
+
+    /// The server an object belongs to.
+    public static let instanceLabel = "app.kubernetes.io/instance"
+
+    /// The label selector of every object of a server.
+    public static func selector(_ serverName: String) -> String { "\(managedByLabel)=\(managedBy),\(instanceLabel)=\(serverName)" }
+
+    /// The kinds a server's objects can have (for sweeps by label).
+    public static let ownedKinds: [KubeObject.Kind] = [.service, .deployment, .configMap, .roleBinding, .role, .serviceAccount]
 
     // MARK: single node
 
