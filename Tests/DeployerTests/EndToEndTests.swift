@@ -210,7 +210,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         // three servers persisted; deleting the PD cluster removes all of its objects
         #expect(await service.serverNames == ["alpha", "cross", "pd"])
         #expect(await h.msctl(.delete(name: "pd")).exitCode == 0)
-        #expect(h.fake.names("configmaps", ns) == [cmName])
+        #expect(h.fake.names("configmaps", ns) == ["alpha-owner", "cross-owner", cmName])  // the other servers' roots stay
         #expect(h.fake.names("serviceaccounts", ns).isEmpty && h.fake.names("roles", ns).isEmpty && h.fake.names("rolebindings", ns).isEmpty)
         #expect(h.fake.names("deployments", ns) == ["alpha", "cross-deployment-0"])
         #expect(h.fake.names("services", ns) == ["alpha", "cross-service"])
@@ -243,6 +243,12 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
 
         // now a clean create works; get reports drift, update recreates what was deleted behind its back
         #expect(await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd")))).exitCode == 0)
+        // one root object owns all the others (deleting it lets Kubernetes collect the rest)
+        let rootUID = try #require(h.fake.object("configmaps", ns, "pd-owner")?.at("metadata", "uid")?.stringValue)
+        for obj in objs {
+            let refs = h.fake.object(obj.kind.resource, ns, obj.name)?.at("metadata", "ownerReferences")
+            #expect(refs?.arrayValue?.first?["uid"] == js(rootUID) && refs?.arrayValue?.first?["name"] == js("pd-owner"), "\(obj.ref)")
+        }
         h.fake.state.withLock { s in
             s.objects["configmaps/\(ns)/pd-server-config"] = nil
             s.objects["services/\(ns)/pd-infer"] = nil

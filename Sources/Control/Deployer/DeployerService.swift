@@ -105,9 +105,16 @@ public actor DeployerService {
             return DeployerReply(error.status, error.message)
         }
         var created: [KubeObject] = []
-        for obj in Manifests.build(spec, namespace: namespace) {
+        let root = Manifests.root(spec, namespace: namespace)
+        var rootUID: String?
+        for var obj in [root] + Manifests.build(spec, namespace: namespace) {
+            if let rootUID { obj = Manifests.owned(obj, rootName: root.name, uid: rootUID) }
             do {
-                _ = try await kube.create(obj)
+                let answer = try await kube.create(obj)
+                if obj.name == root.name && obj.kind == root.kind {
+                    rootUID = answer.at("metadata", "uid")?.stringValue
+                    if rootUID == nil { logger.warning("the API server gave the root object no uid: objects are created without owner references") }
+                }
                 created.append(obj)
                 logger.info("created", metadata: ["server": "\(spec.serverName)", "object": "\(obj.ref)"])
             } catch {
@@ -193,34 +200,41 @@ public actor DeployerService {
         if new.serverType == .crossNode && new != old {
             return DeployerReply(400, "cross node mode does not support update yet")
         }
-        let oldObjs = Dictionary(uniqueKeysWithValues: Manifests.build(old, namespace: entry.namespace).map { ("\($0.ref)", $0) })
-        let newObjs = Manifests.build(new, namespace: entry.namespace)
+        let oldObjs = Dictionary(uniqueKeysWithValues: ([Manifests.root(old, namespace: entry.namespace)] + Manifests.build(old, namespace: entry.namespace))
+            .map { ("\($0.ref)", $0) })
+        let newRoot = Manifests.root(new, namespace: entry.namespace)
+        let newObjs = [newRoot] + Manifests.build(new, namespace: entry.namespace)
+        var rootUID: String?
         var changed = 0
         var recreated: [String] = []
         for obj in newObjs {
             do {
                 guard let before = oldObjs[obj.ref] else {
-                    _ = try await kube.create(obj)
+                    rootUID = try await createOwned(obj, root: newRoot, rootUID: rootUID)
                     changed += 1
                     continue
                 }
                 let diff = Self.mergeDiff(before.body, obj.body)
                 if case .object(let d) = diff, d.isEmpty {
                     // unchanged in the spec, but deleted behind our back: recreate it rather than report success
-                    if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil {
-                        _ = try await kube.create(obj)
+                    if let current = try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) {
+                        if obj.ref == newRoot.ref { rootUID = current.at("metadata", "uid")?.stringValue }
+                    } else {
+                        rootUID = try await createOwned(obj, root: newRoot, rootUID: rootUID)
                         recreated.append(obj.ref)
-                        changed += 1
+                        if obj.ref != newRoot.ref { changed += 1 }
                     }
                     continue
                 }
                 do {
-                    _ = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false, fieldManager: "ms_deployer")
+                    let answer = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false,
+                                                      fieldManager: "ms_deployer")
+                    if obj.ref == newRoot.ref { rootUID = answer.at("metadata", "uid")?.stringValue }
                 } catch where error.isNotFound {
-                    _ = try await kube.create(obj)  // lost meanwhile: recreate it
+                    rootUID = try await createOwned(obj, root: newRoot, rootUID: rootUID)  // lost meanwhile: recreate it
                     recreated.append(obj.ref)
                 }
-                changed += 1
+                if obj.ref != newRoot.ref { changed += 1 }
             } catch {
                 return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref): \(error)")
             }
@@ -241,6 +255,12 @@ public actor DeployerService {
             return DeployerReply(200, "update server success.", data: jo(["recreated": ja(recreated.map(js))]))
         }
         return DeployerReply(200, "update server success.")
+    }
+
+    /// Creates `obj`, owned by the root when its uid is known; returns the root's uid (learnt when `obj` is the root).
+    private func createOwned(_ obj: KubeObject, root: KubeObject, rootUID: String?) async throws(KubeError) -> String? {
+        let answer = try await kube.create(rootUID.map { Manifests.owned(obj, rootName: root.name, uid: $0) } ?? obj)
+        return obj.ref == root.ref ? answer.at("metadata", "uid")?.stringValue : rootUID
     }
 
     static func restartStamp(_ d: Date) -> String {
@@ -333,7 +353,7 @@ public actor DeployerService {
         ]
         // drift: objects of the spec that are gone from Kubernetes (`update` recreates them)
         var missing: [JSONValue] = []
-        for obj in Manifests.build(spec, namespace: entry.namespace) {
+        for obj in [Manifests.root(spec, namespace: entry.namespace)] + Manifests.build(spec, namespace: entry.namespace) {
             do {
                 if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil { missing.append(js(obj.ref)) }
             } catch {
@@ -374,7 +394,7 @@ public actor DeployerService {
         guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
         var notRemoved: [JSONValue] = []
         // the spec's objects, then anything else labelled as this server's (left by an older spec)
-        var objects = Manifests.build(entry.spec, namespace: entry.namespace).reversed().map { $0 }
+        var objects = Manifests.build(entry.spec, namespace: entry.namespace).reversed() + [Manifests.root(entry.spec, namespace: entry.namespace)]
         if case .success(let found) = await leftovers(name, namespace: entry.namespace) {
             objects += found.filter { f in !objects.contains { $0.kind == f.kind && $0.name == f.name } }
         }

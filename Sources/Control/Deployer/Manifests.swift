@@ -27,6 +27,30 @@ public enum Manifests {
         }
     }
 
+    /// The one object every other object of a server is owned by (`ownerReferences`), so that deleting it lets
+    /// Kubernetes' garbage collector remove the rest even when no ms_deployer is left: a ConfigMap `<name>-owner`
+    /// holding the spec. Only `ms_deployer` creates it (the owners' uid is known only once it exists); `msctl render`
+    /// output has neither it nor owner references.
+    public static func root(_ spec: InferServerSpec, namespace ns: String = defaultNamespace) -> KubeObject {
+        let name = "\(spec.serverName)-owner"
+        let body = jo([
+            "apiVersion": js("v1"), "kind": js("ConfigMap"),
+            "metadata": jo(["name": js(name), "namespace": js(ns),
+                            "labels": jo(["app": spec.serverName, managedByLabel: managedBy, instanceLabel: spec.serverName])]),
+            "data": jo(["spec.json": spec.document.serialized(indent: 4)]),
+        ])
+        return KubeObject(kind: .configMap, namespace: ns, name: name, body: body)
+    }
+
+    /// `object` owned by the root whose uid is `uid` (deleting the root deletes it; foreground deletion waits).
+    public static func owned(_ object: KubeObject, rootName: String, uid: String) -> KubeObject {
+        var o = object
+        o.body = o.body.setting(["metadata", "ownerReferences"], to: ja([jo([
+            "apiVersion": js("v1"), "kind": js("ConfigMap"), "name": js(rootName), "uid": js(uid), "blockOwnerDeletion": jb(true),
+        ])]))
+        return o
+    }
+
     /// The server an object belongs to.
     public static let instanceLabel = "app.kubernetes.io/instance"
 
