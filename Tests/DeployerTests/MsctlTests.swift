@@ -69,7 +69,7 @@ import MSCore
         let f = write(specJSON("mindie_pd_cluster", name: "pd"), to: dir.appendingPathComponent("pd.json"))
         let o = MsctlClient.render(file: f, namespace: "lab", environment: [:], configChecks: startChecks)
         #expect(o.exitCode == 0)
-        #expect(o.stdout.components(separatedBy: "---\n").count == 13)
+        #expect(o.stdout.components(separatedBy: "---\n").count == 16)
         #expect(o.stdout.contains("namespace: lab"))
         let bad = write(specJSON(name: "Bad"), to: dir.appendingPathComponent("bad.json"))
         #expect(MsctlClient.render(file: bad, namespace: "lab", environment: [:], configChecks: startChecks).exitCode == 2)

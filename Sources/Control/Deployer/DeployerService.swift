@@ -373,7 +373,7 @@ public actor DeployerService {
         switch s.serverType {
         case .singleNode: s.replicas
         case .crossNode: s.crossNodeNum
-        case .pdCluster: (s.pd?.prefillReplicas ?? 0) + (s.pd?.decodeReplicas ?? 0) + 2
+        case .pdCluster: (s.pd?.prefillReplicas ?? 0) + (s.pd?.decodeReplicas ?? 0) + (s.pd?.coordinatorReplicas ?? 1) + 1
         }
     }
 

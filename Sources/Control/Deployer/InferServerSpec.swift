@@ -31,6 +31,11 @@ public struct PDClusterSpec: Sendable, Equatable {
     /// The Controller's DIGS model and machine files (`pd_cluster.digs_model_config` / `digs_machine_config`).
     public var modelConfig: JSONValue = .object([:])
     public var machineConfig: JSONValue = .object([:])
+    /// Coordinator replicas (`pd_cluster.coordinator_replicas`, 1–16, default 2: a rolling update keeps one serving).
+    public var coordinatorReplicas = 2
+    /// `pd_cluster.priority_class_name` and `pd_cluster.tolerations` (optional), for every pod of the cluster.
+    public var priorityClassName: String?
+    public var tolerations: JSONValue?
 }
 
 /// A validated `infer_server.json` (deployer spec §3, DECISIONS 23 and 28).
@@ -78,6 +83,17 @@ extension InferServerSpec {
         func ok(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D }
         guard bytes.allSatisfy(ok), let f = bytes.first, f >= 0x61, f <= 0x7A, bytes.last != 0x2D else { return false }
         return true
+    }
+
+    /// A DNS-1123 subdomain (PriorityClass names).
+    static func isValidSubdomain(_ s: String) -> Bool {
+        guard (1...253).contains(s.utf8.count) else { return false }
+        return s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { part in
+            let b = Array(part.utf8)
+            guard let f = b.first, let l = b.last else { return false }
+            func an(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
+            return an(f) && an(l) && b.allSatisfy { an($0) || $0 == 0x2D }
+        }
     }
 
     public static let serverNameRule =
@@ -131,7 +147,7 @@ extension InferServerSpec {
         "resource_requests": ["memory", "cpu_core", "npu_type", "npu_chip_num"],
         "mindie_server_config": ["mies_install_path", "infer_port", "management_port", "enable_tls"],
         "pd_cluster": ["prefill_replicas", "decode_replicas", "coordinator_config", "controller_config", "server_config",
-                       "digs_model_config", "digs_machine_config"],
+                       "digs_model_config", "digs_machine_config", "coordinator_replicas", "priority_class_name", "tolerations"],
     ]
 
     /// Refuses a key the spec does not know (a misspelt key would otherwise be silently ignored), naming it and the
@@ -270,6 +286,10 @@ extension InferServerSpec {
             s.terminationGracePeriodSeconds = try r.int("termination_grace_period_seconds", 0...3600)
             s.maxSurge = try r.percent("max_surge")
             s.maxUnavailable = try r.percent("max_unavailable")
+            // the API server refuses a rolling update that may neither add nor remove a pod
+            if s.maxSurge == "0%" && s.maxUnavailable == "0%" {
+                throw r.fail("max_unavailable", "and max_surge cannot both be 0% (a rolling update could never progress)")
+            }
         }
         s.miesInstallPath = try r.installPath("mindie_server_config.mies_install_path")
         s.inferPort = try r.int("mindie_server_config.infer_port", 1024...65535)
@@ -294,7 +314,23 @@ extension InferServerSpec {
                                       serverConfig: try r.object("pd_cluster.server_config"),
                                       modelConfig: try r.object("pd_cluster.digs_model_config"),
                                       machineConfig: try r.object("pd_cluster.digs_machine_config"))
-            s.pd = try PDConfigs.complete(s, given)
+            var withOptions = given
+            if doc["pd_cluster"]?["coordinator_replicas"] != nil {
+                withOptions.coordinatorReplicas = try r.int("pd_cluster.coordinator_replicas", 1...16)
+            }
+            if let v = doc["pd_cluster"]?["priority_class_name"] {
+                guard case .string(let pc) = v, isValidSubdomain(pc) else {
+                    throw r.fail("pd_cluster.priority_class_name", "must be a DNS-1123 subdomain (the name of a PriorityClass)")
+                }
+                withOptions.priorityClassName = pc
+            }
+            if let v = doc["pd_cluster"]?["tolerations"] {
+                guard case .array(let items) = v, items.allSatisfy({ if case .object = $0 { true } else { false } }) else {
+                    throw r.fail("pd_cluster.tolerations", "must be a list of Kubernetes tolerations (objects)")
+                }
+                withOptions.tolerations = v
+            }
+            s.pd = try PDConfigs.complete(s, withOptions)
             s.replicas = p + d
         }
         return s

@@ -58,7 +58,8 @@ public enum Manifests {
     public static func selector(_ serverName: String) -> String { "\(managedByLabel)=\(managedBy),\(instanceLabel)=\(serverName)" }
 
     /// The kinds a server's objects can have (for sweeps by label).
-    public static let ownedKinds: [KubeObject.Kind] = [.service, .deployment, .configMap, .roleBinding, .role, .serviceAccount]
+    public static let ownedKinds: [KubeObject.Kind] = [.service, .podDisruptionBudget, .deployment, .configMap, .roleBinding, .role,
+                                                       .serviceAccount]
 
     // MARK: single node
 
@@ -230,17 +231,29 @@ public enum Manifests {
         let rankMount = jo(["name": js("global-ranktable"), "mountPath": js(rankTableDir), "readOnly": jb(true)])
         let rankEnv = envValue("GLOBAL_RANK_TABLE_FILE_PATH", rankTablePath)
         func msDeployment(_ depName: String, role: String, binary: String, configCM: String, configEnv: String,
-                          ports: [Int], request: (String, String), limit: (String, String), account: Bool) -> JSONValue {
+                          ports: [(String, Int)], probePort: String, request: (String, String), limit: (String, String),
+                          account: Bool) -> JSONValue {
             let labels = ["app": name, roleLabel: role]
+            func probe(_ path: String, period: Int, failures: Int) -> JSONValue {
+                jo(["httpGet": jo(["path": js(path), "port": js(probePort)]), "periodSeconds": ji(period), "timeoutSeconds": ji(3),
+                    "failureThreshold": ji(failures)])
+            }
+            var security = containerSecurity()
+            // the binaries write nothing outside their emptyDir and log to stdout
+            security = security.setting(["readOnlyRootFilesystem"], to: jb(true))
             var container = jo([
                 "name": js(role), "image": js(s.image), "imagePullPolicy": js("IfNotPresent"),
                 "command": ja([js(binary)]),
                 "env": ja([envField("POD_IP", "status.podIP"), envValue(configEnv, "/mnt/configmap/config.json"), rankEnv,
                            envValue("MINDIE_LOG_TO_STDOUT", "1")]),
-                "ports": ja(ports.map { jo(["containerPort": ji($0)]) }),
+                "ports": ja(ports.map { jo(["name": js($0.0), "containerPort": ji($0.1), "protocol": js("TCP")]) }),
                 "resources": jo(["requests": jo(["memory": request.0, "cpu": request.1]), "limits": jo(["memory": limit.0, "cpu": limit.1])]),
-                "securityContext": containerSecurity(),
+                "securityContext": security,
                 "volumeMounts": ja([jo(["name": js("config"), "mountPath": js("/mnt/configmap"), "readOnly": jb(true)]), rankMount]),
+                // /v1/startup and /v1/health answer while the process runs; readiness waits for a published instance set
+                "startupProbe": probe("/v1/startup", period: 2, failures: 30),
+                "livenessProbe": probe("/v1/health", period: 10, failures: 3),
+                "readinessProbe": probe("/v1/readiness", period: 5, failures: 3),
             ])
             if role == "coordinator" {
                 // `ms_coordinator [predict_ip] [manage_ip]`: listen on the pod IP; ports come from its config.
@@ -249,7 +262,9 @@ public enum Manifests {
             var pod = jo([
                 "automountServiceAccountToken": jb(account),
                 "containers": ja([container]),
-                "securityContext": jo(["fsGroup": ji(1001)]),
+                // not root; kubelet's ConfigMap files are root-owned with fsGroup's group read, which FileCheck accepts
+                "securityContext": jo(["runAsNonRoot": jb(true), "runAsUser": ji(1001), "runAsGroup": ji(1001), "fsGroup": ji(1001),
+                                       "seccompProfile": jo(["type": js("RuntimeDefault")])]),
                 "volumes": ja([jo(["name": js("config"), "configMap": jo(["name": js(configCM), "defaultMode": ji(0o640)])]), rankVolume]),
             ])
             if account { pod = pod.setting(["serviceAccountName"], to: js(n.rbac)) }
@@ -261,23 +276,40 @@ public enum Manifests {
                 ]))
                 pod = pod.setting(["containers"], to: ja([container]))
             }
+            pod = scheduling(pod, pd, role: role, spread: role == "coordinator")
+            var template = jo(["metadata": jo(["labels": jo(labels)]), "spec": pod])
+            let replicas: Int, strategy: JSONValue
+            if role == "coordinator" {
+                // the front door: several replicas, rolled one at a time, never fewer ready than asked
+                replicas = pd.coordinatorReplicas
+                strategy = jo(["type": js("RollingUpdate"), "rollingUpdate": jo(["maxUnavailable": ji(0), "maxSurge": ji(1)])])
+                template = template.setting(["metadata", "annotations"], to: jo([
+                    "prometheus.io/scrape": "true", "prometheus.io/port": String(coordinatorMetricsPort), "prometheus.io/path": "/metrics",
+                ]))
+            } else {
+                // one active Controller: two at once would both assign roles
+                replicas = 1
+                strategy = jo(["type": js("Recreate")])
+            }
             return jo([
                 "apiVersion": js("apps/v1"), "kind": js("Deployment"),
                 "metadata": metadata(depName, ns, labels: labels),
                 "spec": jo([
-                    "replicas": ji(1),
+                    "replicas": ji(replicas),
                     "selector": jo(["matchLabels": jo(labels)]),
-                    "strategy": jo(["type": js("Recreate")]),
-                    "template": jo(["metadata": jo(["labels": jo(labels)]), "spec": pod]),
+                    "strategy": strategy,
+                    "template": template,
                 ]),
             ])
         }
         add(.deployment, n.coordinator, msDeployment(n.coordinator, role: "coordinator", binary: "ms_coordinator", configCM: n.coordinatorConfig,
                                                      configEnv: "MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH",
-                                                     ports: [coordinatorInferPort, coordinatorManagementPort],
-                                                     request: ("4Gi", "16"), limit: ("8Gi", "64"), account: false))
+                                                     ports: [("infer", coordinatorInferPort), ("manage", coordinatorManagementPort),
+                                                             ("metrics", coordinatorMetricsPort), ("status", coordinatorStatusPort)],
+                                                     probePort: "status", request: ("4Gi", "16"), limit: ("8Gi", "64"), account: false))
         add(.deployment, n.controller, msDeployment(n.controller, role: "controller", binary: "ms_controller", configCM: n.controllerConfig,
-                                                    configEnv: "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH", ports: [],
+                                                    configEnv: "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH",
+                                                    ports: [("http", controllerPort), ("alarm", controllerAlarmPort)], probePort: "http",
                                                     request: ("2Gi", "4"), limit: ("4Gi", "8"), account: true))
         for (depName, role, replicas) in [(n.prefill, "prefill", pd.prefillReplicas), (n.decode, "decode", pd.decodeReplicas)] {
             let labels = ["app": name, roleLabel: role, "ring-controller.atlas": s.npuType == "Ascend910" ? "ascend-910" : "ascend-310P"]
@@ -292,6 +324,7 @@ public enum Manifests {
                 jo(["name": js("config"), "configMap": jo(["name": js(n.serverConfig), "defaultMode": ji(0o640)])]), rankVolume,
             ], extraMounts: [], shm: "4Gi", grace: s.terminationGracePeriodSeconds)
             pod = pod.setting(["volumes"], to: ja((pod["volumes"]?.arrayValue ?? []).filter { $0["name"]?.stringValue != "path-0" }))
+            pod = scheduling(pod, pd, role: role, spread: true)
             add(.deployment, depName, jo([
                 "apiVersion": js("apps/v1"), "kind": js("Deployment"),
                 "metadata": metadata(depName, ns, labels: labels),
@@ -303,6 +336,14 @@ public enum Manifests {
                 ]),
             ]))
         }
+        // voluntary disruptions (node drains) take at most one pod of each component at a time
+        for (comp, role) in [(n.coordinator, "coordinator"), (n.prefill, "prefill"), (n.decode, "decode")] {
+            add(.podDisruptionBudget, comp, jo([
+                "apiVersion": js("policy/v1"), "kind": js("PodDisruptionBudget"),
+                "metadata": metadata(comp, ns, labels: ["app": name, roleLabel: role]),
+                "spec": jo(["maxUnavailable": ji(1), "selector": jo(["matchLabels": jo(["app": name, roleLabel: role])])]),
+            ]))
+        }
         add(.service, n.inferService, jo([
             "apiVersion": js("v1"), "kind": js("Service"),
             "metadata": metadata(n.inferService, ns, labels: common),
@@ -310,10 +351,35 @@ public enum Manifests {
                 "type": js(s.serviceType),
                 "selector": jo(["app": name, roleLabel: "coordinator"]),
                 "ports": ja([jo(["name": js("infer"), "protocol": js("TCP"), "port": ji(coordinatorInferPort),
-                                 "targetPort": ji(coordinatorInferPort), "nodePort": ji(s.servicePort)])]),
+                                 "targetPort": js("infer"), "nodePort": ji(s.servicePort)])]),
             ]),
         ]))
         return out
+    }
+
+    public static let coordinatorMetricsPort = 1028
+    public static let coordinatorStatusPort = 1029
+    static let controllerPort = 1026
+    static let controllerAlarmPort = 1027
+
+    /// Spreads a component's replicas over nodes (preferred, so a small cluster still schedules them) and applies the
+    /// spec's priority class and tolerations.
+    static func scheduling(_ pod: JSONValue, _ pd: PDClusterSpec, role: String, spread: Bool) -> JSONValue {
+        var p = pod
+        if spread {
+            let selector = jo(["matchLabels": jo([roleLabel: role])])
+            p = p.setting(["affinity"], to: jo(["podAntiAffinity": jo(["preferredDuringSchedulingIgnoredDuringExecution": ja([jo([
+                "weight": ji(100),
+                "podAffinityTerm": jo(["labelSelector": selector, "topologyKey": js("kubernetes.io/hostname")]),
+            ])])])]))
+            p = p.setting(["topologySpreadConstraints"], to: ja([jo([
+                "maxSkew": ji(1), "topologyKey": js("topology.kubernetes.io/zone"), "whenUnsatisfiable": js("ScheduleAnyway"),
+                "labelSelector": selector,
+            ])]))
+        }
+        if let pc = pd.priorityClassName { p = p.setting(["priorityClassName"], to: js(pc)) }
+        if let t = pd.tolerations { p = p.setting(["tolerations"], to: t) }
+        return p
     }
 
     // MARK: parts

@@ -127,7 +127,8 @@ public enum PDConfigs {
         }
         let coordinatorBytes = Array(pd.coordinatorConfig.serialized(indent: 4).utf8)
         if let why = checks.coordinator(coordinatorBytes) { throw refuse("coordinator_config", why) }
-        for (key, port) in [("predict_port", Manifests.coordinatorInferPort), ("manage_port", Manifests.coordinatorManagementPort)] {
+        for (key, port) in [("predict_port", Manifests.coordinatorInferPort), ("manage_port", Manifests.coordinatorManagementPort),
+                            ("external_port", Manifests.coordinatorMetricsPort), ("status_port", Manifests.coordinatorStatusPort)] {
             let v = pd.coordinatorConfig["http_config"]?[key]
             guard v == .string(String(port)) || v == .int(Int64(port)) else {
                 throw refuse("coordinator_config", "http_config.\(key) must stay \(port): the Service, the probes and the Controller use it, got \(v?.rendered ?? "nothing")")
@@ -145,6 +146,11 @@ public enum PDConfigs {
             guard pd.controllerConfig[key] == .string(want) else {
                 throw refuse("controller_config", "\(key) must stay \(want) (the file is rendered from pd_cluster.\(key == "digs_model_config_path" ? "digs_model_config" : "digs_machine_config"))")
             }
+        }
+        guard pd.controllerConfig["http_server"]?["port"] == .int(Int64(Manifests.controllerPort)),
+              pd.controllerConfig["controller_alarm_port"] == .int(Int64(Manifests.controllerAlarmPort)) else {
+            throw refuse("controller_config", "http_server.port must stay \(Manifests.controllerPort) and controller_alarm_port " +
+                         "\(Manifests.controllerAlarmPort): the probes and the named ports use them")
         }
         for (key, want) in [("mindie_server_port", s.inferPort), ("mindie_server_control_port", s.managementPort),
                             ("mindie_ms_coordinator_port", Manifests.coordinatorManagementPort)] {
