@@ -27,9 +27,9 @@ struct KubeletVolumeTests {
              ("digs_model_config_path", .string(config.file("model.json"))),
              ("digs_machine_config_path", .string(config.file("machine.json")))],
             environment: [:])
-        #expect(await f.waitForRefresh([0, 1]))
+        #expect(await f.waitForRefresh([0, 1], seconds: 60))  // generous: the whole suite runs in parallel on a shared machine
         try rank.update(["global_ranktable.json": four])
-        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        #expect(await f.waitForRefresh([0, 1, 2, 3], seconds: 60))
         await f.tearDown()
     }
 }
