@@ -31,6 +31,9 @@ public struct PDClusterSpec: Sendable, Equatable {
     /// The Controller's DIGS model and machine files (`pd_cluster.digs_model_config` / `digs_machine_config`).
     public var modelConfig: JSONValue = .object([:])
     public var machineConfig: JSONValue = .object([:])
+    /// The image of the Coordinator and the Controller (`pd_cluster.ms_image`): the runtime stage of the Dockerfile.
+    public var msImage = PDClusterSpec.defaultMSImage
+    public static let defaultMSImage = "mindie-ms:latest"
     /// Coordinator replicas (`pd_cluster.coordinator_replicas`, 1–16, default 2: a rolling update keeps one serving).
     public var coordinatorReplicas = 2
     /// `pd_cluster.priority_class_name` and `pd_cluster.tolerations` (optional), for every pod of the cluster.
@@ -147,7 +150,8 @@ extension InferServerSpec {
         "resource_requests": ["memory", "cpu_core", "npu_type", "npu_chip_num"],
         "mindie_server_config": ["mies_install_path", "infer_port", "management_port", "enable_tls"],
         "pd_cluster": ["prefill_replicas", "decode_replicas", "coordinator_config", "controller_config", "server_config",
-                       "digs_model_config", "digs_machine_config", "coordinator_replicas", "priority_class_name", "tolerations"],
+                       "digs_model_config", "digs_machine_config", "coordinator_replicas", "priority_class_name", "tolerations",
+                       "ms_image"],
     ]
 
     /// Refuses a key the spec does not know (a misspelt key would otherwise be silently ignored), naming it and the
@@ -298,12 +302,14 @@ extension InferServerSpec {
         guard s.enableTLS == mindieTLS else {
             throw r.fail("mindie_server_config.enable_tls", "must equal ms_deployer's client_mindie_server_tls_enable (\(mindieTLS))")
         }
-        if let v = doc["image"] {
+        func imageRef(_ key: String) throws(DeployerError) -> String? {
+            guard let v = r.value(key) else { return nil }
             guard case .string(let img) = v, (1...255).contains(img.utf8.count),
                   img.utf8.allSatisfy({ c in (c >= 0x30 && c <= 0x3A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x2F || c == 0x2D || c == 0x5F || c == 0x40 })
-            else { throw r.fail("image", "must be a container image reference ([A-Za-z0-9._/:@-], 1..255 characters)") }
-            s.image = img
+            else { throw r.fail(key, "must be a container image reference ([A-Za-z0-9._/:@-], 1..255 characters)") }
+            return img
         }
+        if let img = try imageRef("image") { s.image = img }
         if type == .pdCluster {
             guard case .object? = doc["pd_cluster"] else { throw r.fail("pd_cluster", "must be an object") }
             let p = try r.int("pd_cluster.prefill_replicas", 1...64)
@@ -315,6 +321,7 @@ extension InferServerSpec {
                                       modelConfig: try r.object("pd_cluster.digs_model_config"),
                                       machineConfig: try r.object("pd_cluster.digs_machine_config"))
             var withOptions = given
+            if let img = try imageRef("pd_cluster.ms_image") { withOptions.msImage = img }
             if doc["pd_cluster"]?["coordinator_replicas"] != nil {
                 withOptions.coordinatorReplicas = try r.int("pd_cluster.coordinator_replicas", 1...16)
             }

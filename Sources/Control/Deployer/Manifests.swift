@@ -242,7 +242,7 @@ public enum Manifests {
             // the binaries write nothing outside their emptyDir and log to stdout
             security = security.setting(["readOnlyRootFilesystem"], to: jb(true))
             var container = jo([
-                "name": js(role), "image": js(s.image), "imagePullPolicy": js("IfNotPresent"),
+                "name": js(role), "image": js(pd.msImage), "imagePullPolicy": js("IfNotPresent"),
                 "command": ja([js(binary)]),
                 "env": ja([envField("POD_IP", "status.podIP"), envValue(configEnv, "/mnt/configmap/config.json"), rankEnv,
                            envValue("MINDIE_LOG_TO_STDOUT", "1")]),
