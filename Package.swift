@@ -61,7 +61,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ms_deployer",
-            dependencies: ["Control", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Control", "Gateway", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "mindie_sim",
@@ -69,7 +69,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "msctl",
-            dependencies: ["Control", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Control", "Gateway", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ch2o_bench",
@@ -78,8 +78,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["MSCore"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "MSCoreTests", dependencies: ["MSCore", "CH2O", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MSCore", "Simulator", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeployerTests", dependencies: ["Control", "MSCore", "TestSupport"], exclude: ["Golden"], swiftSettings: swiftSettings),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeployerTests", dependencies: ["Control", "Gateway", "MSCore", "TestSupport"], exclude: ["Golden"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore"], swiftSettings: swiftSettings),
     ]
 )

@@ -60,11 +60,14 @@ SWIFT_FLAGS=(-Xcc "-DMINDIE_MS_VERSION=\"$VERSION\"")
 # git keeps files 0644; the binaries refuse config files more open than 0640 (as the reference does)
 find conf -type f -name '*.json' -exec chmod 0640 {} +
 
+# the shipped binaries carry the Swift runtime, so that they run in a plain Debian image (Dockerfile); only the build
+# of out/bin takes this flag, the test build stays as it is
+BUILD_FLAGS=(--static-swift-stdlib)
 build() {
-  log "building ($CONFIG, version $VERSION)"
-  swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}"
+  log "building ($CONFIG, version $VERSION, static Swift runtime)"
+  swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}" "${BUILD_FLAGS[@]}"
   local bin
-  bin=$(swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}" --show-bin-path)
+  bin=$(swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}" "${BUILD_FLAGS[@]}" --show-bin-path)
   mkdir -p out/bin
   for exe in ms_coordinator ms_controller ms_deployer mindie_sim msctl; do
     cp -f "$bin/$exe" "out/bin/$exe"

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KINDS = {"configmaps": ("ConfigMap", "v1"), "services": ("Service", "v1"), "pods": ("Pod", "v1"),
          "serviceaccounts": ("ServiceAccount", "v1"), "deployments": ("Deployment", "apps/v1"),
-         "roles": ("Role", "rbac.authorization.k8s.io/v1"), "rolebindings": ("RoleBinding", "rbac.authorization.k8s.io/v1")}
+         "roles": ("Role", "rbac.authorization.k8s.io/v1"), "rolebindings": ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+         "poddisruptionbudgets": ("PodDisruptionBudget", "policy/v1")}
 LOCK = threading.Lock()
 OBJECTS = {}
 COUNTERS = {"rv": 100, "ip": 1}

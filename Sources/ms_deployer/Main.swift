@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Control
+import Gateway
 import MSCore
 
 @main
@@ -37,7 +38,9 @@ struct Main: ParsableCommand {
         let logger = Bootstrap.run(label: "ms_deployer", level: level)
         logger.info("config loaded", metadata: ["path": "\(location.path)"])
         let server: DeployerServer
-        do { server = try DeployerServer(config: deployerConfig, environment: env, logger: logger) } catch {
+        do { server = try DeployerServer(
+            config: deployerConfig, environment: env,
+            configChecks: ComponentConfigChecks(coordinator: CoordinatorConfig.startRefusal), logger: logger) } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
 import Control
+import Gateway
 import MSCore
 
-/// `msctl create|update|get|delete infer_server -f FILE|-n NAME`, `msctl render infer_server -f FILE`.
+/// `msctl create|update|get|delete infer_server -f FILE|-n NAME`, `msctl list infer_server`, `msctl render infer_server -f FILE`.
 /// Exit codes (DECISIONS 24): 0 success, 1 the deployer refused or could not be reached, 2 usage or local file error.
 @main
 struct Msctl: AsyncParsableCommand {
@@ -16,12 +17,13 @@ struct Msctl: AsyncParsableCommand {
             $ msctl update infer_server -f conf/update_server.json
             $ msctl get infer_server -n mindie-server
             $ msctl delete infer_server -n mindie-server
+            $ msctl list infer_server
             $ msctl render infer_server -f conf/infer_server.json | kubectl apply -f -
 
             Exit codes: 0 success, 1 ms_deployer refused or unreachable, 2 usage or local file error.
             """,
         version: ProductInfo.versionLine(binary: "msctl"),
-        subcommands: [Create.self, Update.self, Get.self, Delete.self, Render.self])
+        subcommands: [Create.self, Update.self, Get.self, Delete.self, List.self, Render.self])
 
     /// ArgumentParser's usage errors exit 64; ours exit 2, help and --version exit 0.
     static func main() async {
@@ -89,13 +91,22 @@ extension Msctl {
         }
     }
 
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the managed inference services (GET /v1/servers).")
+        @Argument(help: "The resource kind: infer_server.") var resource: ResourceKind
+        func run() async throws {
+            try finish(await MsctlClient.run(.list, environment: ProcessInfo.processInfo.environment))
+        }
+    }
+
     struct Render: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the Kubernetes manifests of a spec as YAML (for kubectl apply -f -).")
         @Argument(help: "The resource kind: infer_server.") var resource: ResourceKind
         @Option(name: .customShort("f"), help: ArgumentHelp("The infer_server.json spec.", valueName: "FILE")) var file: String
         @Option(name: .long, help: "Namespace of the objects.") var namespace: String = "mindie"
         func run() throws {
-            try finish(MsctlClient.render(file: file, namespace: namespace, environment: ProcessInfo.processInfo.environment))
+            try finish(MsctlClient.render(file: file, namespace: namespace, environment: ProcessInfo.processInfo.environment,
+                                             configChecks: ComponentConfigChecks(coordinator: CoordinatorConfig.startRefusal)))
         }
     }
 }

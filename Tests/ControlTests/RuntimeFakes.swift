@@ -198,8 +198,9 @@ final class ClusterFixture: @unchecked Sendable {
         try AtomicFile.write(rankTableJSON(servers: list, coordinators: ["127.0.0.1"]).data, to: rankTablePath)
     }
 
-    func config() throws -> ControllerConfig {
-        try loadConfig([
+    /// - Parameter changes: more keys over the fixture's (e.g. file paths under a kubelet volume).
+    func config(_ changes: [(String, JSONValue?)] = []) throws -> ControllerConfig {
+        let base: [(String, JSONValue?)] = [
             ("deploy_mode", .string(mode)),
             ("default_p_rate", 1), ("default_d_rate", 1),
             ("cluster_synchronization_seconds", 1), ("rank_table_detecting_seconds", 1),
@@ -210,14 +211,17 @@ final class ClusterFixture: @unchecked Sendable {
             ("cluster_status.file_path", .string(clusterStatusPath)),
             ("digs_model_config_path", .string(Paths.conf.appendingPathComponent("model_config/llama2-70B.json").path)),
             ("digs_machine_config_path", .string(Paths.conf.appendingPathComponent("machine_config/800IA2.json").path)),
-        ])
+        ]
+        return try loadConfig(base.filter { b in !changes.contains { $0.0 == b.0 } } + changes)
     }
 
     /// Starts a Controller (probe and alarm listeners on free ports).
     @discardableResult
-    func startController() async throws -> ControllerService {
+    func startController(
+        _ changes: [(String, JSONValue?)] = [], environment: [String: String] = ["MINDIE_CHECK_INPUTFILES_PERMISSION": "0"]
+    ) async throws -> ControllerService {
         let s = try ControllerService(
-            config: try config(), environment: ["MINDIE_CHECK_INPUTFILES_PERMISSION": "0"], logger: quietLogger,
+            config: try config(changes), environment: environment, logger: quietLogger,
             portOverrides: (0, 0))
         try await s.start()
         service = s

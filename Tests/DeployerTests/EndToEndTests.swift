@@ -43,7 +43,7 @@ final class Harness: @unchecked Sendable {
     /// (Re)starts ms_deployer from the config (and so from the status file).
     func start() throws {
         let config = try DeployerConfig.parse(deployerConfigDoc, environment: env)
-        server = try DeployerServer(config: config, environment: env, logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
+        server = try DeployerServer(config: config, environment: env, configChecks: startChecks, logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
     }
 
     func restart() throws {
@@ -153,6 +153,19 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(after["server_list"] == ja([]))
     }
 
+    @Test("an update that changes server_type says so (400), whatever the new type would need, and changes nothing")
+    func serverTypeChange() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        #expect(await h.msctl(.create(file: h.specFile("a.json", specJSON(name: "alpha")))).exitCode == 0)
+        let before = h.fake.object("deployments", "mindie", "alpha")
+        let o = await h.msctl(.update(file: h.specFile("u.json", #"{"server_name":"alpha","server_type":"mindie_pd_cluster"}"#)))
+        #expect(o.exitCode == 1)
+        let message = parsed(o)["message"]?.stringValue ?? ""
+        #expect(message.contains("server_type cannot be changed") && message.contains("mindie_single_node") && message.contains("delete"), "\(message)")
+        #expect(h.fake.object("deployments", "mindie", "alpha") == before)
+    }
+
     @Test func severalServersAndAPDCluster() async throws {
         let h = try Harness()
         defer { h.stop() }
@@ -181,8 +194,8 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(table["server_group_list"]?.arrayValue?[2]["server_count"] == js("4"))
         let get = parsed(await h.msctl(.get(name: "pd")))
         #expect(get["data"]?["rank_table_status"] == js("completed"))
-        #expect(get["data"]?["instances_status"]?.arrayValue?.count == 6)
-        #expect(get["data"]?["replicas"] == ji(6) && get["data"]?["ready_replicas"] == ji(6))
+        #expect(get["data"]?["instances_status"]?.arrayValue?.count == 7)  // 2 Coordinators, the Controller, 4 servers
+        #expect(get["data"]?["replicas"] == ji(7) && get["data"]?["ready_replicas"] == ji(7))
 
         // cross node: once the operator completes hccl.json the master pod is labelled
         let pod = h.fake.names("pods", ns).first { $0.hasPrefix("cross-") }!
@@ -199,10 +212,71 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         // three servers persisted; deleting the PD cluster removes all of its objects
         #expect(await service.serverNames == ["alpha", "cross", "pd"])
         #expect(await h.msctl(.delete(name: "pd")).exitCode == 0)
-        #expect(h.fake.names("configmaps", ns) == [cmName])
+        #expect(h.fake.names("configmaps", ns) == ["alpha-owner", "cross-owner", cmName])  // the other servers' roots stay
         #expect(h.fake.names("serviceaccounts", ns).isEmpty && h.fake.names("roles", ns).isEmpty && h.fake.names("rolebindings", ns).isEmpty)
         #expect(h.fake.names("deployments", ns) == ["alpha", "cross-deployment-0"])
         #expect(h.fake.names("services", ns) == ["alpha", "cross-service"])
+    }
+
+    @Test("orphans: objects nobody recorded are found by label — create refuses with the clean-up command, delete removes them")
+    func orphansAreFoundByLabel() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let ns = "mindie"
+        // 9 of the 12 PD objects, as a deployer killed mid-create before recording the server would leave them
+        let objs = Manifests.build(try spec("mindie_pd_cluster", name: "pd"), namespace: ns)
+        for o in objs.prefix(9) { h.fake.set(o.kind.resource, ns, o.name, o.body) }
+        #expect(await h.server.service.serverNames.isEmpty)
+        // every object carries both labels
+        #expect(objs.allSatisfy { $0.body.at("metadata", "labels", Manifests.instanceLabel) == js("pd")
+            && $0.body.at("metadata", "labels", Manifests.managedByLabel) == js("ms_deployer") })
+
+        var o = await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd"))))
+        #expect(o.exitCode == 1)
+        let msg = parsed(o)["message"]?.stringValue ?? ""
+        #expect(msg.contains("msctl delete infer_server -n pd") && msg.contains("ConfigMap/pd-global-ranktable"), "\(msg)")
+        #expect(h.fake.names("deployments", ns).count == objs.prefix(9).filter { $0.kind == .deployment }.count)  // nothing created
+
+        o = await h.msctl(.delete(name: "pd"))
+        #expect(o.exitCode == 0, "\(o)")
+        #expect(parsed(o)["data"]?["removed"]?.arrayValue?.count == 9)
+        for r in ["deployments", "configmaps", "services", "serviceaccounts", "roles", "rolebindings"] { #expect(h.fake.names(r, ns).isEmpty) }
+        #expect(await h.msctl(.delete(name: "pd")).exitCode == 1)  // nothing left: 404
+
+        // now a clean create works; get reports drift, update recreates what was deleted behind its back
+        #expect(await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd")))).exitCode == 0)
+        // one root object owns all the others (deleting it lets Kubernetes collect the rest)
+        let rootUID = try #require(h.fake.object("configmaps", ns, "pd-owner")?.at("metadata", "uid")?.stringValue)
+        for obj in objs {
+            let refs = h.fake.object(obj.kind.resource, ns, obj.name)?.at("metadata", "ownerReferences")
+            #expect(refs?.arrayValue?.first?["uid"] == js(rootUID) && refs?.arrayValue?.first?["name"] == js("pd-owner"), "\(obj.ref)")
+        }
+        h.fake.state.withLock { s in
+            s.objects["configmaps/\(ns)/pd-server-config"] = nil
+            s.objects["services/\(ns)/pd-infer"] = nil
+        }
+        o = await h.msctl(.get(name: "pd"))
+        #expect(parsed(o)["data"]?["missing_objects"] == ja([js("ConfigMap/pd-server-config"), js("Service/pd-infer")]), "\(o)")
+        o = await h.msctl(.update(file: h.specFile("u.json", #"{"server_name":"pd"}"#)))
+        #expect(o.exitCode == 0 && parsed(o)["data"]?["recreated"] == ja([js("ConfigMap/pd-server-config"), js("Service/pd-infer")]), "\(o)")
+        #expect(h.fake.object("services", ns, "pd-infer") != nil && h.fake.object("configmaps", ns, "pd-server-config") != nil)
+        #expect(parsed(await h.msctl(.get(name: "pd")))["data"]?["missing_objects"] == ja([]))
+    }
+
+    @Test("a create whose rollback fails stays recorded (intent was written first), so delete can finish the job after a restart")
+    func failedRollbackIsRecorded() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let ns = "mindie"
+        h.fake.state.withLock { $0.failCreate = ["services/mindie-server"]; $0.failDelete = ["deployments/mindie-server"] }
+        let o = await h.msctl(.create(file: h.specFile("s.json", specJSON())))
+        #expect(o.exitCode == 1 && (parsed(o)["message"]?.stringValue?.contains("msctl delete infer_server -n mindie-server") ?? false), "\(o)")
+        #expect(h.fake.names("deployments", ns) == ["mindie-server"])
+        try h.restart()
+        #expect(await h.server.service.serverNames == ["mindie-server"])
+        h.fake.state.withLock { $0.failCreate = []; $0.failDelete = [] }
+        #expect(await h.msctl(.delete(name: "mindie-server")).exitCode == 0)
+        #expect(h.fake.names("deployments", ns).isEmpty)
     }
 
     @Test func kubernetesFailuresAreReportedAndRolledBack() async throws {
@@ -276,6 +350,11 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(s == 400 && b["message"] == js("update json does not include server name."))
         (s, b) = try await call("GET", "/v1/servers")
         #expect(s == 200 && b["data"] == ja([]))
+        // a body over the 10 MiB limit gets a 413 reply over TLS (it used to be a bare close), and the server goes on
+        (s, b) = try await call("POST", "/v1/servers", String(repeating: "x", count: (10 << 20) + 1))
+        #expect(s == 413 && b["message"]?.stringValue?.contains("over the limit") == true && b["status"] == js("1"))
+        (s, b) = try await call("GET", "/v1/servers")
+        #expect(s == 200)
         // without a client certificate the TLS handshake is refused
         let anonymous = HTTPClient(tls: try TLSClient(TLSConfiguration(caPath: p("ca.pem"))))
         await #expect(throws: HTTPClientError.self) {
@@ -322,7 +401,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
              "server_tls_enable":false,"client_mindie_server_tls_enable":false,"namespace":"lab"}
             """.utf8))
         let config = try DeployerConfig.parse(doc)
-        let server = try DeployerServer(config: config, environment: [:], logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
+        let server = try DeployerServer(config: config, environment: [:], configChecks: startChecks, logger: quietLogger, port: 0, reconcileIntervalMilliseconds: 3_600_000)
         defer { server.shutdown() }
         let client = HTTPClient()
         let r = try await client.execute(HTTPClientRequest(method: "POST", host: "127.0.0.1", port: server.port, path: "/v1/servers",

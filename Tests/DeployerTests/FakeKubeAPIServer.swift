@@ -89,7 +89,8 @@ final class FakeKubeAPIServer: @unchecked Sendable {
     static let resourceKinds = ["configmaps": ("ConfigMap", "v1"), "services": ("Service", "v1"), "pods": ("Pod", "v1"),
                                 "serviceaccounts": ("ServiceAccount", "v1"), "deployments": ("Deployment", "apps/v1"),
                                 "roles": ("Role", "rbac.authorization.k8s.io/v1"),
-                                "rolebindings": ("RoleBinding", "rbac.authorization.k8s.io/v1")]
+                                "rolebindings": ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+                                "poddisruptionbudgets": ("PodDisruptionBudget", "policy/v1")]
 
     func handle(_ req: HTTPRequest) -> (Int, JSONValue) {
         state.withLock { $0.log.append(Logged(method: req.method, path: req.path, query: req.query, contentType: req.headers["content-type"])) }

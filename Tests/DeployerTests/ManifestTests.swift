@@ -39,7 +39,8 @@ import TestSupport
         #expect(objs.map(\.ref) == [
             "ServiceAccount/pd-ms", "Role/pd-ms", "RoleBinding/pd-ms", "ConfigMap/pd-global-ranktable", "ConfigMap/pd-coordinator-config",
             "ConfigMap/pd-controller-config", "ConfigMap/pd-server-config", "Deployment/pd-coordinator", "Deployment/pd-controller",
-            "Deployment/pd-prefill", "Deployment/pd-decode", "Service/pd-infer",
+            "Deployment/pd-prefill", "Deployment/pd-decode", "PodDisruptionBudget/pd-coordinator", "PodDisruptionBudget/pd-prefill",
+            "PodDisruptionBudget/pd-decode", "Service/pd-infer",
         ])
         try checkGolden("pd_cluster.json", Self.json(objs))
         try checkGolden("pd_cluster.yaml", YAML.render(objs))

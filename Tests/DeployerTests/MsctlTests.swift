@@ -67,12 +67,13 @@ import MSCore
 
     @Test func renderPrintsYAML() {
         let f = write(specJSON("mindie_pd_cluster", name: "pd"), to: dir.appendingPathComponent("pd.json"))
-        let o = MsctlClient.render(file: f, namespace: "lab", environment: [:])
+        let o = MsctlClient.render(file: f, namespace: "lab", environment: [:], configChecks: startChecks)
         #expect(o.exitCode == 0)
-        #expect(o.stdout.components(separatedBy: "---\n").count == 14)  // the Namespace, then 12 objects
+        #expect(o.stdout.components(separatedBy: "---
+").count == 17)  // the Namespace, then 15 objects
         #expect(o.stdout.contains("namespace: lab"))
         let bad = write(specJSON(name: "Bad"), to: dir.appendingPathComponent("bad.json"))
-        #expect(MsctlClient.render(file: bad, namespace: "lab", environment: [:]).exitCode == 2)
+        #expect(MsctlClient.render(file: bad, namespace: "lab", environment: [:], configChecks: startChecks).exitCode == 2)
     }
 
     /// The built binary, when `swift build` made it next to the test bundle.

@@ -34,9 +34,18 @@ public enum DeployerAPI {
         }
     }
 
+    /// The reference's body limit.
+    public static let maxBodyBytes = 10 << 20
+    /// What the HTTP layer reads before it refuses by itself. Over TLS that refusal is a bare close (the client is
+    /// still sending), so the listener reads up to twice the limit and `handle` answers 413 with a JSON reply.
+    public static let listenerBodyBytes = 2 * maxBodyBytes + (1 << 20)
+
     /// Runs a routed request against the service.
     public static func handle(method: String, path: String, body: [UInt8], service: DeployerService) async -> DeployerReply {
-        switch route(method: method, path: path) {
+        if body.count > maxBodyBytes {
+            return DeployerReply(413, "request body is \(body.count) bytes, over the limit of \(maxBodyBytes) bytes (10 MiB)")
+        }
+        return switch route(method: method, path: path) {
         case .create: await service.create(body: body)
         case .update: await service.update(body: body)
         case .get(let name): await service.get(name: name, target: path)

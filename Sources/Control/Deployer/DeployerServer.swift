@@ -10,7 +10,8 @@ public final class DeployerServer: @unchecked Sendable {
     private let reconcileTask: Task<Void, Never>
 
     /// - Parameter port: overrides `config.port` (0 in tests).
-    public init(config: DeployerConfig, environment: [String: String], logger: Logger, port: Int? = nil,
+    /// - Parameter configChecks: the start-up parsers of the component configs a PD cluster deploys.
+    public init(config: DeployerConfig, environment: [String: String], configChecks: ComponentConfigChecks, logger: Logger, port: Int? = nil,
                 reconcileIntervalMilliseconds: UInt64? = nil) throws(ConfigLoadError) {
         self.config = config
         let endpoint = try config.kubeEndpoint(environment: environment)
@@ -23,12 +24,12 @@ public final class DeployerServer: @unchecked Sendable {
         let probe: MindieProbe
         do { probe = try MindieProbe(tls: mindieTLS) } catch { throw ConfigLoadError("MindIE Server client: \(error)") }
         service = DeployerService(kube: kube, store: store, namespace: config.namespace, mindieTLS: config.mindieTLSEnable,
-                                  logger: logger, restored: loaded.entries, probe: probe)
+                                  configChecks: configChecks, logger: logger, restored: loaded.entries, probe: probe)
         let tls = try config.serverTLS.map { i throws(ConfigLoadError) in try DeployerConfig.tlsConfiguration(i, environment: environment) }
         do {
             http = try HTTPServer(configuration: HTTPServerConfiguration(
                 threads: 1, listeners: [HTTPListener(host: config.ip, port: port ?? config.port, tls: tls)],
-                maxRequestBodyBytes: 10 << 20, maxHeaderBytes: 8 << 10, idleTimeoutMilliseconds: 10_000, gracefulTimeoutMilliseconds: 2_000),
+                maxRequestBodyBytes: DeployerAPI.listenerBodyBytes, maxHeaderBytes: 8 << 10, idleTimeoutMilliseconds: 10_000, gracefulTimeoutMilliseconds: 2_000),
                 handler: DeployerAPI.httpHandler(service: service, logger: logger))
             try http.start()
         } catch {

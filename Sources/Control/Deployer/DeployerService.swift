@@ -32,6 +32,7 @@ public actor DeployerService {
     let mindieTLS: Bool
     let logger: Logger
     let probe: MindieProbe?
+    let configChecks: ComponentConfigChecks
     let now: @Sendable () -> Date
     private(set) var servers: [String: StatusStore.Entry] = [:]
     private var order: [String] = []
@@ -44,9 +45,11 @@ public actor DeployerService {
         return nil
     }
 
-    public init(kube: KubeClient, store: StatusStore, namespace: String, mindieTLS: Bool, logger: Logger,
-                restored: [StatusStore.Entry] = [], probe: MindieProbe? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(kube: KubeClient, store: StatusStore, namespace: String, mindieTLS: Bool, configChecks: ComponentConfigChecks,
+                logger: Logger, restored: [StatusStore.Entry] = [], probe: MindieProbe? = nil,
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.kube = kube
+        self.configChecks = configChecks
         self.probe = probe
         self.store = store
         self.namespace = namespace
@@ -76,17 +79,42 @@ public actor DeployerService {
 
     public func create(body: [UInt8]) async -> DeployerReply {
         let spec: InferServerSpec
-        do { spec = try InferServerSpec.parse(body: body, mindieTLS: mindieTLS, exists: { [servers] in servers[$0] != nil }) } catch {
+        do {
+            spec = try InferServerSpec.parse(body: body, mindieTLS: mindieTLS, exists: { [servers] in servers[$0] != nil })
+            try PDConfigs.check(spec, with: configChecks)
+        } catch {
             return DeployerReply(error.status, error.message)
         }
         if let refusal = claim(spec.serverName) { return refusal }
         defer { busy.remove(spec.serverName) }
-        servers[spec.serverName] = StatusStore.Entry(namespace: namespace, spec: spec)  // reserve the name while creating
+        // objects left by an earlier create (a deployer killed mid-way, a rollback that failed) would collide one by one
+        switch await leftovers(spec.serverName, namespace: namespace) {
+        case .failure(let error): return DeployerReply(Self.kubeStatus(error), "Failed to create infer server!: cannot look for leftovers: \(error)")
+        case .success(let found) where !found.isEmpty:
+            return DeployerReply(409, "objects of an earlier \(spec.serverName) are still in namespace \(namespace) (" +
+                                 found.map(\.ref).joined(separator: ", ") + "); remove them with `msctl delete infer_server -n \(spec.serverName)` " +
+                                 "(it deletes everything labelled \(Manifests.instanceLabel)=\(spec.serverName)), then create again")
+        case .success: break
+        }
+        // intent first: a deployer killed from here on restarts knowing the server, so delete/update/get work on it
+        servers[spec.serverName] = StatusStore.Entry(namespace: namespace, spec: spec)
         order.append(spec.serverName)
+        do { try persist() } catch {
+            servers[spec.serverName] = nil
+            order.removeAll { $0 == spec.serverName }
+            return DeployerReply(error.status, error.message)
+        }
         var created: [KubeObject] = []
-        for obj in Manifests.build(spec, namespace: namespace) {
+        let root = Manifests.root(spec, namespace: namespace)
+        var rootUID: String?
+        for var obj in [root] + Manifests.build(spec, namespace: namespace) {
+            if let rootUID { obj = Manifests.owned(obj, rootName: root.name, uid: rootUID) }
             do {
-                _ = try await kube.create(obj)
+                let answer = try await kube.create(obj)
+                if obj.name == root.name && obj.kind == root.kind {
+                    rootUID = answer.at("metadata", "uid")?.stringValue
+                    if rootUID == nil { logger.warning("the API server gave the root object no uid: objects are created without owner references") }
+                }
                 created.append(obj)
                 logger.info("created", metadata: ["server": "\(spec.serverName)", "object": "\(obj.ref)"])
             } catch {
@@ -97,15 +125,36 @@ public actor DeployerService {
                         leftovers.append("\(c.ref) (\(error))")
                     } catch {}
                 }
-                servers[spec.serverName] = nil
-                order.removeAll { $0 == spec.serverName }
                 var msg = "\(Self.createFailure(spec.serverType, obj.kind)): \(obj.ref): \(error)"
-                if !leftovers.isEmpty { msg += "; could not remove: " + leftovers.joined(separator: ", ") }
+                if leftovers.isEmpty {
+                    servers[spec.serverName] = nil
+                    order.removeAll { $0 == spec.serverName }
+                    try? persist()
+                } else {
+                    // stay registered, so that the leftovers can be removed by name
+                    msg += "; could not remove: " + leftovers.joined(separator: ", ") +
+                        " (remove them with `msctl delete infer_server -n \(spec.serverName)`)"
+                }
                 return DeployerReply(Self.kubeStatus(error), msg)
             }
         }
         do { try persist() } catch { return DeployerReply(error.status, error.message) }
         return DeployerReply(200, "Creating the server!")
+    }
+
+    /// Objects labelled as this server's, of every kind a server can have.
+    func leftovers(_ name: String, namespace ns: String) async -> Result<[KubeObject], KubeError> {
+        var found: [KubeObject] = []
+        for kind in Manifests.ownedKinds {
+            let list: JSONValue
+            do { list = try await kube.list(kind, namespace: ns, labelSelector: Manifests.selector(name)) } catch {
+                return .failure(error)
+            }
+            for item in list["items"]?.arrayValue ?? [] {
+                if let n = item.at("metadata", "name")?.stringValue { found.append(KubeObject(kind: kind, namespace: ns, name: n, body: item)) }
+            }
+        }
+        return .success(found)
     }
 
     static func createFailure(_ type: ServerType, _ kind: KubeObject.Kind) -> String {
@@ -134,33 +183,58 @@ public actor DeployerService {
         defer { busy.remove(name) }
         guard let entry = servers[name] else { return DeployerReply(404, "server to be updated is not existing") }
         let old = entry.spec
+        // before validation: a changed type would otherwise be reported as the new type's missing fields
+        if let t = doc["server_type"], t != .string(old.serverType.rawValue) {
+            return DeployerReply(400, "update failed: server_type cannot be changed by update (\(name) is \(old.serverType.rawValue), " +
+                                 "the update asks for \(t.rendered)); delete the server and create it again")
+        }
         let mergedDoc = old.document.merging(doc)
         let new: InferServerSpec
-        do { new = try InferServerSpec.validate(mergedDoc, mindieTLS: mindieTLS) } catch {
+        do {
+            new = try InferServerSpec.validate(mergedDoc, mindieTLS: mindieTLS)
+            try PDConfigs.check(new, with: configChecks)
+        } catch {
             return DeployerReply(error.status, "update failed: \(error.message)")
         }
         guard new.serverType == old.serverType else { return DeployerReply(400, "update failed: server_type cannot be changed by update") }
         if new.serverType == .crossNode && new != old {
             return DeployerReply(400, "cross node mode does not support update yet")
         }
-        let oldObjs = Dictionary(uniqueKeysWithValues: Manifests.build(old, namespace: entry.namespace).map { ("\($0.ref)", $0) })
-        let newObjs = Manifests.build(new, namespace: entry.namespace)
+        let oldObjs = Dictionary(uniqueKeysWithValues: ([Manifests.root(old, namespace: entry.namespace)] + Manifests.build(old, namespace: entry.namespace))
+            .map { ("\($0.ref)", $0) })
+        let newRoot = Manifests.root(new, namespace: entry.namespace)
+        let newObjs = [newRoot] + Manifests.build(new, namespace: entry.namespace)
+        var rootUID: String?
         var changed = 0
+        var recreated: [String] = []
         for obj in newObjs {
             do {
                 guard let before = oldObjs[obj.ref] else {
-                    _ = try await kube.create(obj)
+                    rootUID = try await createOwned(obj, root: newRoot, rootUID: rootUID)
                     changed += 1
                     continue
                 }
                 let diff = Self.mergeDiff(before.body, obj.body)
-                if case .object(let d) = diff, d.isEmpty { continue }
-                do {
-                    _ = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false, fieldManager: "ms_deployer")
-                } catch where error.isNotFound {
-                    _ = try await kube.create(obj)  // lost meanwhile: recreate it
+                if case .object(let d) = diff, d.isEmpty {
+                    // unchanged in the spec, but deleted behind our back: recreate it rather than report success
+                    if let current = try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) {
+                        if obj.ref == newRoot.ref { rootUID = current.at("metadata", "uid")?.stringValue }
+                    } else {
+                        rootUID = try await createOwned(obj, root: newRoot, rootUID: rootUID)
+                        recreated.append(obj.ref)
+                        if obj.ref != newRoot.ref { changed += 1 }
+                    }
+                    continue
                 }
-                changed += 1
+                do {
+                    let answer = try await kube.patch(obj.kind, namespace: obj.namespace, name: obj.name, patch: diff, strategic: false,
+                                                      fieldManager: "ms_deployer")
+                    if obj.ref == newRoot.ref { rootUID = answer.at("metadata", "uid")?.stringValue }
+                } catch where error.isNotFound {
+                    rootUID = try await createOwned(obj, root: newRoot, rootUID: rootUID)  // lost meanwhile: recreate it
+                    recreated.append(obj.ref)
+                }
+                if obj.ref != newRoot.ref { changed += 1 }
             } catch {
                 return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref): \(error)")
             }
@@ -177,7 +251,16 @@ public actor DeployerService {
         }
         servers[name] = StatusStore.Entry(namespace: entry.namespace, spec: new)
         do { try persist() } catch { return DeployerReply(error.status, error.message) }
+        if !recreated.isEmpty {
+            return DeployerReply(200, "update server success.", data: jo(["recreated": ja(recreated.map(js))]))
+        }
         return DeployerReply(200, "update server success.")
+    }
+
+    /// Creates `obj`, owned by the root when its uid is known; returns the root's uid (learnt when `obj` is the root).
+    private func createOwned(_ obj: KubeObject, root: KubeObject, rootUID: String?) async throws(KubeError) -> String? {
+        let answer = try await kube.create(rootUID.map { Manifests.owned(obj, rootName: root.name, uid: $0) } ?? obj)
+        return obj.ref == root.ref ? answer.at("metadata", "uid")?.stringValue : rootUID
     }
 
     static func restartStamp(_ d: Date) -> String {
@@ -268,6 +351,16 @@ public actor DeployerService {
             "replicas": ji(Self.expectedPods(spec)), "ready_replicas": ji(instances.filter { $0["readiness"] == .bool(true) }.count),
             "instances_status": ja(instances), "model_info": modelInfo,
         ]
+        // drift: objects of the spec that are gone from Kubernetes (`update` recreates them)
+        var missing: [JSONValue] = []
+        for obj in [Manifests.root(spec, namespace: entry.namespace)] + Manifests.build(spec, namespace: entry.namespace) {
+            do {
+                if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil { missing.append(js(obj.ref)) }
+            } catch {
+                logger.warning("cannot check an object", metadata: ["server": "\(name)", "object": "\(obj.ref)", "error": "\(error)"])
+            }
+        }
+        data["missing_objects"] = ja(missing)
         if spec.serverType == .pdCluster {
             let table = GlobalRankTable.build(spec: spec, pods: GlobalRankTable.pods(fromList: pods))
             data["rank_table_status"] = table["status"]
@@ -280,7 +373,7 @@ public actor DeployerService {
         switch s.serverType {
         case .singleNode: s.replicas
         case .crossNode: s.crossNodeNum
-        case .pdCluster: (s.pd?.prefillReplicas ?? 0) + (s.pd?.decodeReplicas ?? 0) + 2
+        case .pdCluster: (s.pd?.prefillReplicas ?? 0) + (s.pd?.decodeReplicas ?? 0) + (s.pd?.coordinatorReplicas ?? 1) + 1
         }
     }
 
@@ -295,12 +388,17 @@ public actor DeployerService {
 
     /// Removes every object of the server in reverse creation order; a server stays registered if anything is left.
     public func delete(name: String, target: String) async -> DeployerReply {
-        guard servers[name] != nil else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        guard servers[name] != nil else { return await deleteUnknown(name: name, target: target) }
         if let refusal = claim(name) { return refusal }
         defer { busy.remove(name) }
         guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
         var notRemoved: [JSONValue] = []
-        for obj in Manifests.build(entry.spec, namespace: entry.namespace).reversed() {
+        // the spec's objects, then anything else labelled as this server's (left by an older spec)
+        var objects = Manifests.build(entry.spec, namespace: entry.namespace).reversed() + [Manifests.root(entry.spec, namespace: entry.namespace)]
+        if case .success(let found) = await leftovers(name, namespace: entry.namespace) {
+            objects += found.filter { f in !objects.contains { $0.kind == f.kind && $0.name == f.name } }
+        }
+        for obj in objects {
             do {
                 try await kube.delete(obj.kind, namespace: obj.namespace, name: obj.name)
                 logger.info("deleted", metadata: ["server": "\(name)", "object": "\(obj.ref)"])
@@ -318,6 +416,29 @@ public actor DeployerService {
         order.removeAll { $0 == name }
         do { try persist() } catch { return DeployerReply(error.status, error.message) }
         return DeployerReply(200, "succeed to clear resources")
+    }
+
+    /// `delete` of a name without a status entry (a create killed before it was recorded, a status file lost):
+    /// everything labelled as that server's in the Deployer's namespace is removed; 404 when there is nothing.
+    func deleteUnknown(name: String, target: String) async -> DeployerReply {
+        guard InferServerSpec.isValidServerName(name) else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        if let refusal = claim(name) { return refusal }
+        defer { busy.remove(name) }
+        let found: [KubeObject]
+        switch await leftovers(name, namespace: namespace) {
+        case .failure(let error): return DeployerReply(Self.kubeStatus(error), "unload server failed! cannot list its objects: \(error)")
+        case .success(let f): found = f
+        }
+        guard !found.isEmpty else { return DeployerReply(404, "Cannot find the resource \(target)") }
+        var notRemoved: [String] = []
+        for obj in found {
+            do { try await kube.delete(obj.kind, namespace: obj.namespace, name: obj.name) } catch where error.isNotFound {} catch {
+                notRemoved.append("\(obj.ref) (\(error))")
+            }
+        }
+        guard notRemoved.isEmpty else { return DeployerReply(502, "unload server failed! could not remove: " + notRemoved.joined(separator: ", ")) }
+        logger.info("deleted unrecorded objects by label", metadata: ["server": "\(name)", "objects": "\(found.map(\.ref))"])
+        return DeployerReply(200, "succeed to clear resources", data: jo(["removed": ja(found.map { js($0.ref) })]))
     }
 
     // MARK: background reconciliation

@@ -23,10 +23,23 @@ public struct DeployerError: Error, Sendable, Equatable, CustomStringConvertible
 public struct PDClusterSpec: Sendable, Equatable {
     public var prefillReplicas: Int
     public var decodeReplicas: Int
-    /// Contents of the ConfigMaps (`config.json` of each component); `{}` when not given.
+    /// Contents of the ConfigMaps (`config.json` of each component): the complete configs, the Deployer's defaults
+    /// with the spec's `pd_cluster.*_config` merged over them (`PDConfigs`).
     public var coordinatorConfig: JSONValue
     public var controllerConfig: JSONValue
     public var serverConfig: JSONValue
+    /// The Controller's DIGS model and machine files (`pd_cluster.digs_model_config` / `digs_machine_config`).
+    public var modelConfig: JSONValue = .object([:])
+    public var machineConfig: JSONValue = .object([:])
+    /// The image of the Coordinator and the Controller (`pd_cluster.ms_image`): the runtime stage of the Dockerfile.
+    public var msImage = PDClusterSpec.defaultMSImage
+    public static let defaultMSImage = "mindie-ms:latest"
+    /// Coordinator replicas (`pd_cluster.coordinator_replicas`, 1–16, default 1). More than one needs the etcd
+    /// master/standby of `coordinator_config.backup_config` (a D accepts one `/dresult` link at a time).
+    public var coordinatorReplicas = 1
+    /// `pd_cluster.priority_class_name` and `pd_cluster.tolerations` (optional), for every pod of the cluster.
+    public var priorityClassName: String?
+    public var tolerations: JSONValue?
 }
 
 /// A validated `infer_server.json` (deployer spec §3, DECISIONS 23 and 28).
@@ -76,6 +89,17 @@ extension InferServerSpec {
         return true
     }
 
+    /// A DNS-1123 subdomain (PriorityClass names).
+    static func isValidSubdomain(_ s: String) -> Bool {
+        guard (1...253).contains(s.utf8.count) else { return false }
+        return s.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { part in
+            let b = Array(part.utf8)
+            guard let f = b.first, let l = b.last else { return false }
+            func an(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) }
+            return an(f) && an(l) && b.allSatisfy { an($0) || $0 == 0x2D }
+        }
+    }
+
     public static let serverNameRule =
         "server_name must be a DNS-1123 label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, at most 48 characters"
 
@@ -94,13 +118,108 @@ extension InferServerSpec {
         return try validate(doc, mindieTLS: mindieTLS)
     }
 
-    /// JSON object, at most 1 MiB and 50 levels deep.
+    /// JSON object, at most 1 MiB and 50 levels deep, whose integer fields are written as integers.
     public static func parseDocument(_ body: [UInt8]) throws(DeployerError) -> JSONValue {
         let invalid = DeployerError(400, "load config is not a valid json!")
         guard body.count <= 1 << 20, jsonDepth(body) <= 50, let doc = try? JSONValue.parse(Data(body)), case .object = doc else {
             throw invalid
         }
+        // the decoder reads 2.0 as the integer 2; the reference (and Kubernetes) refuse it, so look at the text
+        for (path, literal) in fractionalNumbers(body) where integerFields.contains(path) {
+            throw DeployerError(400, "failed to parse load params!: \(path) must be an integer, got \(literal)")
+        }
         return doc
+    }
+
+    /// The spec's integer fields (dotted paths).
+    static let integerFields: Set<String> = [
+        "replicas", "cross_node_num", "service_port", "init_delay", "liveness_timeout", "liveness_failure_threshold",
+        "readiness_timeout", "readiness_failure_threshold", "termination_grace_period_seconds",
+        "resource_requests.memory", "resource_requests.cpu_core", "resource_requests.npu_chip_num",
+        "mindie_server_config.infer_port", "mindie_server_config.management_port",
+        "pd_cluster.prefill_replicas", "pd_cluster.decode_replicas",
+    ]
+
+    /// Every key a spec may have, per object (dotted path of the object; "" = top level). `namespace`,
+    /// `server_image`, `startup_cmd` and `mount_path` are the 10RC2-era keys the reference ignores.
+    static let knownKeys: [String: Set<String>] = [
+        "": ["server_name", "server_type", "replicas", "cross_node_num", "service_type", "service_port", "scheduler", "init_delay",
+             "detect_server_inner_error", "liveness_timeout", "liveness_failure_threshold", "readiness_timeout",
+             "readiness_failure_threshold", "resource_requests", "mindie_server_config", "npu_fault_reschedule",
+             "termination_grace_period_seconds", "max_unavailable", "max_surge", "image", "pd_cluster",
+             "namespace", "server_image", "startup_cmd", "mount_path"],
+        "resource_requests": ["memory", "cpu_core", "npu_type", "npu_chip_num"],
+        "mindie_server_config": ["mies_install_path", "infer_port", "management_port", "enable_tls"],
+        "pd_cluster": ["prefill_replicas", "decode_replicas", "coordinator_config", "controller_config", "server_config",
+                       "digs_model_config", "digs_machine_config", "coordinator_replicas", "priority_class_name", "tolerations",
+                       "ms_image"],
+    ]
+
+    /// Refuses a key the spec does not know (a misspelt key would otherwise be silently ignored), naming it and the
+    /// closest known key.
+    static func checkKnownKeys(_ doc: JSONValue, prefix: String) throws(DeployerError) {
+        for (objectPath, known) in knownKeys.sorted(by: { $0.key < $1.key }) {
+            let object = objectPath.isEmpty ? doc : doc[objectPath]
+            guard case .object(let o)? = object else { continue }
+            for key in o.keys.sorted() where !known.contains(key) {
+                let full = objectPath.isEmpty ? key : "\(objectPath).\(key)"
+                let closest = known.min { editDistance($0, key) < editDistance($1, key) }
+                let hint = closest.map { editDistance($0, key) <= max(2, key.count / 3) ? " (did you mean \"\($0)\"?)" : "" } ?? ""
+                throw DeployerError(400, "\(prefix): unknown key \"\(full)\"\(hint); known keys\(objectPath.isEmpty ? "" : " of \(objectPath)"): " +
+                                    known.sorted().joined(separator: ", "))
+            }
+        }
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var prev = Array(0...y.count)
+        for i in 1...max(x.count, 1) where !x.isEmpty {
+            var cur = [i] + Array(repeating: 0, count: y.count)
+            for j in 1...max(y.count, 1) where !y.isEmpty {
+                cur[j] = Swift.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return x.isEmpty ? y.count : prev[y.count]
+    }
+
+    /// Number literals written with a fraction or an exponent, with the dotted key path of the object members that
+    /// hold them (members of arrays are skipped: the spec has no integer lists).
+    static func fractionalNumbers(_ b: [UInt8]) -> [(String, String)] {
+        struct Frame { var isObject: Bool; var key: String? }
+        var stack: [Frame] = [], out: [(String, String)] = []
+        var i = 0, lastString: String?
+        while i < b.count {
+            let c = b[i]
+            switch c {
+            case 0x22:  // string
+                var j = i + 1, escaped = false
+                while j < b.count {
+                    if escaped { escaped = false } else if b[j] == 0x5C { escaped = true } else if b[j] == 0x22 { break }
+                    j += 1
+                }
+                lastString = String(decoding: b[(i + 1)..<min(j, b.count)], as: UTF8.self)
+                i = j + 1
+                continue
+            case 0x3A: if !stack.isEmpty { stack[stack.count - 1].key = lastString }
+            case 0x7B: stack.append(Frame(isObject: true, key: nil))
+            case 0x5B: stack.append(Frame(isObject: false, key: nil))
+            case 0x7D, 0x5D: if !stack.isEmpty { stack.removeLast() }
+            case 0x2D, 0x30...0x39:
+                var j = i
+                while j < b.count, [0x2B, 0x2D, 0x2E, 0x45, 0x65].contains(b[j]) || (b[j] >= 0x30 && b[j] <= 0x39) { j += 1 }
+                let literal = String(decoding: b[i..<j], as: UTF8.self)
+                if literal.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), stack.allSatisfy(\.isObject) {
+                    out.append((stack.compactMap(\.key).joined(separator: "."), literal))
+                }
+                i = j
+                continue
+            default: break
+            }
+            i += 1
+        }
+        return out
     }
 
     /// Maximum nesting of brackets outside strings (a cheap guard before decoding).
@@ -135,6 +254,7 @@ extension InferServerSpec {
         case .crossNode: "failed to parse load params!"
         case .pdCluster: "failed to parse load params!"
         }
+        try checkKnownKeys(doc, prefix: prefix)
         var r = FieldReader(doc: doc, prefix: prefix)
         var s = InferServerSpec(
             serverName: name, serverType: type, replicas: 1, crossNodeNum: 1, serviceType: "NodePort", servicePort: 0,
@@ -171,6 +291,10 @@ extension InferServerSpec {
             s.terminationGracePeriodSeconds = try r.int("termination_grace_period_seconds", 0...3600)
             s.maxSurge = try r.percent("max_surge")
             s.maxUnavailable = try r.percent("max_unavailable")
+            // the API server refuses a rolling update that may neither add nor remove a pod
+            if s.maxSurge == "0%" && s.maxUnavailable == "0%" {
+                throw r.fail("max_unavailable", "and max_surge cannot both be 0% (a rolling update could never progress)")
+            }
         }
         s.miesInstallPath = try r.installPath("mindie_server_config.mies_install_path")
         s.inferPort = try r.int("mindie_server_config.infer_port", 1024...65535)
@@ -179,20 +303,50 @@ extension InferServerSpec {
         guard s.enableTLS == mindieTLS else {
             throw r.fail("mindie_server_config.enable_tls", "must equal ms_deployer's client_mindie_server_tls_enable (\(mindieTLS))")
         }
-        if let v = doc["image"] {
+        func imageRef(_ key: String) throws(DeployerError) -> String? {
+            guard let v = r.value(key) else { return nil }
             guard case .string(let img) = v, (1...255).contains(img.utf8.count),
                   img.utf8.allSatisfy({ c in (c >= 0x30 && c <= 0x3A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x2F || c == 0x2D || c == 0x5F || c == 0x40 })
-            else { throw r.fail("image", "must be a container image reference ([A-Za-z0-9._/:@-], 1..255 characters)") }
-            s.image = img
+            else { throw r.fail(key, "must be a container image reference ([A-Za-z0-9._/:@-], 1..255 characters)") }
+            return img
         }
+        if let img = try imageRef("image") { s.image = img }
         if type == .pdCluster {
             guard case .object? = doc["pd_cluster"] else { throw r.fail("pd_cluster", "must be an object") }
             let p = try r.int("pd_cluster.prefill_replicas", 1...64)
             let d = try r.int("pd_cluster.decode_replicas", 1...64)
-            s.pd = PDClusterSpec(prefillReplicas: p, decodeReplicas: d,
-                                 coordinatorConfig: try r.object("pd_cluster.coordinator_config"),
-                                 controllerConfig: try r.object("pd_cluster.controller_config"),
-                                 serverConfig: try r.object("pd_cluster.server_config"))
+            let given = PDClusterSpec(prefillReplicas: p, decodeReplicas: d,
+                                      coordinatorConfig: try r.object("pd_cluster.coordinator_config"),
+                                      controllerConfig: try r.object("pd_cluster.controller_config"),
+                                      serverConfig: try r.object("pd_cluster.server_config"),
+                                      modelConfig: try r.object("pd_cluster.digs_model_config"),
+                                      machineConfig: try r.object("pd_cluster.digs_machine_config"))
+            var withOptions = given
+            if let img = try imageRef("pd_cluster.ms_image") { withOptions.msImage = img }
+            if doc["pd_cluster"]?["coordinator_replicas"] != nil {
+                withOptions.coordinatorReplicas = try r.int("pd_cluster.coordinator_replicas", 1...16)
+                // a D accepts one /dresult link at a time: two active Coordinators would take it from each other
+                // (docs/decisions.md), so more than one needs the etcd master/standby of backup_config
+                if withOptions.coordinatorReplicas > 1,
+                   doc["pd_cluster"]?["coordinator_config"]?["backup_config"]?["function_sw"]?.boolValue != true {
+                    throw r.fail("pd_cluster.coordinator_replicas",
+                                 "must be 1 unless coordinator_config.backup_config.function_sw is true (etcd master/standby): "
+                                 + "a D instance accepts one /dresult link at a time, so two active Coordinators would take it from each other")
+                }
+            }
+            if let v = doc["pd_cluster"]?["priority_class_name"] {
+                guard case .string(let pc) = v, isValidSubdomain(pc) else {
+                    throw r.fail("pd_cluster.priority_class_name", "must be a DNS-1123 subdomain (the name of a PriorityClass)")
+                }
+                withOptions.priorityClassName = pc
+            }
+            if let v = doc["pd_cluster"]?["tolerations"] {
+                guard case .array(let items) = v, items.allSatisfy({ if case .object = $0 { true } else { false } }) else {
+                    throw r.fail("pd_cluster.tolerations", "must be a list of Kubernetes tolerations (objects)")
+                }
+                withOptions.tolerations = v
+            }
+            s.pd = try PDConfigs.complete(s, withOptions)
             s.replicas = p + d
         }
         return s

@@ -14,12 +14,14 @@ public struct KubeObject: Sendable, Equatable {
         case serviceAccount = "ServiceAccount"
         case role = "Role"
         case roleBinding = "RoleBinding"
+        case podDisruptionBudget = "PodDisruptionBudget"
 
         public var apiVersion: String {
             switch self {
             case .configMap, .service, .pod, .serviceAccount: "v1"
             case .deployment: "apps/v1"
             case .role, .roleBinding: "rbac.authorization.k8s.io/v1"
+            case .podDisruptionBudget: "policy/v1"
             }
         }
 
@@ -33,6 +35,7 @@ public struct KubeObject: Sendable, Equatable {
             case .serviceAccount: "serviceaccounts"
             case .role: "roles"
             case .roleBinding: "rolebindings"
+            case .podDisruptionBudget: "poddisruptionbudgets"
             }
         }
 
@@ -49,8 +52,9 @@ public struct KubeObject: Sendable, Equatable {
             case .roleBinding: 2
             case .configMap: 3
             case .deployment: 4
-            case .service: 5
-            case .pod: 6
+            case .podDisruptionBudget: 5
+            case .service: 6
+            case .pod: 7
             }
         }
     }

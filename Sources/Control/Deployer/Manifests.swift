@@ -6,6 +6,9 @@ public enum Manifests {
     public static let roleLabel = "mindie-ms/role"
     static let mount = "/mnt/mindie-service/ms"
     static let rankTableDir = "/user/serverid/devindex/config"
+    /// Where the PD pods read the global rank table: through kubelet's `..data` link, so a ConfigMap update (an
+    /// atomic swap of `..data`) is seen by the next read (FileCheck follows that layout on purpose).
+    public static let rankTablePath = "\(rankTableDir)/..data/global_ranktable.json"
 
     /// Every object of a server, in creation order.
     public static func build(_ spec: InferServerSpec, namespace: String = defaultNamespace) -> [KubeObject] {
@@ -14,8 +17,49 @@ public enum Manifests {
         case .crossNode: crossNode(spec, namespace: namespace)
         case .pdCluster: pdCluster(spec, namespace: namespace)
         }
-        return objs.enumerated().sorted { ($0.element.kind.createRank, $0.offset) < ($1.element.kind.createRank, $1.offset) }.map(\.element)
+        return objs.enumerated().sorted { ($0.element.kind.createRank, $0.offset) < ($1.element.kind.createRank, $1.offset) }.map { _, o in
+            var o = o
+            // every object says who manages it and for which server, so that it can be found (and removed) by label
+            // even when nothing else remembers it
+            o.body = o.body.setting(["metadata", "labels", managedByLabel], to: js(managedBy))
+                .setting(["metadata", "labels", instanceLabel], to: js(spec.serverName))
+            return o
+        }
     }
+
+    /// The one object every other object of a server is owned by (`ownerReferences`), so that deleting it lets
+    /// Kubernetes' garbage collector remove the rest even when no ms_deployer is left: a ConfigMap `<name>-owner`
+    /// holding the spec. Only `ms_deployer` creates it (the owners' uid is known only once it exists); `msctl render`
+    /// output has neither it nor owner references.
+    public static func root(_ spec: InferServerSpec, namespace ns: String = defaultNamespace) -> KubeObject {
+        let name = "\(spec.serverName)-owner"
+        let body = jo([
+            "apiVersion": js("v1"), "kind": js("ConfigMap"),
+            "metadata": jo(["name": js(name), "namespace": js(ns),
+                            "labels": jo(["app": spec.serverName, managedByLabel: managedBy, instanceLabel: spec.serverName])]),
+            "data": jo(["spec.json": spec.document.serialized(indent: 4)]),
+        ])
+        return KubeObject(kind: .configMap, namespace: ns, name: name, body: body)
+    }
+
+    /// `object` owned by the root whose uid is `uid` (deleting the root deletes it; foreground deletion waits).
+    public static func owned(_ object: KubeObject, rootName: String, uid: String) -> KubeObject {
+        var o = object
+        o.body = o.body.setting(["metadata", "ownerReferences"], to: ja([jo([
+            "apiVersion": js("v1"), "kind": js("ConfigMap"), "name": js(rootName), "uid": js(uid), "blockOwnerDeletion": jb(true),
+        ])]))
+        return o
+    }
+
+    /// The server an object belongs to.
+    public static let instanceLabel = "app.kubernetes.io/instance"
+
+    /// The label selector of every object of a server.
+    public static func selector(_ serverName: String) -> String { "\(managedByLabel)=\(managedBy),\(instanceLabel)=\(serverName)" }
+
+    /// The kinds a server's objects can have (for sweeps by label).
+    public static let ownedKinds: [KubeObject.Kind] = [.service, .podDisruptionBudget, .deployment, .configMap, .roleBinding, .role,
+                                                       .serviceAccount]
 
     // MARK: single node
 
@@ -148,8 +192,7 @@ public enum Manifests {
     static func pdCluster(_ s: InferServerSpec, namespace ns: String) -> [KubeObject] {
         let name = s.serverName
         let n = PDNames(name)
-        let pd = s.pd ?? PDClusterSpec(prefillReplicas: 1, decodeReplicas: 1, coordinatorConfig: .object([:]),
-                                       controllerConfig: .object([:]), serverConfig: .object([:]))
+        guard let pd = s.pd else { return [] }
         var out: [KubeObject] = []
         func add(_ kind: KubeObject.Kind, _ objName: String, _ body: JSONValue) {
             out.append(KubeObject(kind: kind, namespace: ns, name: objName, body: body))
@@ -171,28 +214,43 @@ public enum Manifests {
             "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(n.globalRankTable, ns, labels: common),
             "data": jo(["global_ranktable.json": "{\"status\":\"initializing\",\"version\":\"1.0\"}"]),
         ]))
-        for (cmName, cfg) in [(n.coordinatorConfig, pd.coordinatorConfig), (n.controllerConfig, controllerConfigWithDiscovery(s, pd.controllerConfig)), (n.serverConfig, pd.serverConfig)] {
+        let controllerFiles = [("config.json", controllerConfigWithDiscovery(s, pd.controllerConfig)), (PDConfigs.modelConfigKey, pd.modelConfig),
+                               (PDConfigs.machineConfigKey, pd.machineConfig)]
+        for (cmName, files) in [(n.coordinatorConfig, [("config.json", pd.coordinatorConfig)]), (n.controllerConfig, controllerFiles),
+                                (n.serverConfig, [("config.json", pd.serverConfig)])] {
             add(.configMap, cmName, jo([
                 "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(cmName, ns, labels: common),
-                "data": jo(["config.json": cfg.serialized(indent: 4)]),
+                "data": .object(Dictionary(uniqueKeysWithValues: files.map { ($0.0, JSONValue.string($0.1.serialized(indent: 4))) })),
             ]))
         }
         // Deployments.
         let rankVolume = jo(["name": js("global-ranktable"), "configMap": jo(["name": js(n.globalRankTable), "defaultMode": ji(0o640)])])
         let rankMount = jo(["name": js("global-ranktable"), "mountPath": js(rankTableDir), "readOnly": jb(true)])
-        let rankEnv = envValue("GLOBAL_RANK_TABLE_FILE_PATH", "\(rankTableDir)/..data/global_ranktable.json")
+        let rankEnv = envValue("GLOBAL_RANK_TABLE_FILE_PATH", rankTablePath)
         func msDeployment(_ depName: String, role: String, binary: String, configCM: String, configEnv: String,
-                          ports: [Int], request: (String, String), limit: (String, String), account: Bool) -> JSONValue {
+                          ports: [(String, Int)], probePort: String, request: (String, String), limit: (String, String),
+                          account: Bool) -> JSONValue {
             let labels = ["app": name, roleLabel: role]
+            func probe(_ path: String, period: Int, failures: Int) -> JSONValue {
+                jo(["httpGet": jo(["path": js(path), "port": js(probePort)]), "periodSeconds": ji(period), "timeoutSeconds": ji(3),
+                    "failureThreshold": ji(failures)])
+            }
+            var security = containerSecurity()
+            // the binaries write nothing outside their emptyDir and log to stdout
+            security = security.setting(["readOnlyRootFilesystem"], to: jb(true))
             var container = jo([
-                "name": js(role), "image": js(s.image), "imagePullPolicy": js("IfNotPresent"),
+                "name": js(role), "image": js(pd.msImage), "imagePullPolicy": js("IfNotPresent"),
                 "command": ja([js(binary)]),
                 "env": ja([envField("POD_IP", "status.podIP"), envValue(configEnv, "/mnt/configmap/config.json"), rankEnv,
                            envValue("MINDIE_LOG_TO_STDOUT", "1")]),
-                "ports": ja(ports.map { jo(["containerPort": ji($0)]) }),
+                "ports": ja(ports.map { jo(["name": js($0.0), "containerPort": ji($0.1), "protocol": js("TCP")]) }),
                 "resources": jo(["requests": jo(["memory": request.0, "cpu": request.1]), "limits": jo(["memory": limit.0, "cpu": limit.1])]),
-                "securityContext": containerSecurity(),
+                "securityContext": security,
                 "volumeMounts": ja([jo(["name": js("config"), "mountPath": js("/mnt/configmap"), "readOnly": jb(true)]), rankMount]),
+                // /v1/startup and /v1/health answer while the process runs; readiness waits for a published instance set
+                "startupProbe": probe("/v1/startup", period: 2, failures: 30),
+                "livenessProbe": probe("/v1/health", period: 10, failures: 3),
+                "readinessProbe": probe("/v1/readiness", period: 5, failures: 3),
             ])
             if role == "controller" {
                 container = container.setting(["env"], to: ja((container["env"]?.arrayValue ?? []) + controllerDiscoveryEnv()))
@@ -204,27 +262,59 @@ public enum Manifests {
             var pod = jo([
                 "automountServiceAccountToken": jb(account),
                 "containers": ja([container]),
-                "securityContext": jo(["fsGroup": ji(1001)]),
+                // not root; kubelet's ConfigMap files are root-owned with fsGroup's group read, which FileCheck accepts
+                "securityContext": jo(["runAsNonRoot": jb(true), "runAsUser": ji(1001), "runAsGroup": ji(1001), "fsGroup": ji(1001),
+                                       "seccompProfile": jo(["type": js("RuntimeDefault")])]),
                 "volumes": ja([jo(["name": js("config"), "configMap": jo(["name": js(configCM), "defaultMode": ji(0o640)])]), rankVolume]),
             ])
             if account { pod = pod.setting(["serviceAccountName"], to: js(n.rbac)) }
+            if role == "controller" {
+                // process state and cluster status files (PDConfigs.controllerStateDir); they survive a container restart
+                pod = pod.setting(["volumes"], to: ja((pod["volumes"]?.arrayValue ?? []) + [jo(["name": js("state"), "emptyDir": jo([:])])]))
+                container = container.setting(["volumeMounts"], to: ja((container["volumeMounts"]?.arrayValue ?? []) + [
+                    jo(["name": js("state"), "mountPath": js(PDConfigs.controllerStateDir)]),
+                ]))
+                pod = pod.setting(["containers"], to: ja([container]))
+            }
+            pod = scheduling(pod, pd, role: role, spread: role == "coordinator")
+            var template = jo(["metadata": jo(["labels": jo(labels)]), "spec": pod])
+            let replicas: Int, strategy: JSONValue
+            if role == "coordinator" {
+                replicas = pd.coordinatorReplicas
+                if replicas > 1 {
+                    // master/standby through etcd: rolled one at a time, never fewer ready than asked
+                    strategy = jo(["type": js("RollingUpdate"), "rollingUpdate": jo(["maxUnavailable": ji(0), "maxSurge": ji(1)])])
+                } else {
+                    // alone, it holds every D's /dresult link; a surge pod would take them from it mid-stream
+                    strategy = jo(["type": js("Recreate")])
+                }
+                template = template.setting(["metadata", "annotations"], to: jo([
+                    "prometheus.io/scrape": "true", "prometheus.io/port": String(coordinatorMetricsPort), "prometheus.io/path": "/metrics",
+                ]))
+            } else {
+                // one active Controller: two at once would both assign roles
+                replicas = 1
+                strategy = jo(["type": js("Recreate")])
+            }
             return jo([
                 "apiVersion": js("apps/v1"), "kind": js("Deployment"),
                 "metadata": metadata(depName, ns, labels: labels),
                 "spec": jo([
-                    "replicas": ji(1),
+                    "replicas": ji(replicas),
                     "selector": jo(["matchLabels": jo(labels)]),
-                    "strategy": jo(["type": js("Recreate")]),
-                    "template": jo(["metadata": jo(["labels": jo(labels)]), "spec": pod]),
+                    "strategy": strategy,
+                    "template": template,
                 ]),
             ])
         }
         add(.deployment, n.coordinator, msDeployment(n.coordinator, role: "coordinator", binary: "ms_coordinator", configCM: n.coordinatorConfig,
                                                      configEnv: "MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH",
-                                                     ports: [coordinatorInferPort, coordinatorManagementPort],
-                                                     request: ("4Gi", "16"), limit: ("8Gi", "64"), account: false))
+                                                     ports: [("infer", coordinatorInferPort), ("manage", coordinatorManagementPort),
+                                                             ("metrics", coordinatorMetricsPort), ("status", coordinatorStatusPort)],
+                                                     probePort: "status", request: ("4Gi", "16"), limit: ("8Gi", "64"), account: false))
         add(.deployment, n.controller, msDeployment(n.controller, role: "controller", binary: "ms_controller", configCM: n.controllerConfig,
-                                                    configEnv: "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH", ports: [],
+                                                    configEnv: "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH",
+                                                    ports: [("http", controllerPort), ("alarm", controllerAlarmPort)], probePort: "http",
                                                     request: ("2Gi", "4"), limit: ("4Gi", "8"), account: true))
         for (depName, role, replicas) in [(n.prefill, "prefill", pd.prefillReplicas), (n.decode, "decode", pd.decodeReplicas)] {
             let labels = ["app": name, roleLabel: role, "ring-controller.atlas": s.npuType == "Ascend910" ? "ascend-910" : "ascend-310P"]
@@ -239,6 +329,7 @@ public enum Manifests {
                 jo(["name": js("config"), "configMap": jo(["name": js(n.serverConfig), "defaultMode": ji(0o640)])]), rankVolume,
             ], extraMounts: [], shm: "4Gi", grace: s.terminationGracePeriodSeconds)
             pod = pod.setting(["volumes"], to: ja((pod["volumes"]?.arrayValue ?? []).filter { $0["name"]?.stringValue != "path-0" }))
+            pod = scheduling(pod, pd, role: role, spread: true)
             add(.deployment, depName, jo([
                 "apiVersion": js("apps/v1"), "kind": js("Deployment"),
                 "metadata": metadata(depName, ns, labels: labels),
@@ -250,6 +341,14 @@ public enum Manifests {
                 ]),
             ]))
         }
+        // voluntary disruptions (node drains) take at most one pod of each component at a time
+        for (comp, role) in [(n.coordinator, "coordinator"), (n.prefill, "prefill"), (n.decode, "decode")] {
+            add(.podDisruptionBudget, comp, jo([
+                "apiVersion": js("policy/v1"), "kind": js("PodDisruptionBudget"),
+                "metadata": metadata(comp, ns, labels: ["app": name, roleLabel: role]),
+                "spec": jo(["maxUnavailable": ji(1), "selector": jo(["matchLabels": jo(["app": name, roleLabel: role])])]),
+            ]))
+        }
         add(.service, n.inferService, jo([
             "apiVersion": js("v1"), "kind": js("Service"),
             "metadata": metadata(n.inferService, ns, labels: common),
@@ -257,10 +356,35 @@ public enum Manifests {
                 "type": js(s.serviceType),
                 "selector": jo(["app": name, roleLabel: "coordinator"]),
                 "ports": ja([jo(["name": js("infer"), "protocol": js("TCP"), "port": ji(coordinatorInferPort),
-                                 "targetPort": ji(coordinatorInferPort), "nodePort": ji(s.servicePort)])]),
+                                 "targetPort": js("infer"), "nodePort": ji(s.servicePort)])]),
             ]),
         ]))
         return out
+    }
+
+    public static let coordinatorMetricsPort = 1028
+    public static let coordinatorStatusPort = 1029
+    static let controllerPort = 1026
+    static let controllerAlarmPort = 1027
+
+    /// Spreads a component's replicas over nodes (preferred, so a small cluster still schedules them) and applies the
+    /// spec's priority class and tolerations.
+    static func scheduling(_ pod: JSONValue, _ pd: PDClusterSpec, role: String, spread: Bool) -> JSONValue {
+        var p = pod
+        if spread {
+            let selector = jo(["matchLabels": jo([roleLabel: role])])
+            p = p.setting(["affinity"], to: jo(["podAntiAffinity": jo(["preferredDuringSchedulingIgnoredDuringExecution": ja([jo([
+                "weight": ji(100),
+                "podAffinityTerm": jo(["labelSelector": selector, "topologyKey": js("kubernetes.io/hostname")]),
+            ])])])]))
+            p = p.setting(["topologySpreadConstraints"], to: ja([jo([
+                "maxSkew": ji(1), "topologyKey": js("topology.kubernetes.io/zone"), "whenUnsatisfiable": js("ScheduleAnyway"),
+                "labelSelector": selector,
+            ])]))
+        }
+        if let pc = pd.priorityClassName { p = p.setting(["priorityClassName"], to: js(pc)) }
+        if let t = pd.tolerations { p = p.setting(["tolerations"], to: t) }
+        return p
     }
 
     // MARK: parts

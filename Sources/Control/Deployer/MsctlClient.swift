@@ -10,6 +10,20 @@ public enum MsctlClient {
         case update(file: String)
         case get(name: String)
         case delete(name: String)
+        /// Every managed server (`GET /v1/servers`).
+        case list
+    }
+
+    /// A server name as one URL path segment: RFC 3986 unreserved characters stay, everything else is
+    /// percent-encoded, so `-n 'a b'` or `-n 'x/../y'` asks for a name the deployer does not know instead of
+    /// another path.
+    static func pathSegment(_ name: String) -> String {
+        var out = ""
+        for b in name.utf8 {
+            let unreserved = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
+            out += unreserved ? String(UnicodeScalar(b)) : String(format: "%%%02X", b)
+        }
+        return out
     }
 
     /// What the binary prints and returns.
@@ -103,12 +117,14 @@ public enum MsctlClient {
                 throw LocalError("\(file): update needs a JSON object with a string server_name, e.g. {\"server_name\":\"mindie-server\"}")
             }
             method = "POST"
-            path = "/v1/servers/\(name)"
+            path = "/v1/servers/\(pathSegment(name))"
         case .get(let name):
-            path = "/v1/servers/\(name)"
+            path = "/v1/servers/\(pathSegment(name))"
         case .delete(let name):
             method = "DELETE"
-            path = "/v1/servers/\(name)"
+            path = "/v1/servers/\(pathSegment(name))"
+        case .list:
+            path = "/v1/servers"
         }
         return HTTPClientRequest(method: method, host: config.host, port: config.port, path: path,
                                  headers: [("Accept", "*/*"), ("Content-Type", "application/json")], body: body,
@@ -148,7 +164,8 @@ public enum MsctlClient {
     }
 
     /// `msctl render infer_server -f FILE`: the manifests as YAML, no deployer involved.
-    public static func render(file: String, namespace: String, environment: [String: String]) -> Outcome {
+    /// The PD configs are checked with the binaries' start-up parsers, as `create` does.
+    public static func render(file: String, namespace: String, environment: [String: String], configChecks: ComponentConfigChecks) -> Outcome {
         let body: [UInt8]
         do { body = try readSpec(file, environment: environment) } catch { return Outcome(2, stderr: "msctl: \(error)\n") }
         let doc: JSONValue
@@ -156,7 +173,9 @@ public enum MsctlClient {
         let tls = doc["mindie_server_config"]?["enable_tls"]?.boolValue ?? false
         do {
             let spec = try InferServerSpec.parse(body: body, mindieTLS: tls)
-            return Outcome(0, stdout: "---\n" + YAML.render(Manifests.namespaceObject(namespace)) + YAML.render(Manifests.build(spec, namespace: namespace)))
+            try PDConfigs.check(spec, with: configChecks)
+            return Outcome(0, stdout: "---
+" + YAML.render(Manifests.namespaceObject(namespace)) + YAML.render(Manifests.build(spec, namespace: namespace)))
         } catch {
             return Outcome(2, stderr: "msctl: \(file): \(error.message)\n")
         }

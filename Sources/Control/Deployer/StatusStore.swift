@@ -16,7 +16,7 @@ public struct StatusStore: Sendable {
 
     public struct LoadResult: Sendable {
         public var entries: [Entry]
-        /// Entries that were invalid and dropped (the file is rewritten without them).
+        /// Entries that were invalid and dropped, each `name: why` (the file is rewritten without them).
         public var dropped: [String]
     }
 
@@ -40,15 +40,32 @@ public struct StatusStore: Sendable {
         }
         var entries: [Entry] = [], dropped: [String] = []
         for item in list {
+            let label = item["server_name"]?.rendered ?? item.rendered
+            func drop(_ why: String) { dropped.append("\(label): \(why)") }
             guard let ns = item["namespace"]?.stringValue, InferServerSpec.isValidServerName(ns),
-                  item["server_type"]?.stringValue != nil, item["replicas"]?.intValue != nil, item["use_service"]?.boolValue != nil,
-                  let specDoc = item["spec"],
-                  // A server deployed before `client_mindie_server_tls_enable` changed is still ours: keep it.
-                  let spec = try? InferServerSpec.validate(specDoc, mindieTLS: specDoc["mindie_server_config"]?["enable_tls"]?.boolValue ?? mindieTLS),
-                  spec.serverName == item["server_name"]?.stringValue,
-                  !entries.contains(where: { $0.spec.serverName == spec.serverName })
+                  item["server_type"]?.stringValue != nil, item["replicas"]?.intValue != nil, item["use_service"]?.boolValue != nil
             else {
-                dropped.append(item["server_name"]?.rendered ?? item.rendered)
+                drop("not a status entry (needs namespace, server_type, replicas, use_service)")
+                continue
+            }
+            guard let specDoc = item["spec"] else {
+                // the reference's ms_server keeps no spec, so nothing here can rebuild or update the server
+                drop("written without a \"spec\" (by the reference's ms_server?): it cannot be restored; its Kubernetes objects " +
+                     "are left as they are — remove them with kubectl, or create the server again with msctl")
+                continue
+            }
+            let spec: InferServerSpec
+            // A server deployed before `client_mindie_server_tls_enable` changed is still ours: keep it.
+            do { spec = try InferServerSpec.validate(specDoc, mindieTLS: specDoc["mindie_server_config"]?["enable_tls"]?.boolValue ?? mindieTLS) } catch {
+                drop("its spec is no longer valid: \(error.message)")
+                continue
+            }
+            guard spec.serverName == item["server_name"]?.stringValue else {
+                drop("server_name differs from the spec's (\(spec.serverName))")
+                continue
+            }
+            guard !entries.contains(where: { $0.spec.serverName == spec.serverName }) else {
+                drop("a second entry for the same server")
                 continue
             }
             entries.append(Entry(namespace: ns, spec: spec))
