@@ -49,6 +49,10 @@ def ttfe_probe(url, stop, samples, body):
             time.sleep(0.01)
 
 
+SYSCALLS = ["read", "recvfrom", "readv", "write", "writev", "sendto", "sendmsg", "epoll_wait", "epoll_pwait", "epoll_ctl",
+            "getrandom", "futex", "poll", "accept4", "close", "setsockopt", "getsockopt", "clock_gettime", "sched_yield"]
+
+
 def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
@@ -78,10 +82,10 @@ class Paced(Bench):
             if not wait_http(w + "/health"):
                 raise SystemExit(f"paced upstream {w} did not start")
 
-    def coordinator(self):
+    def coordinator(self, exe=None, threads=None):
         ports = {k: free_port() for k in ("predict", "manage", "status", "external")}
         c = json.load(open(os.path.join(ROOT, "conf", "ms_coordinator.json")))
-        t = self.a.coord_threads
+        t = threads or self.a.coord_threads
         c["http_config"].update(predict_port=str(ports["predict"]), manage_port=str(ports["manage"]),
                                 status_port=str(ports["status"]), external_port=str(ports["external"]), server_thread_num=t)
         c["digs_scheduler_config"].update(deploy_mode="single_node", scheduler_type="default_scheduler",
@@ -90,7 +94,7 @@ class Paced(Bench):
         path = os.path.join(self.tmp, "coord.json")
         json.dump(c, open(path, "w"))
         os.chmod(path, 0o640)
-        p = self.spawn([os.path.join(self.bin, "ms_coordinator"), "--config", path, "--threads", str(t)],
+        p = self.spawn([exe or os.path.join(self.bin, "ms_coordinator"), "--config", path, "--threads", str(t)],
                        env=dict(os.environ, MINDIE_LOG_LEVEL="warning"))
         if not wait_http(f"http://127.0.0.1:{ports['status']}/v1/health"):
             raise RuntimeError("ms_coordinator did not start")
@@ -194,18 +198,94 @@ http {{
               f"chat {rc['rps']:.0f} req/s cpu {res['chat'][-1] if pid and res['chat'] else 0:.1f} µs {r['errors']}{rc['errors']}",
               flush=True)
 
+    def profile(self, running, chat, stream):
+        """Where the time goes: per-thread CPU, syscalls per stream (strace -c -f) and a call graph (perf record -g,
+        software cpu-clock: no hardware counters in VMs) of each router under the same paced load."""
+        d = self.a.profile
+        os.makedirs(d, exist_ok=True)
+        for name, url, p in running:
+            if p is None:
+                continue
+            pid = p.pid
+            kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
+            pids = [str(pid)] + kids  # nginx's worker, the routers' children
+
+            def tasks():
+                return [(x, t) for x in pids for t in os.listdir(f"/proc/{x}/task")]
+
+            def threads():
+                out = {}
+                for x, tid in tasks():
+                    try:
+                        st = open(f"/proc/{x}/task/{tid}/stat").read()
+                        comm = st[st.index("(") + 1:st.rindex(")")]
+                        f = st.rsplit(")", 1)[1].split()
+                        out[tid] = (comm, int(f[11]) + int(f[12]))
+                    except OSError:
+                        pass
+                return out
+            t0 = threads()
+            sw0 = {tid: open(f"/proc/{x}/task/{tid}/status").read() for x, tid in tasks()}
+            owner = {tid: x for x, tid in tasks()}
+            r = wrk(url + "/v1/chat/completions", stream, self.a.conns, self.seconds)
+            t1 = threads()
+            lines = [f"{name}: {r['n']} streams in {self.seconds}s; per-thread CPU µs per stream, voluntary context switches per stream"]
+            for tid, (comm, ticks) in sorted(t1.items()):
+                before = t0.get(tid, (comm, 0))[1]
+                def vcs(text):
+                    for ln in text.splitlines():
+                        if ln.startswith("voluntary_ctxt_switches"):
+                            return int(ln.split()[1])
+                    return 0
+                try:
+                    now_status = open(f"/proc/{owner.get(tid, pid)}/task/{tid}/status").read()
+                except OSError:
+                    now_status = ""
+                cs = vcs(now_status) - vcs(sw0.get(tid, ""))
+                lines.append(f"  {tid:>8} {comm:20} {(ticks - before) * 1e6 / HZ / max(1, r['n']):8.1f} µs  {cs / max(1, r['n']):6.2f} cs")
+            # syscalls counted in the kernel (perf stat on tracepoints): strace would slow the router enough to change
+            # how many events each read finds
+            evs = ["raw_syscalls:sys_enter", "context-switches"] + [f"syscalls:sys_enter_{c}" for c in SYSCALLS]
+            st = subprocess.Popen(["perf", "stat", "-x,", "-e", ",".join(evs), "-p", ",".join(pids), "-o",
+                                   f"{d}/{name}-syscalls.csv"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            rs = wrk(url + "/v1/chat/completions", stream, self.a.conns, self.seconds)
+            st.send_signal(signal.SIGINT)
+            st.wait()
+            lines.append(f"  syscalls per stream ({rs['n']} streams):")
+            for ln in open(f"{d}/{name}-syscalls.csv"):
+                f = ln.strip().split(",")
+                if len(f) > 2 and f[0].replace(".", "").isdigit() and float(f[0]) > 0:
+                    lines.append(f"    {f[2].replace('syscalls:sys_enter_', ''):28} {float(f[0]) / max(1, rs['n']):7.2f}")
+            pr = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2999", "-g", "-p", ",".join(pids), "-o",
+                                   f"{d}/{name}-perf.data"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            rp = wrk(url + "/v1/chat/completions", stream, self.a.conns, self.seconds)
+            pr.send_signal(signal.SIGINT)
+            pr.wait()
+            lines.append(f"  perf: {rp['n']} streams recorded in {d}/{name}-perf.data")
+            open(f"{d}/{name}-threads.txt", "w").write("\n".join(lines) + "\n")
+            print("\n".join(lines), flush=True)
+
     def run(self):
         self.start_sims()
         chat, stream = self.scripts()
-        starters = [("direct", lambda: (self.workers[0], None)), ("ms_coordinator", self.coordinator), ("nginx", self.nginx)]
+        starters = [("direct", lambda: (self.workers[0], None)), ("ms_coordinator", self.coordinator)]
+        for spec in self.a.coordinator:  # NAME=BINARY[:THREADS], e.g. a build from before a change, same run
+            name, rest = spec.split("=", 1)
+            exe, _, t = rest.partition(":")
+            starters.append((name, lambda exe=exe, t=t: self.coordinator(exe, int(t) if t else None)))
+        starters.append(("nginx", self.nginx))
         venv = None
-        if not self.a.no_peers:
+        if not self.a.no_peers and (not self.a.only or "router" in self.a.only):
             try:
                 venv = self.venv()
             except Exception as e:
                 self.notes.append(f"sglang-router and vllm-router: not measured — {e}")
         if venv:
             starters += [("vllm-router", lambda: self.vllm(venv)), ("sglang-router", lambda: self.sglang(venv))]
+        if self.a.only:
+            starters = [s for s in starters if s[0] in self.a.only.split(",")]
         running = []
         for name, start in starters:
             try:
@@ -214,6 +294,9 @@ http {{
             except Exception as e:
                 self.notes.append(f"{name}: not measured — {e}")
                 print(f"{name}: NOT MEASURED — {e}", flush=True)
+        if self.a.profile:
+            self.profile(running, chat, stream)
+            return
         for rep in range(self.a.reps):
             print(f"-- round {rep + 1}/{self.a.reps}", flush=True)
             for name, url, p in running:
@@ -282,6 +365,11 @@ def main():
     ap.add_argument("--coord-threads", type=int, default=2)
     ap.add_argument("--nginx-workers", type=int, default=1)
     ap.add_argument("--no-peers", action="store_true", help="direct, ms_coordinator and nginx only")
+    ap.add_argument("--coordinator", action="append", default=[], metavar="NAME=BINARY[:THREADS]",
+                    help="another ms_coordinator measured beside the others (a build from before a change, another thread count)")
+    ap.add_argument("--only", help="comma-separated systems to start (e.g. ms_coordinator,nginx)")
+    ap.add_argument("--profile", metavar="DIR", help="instead of the table: per-thread CPU, strace -c -f and perf record -g "
+                    "of each router under the same load, into DIR")
     ap.add_argument("--out", help="result file (default bench/results/<date>-paced.md)")
     a = ap.parse_args()
     if not shutil.which("wrk"):
