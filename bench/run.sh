@@ -3,6 +3,12 @@
 #   bash bench/run.sh overhead [seconds]   direct, ms_coordinator, nginx, sglang-router, vllm-router in front of the same
 #                                          simulators (bench/peers.py): throughput, p50/p99, time to first event, each
 #                                          router's CPU-µs per request and per SSE event, peak RSS, ratios
+#   bash bench/run.sh paced [seconds] [paced.py options]
+#                                          the cost per relayed event: an upstream that writes each SSE event as its own
+#                                          segment, one inter-token delay apart (bench/paced_upstream.c), behind direct,
+#                                          ms_coordinator, nginx (1 worker), vllm-router, sglang-router; CPU per stream and
+#                                          per event, non-stream CPU, time to first event vs direct, ratios to nginx and
+#                                          to the best router peer, 3 rounds (bench/paced.py --help)
 #   bash bench/run.sh coordinator [seconds] direct-to-simulator vs through ms_coordinator only, at two concurrencies
 #   bash bench/run.sh proxy [seconds]      the bare CH2O proxy vs direct (bench/proxy_overhead.sh)
 #   bash bench/run.sh routing|scale|pd     routing quality per policy (ours and the peers' cache_aware), 1,000 and 5,000
@@ -21,9 +27,10 @@ need wrk wrk
 case "$MODE" in
   proxy) exec bash bench/proxy_overhead.sh "$SECS" 32 ;;
   overhead) exec python3 bench/peers.py --seconds "$SECS" ;;
+  paced) need nginx nginx-light; need gcc gcc; exec python3 bench/paced.py --seconds "${2:-6}" "${@:3}" ;;
   routing|scale|pd) exec python3 bench/quality.py "$MODE" ;;
   coordinator) ;;
-  *) echo "bench/run.sh: unknown mode '$MODE' (overhead | coordinator | proxy | routing | scale | pd)" >&2; exit 2 ;;
+  *) echo "bench/run.sh: unknown mode '$MODE' (overhead | paced | coordinator | proxy | routing | scale | pd)" >&2; exit 2 ;;
 esac
 
 BIN=${MINDIE_MS_BIN:-$ROOT/out/bin}

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// W3C Trace Context (`traceparent`) for requests that arrive without one, so an instance's traces of a request
 /// join under one trace id with the Coordinator's request id as the parent span.
 public enum TraceContext {
@@ -7,17 +9,43 @@ public enum TraceContext {
     ///   - parentID: the Coordinator's request id (the `req-id` header's value), 0 mapped to 1 likewise.
     public static func traceparent(traceID: (UInt64, UInt64), parentID: UInt64) -> String {
         let t = traceID == (0, 0) ? (0, 1) : traceID
-        return "00-" + hex16(t.0) + hex16(t.1) + "-" + hex16(parentID == 0 ? 1 : parentID) + "-01"
+        var out = [UInt8](repeating: 0x2D, count: 55) // '-' where no digit goes
+        out[0] = 0x30
+        out[1] = 0x30
+        hex16(t.0, into: &out, at: 3)
+        hex16(t.1, into: &out, at: 19)
+        hex16(parentID == 0 ? 1 : parentID, into: &out, at: 36)
+        out[53] = 0x30
+        out[54] = 0x31
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// A fresh `traceparent` whose parent is request `id`.
+    /// A fresh `traceparent` whose parent is request `id`. The trace id is splitmix64 over a per-process random seed
+    /// and a counter, not the system generator: that is a getrandom(2) system call per request on the loop thread,
+    /// for ids that need to be unique and unguessable in practice, not cryptographic keys.
     public static func make(requestID id: UInt64) -> String {
-        var rng = SystemRandomNumberGenerator()
-        return traceparent(traceID: (rng.next(), rng.next()), parentID: id)
+        let n = counter.add(2, ordering: .relaxed).newValue
+        return traceparent(traceID: (splitmix(seed.0 &+ n &* 0x9E37_79B9_7F4A_7C15), splitmix(seed.1 &+ (n &+ 1) &* 0x9E37_79B9_7F4A_7C15)),
+                           parentID: id)
     }
 
-    static func hex16(_ v: UInt64) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
+    private static let seed: (UInt64, UInt64) = {
+        var rng = SystemRandomNumberGenerator()
+        return (rng.next(), rng.next())
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    static func splitmix(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    private static func hex16(_ v: UInt64, into out: inout [UInt8], at start: Int) {
+        let digits: StaticString = "0123456789abcdef"
+        digits.withUTF8Buffer { d in
+            for i in 0..<16 { out[start + i] = d[Int((v >> UInt64(60 - 4 * i)) & 0xF)] }
+        }
     }
 }
