@@ -20,7 +20,7 @@ import MSCore
         #expect(o.exitCode == 2 && o.stderr.contains(".mindie_ms/msctl.json"))
     }
 
-    /// Spec §7 cases 3, 4, 5.
+    /// docs/wire/deployer.md §7 cases 3, 4, 5.
     @Test(arguments: [#""123""#, #"{"dstIP":123,"dstPort":9789,"timeout":5}"#, #"{"dstIP":"123","dstPort":9789,"timeout":5}"#,
                       #"{"dstIP":"0.0.0.0","dstPort":9789,"timeout":5}"#, #"{"dstIP":"127.0.0.1","dstPort":123,"timeout":5}"#,
                       #"{"dstIP":"127.0.0.1","dstPort":9789,"timeout":123}"#, #"{"dstIP":"127.0.0.1","dstPort":9789}"#,
@@ -42,7 +42,7 @@ import MSCore
         #expect(o.exitCode == 1, "\(o)")
     }
 
-    /// Spec §7 cases 6, 7.
+    /// docs/wire/deployer.md §7 cases 6, 7.
     @Test func specFileChecks() async {
         let cfg = config(plain)
         #expect(await MsctlClient.run(.create(file: "path/not/exist"), environment: [:], configPath: cfg).exitCode == 2)

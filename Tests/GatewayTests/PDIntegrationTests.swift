@@ -548,7 +548,7 @@ struct PDIntegrationTests {
     }
 }
 
-/// A fake P: records what it was sent and answers as told (for the P-reply table of spec §4.2).
+/// A fake P: records what it was sent and answers as told (for the P-reply table of docs/wire/coordinator.md §4.2).
 final class FakePrefill: @unchecked Sendable {
     let server: HTTPServer
     let port: Int
@@ -657,7 +657,7 @@ struct PDPrefillReplyTests {
         #expect(r.text.contains("Connect to p instance failed"))
     }
 
-    @Test("a P reply for another reqId is ignored (spec §4.2): the request ends by its first-token timeout")
+    @Test("a P reply for another reqId is ignored (docs/wire/coordinator.md §4.2): the request ends by its first-token timeout")
     func foreignReqId() async throws {
         let h = try await PDHarness(firstTokenTimeout: 1)
         let p = try FakePrefill { _ in (200, #"{"reqId":"ffff","isStream":false,"isLastResp":true,"output":"{}"}"#) }
