@@ -629,6 +629,7 @@ struct PDPrefillReplyTests {
         let (h, p) = try await setup { _ in (400, "X") }
         let r = try await h.chat()
         #expect(r.status == 400 && r.text == "X")
+        withExtendedLifetime(p) {}  // the fake P must answer, not a closed port
     }
 
     @Test("case 11: P answers 200 with a body that is not the P reply → 500 P instance error")
@@ -638,10 +639,12 @@ struct PDPrefillReplyTests {
             let r = try await h.chat()
             #expect(r.status == 500, "\(body)")
             #expect(r.text.contains("P instance error"), "\(body)")
+            withExtendedLifetime(p) {}  // the fake P must answer, not a closed port
         }
         // a stream reply without isLastResp/output is broken too
         let (h, p) = try await setup { req in (200, Self.reply(req, stream: true, last: nil, output: nil)) }
         #expect(try await h.chat(stream: true).status == 500)
+        withExtendedLifetime(p) {}
     }
 
     @Test("a 503 from P before any byte is retried on another P (DECISIONS 10); P that cannot be reached → 500")

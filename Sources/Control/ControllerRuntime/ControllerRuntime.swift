@@ -323,7 +323,7 @@ public actor ControllerRuntime {
         let runner = self.runner
         effectTasks[token] = Task {
             await work(self, runner)
-            await self.taskDone(token)
+            self.taskDone(token)
         }
     }
 
