@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 // Every HTTP byte goes through CH2O (h2o 2.2.5 + OpenSSL); jemalloc is linked through it so that every
@@ -28,7 +28,10 @@ let package = Package(
             name: "CH2O",
             cSettings: [
                 .define("H2O_USE_LIBUV", to: "0"),
-                .unsafeFlags(["-O2", "-Wall", "-Wno-unused-function"]),
+                // SwiftPM builds C with -O2 in release (and -O0 in debug); unsafeFlags would make the package
+                // unusable as a dependency.
+                .enableWarning("all"),
+                .disableWarning("unused-function"),
             ],
             linkerSettings: [
                 .linkedLibrary("jemalloc"),

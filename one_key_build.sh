@@ -3,7 +3,7 @@
 #   bash one_key_build.sh            release build into out/bin
 #   bash one_key_build.sh -d         debug build
 #   bash one_key_build.sh -v 1.2.3   embed a version (shown by every binary's --version)
-#   bash one_key_build.sh --test     install, build, run every test
+#   bash one_key_build.sh --test     install, build once (debug, with the tests), run every test
 #   bash one_key_build.sh --run      install, build, start a local cluster on simulated servers
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -54,8 +54,19 @@ command -v swift >/dev/null || { echo "swift not found (expected Swift 6.3 at /o
 if [ -z "$VERSION" ]; then
   VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 fi
-# the version reaches C (and so every binary) as a define; an unchanged define keeps builds incremental
-SWIFT_FLAGS=(-Xcc "-DMINDIE_MS_VERSION=\"$VERSION\"")
+# The version reaches one C file (Sources/CH2O/version.c) through a gitignored include, rewritten only when it
+# changes: a -Xcc define would reach every Swift module's clang importer, so each commit would rebuild everything.
+write_version() {
+  local inc=Sources/CH2O/version.inc escaped want
+  escaped=${VERSION//\\/\\\\}; escaped=${escaped//\"/\\\"}
+  want="#define MINDIE_MS_VERSION \"$escaped\""
+  if [ ! -f "$inc" ] || [ "$(cat "$inc")" != "$want" ]; then
+    printf '%s\n' "$want" > "$inc"
+    # a build that saw no version.inc yet has no dependency on it: make it recompile version.c
+    touch Sources/CH2O/version.c
+  fi
+}
+write_version
 
 # git keeps files 0644; the binaries refuse config files more open than 0640 (as the reference does)
 find conf -type f -name '*.json' -exec chmod 0640 {} +
@@ -63,16 +74,20 @@ find conf -type f -name '*.json' -exec chmod 0640 {} +
 # the shipped binaries carry the Swift runtime, so that they run in a plain Debian image (Dockerfile); only the build
 # of out/bin takes this flag, the test build stays as it is
 BUILD_FLAGS=(--static-swift-stdlib)
-build() {
-  log "building ($CONFIG, version $VERSION, static Swift runtime)"
-  swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}" "${BUILD_FLAGS[@]}"
+install_binaries() {
   local bin
-  bin=$(swift build -c "$CONFIG" "${SWIFT_FLAGS[@]}" "${BUILD_FLAGS[@]}" --show-bin-path)
+  bin=$(swift build -c "$1" "${BUILD_FLAGS[@]}" --show-bin-path)
   mkdir -p out/bin
   for exe in ms_coordinator ms_controller ms_deployer mindie_sim msctl; do
     cp -f "$bin/$exe" "out/bin/$exe"
   done
-  log "binaries in $ROOT/out/bin"
+  log "binaries ($1) in $ROOT/out/bin"
+}
+
+build() {
+  log "building ($CONFIG, version $VERSION, static Swift runtime)"
+  swift build -c "$CONFIG" "${BUILD_FLAGS[@]}"
+  install_binaries "$CONFIG"
 }
 
 case "$MODE" in
@@ -80,11 +95,15 @@ case "$MODE" in
     build
     ;;
   test)
+    # out/bin holds what ships (release, static Swift runtime): the binary checks prove it runs without the
+    # toolchain and the end-to-end tests drive it; the test bundle is a debug build (@testable imports)
     build
+    log "building the tests (debug, version $VERSION)"
+    swift build --build-tests
     export MINDIE_MS_BIN="$ROOT/out/bin"
     log "swift tests"
     set +e
-    swift test "${SWIFT_FLAGS[@]}" 2>&1 | tee out/swift-test.log
+    swift test --skip-build 2>&1 | tee out/swift-test.log
     status=${PIPESTATUS[0]}
     set -e
     [ "$status" -eq 0 ] || { log "swift tests failed (full log: out/swift-test.log)"; exit "$status"; }

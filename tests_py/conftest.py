@@ -314,7 +314,7 @@ def coordinator_config(tmp: Path, ports: dict) -> Path:
 
 
 def refresh_payload(backends: SimProcess) -> dict:
-    """The Controller's POST /v1/instances/refresh body (coordinator.md §3.1), built from each instance's
+    """The Controller's POST /v1/instances/refresh body (docs/wire/coordinator.md §3.1), built from each instance's
     /v1/config and /v1/status like the Controller does; role 85 'U' (mixed)."""
     ids, instances = [], []
     for k, inst in enumerate(backends.instances):

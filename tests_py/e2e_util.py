@@ -59,7 +59,7 @@ def openai_frames(raw: bytes) -> list[dict]:
 
 
 def sim_tokens(text: str) -> list[int]:
-    """The simulator's tokenizer (simulator.md §6.1): greedy chunks of whole characters of at most 4 UTF-8
+    """The simulator's tokenizer (docs/wire/simulator.md §6.1): greedy chunks of whole characters of at most 4 UTF-8
     bytes; a chunk's id is FNV-1a-32(chunk) mod 151936."""
     ids, chunk = [], b""
 

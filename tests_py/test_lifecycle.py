@@ -34,7 +34,7 @@ def test_mindie_sim_stops_on_signal(tmp_path, sig):
 
 
 def test_mindie_sim_stop_service_force(tmp_path):
-    """GET /stopService?mode=Force: 200 with an empty body, then the process exits (simulator.md §4)."""
+    """GET /stopService?mode=Force: 200 with an empty body, then the process exits (docs/wire/simulator.md §4)."""
     sim = conftest.start_sim(tmp_path, "compat")
     try:
         r = requests.get(sim.instances[0].mgmt_url + "/stopService?mode=Force", timeout=TIMEOUT)

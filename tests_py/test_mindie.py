@@ -64,7 +64,7 @@ def test_infer_token(any_target):
 def test_infer_input_conflict(any_target):
     r = requests.post(any_target.url + "/infer", json={"inputs": "a", "input_id": [1]}, timeout=TIMEOUT)
     if any_target.via_coordinator:
-        assert r.status_code == 400  # refused by the Coordinator's parser (coordinator.md §2.1)
+        assert r.status_code == 400  # refused by the Coordinator's parser (docs/wire/coordinator.md §2.1)
     else:
         assert r.status_code == 422
         assert r.json() == {"error": "Input conflict.", "error_type": "Input Validation Error"}

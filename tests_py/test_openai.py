@@ -18,7 +18,7 @@ def client(t) -> openai.OpenAI:
 
 
 def expected_prompt_tokens(content: str) -> int:
-    # chat template (simulator.md §6.1): "<|user|>\n" + content + "\n" + "<|assistant|>\n", 4-byte chunks
+    # chat template (docs/wire/simulator.md §6.1): "<|user|>\n" + content + "\n" + "<|assistant|>\n", 4-byte chunks
     return ascii_token_count("<|user|>\n" + content + "\n<|assistant|>\n")
 
 

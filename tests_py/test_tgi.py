@@ -164,7 +164,7 @@ def test_tgi_generate_non_stream_raw(any_target):
 def test_tgi_stream_must_be_boolean(any_target):
     r = requests.post(any_target.url + "/", json={"inputs": "x", "stream": "yes"}, timeout=TIMEOUT)
     if any_target.via_coordinator:
-        # the Coordinator refuses it before scheduling (coordinator.md §2.1)
+        # the Coordinator refuses it before scheduling (docs/wire/coordinator.md §2.1)
         assert r.status_code == 400
     else:
         assert r.status_code == 422

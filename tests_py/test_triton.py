@@ -79,7 +79,7 @@ def test_tritonclient_infer_errors(target):
     with pytest.raises(InferenceServerException) as ei:
         c.infer(MODEL, [bad], outputs=outputs)
     if target.via_coordinator:
-        assert ei.value.status() == "400"  # the Coordinator wants UINT32 data to schedule (coordinator.md §2.1)
+        assert ei.value.status() == "400"  # the Coordinator wants UINT32 data to schedule (docs/wire/coordinator.md §2.1)
     else:
         assert ei.value.status() == "422"
         assert "Unsupported datatype, got INT64." in str(ei.value)
@@ -105,7 +105,7 @@ def test_triton_generate_stream(any_target):
     r, chunks = post_stream(url + "/generate_stream", {**body, "id": "s-1"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     whole_frames(chunks)
-    # the reference writes `data:` without a space (simulator.md §2.3); compat adds it
+    # the reference writes `data:` without a space (docs/wire/simulator.md §2.3); compat adds it
     prefix = b"data: " if any_target.wire == "compat" else b"data:"
     frames = json_frames(b"".join(chunks), prefix=prefix)
     assert len(frames) == 6
@@ -117,14 +117,14 @@ def test_triton_unknown_model_and_versions(any_target):
     r = requests.post(f"{any_target.url}/v2/models/other/generate", json={"text_input": "x"}, timeout=TIMEOUT)
     assert r.status_code == 404
     assert r.json() == {"error": "Model other not found.", "error_type": "NotFoundError"}
-    # the server does not route /versions/{v}/ (simulator.md §2.2 ⚠): 404, relayed by the Coordinator
+    # the server does not route /versions/{v}/ (docs/wire/simulator.md §2.2 ⚠): 404, relayed by the Coordinator
     r = requests.post(f"{any_target.url}/v2/models/{MODEL}/versions/1/generate", json={"text_input": "x"},
                       timeout=TIMEOUT)
     assert r.status_code == 404
 
 
 def test_tritonclient_single_url_with_shared_port(tmp_path):
-    """With the data and management ports equal, one listener serves both (simulator.md §1), so a single
+    """With the data and management ports equal, one listener serves both (docs/wire/simulator.md §1), so a single
     tritonclient URL does health, metadata and inference, as against a real Triton server."""
     import conftest
 

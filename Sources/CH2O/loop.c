@@ -260,11 +260,6 @@ size_t ch2o_jemalloc_allocated(void)
 
 const char *ch2o_h2o_version(void) { return H2O_VERSION; }
 
-#ifndef MINDIE_MS_VERSION
-#define MINDIE_MS_VERSION "dev"
-#endif
-const char *ch2o_product_version(void) { return MINDIE_MS_VERSION; }
-
 void ch2o_copy_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err == NULL || errlen == 0)

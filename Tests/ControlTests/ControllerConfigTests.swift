@@ -43,7 +43,7 @@ struct ControllerConfigTests {
         #expect(c.defaultInstancePorts == InstancePorts(predict: 1025, mgmt: 1026, metric: 1027, interComm: nil))
     }
 
-    // Spec §12 test 2.
+    // docs/wire/controller.md §12 test 2.
     @Test("rates (1,1), (15,1), (1,15) pass", arguments: [(1, 1), (15, 1), (1, 15), (0, 0), (384, 384), (767, 1)])
     func validRates(p: Int, d: Int) throws {
         let c = try loadConfig([("default_p_rate", .int(Int64(p))), ("default_d_rate", .int(Int64(d)))])
@@ -88,7 +88,7 @@ struct ControllerConfigTests {
             == "./conf/global_rank_table_file.json")
     }
 
-    // Spec §12 test 3.
+    // docs/wire/controller.md §12 test 3.
     @Test("role_decision_methods, transfer_type, deploy_mode only accept their values")
     func enumeratedValues() throws {
         for (key, bad) in [("role_decision_methods", "random"), ("transfer_type", "H2DTransfer"), ("deploy_mode", "pd_mixed")] {
@@ -118,7 +118,7 @@ struct ControllerConfigTests {
         #expect(ok.multiNode.enabled && ok.multiNode.prefill.cpSize == 2)
     }
 
-    // Spec §12 test 4.
+    // docs/wire/controller.md §12 test 4.
     @Test("invalid http_server.ip fails", arguments: [
         .string(".7212.123.163"), "333.333.333.333", "123456", .int(123456), "", nil, "0.0.0.0", "::",
     ] as [JSONValue?])

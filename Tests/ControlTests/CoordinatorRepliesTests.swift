@@ -10,7 +10,7 @@ struct CoordinatorRepliesTests {
     ])
     static let entry: JSONValue = .object(["id": 0, "allocated_slots": 5000, "allocated_blocks": .int(4_294_967_295)])
 
-    // Spec §12 test 19.
+    // docs/wire/controller.md §12 test 19.
     @Test("the minimal coordinator_info body is accepted")
     func minimal() throws {
         let i = try CoordinatorInfo(body: Self.minimal.data)
@@ -41,7 +41,7 @@ struct CoordinatorRepliesTests {
         #expect(throws: ProbeFailure.self) { try CoordinatorInfo(body: Data("{}".utf8)) }
     }
 
-    // Spec §12 test 18.
+    // docs/wire/controller.md §12 test 18.
     @Test("ids [1,2] give /v1/instances/tasks?id=1&id=2")
     func tasksPath() {
         #expect(CoordinatorAPI.tasksPath(ids: [1, 2]) == "/v1/instances/tasks?id=1&id=2")
@@ -58,7 +58,7 @@ struct CoordinatorRepliesTests {
         }
     }
 
-    // Spec §12 test 17 (the body part).
+    // docs/wire/controller.md §12 test 17 (the body part).
     @Test("online/offline and query_tasks bodies")
     func bodies() throws {
         #expect(String(decoding: CoordinatorAPI.idsBody([101]), as: UTF8.self) == #"{"ids":[101]}"#)

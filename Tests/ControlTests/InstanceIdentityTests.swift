@@ -101,7 +101,7 @@ struct InstanceIdentityTests {
         #expect(d3.new.map(\.id) == [2])
     }
 
-    // Spec §12 test 33 (identity part).
+    // docs/wire/controller.md §12 test 33 (identity part).
     @Test("the registry round-trips through JSON: ids, counter, roles, groups, disappearance times, expired keys")
     func persistence() throws {
         var r = InstanceIdentityRegistry()

@@ -104,7 +104,7 @@ struct LifecycleTests {
         #expect(h.state.initialAssignmentDone && !h.state.refreshEnabled)
     }
 
-    // Spec §12 test 8.
+    // docs/wire/controller.md §12 test 8.
     @Test("4 servers in auto mode (shipped config): the refresh holds 1P+3D and every D has peers [P]")
     func autoInit1P3D() throws {
         let config = try loadConfig()
@@ -126,7 +126,7 @@ struct LifecycleTests {
         #expect(r.instances[0].staticInfo.blockSize == 128 && r.instances[0].modelName == "llama2-70B")
     }
 
-    // Spec §12 test 9 and test 25 (first half).
+    // docs/wire/controller.md §12 test 9 and test 25 (first half).
     @Test("rate 2:2 with both D stuck in RoleUnknown: the coordinator receives no instances, D are re-posted")
     func stuckDecodes() throws {
         var h = Harness(servers: 4, policy: .definite(pRate: 2, dRate: 2))
@@ -143,7 +143,7 @@ struct LifecycleTests {
         #expect(h.state.nodes[2]!.needsRepost)
     }
 
-    // Spec §12 test 10 and test 25 (second half).
+    // docs/wire/controller.md §12 test 10 and test 25 (second half).
     @Test("rate 2:2 with the D RoleSwitching but linked: 4 published, each D with its P peers")
     func switchingButLinked() throws {
         var h = Harness(servers: 4, policy: .definite(pRate: 2, dRate: 2))
@@ -158,7 +158,7 @@ struct LifecycleTests {
         #expect(r.instances[2].dynamicInfo.peers == [0, 1] && r.instances[3].dynamicInfo.peers == [0, 1])
     }
 
-    // Spec §12 test 22.
+    // docs/wire/controller.md §12 test 22.
     @Test("a P whose D is unavailable: instances is empty")
     func unavailablePeer() throws {
         var h = Harness(servers: 2)
@@ -183,7 +183,7 @@ struct LifecycleTests {
         #expect(h.refresh.instances[1].dynamicInfo.peers == [1])
     }
 
-    // Spec §12 test 11.
+    // docs/wire/controller.md §12 test 11.
     @Test("live 1P1D, D removed from the table: the refresh is empty and P is re-posted with empty peers")
     func removeDecode() throws {
         var h = Harness(servers: 2)
@@ -198,7 +198,7 @@ struct LifecycleTests {
         #expect(h.state.nodes[1] == nil && h.state.groups[0].decode.isEmpty)
     }
 
-    // Spec §12 test 12.
+    // docs/wire/controller.md §12 test 12.
     @Test("live 1P1D with P removed then re-added: 1P1D is published again")
     func readdPrefill() throws {
         var h = Harness(servers: 2)
@@ -218,7 +218,7 @@ struct LifecycleTests {
         #expect(h.refresh.instances.map(\.staticInfo.role) == [80, 68])
     }
 
-    // Spec §12 test 13, changed by DECISIONS 19 (the reference terminates the newcomer).
+    // docs/wire/controller.md §12 test 13, changed by DECISIONS 19 (the reference terminates the newcomer).
     @Test("live 1P1D with D removed then re-added: 1P1D again, same id")
     func readdDecode() throws {
         var h = Harness(servers: 2)
@@ -256,7 +256,7 @@ struct LifecycleTests {
         #expect(h.refresh.ids == [0, 2])
     }
 
-    // Spec §12 test 14.
+    // docs/wire/controller.md §12 test 14.
     @Test("scale-in while the survivor is unreachable: the survivor is unhealthy and unpublished")
     func unreachableSurvivor() throws {
         var h = Harness(servers: 3)
@@ -273,7 +273,7 @@ struct LifecycleTests {
         #expect(h.send(.serverStatus(id: 0, .failure(.badResponse("500")))).isEmpty)
     }
 
-    // Spec §12 test 20 (the state update part; parsing is in ServerReportTests).
+    // docs/wire/controller.md §12 test 20 (the state update part; parsing is in ServerReportTests).
     @Test("a RoleReady/prefill status updates the node; a failure gives unhealthy + RoleUnknown; recovery re-publishes")
     func statusUpdates() throws {
         var h = Harness(servers: 2)
@@ -347,11 +347,11 @@ struct LifecycleTests {
             "role", "p_percentage", "virtual_id",
         ])
         #expect(first["dynamic_info"]?["peers"] == .array([1]))
-        // Ports as strings (coordinator.md §3.1); no inter_comm_port in the table gives an empty one.
+        // Ports as strings (docs/wire/coordinator.md §3.1); no inter_comm_port in the table gives an empty one.
         #expect(first["port"] == "1025" && first["metric_port"] == "1027" && first["inter_comm_port"] == "")
     }
 
-    // Spec §12 test 23 (v1).
+    // docs/wire/controller.md §12 test 23 (v1).
     @Test("a v1 role post carries local and peer host_ip and id; A3 adds super_pod_id and super_device_id")
     func rolePostPayload() throws {
         var h = Harness(servers: 2)

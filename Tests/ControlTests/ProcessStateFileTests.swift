@@ -5,7 +5,7 @@ import Testing
 
 @Suite("process state file (§10.1, §9 takeover)")
 struct ProcessStateFileTests {
-    // Spec §12 test 33.
+    // docs/wire/controller.md §12 test 33.
     @Test("save and reload: groups, peers and the id counter round-trip")
     func roundTrip() throws {
         var h = try Harness.live2P2D()

@@ -38,7 +38,7 @@ struct RankTableTests {
         #expect(try parse(rankTableJSON(servers: servers(1)), custom).instances[0].ports.mgmt == 3026)
     }
 
-    // Spec §12 test 24.
+    // docs/wire/controller.md §12 test 24.
     @Test("a duplicate ip+mgmt_port fails the load; the same ip on another mgmt_port is fine")
     func duplicates() throws {
         let dup = [TableServer(ip: "10.0.0.5"), TableServer(ip: "10.0.0.5")]

@@ -101,7 +101,7 @@ struct ReferenceConfTests {
 
 @Suite("elastic scaling rule and HA keys")
 struct ElasticScalingAndHATests {
-    // Spec §12 test 31 (template part).
+    // docs/wire/controller.md §12 test 31 (template part).
     @Test("the reference elastic_scaling.json gives expected P=2, D=1")
     func referenceElasticScaling() throws {
         let rule = try #require(ElasticScalingRule(data: try Paths.reference("elastic_scaling.json")))
@@ -121,7 +121,7 @@ struct ElasticScalingAndHATests {
         #expect(ElasticScalingRule(data: noNum.data) == nil)
     }
 
-    // Spec §12 test 26 (renew interval).
+    // docs/wire/controller.md §12 test 26 (renew interval).
     @Test("the keepalive interval is clamp(ttl/2, 1, 10): 0→1, 10→5, 20→10, 100→10")
     func renewInterval() {
         #expect([0, 10, 20, 100].map(HAElection.keepaliveInterval(ttl:)) == [1, 5, 10, 10])

@@ -5,7 +5,7 @@ import Testing
 
 @Suite("definite ratio and grouping (§6.2, §6.5, DECISIONS 18)")
 struct RoleDecisionTests {
-    // Spec §6.2 examples; spec §12 test 6.
+    // docs/wire/controller.md §6.2 examples; docs/wire/controller.md §12 test 6.
     @Test("definite ratio matches the §6.2 examples exactly", arguments: [
         (1, 1, 2, 1, 1), (1, 1, 3, 2, 1), (1, 1, 6, 3, 3), (1, 1, 17, 9, 8),
         (3, 2, 5, 3, 2), (1, 15, 6, 1, 5), (1, 15, 17, 2, 15),
@@ -35,7 +35,7 @@ struct RoleDecisionTests {
         InstanceGrouping.assignRoles(Array(0..<(p + d)), counts: .init(prefill: p, decode: d))
     }
 
-    // Spec §12 test 5.
+    // docs/wire/controller.md §12 test 5.
     @Test("3P3D, 6P3D, 15P1D: one group holds all", arguments: [(3, 3), (6, 3), (15, 1)])
     func oneGroup(p: Int, d: Int) throws {
         let groups = try InstanceGrouping.group(Self.decided(p, d))

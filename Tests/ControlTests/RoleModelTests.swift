@@ -3,7 +3,7 @@ import Testing
 
 @testable import Control
 
-/// Every vector of controller-role-model.md §8, plus the reference expectations it reproduces.
+/// Every vector of docs/controller-role-model.md §8, plus the reference expectations it reproduces.
 @Suite("automatic ratio: analytic role model")
 struct RoleModelTests {
     static func model(_ name: String) -> DigsModelConfig {
@@ -124,7 +124,7 @@ struct RoleModelTests {
         #expect(s.communication(batch: 1, sigma: 3000) > oneHost.communication(batch: 1, sigma: 3000))
     }
 
-    // Reference TestInstanceRoleManager TC10–TC14 and spec §12 test 7 (fixture = llama2-70B on 800TA2 values).
+    // Reference TestInstanceRoleManager TC10–TC14 and docs/wire/controller.md §12 test 7 (fixture = llama2-70B on 800TA2 values).
     @Test("long input / short output gives #P > #D; short input / long output gives #P < #D, for N < 16 and N > 16")
     func directionOfTheRatio() throws {
         let long = Self.vectors[0].simulator.abilities(inputLength: 3000, outputLength: 200)
@@ -159,7 +159,7 @@ struct RoleModelTests {
         #expect(try counts(5, 3000, 200) == .init(prefill: 3, decode: 2))
     }
 
-    // Reference TestNodeScheduler.Test1P3DInit and spec §12 test 8 (the decision and grouping part).
+    // Reference TestNodeScheduler.Test1P3DInit and docs/wire/controller.md §12 test 8 (the decision and grouping part).
     @Test("shipped config, 4 servers with 1 device each: 1P3D, every D has peers [P]")
     func test1P3DInit() throws {
         let config = try loadConfig()

@@ -33,7 +33,7 @@ extension Harness {
 
 @Suite("role switching (§6.5)")
 struct RoleSwitchTests {
-    // Spec §12 test 15.
+    // docs/wire/controller.md §12 test 15.
     @Test("2P2D, node2 switched P→D: P, D, D, D; each D has peers [node1]; 4 available, 0 faulty")
     func prefillToDecode() throws {
         var h = try Harness.live2P2D()
@@ -52,7 +52,7 @@ struct RoleSwitchTests {
         #expect(h.state.activeSwitch == nil)
     }
 
-    // Spec §12 test 16.
+    // docs/wire/controller.md §12 test 16.
     @Test("2P2D, D→P applied: 3P1D, without query_tasks")
     func decodeToPrefill() throws {
         var h = try Harness.live2P2D()

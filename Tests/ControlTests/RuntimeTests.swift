@@ -22,7 +22,7 @@ struct RuntimeTests {
         #expect(f.instances[1].posts.first == .init(role: "prefill", localID: 1, peers: [2, 3]))
         #expect(f.instances[2].posts.first == .init(role: "decode", localID: 2, peers: [0, 1]))
         #expect(f.instances[3].posts.first == .init(role: "decode", localID: 3, peers: [0, 1]))
-        // Refresh wire format (coordinator.md §3.1).
+        // Refresh wire format (docs/wire/coordinator.md §3.1).
         let first = f.coordinator.latest?["instances"]?.arrayFirst
         #expect(first?["port"] == .string("20000") && first?["metric_port"] == .string("21000"))
         #expect(first?["inter_comm_port"] == .string(""))

@@ -12,7 +12,7 @@ struct ServerReportTests {
          "linkStatus":{"peers":[{"target":1,"link":"ok"},{"target":2,"link":"fail"}]}}
         """
 
-    // Spec §12 test 20.
+    // docs/wire/controller.md §12 test 20.
     @Test("a RoleReady / prefill / 200 / 1024 status reply parses")
     func statusV1() throws {
         let s = try ServerStatus(body: Data(Self.status.utf8))

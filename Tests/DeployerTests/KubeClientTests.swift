@@ -133,7 +133,7 @@ import MSCore
         #expect(try parse(#"{"kubeconfig":"/root/.kube/config","k8s_apiserver_ip":null}"#).get().kubeconfig == "/root/.kube/config")
     }
 
-    /// Spec §7 cases 10, 11, 12, 13.
+    /// docs/wire/deployer.md §7 cases 10, 11, 12, 13.
     @Test(arguments: [#"{"ip":"256.0.0.0"}"#, #"{"ip":"0.0.0.0"}"#, #"{"ip":""}"#, #"{"ip":"127.0.0.1."}"#, #"{"ip":127}"#, #"{"ip":null}"#,
                       #"{"k8s_apiserver_ip":"127.a.0.1"}"#, #"{"port":1023}"#, #"{"port":65536}"#, #"{"port":"sss"}"#, #"{"k8s_apiserver_port":-20}"#,
                       #"{"ms_status_file":123}"#, #"{"ms_status_file":null}"#, #"{"server_tls_enable":true}"#,

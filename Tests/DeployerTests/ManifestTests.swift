@@ -46,7 +46,7 @@ import TestSupport
         try checkGolden("pd_cluster.yaml", YAML.render(objs))
     }
 
-    /// Spec §7 case 19.
+    /// docs/wire/deployer.md §7 case 19.
     @Test func singleNodeFacts() throws {
         let s = try spec("mindie_single_node", ["scheduler": "volcano"])
         let objs = Manifests.build(s)

@@ -20,7 +20,7 @@ import MSCore
         #expect(o.exitCode == 2 && o.stderr.contains(".mindie_ms/msctl.json"))
     }
 
-    /// Spec §7 cases 3, 4, 5.
+    /// docs/wire/deployer.md §7 cases 3, 4, 5.
     @Test(arguments: [#""123""#, #"{"dstIP":123,"dstPort":9789,"timeout":5}"#, #"{"dstIP":"123","dstPort":9789,"timeout":5}"#,
                       #"{"dstIP":"0.0.0.0","dstPort":9789,"timeout":5}"#, #"{"dstIP":"127.0.0.1","dstPort":123,"timeout":5}"#,
                       #"{"dstIP":"127.0.0.1","dstPort":9789,"timeout":123}"#, #"{"dstIP":"127.0.0.1","dstPort":9789}"#,
@@ -42,7 +42,7 @@ import MSCore
         #expect(o.exitCode == 1, "\(o)")
     }
 
-    /// Spec §7 cases 6, 7.
+    /// docs/wire/deployer.md §7 cases 6, 7.
     @Test func specFileChecks() async {
         let cfg = config(plain)
         #expect(await MsctlClient.run(.create(file: "path/not/exist"), environment: [:], configPath: cfg).exitCode == 2)
@@ -77,36 +77,41 @@ import MSCore
     }
 
     /// The built binary, when `swift build` made it next to the test bundle.
-    @Test func binaryExitCodes() throws {
+    @Test func binaryExitCodes() async throws {
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("msctl").path
         let candidates = [bin, packageRoot.appendingPathComponent(".build-deploy/debug/msctl").path]
-        guard let msctl = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            print("msctl binary not built; skipping")
-            return
-        }
+        // `swift test` builds the executables beside the test bundle; a missing one is a broken build, not a pass
+        let msctl = try #require(candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
+                                 "msctl binary not built (looked in \(candidates))")
         let env = ["HOME": dir.path, "PATH": "/usr/bin:/bin"]
-        var r = try run(msctl, ["-h"], environment: env)
+        var r = try await runOffPool(msctl, ["-h"], environment: env)
         #expect(r.status == 0 && r.stdout.contains("create"))
-        r = try run(msctl, ["--version"], environment: env)
+        r = try await runOffPool(msctl, ["--version"], environment: env)
         #expect(r.status == 0 && r.stdout.hasPrefix("msctl "))
-        r = try run(msctl, [], environment: env)
+        r = try await runOffPool(msctl, [], environment: env)
         #expect(r.status == 2)
-        r = try run(msctl, ["get", "infer_server"], environment: env)
+        r = try await runOffPool(msctl, ["get", "infer_server"], environment: env)
         #expect(r.status == 2)
-        r = try run(msctl, ["list", "infer_server", "-n", "a"], environment: env)
+        r = try await runOffPool(msctl, ["list", "infer_server", "-n", "a"], environment: env)
         #expect(r.status == 2)
-        r = try run(msctl, ["get", "infer_service", "-n", "a"], environment: env)
+        r = try await runOffPool(msctl, ["get", "infer_service", "-n", "a"], environment: env)
         #expect(r.status == 2)
-        r = try run(msctl, ["get", "infer_server", "-n", "a"], environment: env)  // no ~/.mindie_ms/msctl.json
+        r = try await runOffPool(msctl, ["get", "infer_server", "-n", "a"], environment: env)  // no ~/.mindie_ms/msctl.json
         #expect(r.status == 2)
         try FileManager.default.createDirectory(at: dir.appendingPathComponent(".mindie_ms"), withIntermediateDirectories: true)
         write(#"{"http":{"dstIP":"127.0.0.1","dstPort":1024,"tls_enable":false,"ca_cert":"a","tls_cert":"b","tls_key":"c","tls_crl":"","timeout":2}}"#,
               to: dir.appendingPathComponent(".mindie_ms/msctl.json"))
-        r = try run(msctl, ["get", "infer_server", "-n", "a"], environment: env)
+        r = try await runOffPool(msctl, ["get", "infer_server", "-n", "a"], environment: env)
         #expect(r.status == 1, "\(r.stderr)")  // nothing listens on 1024
         let f = write(specJSON(), to: dir.appendingPathComponent("spec.json"))
-        r = try run(msctl, ["render", "infer_server", "-f", f], environment: env)
-        #expect(r.status == 0 && r.stdout.hasPrefix("---\napiVersion: v1\nkind: Namespace\n") && r.stdout.contains("---\napiVersion: apps/v1\nkind: Deployment\n"))
+        r = try await runOffPool(msctl, ["render", "infer_server", "-f", f], environment: env)
+        #expect(r.status == 0 && r.stdout.hasPrefix("---
+apiVersion: v1
+kind: Namespace
+") && r.stdout.contains("---
+apiVersion: apps/v1
+kind: Deployment
+"))
     }
 }
 
@@ -115,15 +120,13 @@ import MSCore
     @Test func startsServesAndStops() async throws {
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ms_deployer").path
         let candidates = [bin, packageRoot.appendingPathComponent(".build-deploy/debug/ms_deployer").path]
-        guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            print("ms_deployer binary not built; skipping")
-            return
-        }
-        var r = try run(exe, ["--version"])
+        let exe = try #require(candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
+                               "ms_deployer binary not built (looked in \(candidates))")
+        var r = try await runOffPool(exe, ["--version"])
         #expect(r.status == 0 && r.stdout.hasPrefix("ms_deployer "))
         let dir = tempDir("msd")
         let bad = write(#"{"ip":"0.0.0.0","ms_status_file":"x"}"#, to: dir.appendingPathComponent("bad.json"))
-        r = try run(exe, [bad])
+        r = try await runOffPool(exe, [bad])
         #expect(r.status == 2 && r.stderr.contains("ip"), "\(r.stderr)")
         let port = deadPort()
         let good = write("""
@@ -148,7 +151,7 @@ import MSCore
         }
         #expect(answered)
         kill(p.processIdentifier, SIGTERM)
-        p.waitUntilExit()
+        await offPool { p.waitUntilExit() }
         #expect(p.terminationStatus == 0)
         #expect(FileManager.default.fileExists(atPath: "\(dir.path)/status.json"))
     }

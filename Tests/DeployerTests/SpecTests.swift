@@ -45,7 +45,7 @@ import TestSupport
         #expect(pd.pd?.prefillReplicas == 2 && pd.replicas == 3)
     }
 
-    /// Spec §7 cases 17/18: each bad field is refused (400) and named.
+    /// docs/wire/deployer.md §7 cases 17/18: each bad field is refused (400) and named.
     @Test(arguments: [
         ("mindie_cross_node", "replicas", "\"1\""), ("mindie_cross_node", "replicas", "50"), ("mindie_cross_node", "cross_node_num", "3"),
         ("mindie_cross_node", "cross_node_num", "\"1\""), ("mindie_cross_node", "scheduler", "\"volcano\""), ("mindie_single_node", "scheduler", "\"default111\""),

@@ -89,7 +89,7 @@ struct ClusterViewTests {
         for i in 0..<4 { #expect(try await h.chat("after \(i)", maxTokens: 2).status == 200) }
         #expect(try await h.simMetric(0, "request_received_total") == 2)
         #expect(try await h.simMetric(1, "request_received_total") == 2)
-        // a negative static value only skips its instance (spec §3.1), without bringing the process down
+        // a negative static value only skips its instance (docs/wire/coordinator.md §3.1), without bringing the process down
         let badStatic = try await h.refresh([h.instanceJSON(0), h.instanceJSON(1).replacingOccurrences(of: "\"group_id\":0", with: "\"group_id\":-3")])
         #expect(badStatic.status == 200)
         #expect(try await infoIDs() == [0])

@@ -1,7 +1,7 @@
 import Testing
 @testable import Gateway
 
-@Suite("Prometheus aggregation (spec §7)")
+@Suite("Prometheus aggregation (docs/wire/coordinator.md §7)")
 struct MetricsAggregationTests {
     let a = """
     # HELP request_received_total Count of received requests.

@@ -548,7 +548,7 @@ struct PDIntegrationTests {
     }
 }
 
-/// A fake P: records what it was sent and answers as told (for the P-reply table of spec §4.2).
+/// A fake P: records what it was sent and answers as told (for the P-reply table of docs/wire/coordinator.md §4.2).
 final class FakePrefill: @unchecked Sendable {
     let server: HTTPServer
     let port: Int
@@ -629,6 +629,7 @@ struct PDPrefillReplyTests {
         let (h, p) = try await setup { _ in (400, "X") }
         let r = try await h.chat()
         #expect(r.status == 400 && r.text == "X")
+        withExtendedLifetime(p) {}  // the fake P must answer, not a closed port
     }
 
     @Test("case 11: P answers 200 with a body that is not the P reply → 500 P instance error")
@@ -638,10 +639,12 @@ struct PDPrefillReplyTests {
             let r = try await h.chat()
             #expect(r.status == 500, "\(body)")
             #expect(r.text.contains("P instance error"), "\(body)")
+            withExtendedLifetime(p) {}  // the fake P must answer, not a closed port
         }
         // a stream reply without isLastResp/output is broken too
         let (h, p) = try await setup { req in (200, Self.reply(req, stream: true, last: nil, output: nil)) }
         #expect(try await h.chat(stream: true).status == 500)
+        withExtendedLifetime(p) {}
     }
 
     @Test("a 503 from P before any byte is retried on another P (DECISIONS 10); P that cannot be reached → 500")
@@ -657,7 +660,7 @@ struct PDPrefillReplyTests {
         #expect(r.text.contains("Connect to p instance failed"))
     }
 
-    @Test("a P reply for another reqId is ignored (spec §4.2): the request ends by its first-token timeout")
+    @Test("a P reply for another reqId is ignored (docs/wire/coordinator.md §4.2): the request ends by its first-token timeout")
     func foreignReqId() async throws {
         let h = try await PDHarness(firstTokenTimeout: 1)
         let p = try FakePrefill { _ in (200, #"{"reqId":"ffff","isStream":false,"isLastResp":true,"output":"{}"}"#) }

@@ -178,13 +178,16 @@ struct HTTPServerTests {
     }
 
     @Test func gracefulShutdownLetsAnInFlightRequestFinish() async throws {
+        let handling = Box(false)
         let (server, port) = try startServer(threads: 1) { req, res in
+            handling.set(true)
             res.loop.schedule(afterMilliseconds: 200) { res.respond(status: 200, body: "finished") }
         }
         let result = Box<ProcessResult?>(nil)
         let t = Thread { result.set(try? curl(["http://127.0.0.1:\(port)/slow"])) }
         t.start()
-        #expect(await eventually(within: 5) { server.openConnections == 1 })
+        // in flight means the server has the request, not only the connection (accepted but unread, it is idle)
+        #expect(await eventually(within: 5) { server.openConnections == 1 && handling.get() })
         server.shutdown()
         #expect(await eventually(within: 10) { result.get() != nil })
         #expect(result.get()?.stdout == "finished")

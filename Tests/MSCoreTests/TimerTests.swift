@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import MSCore
+import TestSupport
 
 /// What one loop saw of its timers: when each was due and when it fired, on the loop's own clock.
 private final class TimerLog: @unchecked Sendable {
@@ -16,7 +17,7 @@ private final class TimerLog: @unchecked Sendable {
 struct TimerTests {
     /// The old table kept one h2o list per distinct duration, 512 per loop; past that it fell back to a duration
     /// 1 s longer (or never returned). 100,000 random durations must each fire, never early, in deadline order.
-    @Test func manyDistinctDurationsFireInOrderAndNeverEarly() throws {
+    @Test func manyDistinctDurationsFireInOrderAndNeverEarly() async throws {
         let loop = EventLoop()
         defer { loop.stop() }
         let log = TimerLog()
@@ -42,7 +43,8 @@ struct TimerTests {
             }
             for t in far { t.cancel() }
         }
-        #expect(log.done.wait(timeout: .now() + 60) == .success, "not every timer fired")
+        // the waits below block for seconds: off the cooperative pool, which every other test shares
+        #expect(await offPool { log.done.wait(timeout: .now() + 60) } == .success, "not every timer fired")
         let seen = Mutex<(Int, Int, Int, Int)>((0, 0, 0, 0))
         let finished = DispatchSemaphore(value: 0)
         // read the log on the loop so nothing races with a late (wrong) firing
@@ -62,7 +64,7 @@ struct TimerTests {
             seen.withLock { $0 = (early, outOfOrder, late, cancelledFired) }
             finished.signal()
         }
-        finished.wait()
+        await offPool { finished.wait() }
         let (early, outOfOrder, late, cancelledFired) = seen.withLock { $0 }
         #expect(log.fired.count == count - count / 10)
         #expect(early == 0, "timers fired before their deadline")
@@ -73,7 +75,7 @@ struct TimerTests {
 
     /// Re-arming with "deadline - now" on every event (what a D's /dresult heartbeat does) makes a new distinct
     /// duration each time; the loop must keep running its other timers and work.
-    @Test func rearmingWithShrinkingDurationsKeepsTheLoopAlive() throws {
+    @Test func rearmingWithShrinkingDurationsKeepsTheLoopAlive() async throws {
         let loop = EventLoop()
         defer { loop.stop() }
         let done = DispatchSemaphore(value: 0)
@@ -96,6 +98,6 @@ struct TimerTests {
             }
             step()
         }
-        #expect(done.wait(timeout: .now() + 60) == .success, "the loop stopped running its timers")
+        #expect(await offPool { done.wait(timeout: .now() + 60) } == .success, "the loop stopped running its timers")
     }
 }

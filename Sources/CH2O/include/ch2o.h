@@ -39,7 +39,7 @@ const char *ch2o_jemalloc_version(void);
 size_t ch2o_jemalloc_allocated(void);
 /** The h2o library version string. */
 const char *ch2o_h2o_version(void);
-/** The product version given at build time (-Xcc -DMINDIE_MS_VERSION=...), "dev" otherwise. */
+/** The product version one_key_build.sh wrote into version.inc (see version.c), "dev" otherwise. */
 const char *ch2o_product_version(void);
 
 /* ---------------------------------------------------------------- loops */

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The Controller's configuration: every key of `ms_controller.json` (reference names, defaults and ranges,
-/// controller.md §11), after the environment overrides have been applied.
+/// docs/wire/controller.md §11), after the environment overrides have been applied.
 ///
 /// Build it with `init(data:environment:file:)`. Environment variables read:
 /// - `MINDIE_MS_P_RATE`, `MINDIE_MS_D_RATE`: override `default_p_rate` / `default_d_rate`; values that are not

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The Controller's pure core: `transition(state, event, now) -> (state, [effect])` (architecture.md, Controller).
+/// The Controller's pure core: `transition(state, event, now) -> (state, [effect])` (docs/architecture.md, Controller).
 ///
 /// Covers discovery from rank-table passes, config probes, the initial role decision and posting, status
 /// polls, re-posting of UNKNOWN nodes (§7.2, simplified), scale-in with peer re-linking, scale-out admission

@@ -74,7 +74,7 @@ public struct RefreshPayload: Sendable, Equatable, Codable {
             self.dynamicInfo = dynamicInfo
         }
 
-        /// Ports go on the wire as strings, as in coordinator.md §3.1 (`"port":"1025"`). `inter_comm_port` is
+        /// Ports go on the wire as strings, as in docs/wire/coordinator.md §3.1 (`"port":"1025"`). `inter_comm_port` is
         /// always present (the reference Coordinator requires the key) but empty when the rank table gave none:
         /// port 0 would be refused where the port is validated.
         public func encode(to encoder: any Encoder) throws {

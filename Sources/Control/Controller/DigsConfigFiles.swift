@@ -1,7 +1,7 @@
 import Foundation
 
 /// A model file of `conf/model_config/` (`digs_model_config_path`): the LLM's shape for the analytic role
-/// model (controller-role-model.md §1). Values may be JSON numbers or numeric strings.
+/// model (docs/controller-role-model.md §1). Values may be JSON numbers or numeric strings.
 public struct DigsModelConfig: Sendable, Equatable {
     public var hiddenSize: Double
     /// Validated, unused by the model.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// `scaling_rule_file_path` (default `./conf/elastic_scaling.json`), read only by the fault manager's
-/// scale-in timer (controller-role-model.md §7): the expected P and D instance counts of entry 0.
+/// scale-in timer (docs/controller-role-model.md §7): the expected P and D instance counts of entry 0.
 public struct ElasticScalingRule: Sendable, Equatable {
     /// `elastic_scaling_list[0].group_list[0].group_num`.
     public var expectedPrefill: Int

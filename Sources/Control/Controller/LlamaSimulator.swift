@@ -1,4 +1,4 @@
-/// The analytic latency and memory model behind the automatic P/D ratio (controller-role-model.md §2–§4).
+/// The analytic latency and memory model behind the automatic P/D ratio (docs/controller-role-model.md §2–§4).
 ///
 /// Pure arithmetic in IEEE doubles; every formula mirrors the reference `LlamaSimulator`, including its known
 /// quirk (the multi-host all-reduce term `a₁` lacks a ·1000).

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A global rank table (controller.md §8), parsed and validated.
+/// A global rank table (docs/wire/controller.md §8), parsed and validated.
 ///
 /// Only what the Controller uses is kept: the coordinators (group "0") and the instance servers of the first
 /// group with id ≥ 2 (every group with id ≥ 2 in multi-node mode). Group "1" and `status` are ignored.

@@ -26,7 +26,7 @@ public enum RoleDecisionError: Error, Sendable, Equatable {
     case invalidRates(p: Int, d: Int)
 }
 
-/// P/D counts: the definite ratio (controller.md §6.2) and the automatic one (controller-role-model.md §5).
+/// P/D counts: the definite ratio (docs/wire/controller.md §6.2) and the automatic one (docs/controller-role-model.md §5).
 public enum RoleRatio {
     static let eps = 1e-6
 

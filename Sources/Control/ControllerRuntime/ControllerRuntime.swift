@@ -28,7 +28,7 @@ public final class ControllerStatusBoard: Sendable {
     func set(_ s: ControllerSnapshot) { value.withLock { $0 = s } }
 }
 
-/// The Controller's runtime: one actor owns `ControllerCore.State` (architecture.md, Controller).
+/// The Controller's runtime: one actor owns `ControllerCore.State` (docs/architecture.md, Controller).
 ///
 /// It feeds events into `ControllerCore.transition` — a rank-table pass every `rank_table_detecting_seconds`,
 /// a sync tick every `cluster_synchronization_seconds` (status polls and the refresh), the periodic role
@@ -415,7 +415,7 @@ public actor ControllerRuntime {
         let runner = self.runner
         effectTasks[token] = Task {
             await work(self, runner)
-            await self.taskDone(token)
+            self.taskDone(token)
         }
     }
 

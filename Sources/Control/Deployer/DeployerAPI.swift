@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import MSCore
 
-/// Routing of the REST API (deployer spec §2 with DECISIONS 1 and 25): `/v1/servers` create/update/get/delete.
+/// Routing of the REST API (docs/wire/deployer.md §2 with DECISIONS 1 and 25): `/v1/servers` create/update/get/delete.
 public enum DeployerAPI {
     /// What a request asks for, decided without I/O.
     public enum Route: Sendable, Equatable {

@@ -1,7 +1,7 @@
 import Foundation
 import MSCore
 
-/// `conf/ms_deployer.json`: the reference's `ms_server.json` keys (deployer spec §2) plus a few optional ones.
+/// `conf/ms_deployer.json`: the reference's `ms_server.json` keys (docs/wire/deployer.md §2) plus a few optional ones.
 ///
 /// Keys: `ip` (env `MINDIE_MS_SERVER_IP` wins), `port` (9789), `k8s_apiserver_ip`, `k8s_apiserver_port` (6443),
 /// `log_info.log_level`, `ms_status_file`, `server_tls_items`, `client_k8s_tls_enable` + `client_k8s_tls_items`,

@@ -42,7 +42,7 @@ public struct PDClusterSpec: Sendable, Equatable {
     public var tolerations: JSONValue?
 }
 
-/// A validated `infer_server.json` (deployer spec §3, DECISIONS 23 and 28).
+/// A validated `infer_server.json` (docs/wire/deployer.md §3, DECISIONS 23 and 28).
 public struct InferServerSpec: Sendable, Equatable {
     public static let defaultImage = "mindie:server"
 

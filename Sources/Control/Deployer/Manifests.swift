@@ -1,4 +1,4 @@
-/// Pure manifest building: a validated spec in, the Kubernetes objects out (deployer spec §4, DECISIONS 28).
+/// Pure manifest building: a validated spec in, the Kubernetes objects out (docs/wire/deployer.md §4, DECISIONS 28).
 public enum Manifests {
     public static let defaultNamespace = "mindie"
     public static let managedByLabel = "app.kubernetes.io/managed-by"

@@ -1,7 +1,7 @@
 import Foundation
 import MSCore
 
-/// msctl's work without argument parsing (deployer spec §1, DECISIONS 24): load `~/.mindie_ms/msctl.json`, send
+/// msctl's work without argument parsing (docs/wire/deployer.md §1, DECISIONS 24): load `~/.mindie_ms/msctl.json`, send
 /// one request to ms_deployer, print its JSON reply. Exit codes: 0 success, 1 the deployer refused or could not
 /// be reached, 2 usage or local file error.
 public enum MsctlClient {

@@ -1,7 +1,7 @@
 import Foundation
 import MSCore
 
-/// The persisted list of managed servers (`ms_status_file`, deployer spec §4 "Status file", DECISIONS 26):
+/// The persisted list of managed servers (`ms_status_file`, docs/wire/deployer.md §4 "Status file", DECISIONS 26):
 /// `{"server_list":[{"namespace","replicas","server_name","server_type","use_service","spec"}]}`, 0640, 4-space
 /// indent, written to a temporary file and renamed.
 public struct StatusStore: Sendable {

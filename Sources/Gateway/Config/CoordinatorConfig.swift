@@ -1,4 +1,4 @@
-/// The Coordinator's configuration: every key of `ms_coordinator.json` (spec §8), validated.
+/// The Coordinator's configuration: every key of `ms_coordinator.json` (docs/wire/coordinator.md §8), validated.
 ///
 /// Parse with ``CoordinatorConfig/parse(_:environment:file:)``. Keys, defaults and ranges are the
 /// reference's; the two request limits can be overridden from the environment. Pure: no file or

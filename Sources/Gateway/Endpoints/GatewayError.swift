@@ -19,7 +19,7 @@ public struct GatewayError: Error, Sendable, Equatable {
 
     // MARK: Refusals of §2 (reference texts)
 
-    /// 400 `Request format is invalid` (spec §2.1 list).
+    /// 400 `Request format is invalid` (docs/wire/coordinator.md §2.1 list).
     public static let formatInvalid = GatewayError(status: 400, message: "Request format is invalid")
     /// 400 for an OpenAI body with neither `prompt` nor `messages`.
     public static let missingPromptOrMessages = GatewayError(

@@ -1,4 +1,4 @@
-/// How big a prompt is, in the unit the DIGS demand estimate needs (spec §5.1).
+/// How big a prompt is, in the unit the DIGS demand estimate needs (docs/wire/coordinator.md §5.1).
 public enum InputSize: Sendable, Equatable {
     /// Bytes of text (or of the JSON dump for OpenAI); DIGS multiplies by w[1].
     case bytes(Int)

@@ -1,4 +1,4 @@
-/// Parses an inference body per route (spec §2.1): stream flag, prompt, max tokens, and every 400.
+/// Parses an inference body per route (docs/wire/coordinator.md §2.1): stream flag, prompt, max tokens, and every 400.
 ///
 /// Pure; never rewrites the body. Usage: `RouteTable.match` → `RequestParser().parse(route:body:)`.
 public struct RequestParser: Sendable {

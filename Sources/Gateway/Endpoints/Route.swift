@@ -17,7 +17,7 @@ public enum Dialect: String, Sendable, Equatable, CaseIterable {
     }
 }
 
-/// An inference route of the data port (spec §2.1). All are POST.
+/// An inference route of the data port (docs/wire/coordinator.md §2.1). All are POST.
 public enum Route: Sendable, Equatable, Hashable {
     /// `/v2/models/{m}[/versions/{v}]/generate` (stream false) or `…/generate_stream` (stream true).
     case tritonGenerate(model: String, version: String?, stream: Bool)
@@ -69,7 +69,7 @@ public enum RouteMatch: Sendable, Equatable {
     case targetTooLong
 }
 
-/// The data port's route table (spec §2.1), pure.
+/// The data port's route table (docs/wire/coordinator.md §2.1), pure.
 ///
 /// Differences from the reference (DECISIONS 1): an unknown path is 404, a wrong method 405, an
 /// over-long target 414 (the reference answers 400 `Invalid request` to all three and closes).

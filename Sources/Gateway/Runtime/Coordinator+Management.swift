@@ -10,7 +10,7 @@ extension Coordinator {
         json(res, status, "{\"message\":\(JSONValue.quoted(message)),\"status\":\(status)}")
     }
 
-    // MARK: - management port (the Controller's API, spec §3.1–3.2)
+    // MARK: - management port (the Controller's API, docs/wire/coordinator.md §3.1–3.2)
 
     func handleManagement(_ req: HTTPRequest, _ res: HTTPResponder) {
         let routes: [String: String] = [
@@ -77,7 +77,7 @@ extension Coordinator {
         }
     }
 
-    /// Builds the new view; D's without a link get one opened before they are added (spec §4.2, case 25).
+    /// Builds the new view; D's without a link get one opened before they are added (docs/wire/coordinator.md §4.2, case 25).
     func applyRefresh(_ plan: RefreshPlan, done: @escaping () -> Void) {
         let mode = config.scheduler.deployMode
         let old = cluster.view
@@ -266,7 +266,7 @@ extension Coordinator {
         json(res, 200, "{\"update_successfully\":true}")
     }
 
-    // MARK: - status port (probes, spec §3.3)
+    // MARK: - status port (probes, docs/wire/coordinator.md §3.3)
 
     func handleStatus(_ req: HTTPRequest, _ res: HTTPResponder) {
         if serveStatusPage(req, res) { return }
@@ -297,7 +297,7 @@ extension Coordinator {
         }
     }
 
-    // MARK: - external port (/metrics, spec §7 and DECISIONS 15)
+    // MARK: - external port (/metrics, docs/wire/coordinator.md §7 and DECISIONS 15)
 
     func handleExternal(_ req: HTTPRequest, _ res: HTTPResponder) {
         if serveStatusPage(req, res) { return }

@@ -1,7 +1,7 @@
 import Foundation
 import MSCore
 
-/// The PD state of one request (spec §4.2). Loop-bound like its ``TrackedRequest``.
+/// The PD state of one request (docs/wire/coordinator.md §4.2). Loop-bound like its ``TrackedRequest``.
 final class PDState {
     /// Path and query, forwarded to P unchanged.
     let target: String
@@ -315,7 +315,7 @@ extension Coordinator {
             return fail(t, .pInstanceError, result: .upstreamError)
         }
         guard rid == t.idString else {
-            // spec §4.2: a reply for another request is ignored (the request ends by its timeouts)
+            // docs/wire/coordinator.md §4.2: a reply for another request is ignored (the request ends by its timeouts)
             logger.warning("P reply with a foreign reqId ignored", metadata: ["req": "\(t.idString)", "reqId": "\(rid)"])
             return
         }

@@ -3,7 +3,7 @@ import Logging
 import MSCore
 import Synchronization
 
-/// Listener tags of the Coordinator's ports (spec §1).
+/// Listener tags of the Coordinator's ports (docs/wire/coordinator.md §1).
 enum Port: Int {
     case data = 0
     case management = 1
@@ -566,7 +566,7 @@ public struct CoordinatorStartError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Averages of input and output estimates for `/v1/coordinator_info` (spec §3.2).
+/// Averages of input and output estimates for `/v1/coordinator_info` (docs/wire/coordinator.md §3.2).
 struct LengthStats {
     private var inputSum = 0.0, outputSum = 0.0, count = 0
     private var pendingInputs: [Double] = []

@@ -124,7 +124,7 @@ final class CoordinatorMetrics: Sendable {
         duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
     }
 
-    /// The reference's overrides of the aggregated server metrics from the Coordinator's own counts (spec §7).
+    /// The reference's overrides of the aggregated server metrics from the Coordinator's own counts (docs/wire/coordinator.md §7).
     func requestCounters(inFlight: Int) -> [String: Double] {
         let r = Double(received.load(ordering: .relaxed) + inFlight)
         let f = Double(failed.load(ordering: .relaxed))

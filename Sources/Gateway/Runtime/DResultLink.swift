@@ -1,7 +1,7 @@
 import MSCore
 import Synchronization
 
-/// One message of a `/dresult` link: `reqId:<id>\0<kind>:<payload>\0` (spec §4.2 step 4).
+/// One message of a `/dresult` link: `reqId:<id>\0<kind>:<payload>\0` (docs/wire/coordinator.md §4.2 step 4).
 enum DFrameKind: String, Sendable {
     case data
     case lastData
@@ -50,7 +50,7 @@ struct DResultParser {
     }
 }
 
-/// The long-lived `GET /dresult` link to one D (spec §4.2 step 4, §4.3). Lives on the link loop only.
+/// The long-lived `GET /dresult` link to one D (docs/wire/coordinator.md §4.2 step 4, §4.3). Lives on the link loop only.
 final class DResultLink {
     let instance: InstanceID
     let ip: String

@@ -3,7 +3,7 @@ import Foundation
 import MSCore
 import Synchronization
 
-/// Prometheus text of every instance, aggregated as the reference does (spec §7): counters, gauges and histogram
+/// Prometheus text of every instance, aggregated as the reference does (docs/wire/coordinator.md §7): counters, gauges and histogram
 /// lines summed by sample; cache usage averaged weighted by total blocks; the prefix hit rate from its counters;
 /// `request_*_total` from the Coordinator's own counts. DECISIONS 15: an instance that does not answer is left
 /// out (its `up` gauge is 0), the rest is still served.

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// One instance of a `/v1/instances/refresh` body (coordinator spec §3.1), after validation.
+/// One instance of a `/v1/instances/refresh` body (docs/wire/coordinator.md §3.1), after validation.
 public struct RefreshInstance: Sendable, Equatable {
     public var id: InstanceID
     public var ip: String
@@ -112,7 +112,7 @@ public enum RefreshParser {
         return inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1
     }
 
-    /// Static problems skip the instance (spec §3.1); impossible dynamic values (what the Controller measured just
+    /// Static problems skip the instance (docs/wire/coordinator.md §3.1); impossible dynamic values (what the Controller measured just
     /// now) throw, because they mean the whole report is wrong and the previous set is the better one.
     static func validate(_ v: JSONValue, pd: Bool, singleContainer: Bool) throws(GatewayError) -> Result<RefreshInstance, RefreshRejection> {
         guard let id = int(v["id"]), id >= 0 else { return .failure(RefreshRejection("instance without a valid id")) }

@@ -1,6 +1,6 @@
 import MSCore
 
-/// `cache_affinity` under default_scheduler, single_node (spec §5.2).
+/// `cache_affinity` under default_scheduler, single_node (docs/wire/coordinator.md §5.2).
 ///
 /// For OpenAI chat requests the input is the dumped `messages` array (one compact dump per message):
 /// - ≤ 2 messages: key = h(all dumps concatenated); pick by round-robin, then `put(key, node)`.

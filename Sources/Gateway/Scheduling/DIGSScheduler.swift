@@ -1,4 +1,4 @@
-/// DIGS `load_balance` (spec §5.1): a queue-based P/D pair scheduler with resource bookings.
+/// DIGS `load_balance` (docs/wire/coordinator.md §5.1): a queue-based P/D pair scheduler with resource bookings.
 ///
 /// Pure and clock-free: the caller feeds arrivals with ``enqueue(_:features:)``, runs
 /// ``schedule(snapshot:)`` on a new request, on a release and at least every 100 ms, and reports

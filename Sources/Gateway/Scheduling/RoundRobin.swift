@@ -1,4 +1,4 @@
-/// A round-robin cursor over a candidate list (spec §5.2).
+/// A round-robin cursor over a candidate list (docs/wire/coordinator.md §5.2).
 ///
 /// The cursor advances *before* each use, so the first pick is index 1 mod n. Unavailable candidates
 /// are skipped; after one full circle without a pick the attempt fails.
@@ -19,7 +19,7 @@ public struct RoundRobinCursor: Sendable, Equatable {
     }
 }
 
-/// `round_robin` under default_scheduler, single_node and PD (spec §5.2).
+/// `round_robin` under default_scheduler, single_node and PD (docs/wire/coordinator.md §5.2).
 ///
 /// - single_node: instances in registration order, cursor advanced before use.
 /// - PD: P round-robin as above; then D round-robin among the D's listing that P in `peers`, with a

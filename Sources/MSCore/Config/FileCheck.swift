@@ -47,10 +47,10 @@ extension String {
 /// The reference's checks on every file it reads: a plain path, no symlink, a regular file owned by the running
 /// user, with permissions within `maxMode`.
 ///
-/// One mode rule for every binary (README, "Configuration"): config files (and the files they point at, such as the
+/// One mode rule for every binary (docs/operations.md, "File modes and owners"): config files (and the files they point at, such as the
 /// rank table or the model and machine files) at most 0640; every TLS file — CA, certificate, CRL, private key and
-/// key-password file — at most 0400. The reference checks certificates as strictly as keys (coordinator.md,
-/// deployer.md §6), so a certificate's mode never decides whether a deployment that works there starts here.
+/// key-password file — at most 0400. The reference checks certificates as strictly as keys (docs/wire/coordinator.md §8,
+/// docs/wire/deployer.md §6), so a certificate's mode never decides whether a deployment that works there starts here.
 ///
 /// Kubernetes delivers config files through ConfigMap and Secret volumes, which kubelet's atomic writer lays out as
 /// `volume/..2026_12_05_10_00_00.123/key` (the real files), `volume/..data -> ..2026_…` and `volume/key -> ..data/key`.

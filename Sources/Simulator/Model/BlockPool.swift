@@ -1,4 +1,4 @@
-/// KV blocks with a hashed prefix cache and LRU eviction (spec §6.2).
+/// KV blocks with a hashed prefix cache and LRU eviction (docs/wire/simulator.md §6.2).
 ///
 /// A full prompt block's key is kᵢ = H(kᵢ₋₁, tokensᵢ). Keyed blocks are shared; once no sequence holds
 /// one it stays cached in LRU order and is evicted (oldest first) only when a fresh block is needed and

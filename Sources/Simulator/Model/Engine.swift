@@ -71,7 +71,7 @@ public struct EngineConfiguration: Sendable, Equatable {
     }
 }
 
-/// The accelerator model of one instance (spec §6.3): continuous batching with a slot limit and a KV
+/// The accelerator model of one instance (docs/wire/simulator.md §6.3): continuous batching with a slot limit and a KV
 /// budget, separate prefill iterations first, decode otherwise, queueing when full.
 ///
 /// Pure and single-threaded: time is injected. Call `submit` and `advance(to:)` with a monotonic time

@@ -1,4 +1,4 @@
-/// Every number of the latency and capacity model (spec §6.5). Times are in milliseconds of engine time.
+/// Every number of the latency and capacity model (docs/wire/simulator.md §6.5). Times are in milliseconds of engine time.
 public struct ModelProfile: Sendable, Equatable {
     public var name: String
     /// Tokens per KV block (`cacheBlockSize`).

@@ -1,4 +1,4 @@
-/// The PD role and links of one dmi instance (spec §4, `/v1/role/*`, `/v1/status`). Pure; time injected (ms).
+/// The PD role and links of one dmi instance (docs/wire/simulator.md §4, `/v1/role/*`, `/v1/status`). Pure; time injected (ms).
 public struct RoleState: Sendable, Equatable {
     public enum Status: String, Sendable { case unknown = "RoleUnknown", switching = "RoleSwitching", ready = "RoleReady" }
     public enum Role: String, Sendable { case none, prefill, decode, flex }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The simulator's deterministic tokenizer (spec §6.1).
+/// The simulator's deterministic tokenizer (docs/wire/simulator.md §6.1).
 ///
 /// UTF-8 text is split greedily into chunks of whole Unicode scalars of at most 4 bytes; each chunk is
 /// one token whose id is FNV-1a-32(chunk) mod 151936. ASCII gives ≈4 characters per token, CJK one.
@@ -55,7 +55,7 @@ public func fnv1a64<S: Sequence>(_ bytes: S, seed: UInt64 = 0xCBF2_9CE4_8422_232
 }
 
 /// Deterministic output text: token `i` of a request is a word from a 256-word list chosen by the
-/// request's seed (spec §6.1). The same seed always yields the same tokens, so P and D agree.
+/// request's seed (docs/wire/simulator.md §6.1). The same seed always yields the same tokens, so P and D agree.
 public struct OutputGenerator: Sendable, Equatable {
     public let seed: UInt64
 

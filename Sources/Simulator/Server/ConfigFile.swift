@@ -7,7 +7,7 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension InstanceConfiguration {
-    /// Applies a MindIE `config.json` (spec §0): `ServerConfig`, `BackendConfig.ModelDeployConfig`,
+    /// Applies a MindIE `config.json` (docs/wire/simulator.md §0): `ServerConfig`, `BackendConfig.ModelDeployConfig`,
     /// `BackendConfig.ScheduleConfig` (also accepted at the top level) and the simulator's own `Simulator` section.
     ///
     /// `Simulator` keys: `profile` (8b|70b|tiny), `profileOverrides` {key: number}, `speedup`, `eos`, `seed`,

@@ -1,4 +1,4 @@
-/// An injected fault (spec §7).
+/// An injected fault (docs/wire/simulator.md §7).
 public struct Fault: Sendable, Equatable {
     public var id: String
     /// `crash`, `hang`, `slow_start`, `refuse`, `http_error`, `slow_reply`, `die_mid_stream`, `p_reply`,

@@ -107,7 +107,7 @@ extension SimInstance {
         parked[reqId] = (key, t)
     }
 
-    /// D released the KV of `reqId` (spec §3.2 `ReleaseKVCacheChannel`).
+    /// D released the KV of `reqId` (docs/wire/simulator.md §3.2 `ReleaseKVCacheChannel`).
     @discardableResult
     public func releaseKV(reqId: String) -> Bool {
         pump()

@@ -1,4 +1,4 @@
-/// The request dialects of the data port (spec §2.2).
+/// The request dialects of the data port (docs/wire/simulator.md §2.2).
 public enum Dialect: String, Sendable, Equatable, CaseIterable {
     /// `POST /` (TGI general; `stream` optional; non-stream replies are a one-element array).
     case tgiGeneral
@@ -66,7 +66,7 @@ public enum Route: Sendable, Equatable {
     case unknownModel(String)
     case notFound
 
-    /// Routes of the data port (spec §1, §2.2).
+    /// Routes of the data port (docs/wire/simulator.md §1, §2.2).
     public static func data(method: String, path: String, acceptTritonVersions: Bool = false) -> Route {
         if method == "GET" {
             switch path {

@@ -15,7 +15,7 @@ public struct Histogram: Sendable, Equatable {
     }
 }
 
-/// Every value `/metrics` reports (spec §5), in the fixed layout.
+/// Every value `/metrics` reports (docs/wire/simulator.md §5), in the fixed layout.
 public struct ServerMetrics: Sendable, Equatable {
     public var requestReceived: UInt64 = 0
     public var requestSuccess: UInt64 = 0

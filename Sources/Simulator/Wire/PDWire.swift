@@ -1,4 +1,4 @@
-/// Byte formats of the PD protocol, server side (spec §3).
+/// Byte formats of the PD protocol, server side (docs/wire/simulator.md §3).
 public enum PDWire {
     /// P's reply: `{"reqId","isStream"[,"isLastResp","output"]}`.
     public static func pReply(reqId: String, isStream: Bool, isLastResp: Bool? = nil, output: [UInt8]? = nil) -> [UInt8] {
@@ -40,7 +40,7 @@ public enum DResultKind: String, Sendable, Equatable {
     case retry
 }
 
-/// The PD headers of a request to a P (spec §3.1).
+/// The PD headers of a request to a P (docs/wire/simulator.md §3.1).
 public struct PDHeaders: Sendable, Equatable {
     public var reqId: String
     /// `d-target` IP part.
@@ -49,7 +49,7 @@ public struct PDHeaders: Sendable, Equatable {
     public var targetPort: Int?
     public var isRecompute: Bool
 
-    /// The admission checks of spec §3.1 steps 3–7, in order.
+    /// The admission checks of docs/wire/simulator.md §3.1 steps 3–7, in order.
     /// - Parameter header: case-insensitive header lookup.
     public static func check(_ header: (String) -> String?) throws(WireError) -> PDHeaders {
         guard let type = header("req-type"), let id = header("req-id"), let target = header("d-target") else {
@@ -88,7 +88,7 @@ public func isIPv4(_ s: String) -> Bool {
     return true
 }
 
-/// The P→D decode call (simulator-private JSON on `POST /sim/pd/decode`, spec §3.2).
+/// The P→D decode call (simulator-private JSON on `POST /sim/pd/decode`, docs/wire/simulator.md §3.2).
 public struct DecodeParameters: Sendable, Equatable {
     public var reqId: String
     public var promptTokens: [UInt32]
@@ -178,7 +178,7 @@ public struct DecodeParameters: Sendable, Equatable {
 }
 
 extension InferenceRequest {
-    /// The recompute body (`retry:` payload, spec §3.4): the token string replaces the dialect's text field.
+    /// The recompute body (`retry:` payload, docs/wire/simulator.md §3.4): the token string replaces the dialect's text field.
     public func recomputeBody(prompt p: [UInt32], generated g: [UInt32]) -> [UInt8] {
         let s = JSON.string(RequestParser.tokenString(prompt: p, generated: g))
         var b = body

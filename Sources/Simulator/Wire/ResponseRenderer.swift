@@ -33,7 +33,7 @@ public struct TokenTiming: Sendable, Equatable {
     }
 }
 
-/// Renders the replies of one request in its dialect (spec §2.3). Stream rendering is stateful:
+/// Renders the replies of one request in its dialect (docs/wire/simulator.md §2.3). Stream rendering is stateful:
 /// feed tokens in order with `frames(for:finish:timing:)`.
 public struct ResponseRenderer: Sendable {
     public let request: InferenceRequest

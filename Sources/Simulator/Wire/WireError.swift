@@ -1,4 +1,4 @@
-/// An error reply of the data port (spec §2.1): `{"error":"<msg>","error_type":"<t>"}`.
+/// An error reply of the data port (docs/wire/simulator.md §2.1): `{"error":"<msg>","error_type":"<t>"}`.
 public struct WireError: Error, Equatable, Sendable {
     public var status: Int
     public var message: String
