@@ -37,6 +37,9 @@ def test_decode_instance_polled_5000_times_still_answers(tmp_path):
         # a Coordinator's /dresult link keeps the D's heartbeat timer armed
         link = socket.create_connection((di["host"], di["port"]), timeout=5)
         link.sendall(f"GET /dresult HTTP/1.1\r\nHost: {di['host']}\r\n\r\n".encode())
+        # D holds the head until its first message, the heartbeat after 5 s idle (checked every second): a 5 s
+        # timeout raced it, and lost with debug binaries
+        link.settimeout(15)
         assert link.recv(64).startswith(b"HTTP/1.1 200")
         s = requests.Session()
         for k in range(5000):
