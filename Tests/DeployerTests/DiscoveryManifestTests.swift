@@ -43,7 +43,7 @@ import MSCore
     @Test("msctl render prints the Namespace first, so kubectl apply works on a fresh cluster")
     func renderNamespace() {
         let f = write(specJSON("mindie_pd_cluster", name: "pd"), to: tempDir("render").appendingPathComponent("pd.json"))
-        let o = MsctlClient.render(file: f, namespace: "lab", environment: [:])
+        let o = MsctlClient.render(file: f, namespace: "lab", environment: [:], configChecks: startChecks)
         #expect(o.exitCode == 0)
         let docs = o.stdout.components(separatedBy: "---\n").filter { !$0.isEmpty }
         #expect(docs.first?.contains("kind: Namespace") == true && docs.first?.contains("name: lab") == true)
@@ -54,7 +54,8 @@ import MSCore
     func deployerLeavesTheTable() async throws {
         let h = try Harness()
         defer { h.stop() }
-        #expect(await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd")))).exitCode == 0)
+        let created = await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd"))))
+        #expect(created.exitCode == 0, "\(created)")
         #expect(await h.server.service.reconcile() == [])
         let table = h.fake.object("configmaps", "mindie", "pd-global-ranktable")?.at("data", "global_ranktable.json")?.stringValue
         #expect(table?.contains("initializing") == true)

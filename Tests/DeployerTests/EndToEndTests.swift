@@ -194,8 +194,8 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(table["server_group_list"]?.arrayValue?[2]["server_count"] == js("4"))
         let get = parsed(await h.msctl(.get(name: "pd")))
         #expect(get["data"]?["rank_table_status"] == js("completed"))
-        #expect(get["data"]?["instances_status"]?.arrayValue?.count == 7)  // 2 Coordinators, the Controller, 4 servers
-        #expect(get["data"]?["replicas"] == ji(7) && get["data"]?["ready_replicas"] == ji(7))
+        #expect(get["data"]?["instances_status"]?.arrayValue?.count == 6)  // the Coordinator, the Controller, 4 servers
+        #expect(get["data"]?["replicas"] == ji(6) && get["data"]?["ready_replicas"] == ji(6))
 
         // cross node: once the operator completes hccl.json the master pod is labelled
         let pod = h.fake.names("pods", ns).first { $0.hasPrefix("cross-") }!

@@ -69,8 +69,7 @@ import MSCore
         let f = write(specJSON("mindie_pd_cluster", name: "pd"), to: dir.appendingPathComponent("pd.json"))
         let o = MsctlClient.render(file: f, namespace: "lab", environment: [:], configChecks: startChecks)
         #expect(o.exitCode == 0)
-        #expect(o.stdout.components(separatedBy: "---
-").count == 17)  // the Namespace, then 15 objects
+        #expect(o.stdout.components(separatedBy: "---\n").count == 17)  // the Namespace, then 15 objects
         #expect(o.stdout.contains("namespace: lab"))
         let bad = write(specJSON(name: "Bad"), to: dir.appendingPathComponent("bad.json"))
         #expect(MsctlClient.render(file: bad, namespace: "lab", environment: [:], configChecks: startChecks).exitCode == 2)
@@ -105,13 +104,7 @@ import MSCore
         #expect(r.status == 1, "\(r.stderr)")  // nothing listens on 1024
         let f = write(specJSON(), to: dir.appendingPathComponent("spec.json"))
         r = try await runOffPool(msctl, ["render", "infer_server", "-f", f], environment: env)
-        #expect(r.status == 0 && r.stdout.hasPrefix("---
-apiVersion: v1
-kind: Namespace
-") && r.stdout.contains("---
-apiVersion: apps/v1
-kind: Deployment
-"))
+        #expect(r.status == 0 && r.stdout.hasPrefix("---\napiVersion: v1\nkind: Namespace\n") && r.stdout.contains("---\napiVersion: apps/v1\nkind: Deployment\n"))
     }
 }
 

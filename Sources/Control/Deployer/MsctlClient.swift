@@ -174,8 +174,7 @@ public enum MsctlClient {
         do {
             let spec = try InferServerSpec.parse(body: body, mindieTLS: tls)
             try PDConfigs.check(spec, with: configChecks)
-            return Outcome(0, stdout: "---
-" + YAML.render(Manifests.namespaceObject(namespace)) + YAML.render(Manifests.build(spec, namespace: namespace)))
+            return Outcome(0, stdout: "---\n" + YAML.render(Manifests.namespaceObject(namespace)) + YAML.render(Manifests.build(spec, namespace: namespace)))
         } catch {
             return Outcome(2, stderr: "msctl: \(file): \(error.message)\n")
         }
