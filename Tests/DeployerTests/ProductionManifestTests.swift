@@ -55,7 +55,7 @@ import TestSupport
     @Test("priority class, tolerations and the Coordinator's replica count come from the spec")
     func overrides() throws {
         let tol: [[String: Any]] = [["key": "huawei.com/Ascend910", "operator": "Exists", "effect": "NoSchedule"]]
-        let backup: [String: Any] = ["backup_config": ["function_sw": true]]
+        let backup: [String: Any] = ["backup_config": ["function_enable": true]]
         let objs = try objects(["pd_cluster.priority_class_name": "high-priority", "pd_cluster.tolerations": tol,
                                 "pd_cluster.coordinator_replicas": 3, "pd_cluster.coordinator_config": backup])
         for d in objs where d.kind == .deployment {
@@ -70,7 +70,7 @@ import TestSupport
         #expect {
             try spec("mindie_pd_cluster", name: "pd", ["pd_cluster.coordinator_replicas": 2])
         } throws: { e in
-            (e as? DeployerError)?.message.contains("backup_config.function_sw") == true
+            (e as? DeployerError)?.message.contains("backup_config.function_enable") == true
         }
         #expect(throws: DeployerError.self) { try spec("mindie_pd_cluster", name: "pd", ["pd_cluster.priority_class_name": "High_Priority"]) }
         #expect(throws: DeployerError.self) { try spec("mindie_pd_cluster", name: "pd", ["pd_cluster.tolerations": "x"]) }

@@ -328,9 +328,9 @@ extension InferServerSpec {
                 // a D accepts one /dresult link at a time: two active Coordinators would take it from each other
                 // (docs/decisions.md), so more than one needs the etcd master/standby of backup_config
                 if withOptions.coordinatorReplicas > 1,
-                   doc["pd_cluster"]?["coordinator_config"]?["backup_config"]?["function_sw"]?.boolValue != true {
+                   doc["pd_cluster"]?["coordinator_config"]?["backup_config"]?["function_enable"]?.boolValue != true {
                     throw r.fail("pd_cluster.coordinator_replicas",
-                                 "must be 1 unless coordinator_config.backup_config.function_sw is true (etcd master/standby): "
+                                 "must be 1 unless coordinator_config.backup_config.function_enable is true (etcd master/standby): "
                                  + "a D instance accepts one /dresult link at a time, so two active Coordinators would take it from each other")
                 }
             }
