@@ -180,15 +180,7 @@ final class NonReadingClient {
     let fd: Int32
 
     init(port: Int, request: String) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var size: Int32 = 4096
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0 { throw POSIXError(.ECONNREFUSED) }
+        fd = try loopbackConnect(port: port, receiveBuffer: 4096)
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
     }
 
@@ -201,13 +193,17 @@ final class NonReadingClient {
 struct PDBackPressureTests {
     @Test("a non-reading client's stream is failed once over the bound too long and its D work stopped; a normal stream through the same D completes")
     func slowClient() async throws {
-        let h = try await PDHarness(prefills: 1, decodes: 1) { c, _ in
+        let h = try await PDHarness(prefills: 1, decodes: 1, configureSim: { c, _ in
             // long streams, quickly
             c.engine.profile.maxIterTimes = 100_000
             c.engine.profile.maxSeqLen = 200_000
             c.engine.profile.totalBlocks = 20_000
             c.engine.profile.delta2 = 0
-        }
+        }, configure: { c in
+            // D decoding flat out starves the 2 cores this runs on; P's reply may then come after the default
+            // first-byte deadline, which is not what this test is about
+            c.health.firstByteTimeoutMs = 120_000
+        })
         h.coordinator.clientBufferBytes = 64 << 10
         h.coordinator.slowClientTimeoutMilliseconds = 500
         try await h.refreshAll()

@@ -26,18 +26,7 @@ public final class ScriptedUpstream: @unchecked Sendable {
     private let count = Box(0)
 
     public init(_ script: @escaping @Sendable (_ fd: Int32, _ head: String) -> Void) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var on: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        listen(fd, 64)
-        port = Int(UInt16(bigEndian: addr.sin_port))
+        (fd, port) = loopbackListener(backlog: 64)
         let lfd = fd
         let count = self.count
         Thread {
@@ -68,13 +57,7 @@ public final class RawClient: @unchecked Sendable {
     public let fd: Int32
 
     public init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0 { throw POSIXError(.ECONNREFUSED) }
+        fd = try loopbackConnect(port: port)
     }
 
     /// Shrinks the kernel's receive buffer (call before the peer sends) so a client that does not read stalls soon.
