@@ -72,8 +72,11 @@ write_version
 find conf -type f -name '*.json' -exec chmod 0640 {} +
 
 # the shipped binaries carry the Swift runtime, so that they run in a plain Debian image (Dockerfile); only the build
-# of out/bin takes this flag, the test build stays as it is
-BUILD_FLAGS=(--static-swift-stdlib)
+# of out/bin takes this flag, the test build stays as it is. A debug build (-d) links the runtime dynamically: the
+# toolchain's static Foundation only links once dead code is stripped (unoptimized, CoreFoundation symbols stay
+# undefined), and a debug build is for this machine, not for an image
+BUILD_FLAGS=()
+[ "$CONFIG" = release ] && BUILD_FLAGS=(--static-swift-stdlib)
 install_binaries() {
   local bin
   bin=$(swift build -c "$1" "${BUILD_FLAGS[@]}" --show-bin-path)
@@ -85,7 +88,7 @@ install_binaries() {
 }
 
 build() {
-  log "building ($CONFIG, version $VERSION, static Swift runtime)"
+  log "building ($CONFIG, version $VERSION${BUILD_FLAGS:+, static Swift runtime})"
   swift build -c "$CONFIG" "${BUILD_FLAGS[@]}"
   install_binaries "$CONFIG"
 }

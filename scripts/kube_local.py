@@ -22,8 +22,9 @@ What it does (each item as kubelet / the control plane does it):
   a container that exits is restarted (restartPolicy Always, back-off capped at 10 s).
 
 What it does not emulate (so do not read more into a green run): no container image or filesystem isolation —
-a pod runs with its root folder as working directory and every env value naming a mount path is rewritten to the
-materialized path (the one rewrite it does), and the image's working files (`conf/model_config`,
+a pod runs with its root folder as working directory and every env value, and every string of a mounted JSON file,
+naming a path under a mount is rewritten to the materialized path (the one rewrite it does: a mount namespace would
+make it unneeded), and the image's working files (`conf/model_config`,
 `conf/machine_config`) are copied there; the MindIE Server image's entrypoint (`.../run/run.sh`) is replaced by
 `mindie_sim --infer-mode dmi` on the pod IP (data port = the container's first containerPort, management 1026,
 metrics 1027), and an exec probe calling `http_client_ctl IP PORT PATH TIMEOUT` is run as the HTTP GET it performs;
@@ -135,11 +136,14 @@ class Pod:
                 for f in os.listdir(dst):
                     os.chmod(os.path.join(dst, f), 0o640)
         os.makedirs(os.path.join(self.root, "logs"), exist_ok=True)
-        self.mounts = {}
         volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
-        for m in self.container.get("volumeMounts", []):
+        mounts = self.container.get("volumeMounts", [])
+        # every mount's materialized path is known before any file is written: a config file may name a file of
+        # another mount (or of its own, e.g. the Controller's digs_model_config_path)
+        self.mounts = {m["mountPath"]: self.host_path(m["mountPath"]) for m in mounts}
+        for m in mounts:
             v = volumes.get(m["name"], {})
-            path = self.host_path(m["mountPath"])
+            path = self.mounts[m["mountPath"]]
             if "configMap" in v or "secret" in v:
                 src = v.get("configMap") or v.get("secret")
                 obj = self.cluster.object("ConfigMap" if "configMap" in v else "Secret", self.namespace,
@@ -147,11 +151,10 @@ class Pod:
                 data = dict((obj or {}).get("data", {}))
                 if "secret" in v:
                     data = {k: base64.b64decode(x).decode() for k, x in data.items()}
-                atomic_write(path, data, src.get("defaultMode", 0o644))
+                atomic_write(path, {k: self.rewrite_json(x) for k, x in data.items()}, src.get("defaultMode", 0o644))
             else:  # hostPath, emptyDir: a plain folder (hostPath content is not emulated)
                 if v.get("hostPath", {}).get("type") != "File":
                     os.makedirs(path, exist_ok=True)
-            self.mounts[m["mountPath"]] = path
         if self.spec.get("serviceAccountName") and self.spec.get("automountServiceAccountToken", True):
             sa = self.host_path(SA_DIR)
             token = self.cluster.api.issue_token(self.namespace, self.spec["serviceAccountName"])
@@ -167,6 +170,30 @@ class Pod:
             if value == mp or value.startswith(mp.rstrip("/") + "/"):
                 return hp + value[len(mp.rstrip("/")):]
         return value
+
+    def rewrite_json(self, text):
+        """A mounted JSON file's string values naming a mounted path name the materialized path (same reason as
+        `rewrite`); any other file, and every other value, is written byte for byte."""
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return text
+        changed = False
+
+        def walk(o):
+            nonlocal changed
+            if isinstance(o, dict):
+                return {k: walk(x) for k, x in o.items()}
+            if isinstance(o, list):
+                return [walk(x) for x in o]
+            if isinstance(o, str) and o.startswith("/"):
+                r = self.rewrite(o)
+                changed = changed or r != o
+                return r
+            return o
+
+        out = walk(doc)
+        return json.dumps(out, indent=2) if changed else text
 
     def env(self):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.root, "HOSTNAME": self.name}
@@ -381,9 +408,9 @@ class ServiceProxy:
             pod = eps[next(self.rr) % len(eps)]
             target = self.port_spec.get("targetPort", self.port_spec["port"])
             try:
-                u = socket.create_connection((pod.ip, int(target)), timeout=5)
+                u = socket.create_connection((pod.ip, resolve_port(pod, target)), timeout=5)
                 u.settimeout(None)
-            except OSError:
+            except (OSError, SystemExit):  # refused, or a named targetPort this pod lacks (not an endpoint in k8s)
                 c.close()
                 continue
             for a, b in ((c, u), (u, c)):

@@ -20,7 +20,6 @@ from pathlib import Path
 import openai
 import pytest
 
-from e2e_util import MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -82,9 +81,12 @@ def client(k: kube_local.KubeLocal, svc: str) -> openai.OpenAI:
 
 
 def chat_both_ways(c: openai.OpenAI):
-    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hello there"}], max_tokens=8)
+    # the model is the one the rendered server config names; a user finds it the way UIs do
+    models = [m.id for m in c.models.list().data]
+    assert len(models) == 1, models
+    r = c.chat.completions.create(model=models[0], messages=[{"role": "user", "content": "hello there"}], max_tokens=8)
     assert r.choices[0].message.content
-    chunks = list(c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "stream please"}],
+    chunks = list(c.chat.completions.create(model=models[0], messages=[{"role": "user", "content": "stream please"}],
                                             max_tokens=8, stream=True))
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text and any(ch.choices and ch.choices[0].finish_reason for ch in chunks)
