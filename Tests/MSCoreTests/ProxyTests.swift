@@ -376,10 +376,10 @@ struct ProxyTests {
         let flooded = await eventually(within: 3) { sent.get() >= 32 << 20 }
         let held = Int(ch2o_jemalloc_allocated()) - Int(before)
         print("non-reading client: upstream sent \(sent.get() >> 10) KiB, gateway heap grew \(held >> 10) KiB")
+        // what the gateway can hold is bounded by what the upstream could send: without back-pressure it took all
+        // 48 MiB at once. The heap growth is printed, not asserted: jemalloc counts the whole test process, and the
+        // suites running beside this one allocate tens of MiB of their own
         #expect(!flooded, "the upstream could send \(sent.get() >> 20) MiB to a client that reads nothing")
-        // jemalloc's count is the whole test process's (other suites run beside this one): a bound well under the
-        // 48 MiB offered, which the relay held almost whole before it had back-pressure
-        #expect(held < 36 << 20, "the gateway's heap grew by \(held >> 20) MiB")
         #expect(outcomes.get().isEmpty)
 
         // once the client reads, the whole stream arrives intact and ends cleanly
@@ -416,8 +416,8 @@ struct ProxyTests {
         let r = try #require(result.get())
         print("slow h2 client: got \(r.stdout) bytes, upstream sent \(sent.get() >> 10) KiB, gateway heap grew \(held >> 10) KiB")
         #expect(r.status == 28) // curl's own timeout: the client left mid-stream
-        // the whole process's heap, as above: well under the 96 MiB offered
-        #expect(held < 48 << 20, "the gateway's heap grew by \(held >> 20) MiB")
+        // the bound is on what the upstream could send (the heap is printed only, as above): without back-pressure
+        // the gateway read all 96 MiB
         #expect(sent.get() < 48 << 20, "the upstream could send \(sent.get() >> 20) MiB to a client reading 256 KiB/s")
         #expect(await eventually(within: 5) { outcomes.get().count == 1 })
         #expect(outcomes.get().first?.result == .cancelled)
