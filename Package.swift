@@ -83,6 +83,6 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MSCore", "Simulator", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "DeployerTests", dependencies: ["Control", "Gateway", "MSCore", "TestSupport"], exclude: ["Golden"], swiftSettings: swiftSettings),
-        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore", "TestSupport"], swiftSettings: swiftSettings),
     ]
 )

@@ -64,6 +64,9 @@ struct ch2o_loop {
     int initialized;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t post_receiver;
+    /* set by the loop's thread once it stops running, under post_mutex: a post after it is refused, not lost */
+    pthread_mutex_t post_mutex;
+    int closed;
     h2o_timeout_t *buckets[CH2O_TIMER_BUCKETS]; /* created on first use */
     /* idle keep-alive connections of this loop, per upstream (open addressing, loop thread only) */
     struct ch2o_pool_slot *pools;

@@ -40,6 +40,7 @@ ch2o_loop_t *ch2o_loop_create(void)
     loop->index = index;
     pthread_mutex_init(&loop->init_mutex, NULL);
     pthread_cond_init(&loop->init_cond, NULL);
+    pthread_mutex_init(&loop->post_mutex, NULL);
     return loop;
 }
 
@@ -76,6 +77,12 @@ void ch2o_loop_run(ch2o_loop_t *loop)
     current_loop = loop;
     while (!atomic_load(&loop->stop))
         h2o_evloop_run(loop->evloop, INT32_MAX);
+    pthread_mutex_lock(&loop->post_mutex);
+    loop->closed = 1;
+    pthread_mutex_unlock(&loop->post_mutex);
+    /* what was posted before closing still runs (its caller may wait on it): one more non-blocking turn delivers
+     * the queue's pending messages */
+    h2o_evloop_run(loop->evloop, 0);
     current_loop = NULL;
 }
 
@@ -109,12 +116,19 @@ void ch2o_loop_stop_and_join(ch2o_loop_t *loop)
     }
 }
 
-void ch2o_loop_post(ch2o_loop_t *loop, void (*cb)(void *), void *arg)
+int ch2o_loop_post(ch2o_loop_t *loop, void (*cb)(void *), void *arg)
 {
+    pthread_mutex_lock(&loop->post_mutex);
+    if (loop->closed) {
+        pthread_mutex_unlock(&loop->post_mutex);
+        return -1;
+    }
     struct post_msg *m = calloc(1, sizeof(*m));
     m->cb = cb;
     m->arg = arg;
     h2o_multithread_send_message(&loop->post_receiver, &m->super);
+    pthread_mutex_unlock(&loop->post_mutex);
+    return 0;
 }
 
 uint64_t ch2o_loop_now(ch2o_loop_t *loop) { return h2o_now(loop->evloop); }

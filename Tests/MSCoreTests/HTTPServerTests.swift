@@ -177,6 +177,18 @@ struct HTTPServerTests {
         #expect(fired.get() == ["a", "b"])
     }
 
+    @Test func aStoppedLoopRefusesWorkInsteadOfDroppingIt() async throws {
+        let loop = EventLoop()
+        let ran = Box<[Int]>([])
+        // posted before the stop: runs even though the loop stops right behind it (a waiter on it must not hang)
+        #expect(loop.execute { ran.update { $0.append(1) } })
+        loop.stop()
+        #expect(ran.get() == [1])
+        // posted after: refused, so the caller knows to answer itself
+        #expect(!loop.execute { ran.update { $0.append(2) } })
+        #expect(ran.get() == [1])
+    }
+
     @Test func gracefulShutdownLetsAnInFlightRequestFinish() async throws {
         let handling = Box(false)
         let (server, port) = try startServer(threads: 1) { req, res in

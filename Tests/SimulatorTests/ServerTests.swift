@@ -2,6 +2,7 @@ import Foundation
 import MSCore
 import Synchronization
 import Testing
+import TestSupport
 @testable import Simulator
 
 /// Socket-level tests of the glue: real listeners on 127.0.0.x, MSCore's client.
@@ -67,6 +68,17 @@ import Testing
         let client = HTTPClient()
         let r = try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: sim.ports[0].management, path: "/v2/health/ready"))
         #expect(r.status == 200)
+    }
+
+    @Test func aStoppedInstanceStillAnswersItsState() async throws {
+        let sim = try SimulatorServer(configuration: .init(instances: [config()]))
+        try sim.start()
+        sim.shutdown()
+        sim.waitUntilStopped()
+        // its loop is gone: the read must come back, not wait forever on work nobody runs
+        let answer = Box<Int?>(nil)
+        Task.detached { answer.set(await sim.withInstance(0) { $0.engine.runningCount }) }
+        #expect(await eventuallyTrue(within: 10) { answer.get() == 0 })
     }
 
     @Test func refuseClosesThePortsForAWhile() async throws {

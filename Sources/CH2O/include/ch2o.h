@@ -58,8 +58,9 @@ int ch2o_loop_start_thread(ch2o_loop_t *loop);
 void ch2o_loop_stop_and_join(ch2o_loop_t *loop);
 /** 1 when called on the loop's own thread. */
 int ch2o_loop_is_current(ch2o_loop_t *loop);
-/** Run cb(arg) on the loop's thread, soon. Thread-safe. */
-void ch2o_loop_post(ch2o_loop_t *loop, void (*cb)(void *arg), void *arg);
+/** Run cb(arg) on the loop's thread, soon. Thread-safe. Returns 0, or -1 (cb not queued) once the loop has
+ * stopped running: everything queued before that still runs, so a posted cb either runs or is refused. */
+int ch2o_loop_post(ch2o_loop_t *loop, void (*cb)(void *arg), void *arg);
 /** Milliseconds on the loop's clock (loop thread only). */
 uint64_t ch2o_loop_now(ch2o_loop_t *loop);
 

@@ -38,10 +38,16 @@ public final class EventLoop: @unchecked Sendable {
     /// Milliseconds on the loop's clock (loop thread only).
     public var nowMilliseconds: UInt64 { ch2o_loop_now(raw) }
 
-    /// Runs `work` on this loop's thread. Callable from any thread.
-    public func execute(_ work: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(WorkBox(work)).toOpaque()
-        ch2o_loop_post(raw, runWorkBox, box)
+    /// Runs `work` on this loop's thread. Callable from any thread. Returns false, without running `work`, once
+    /// the loop has stopped: a caller waiting on `work` must then answer itself (work posted earlier still runs).
+    @discardableResult
+    public func execute(_ work: @escaping @Sendable () -> Void) -> Bool {
+        let box = Unmanaged.passRetained(WorkBox(work))
+        guard ch2o_loop_post(raw, runWorkBox, box.toOpaque()) == 0 else {
+            box.release()
+            return false
+        }
+        return true
     }
 
     /// Runs `work` on this loop after `ms` milliseconds. Loop thread only.

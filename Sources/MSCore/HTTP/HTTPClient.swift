@@ -240,7 +240,7 @@ public final class HTTPClient: @unchecked Sendable {
     public func execute(_ request: HTTPClientRequest) async throws(HTTPClientError) -> HTTPClientResponse {
         let result: Result<HTTPClientResponse, HTTPClientError> = await withCheckedContinuation { cont in
             let loop = self.loop
-            loop.execute {
+            let posted = loop.execute {
                 var status = 0
                 var headers = HTTPHeaders()
                 var body: [UInt8] = []
@@ -250,6 +250,7 @@ public final class HTTPClient: @unchecked Sendable {
                                 else { cont.resume(returning: .success(HTTPClientResponse(status: status, headers: headers, body: body))) }
                             })
             }
+            if !posted { cont.resume(returning: .failure(.cancelled)) } // the client's loop has stopped
         }
         return try result.get()
     }

@@ -101,7 +101,8 @@ public final class SimulatorServer: @unchecked Sendable {
     public func withInstance<T: Sendable>(_ index: Int, _ body: @escaping @Sendable (SimInstance) -> T) async -> T {
         let h = hosts[index]
         return await withCheckedContinuation { cont in
-            h.execute { cont.resume(returning: body(h.instance)) }
+            // a stopped instance's loop refuses the work; nothing else touches the instance then, so read it here
+            if !h.execute({ cont.resume(returning: body(h.instance)) }) { cont.resume(returning: body(h.instance)) }
         }
     }
 
@@ -256,10 +257,11 @@ final class InstanceHost: @unchecked Sendable {
         server?.shutdown()
     }
 
-    /// Runs `work` on this instance's loop.
-    func execute(_ work: @escaping () -> Void) {
+    /// Runs `work` on this instance's loop; false (work not run) when the instance has no running loop.
+    @discardableResult
+    func execute(_ work: @escaping () -> Void) -> Bool {
         let w = Unchecked(work)
-        server?.loops.first?.execute { w.value() }
+        return server?.loops.first?.execute { w.value() } ?? false
     }
 
     func wakeFromAnyThread() {
