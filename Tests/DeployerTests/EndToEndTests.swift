@@ -23,8 +23,10 @@ final class Harness: @unchecked Sendable {
         try start()
         msctlConfig = write("""
             {"http":{"dstIP":"127.0.0.1","dstPort":\(server.port),"ca_cert":"\(p("ca.pem"))","tls_cert":"\(p("client.pem"))",
-             "tls_key":"\(p("client.key.pem"))","tls_crl":"","timeout":10},"log_level":"INFO"}
+             "tls_key":"\(p("client.key.pem"))","tls_crl":"","timeout":60},"log_level":"INFO"}
             """, to: dir.appendingPathComponent("msctl.json"))
+        // msctl's largest timeout: a PD create (many API calls, configs checked by the binaries' parsers) once took
+        // over 10 s on a machine loaded by parallel suites and builds
     }
 
     var deployerConfigDoc: JSONValue {

@@ -51,7 +51,7 @@ struct ClusterViewTests {
         #expect(tasks.text == #"{"tasks":[0,0]}"#)
         // least_load still sees two idle instances: two requests in a row land on different instances
         let before = [try await h.simMetric(0, "request_received_total"), try await h.simMetric(1, "request_received_total")]
-        let a = Task { try await h.chat("a", stream: true, maxTokens: 60) }
+        let a = Task { try await h.chat("a", stream: true, maxTokens: 600) } // long enough to be seen in flight on a loaded machine
         #expect(await eventually(within: 10) { h.coordinator.inFlightCount == 1 })
         let b = try await h.chat("b", stream: true, maxTokens: 2)
         #expect(b.status == 200)
