@@ -178,22 +178,16 @@ class Pod:
             doc = json.loads(text)
         except ValueError:
             return text
-        changed = False
 
         def walk(o):
-            nonlocal changed
             if isinstance(o, dict):
                 return {k: walk(x) for k, x in o.items()}
             if isinstance(o, list):
                 return [walk(x) for x in o]
-            if isinstance(o, str) and o.startswith("/"):
-                r = self.rewrite(o)
-                changed = changed or r != o
-                return r
-            return o
+            return self.rewrite(o) if isinstance(o, str) else o
 
         out = walk(doc)
-        return json.dumps(out, indent=2) if changed else text
+        return json.dumps(out, indent=2) if out != doc else text
 
     def env(self):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.root, "HOSTNAME": self.name}
