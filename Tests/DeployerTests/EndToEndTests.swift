@@ -263,6 +263,26 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(parsed(await h.msctl(.get(name: "pd")))["data"]?["missing_objects"] == ja([]))
     }
 
+    @Test("an update that turns pd_cluster.ha on and off adds and removes what it renders (the Coordinator's budget)")
+    func updateTogglesHA() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let ns = "mindie"
+        #expect(await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd")))).exitCode == 0)
+        #expect(h.fake.names("poddisruptionbudgets", ns) == ["pd-coordinator", "pd-decode", "pd-prefill"])
+        var o = await h.msctl(.update(file: h.specFile("on.json", #"{"server_name":"pd","pd_cluster":{"ha":{"etcd_address":"etcd:2379"}}}"#)))
+        #expect(o.exitCode == 0, "\(o)")
+        // a budget left behind would block every drain of the master Coordinator
+        #expect(h.fake.names("poddisruptionbudgets", ns) == ["pd-decode", "pd-prefill"])
+        #expect(h.fake.object("deployments", ns, "pd-controller")?.at("spec", "replicas") == ji(2))
+        #expect(h.fake.object("deployments", ns, "pd-coordinator")?.at("spec", "replicas") == ji(2))
+        #expect(parsed(await h.msctl(.get(name: "pd")))["data"]?["missing_objects"] == ja([]))
+        o = await h.msctl(.update(file: h.specFile("off.json", #"{"server_name":"pd","pd_cluster":{"ha":null}}"#)))
+        #expect(o.exitCode == 0, "\(o)")
+        #expect(h.fake.names("poddisruptionbudgets", ns) == ["pd-coordinator", "pd-decode", "pd-prefill"])
+        #expect(h.fake.object("deployments", ns, "pd-controller")?.at("spec", "replicas") == ji(1))
+    }
+
     @Test("a create whose rollback fails stays recorded (intent was written first), so delete can finish the job after a restart")
     func failedRollbackIsRecorded() async throws {
         let h = try Harness()

@@ -239,6 +239,20 @@ public actor DeployerService {
                 return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref): \(error)")
             }
         }
+        // objects the new spec no longer renders (pd_cluster.ha drops the Coordinator's PodDisruptionBudget, which would
+        // otherwise stay and block every drain of the master)
+        let newRefs = Set(newObjs.map(\.ref))
+        for obj in oldObjs.values.sorted(by: { ($0.kind.createRank, $0.name) > ($1.kind.createRank, $1.name) }) where !newRefs.contains(obj.ref) {
+            do {
+                try await kube.delete(obj.kind, namespace: obj.namespace, name: obj.name)
+                logger.info("deleted: no longer part of the server", metadata: ["server": "\(name)", "object": "\(obj.ref)"])
+            } catch where error.isNotFound {
+            } catch {
+                return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref) (no longer rendered) " +
+                                     "could not be removed: \(error)")
+            }
+            changed += 1
+        }
         if changed == 0 {
             // Nothing changed: a rolling restart of every Deployment (the reference's update).
             let stamp = Self.restartStamp(now())
