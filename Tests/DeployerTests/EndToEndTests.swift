@@ -375,6 +375,12 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(s == 413 && b["message"]?.stringValue?.contains("over the limit") == true && b["status"] == js("1"))
         (s, b) = try await call("GET", "/v1/servers")
         #expect(s == 200)
+        // over what the listener reads (issue 14): h2o's own 413, naming the limit, instead of a reset mid-upload
+        let huge = try await client.execute(HTTPClientRequest(method: "POST", host: "127.0.0.1", port: h.server.port, path: "/v1/servers",
+                                                              body: [UInt8](repeating: 0x78, count: 22 << 20)))
+        #expect(huge.status == 413 && huge.text.contains("over the limit of \(DeployerAPI.listenerBodyBytes) bytes"), "\(huge.status) \(huge.text)")
+        (s, b) = try await call("GET", "/v1/servers")
+        #expect(s == 200)
         // without a client certificate the TLS handshake is refused
         let anonymous = HTTPClient(tls: try TLSClient(TLSConfiguration(caPath: p("ca.pem"))))
         await #expect(throws: HTTPClientError.self) {
