@@ -29,7 +29,15 @@ final class FakePodAPI: @unchecked Sendable {
         tls = TLSConfiguration(
             certificatePath: pki.appendingPathComponent("server.pem").path,
             privateKeyPath: pki.appendingPathComponent("server.key.pem").path, verifyPeer: false)
-        try start()
+        // The port is taken below the kernel's ephemeral range (32768-60999 by default): the "API server down"
+        // tests stop and restart on the same port, and while it is down any port-0 listener or outgoing connection
+        // of the suites running beside them may be given an ephemeral port (this one was, once, on a loaded machine).
+        var lastError: (any Error)?
+        for _ in 0..<64 {
+            port = Int.random(in: 20000..<32000)
+            do { try start(); return } catch { lastError = error }
+        }
+        throw lastError!
     }
 
     /// Starts listening (again, on the same port after `stop()`).
