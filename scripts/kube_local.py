@@ -30,7 +30,8 @@ make it unneeded), and the image's working files (`conf/model_config`,
 metrics 1027), and an exec probe calling `http_client_ctl IP PORT PATH TIMEOUT` is run as the HTTP GET it performs;
 hostPath volumes are not checked; no scheduler, nodes, resources, PodDisruptionBudgets, NetworkPolicies, DNS
 (`service_ip()` instead), watches or rolling-update surge accounting (an update is not applied at all: the
-tool runs one rendering); pods are Running from their process start.
+tool runs one rendering); no etcd (with `pd_cluster.ha` the address the spec names must already serve, as
+`tests_py/test_kube_local.py` arranges); pods are Running from their process start.
 Standard library plus PyYAML.
 """
 import argparse

@@ -307,6 +307,8 @@ def coordinator_config(tmp: Path, ports: dict) -> Path:
     conf["log_info"]["to_file"] = False
     conf["log_info"]["run_log_path"] = str(tmp / "ms_coordinator_run_log.txt")
     conf["log_info"]["operation_log_path"] = str(tmp / "ms_coordinator_operation_log.txt")
+    # every e2e Coordinator writes its access log, so each real client's requests exercise it
+    conf["log_info"]["access_log"] = {"enable": True, "path": str(tmp / "access.log")}
     path = tmp / "ms_coordinator.json"
     path.write_text(json.dumps(conf, indent=4))
     os.chmod(path, 0o640)

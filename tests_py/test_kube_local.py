@@ -190,3 +190,164 @@ def test_manifests_without_their_namespace_are_refused(tmp_path):
     without = "".join("---\n" + d for d in text.split("---\n") if d and "kind: Namespace" not in d)
     with pytest.raises(SystemExit, match="namespace mindie is not created"):
         kube_local.KubeLocal(without, net=free_net(), binaries=BIN, workdir=str(tmp_path / "kube"))
+
+
+# --------------------------------------------------------------------------- HA on an existing etcd (issue 15)
+
+HA_TTL = 4
+
+
+def free_port(host: str) -> int:
+    import socket
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Etcd:
+    """A real etcd (Debian etcd-server) on a loopback address: the "existing etcd by address" of pd_cluster.ha."""
+
+    def __init__(self, host: str, workdir: Path):
+        self.host, self.port, peer = host, free_port(host), free_port(host)
+        u = f"http://{host}"
+        self.log = open(workdir / "etcd.log", "wb")
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "kube-local", "--data-dir", str(workdir / "etcd"),
+             "--listen-client-urls", f"{u}:{self.port}", "--advertise-client-urls", f"{u}:{self.port}",
+             "--listen-peer-urls", f"{u}:{peer}", "--initial-advertise-peer-urls", f"{u}:{peer}",
+             "--initial-cluster", f"kube-local={u}:{peer}"], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert self.proc.poll() is None, f"etcd exited with {self.proc.returncode}; see {workdir / 'etcd.log'}"
+            try:
+                self.get("/probe")
+                return
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail("etcd did not serve within 30 s")
+
+    def get(self, key: str):
+        """The value of a key through etcd's v3 JSON gateway, or None."""
+        import base64
+        import urllib.request
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+        req = urllib.request.Request(f"http://{self.host}:{self.port}/v3/kv/range", data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=3) as r:
+            kvs = json.load(r).get("kvs") or []
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def wait_for(cond, seconds: float, what: str):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    pytest.fail(f"not within {seconds} s: {what}")
+
+
+def ready_pods(k: kube_local.KubeLocal, deployment: str):
+    return [p for p in k.pods_of(deployment) if p.ready]
+
+
+@pytest.fixture
+def pd_ha_cluster(tmp_path):
+    if not os.path.exists("/usr/bin/etcd"):
+        pytest.fail("needs Debian etcd-server (/usr/bin/etcd): one_key_build.sh installs it")
+    net = free_net()
+    etcd = Etcd(f"127.0.{net}.1", tmp_path)
+    spec = json.loads(SAMPLE.read_text())
+    spec["pd_cluster"]["ha"] = {"etcd_address": f"{etcd.host}:{etcd.port}", "lease_ttl_seconds": HA_TTL}
+    spec_file = tmp_path / "pd_ha.json"
+    spec_file.write_text(json.dumps(spec))
+    spec_file.chmod(0o640)
+    text = render(spec_file, "mindie")
+    k = kube_local.KubeLocal(text, net=net, binaries=BIN, workdir=str(tmp_path / "kube"), speedup=20).start()
+    try:
+        yield k, spec["server_name"], spec, etcd
+    finally:
+        k.stop()
+        etcd.stop()
+
+
+def test_rendered_pd_sample_with_ha_fails_over(pd_ha_cluster):
+    """pd_cluster.ha: 2 Controllers and 2 Coordinators on a real etcd. One of each leads and only it is Ready (the
+    Service sends the standby nothing, liveness leaves it alone); killing the ready Coordinator or the leading
+    Controller hands over to another pod within the lease TTL plus a margin, a graceful stop hands over too, and the
+    cluster keeps serving through the Service."""
+    k, name, spec, etcd = pd_ha_cluster
+    p, d = spec["pd_cluster"]["prefill_replicas"], spec["pd_cluster"]["decode_replicas"]
+    coordinator, controller = f"{name}-coordinator", f"{name}-controller"
+    wait_ready(k, {coordinator: 1, controller: 1, f"{name}-prefill": p, f"{name}-decode": d})
+    assert len(k.pods_of(coordinator)) == 2 and len(k.pods_of(controller)) == 2
+    c = client(k, f"{name}-infer")
+    chat_both_ways(c)
+
+    # exactly one of each leads, the one etcd names (keys under the namespace), and only it is Ready
+    def holder(key, pod):
+        v = etcd.get(key)
+        return v is not None and pod.ip in v
+
+    [lead_ctl] = ready_pods(k, controller)
+    [master] = ready_pods(k, coordinator)
+    assert holder("/mindie/cluster/leader-lock", lead_ctl), etcd.get("/mindie/cluster/leader-lock")
+    assert holder("/mindie/coordinator/leader-lock", master), etcd.get("/mindie/coordinator/leader-lock")
+    standbys = [q for q in k.pods_of(coordinator) + k.pods_of(controller) if q not in (lead_ctl, master)]
+    assert all(q.started and not q.ready for q in standbys)
+
+    # the master Coordinator's node dies: its lease runs out, another Coordinator takes the lock (the standby, or
+    # the replacement pod if it campaigns first), opens the links, is refreshed and turns Ready; the Service sends
+    # new requests to it
+    coordinators_before = {q.name for q in k.pods_of(coordinator)}
+    t0 = time.time()
+    k.kill_pod(master.name)
+    wait_for(lambda: len(ready_pods(k, coordinator)) == 1, HA_TTL + 12, "another Coordinator Ready after the master's death")
+    serve_until_ok(c, seconds=max(1.0, HA_TTL + 12 - (time.time() - t0)))
+    coordinator_failover = time.time() - t0
+    [new_master] = ready_pods(k, coordinator)
+    assert holder("/mindie/coordinator/leader-lock", new_master)
+    # the other one stands by: one Ready Coordinator, never two
+    wait_for(lambda: len(k.pods_of(coordinator)) == 2 and all(q.started for q in k.pods_of(coordinator)), 30,
+             "the replacement Coordinator started")
+    assert ready_pods(k, coordinator) == [new_master]
+
+    # the leading Controller's node dies: another Controller leads (the standby, or the replacement if it campaigns
+    # first), recovering the state from etcd, and turns Ready
+    controllers_before = {q.name for q in k.pods_of(controller)}
+    t0 = time.time()
+    k.kill_pod(lead_ctl.name)
+
+    def new_leader():
+        ready = ready_pods(k, controller)
+        return len(ready) == 1 and holder("/mindie/cluster/leader-lock", ready[0]) and ready[0]
+
+    new_ctl = wait_for(new_leader, HA_TTL + 12, "another Controller leads")
+    controller_failover = time.time() - t0
+    took_over = {"Coordinator": "standby" if new_master.name in coordinators_before else "replacement",
+                 "Controller": "standby" if new_ctl.name in controllers_before else "replacement"}
+    for _ in range(3):
+        chat_both_ways(c)
+
+    # a graceful stop (kubectl delete pod, a drain, a rollout step) gives the lease back on SIGTERM: another
+    # Coordinator takes over without waiting for the lease to run out
+    t0 = time.time()
+    k.delete_pod(new_master.name)
+    wait_for(lambda: len(ready_pods(k, coordinator)) == 1, HA_TTL + 12, "another Coordinator Ready after a graceful stop")
+    serve_until_ok(c, seconds=max(1.0, HA_TTL + 12 - (time.time() - t0)))
+    graceful_failover = time.time() - t0
+    # standing by never cost a restart
+    assert all(q.restarts == 0 for q in k.pods_of(coordinator) + k.pods_of(controller))
+    print(f"\nfailover through the Service after kill -9: Coordinator {coordinator_failover:.1f} s, Controller "
+          f"{controller_failover:.1f} s (lease TTL {HA_TTL} s; taken over by: {took_over}); after a graceful stop of the "
+          f"master: {graceful_failover:.1f} s")

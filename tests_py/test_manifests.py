@@ -31,3 +31,21 @@ def test_rendered_manifests_pass_kubernetes_validate_strict(spec, tmp_path):
     assert v.returncode == 0, v.stdout + v.stderr
     passed, failed = (int(w) for w in v.stdout.split()[-4::2])
     assert failed == 0 and passed >= 2, v.stdout  # at least a Deployment and a Service
+
+
+def test_rendered_pd_cluster_with_ha_passes_kubernetes_validate_strict(tmp_path):
+    """pd_cluster.ha adds replicas, a percentage maxUnavailable and POD_NAMESPACE: still what the API server takes."""
+    import json
+    spec = json.loads((REPO / "conf" / "infer_server_pd_cluster.json").read_text())
+    spec["pd_cluster"]["ha"] = {"etcd_address": "etcd.mindie.svc.cluster.local:2379"}
+    path = tmp_path / "pd_ha.json"
+    path.write_text(json.dumps(spec))
+    os.chmod(path, 0o640)
+    r = subprocess.run([msctl(), "render", "infer_server", "-f", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert 'maxUnavailable: "100%"' in r.stdout and "function_sw" in r.stdout
+    v = subprocess.run([sys.executable, str(REPO / "scripts" / "validate_manifests.py"), "--k8s-version", "1.30", "-"],
+                       input=r.stdout, capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
+    passed, failed = (int(w) for w in v.stdout.split()[-4::2])
+    assert failed == 0 and passed >= 4, v.stdout

@@ -201,6 +201,7 @@ struct conn_info {
     h2o_socket_cb inner_read; /* h2o's read callback, which ours wraps */
     unsigned in_read : 1;
     unsigned closed : 1; /* the socket closed inside the read callback: freed when it returns */
+    int drain_fd;        /* 1 + a dup of the socket to drain after h2o's 413 (0: none); set inside the read callback */
     /* HTTP/2 rapid reset (CVE-2023-44487): a token bucket of RST_STREAMs */
     double reset_tokens;
     uint64_t reset_at;
@@ -232,6 +233,8 @@ static void on_conn_close(void *data)
  * The real functions are found with dlsym(RTLD_NEXT). */
 
 typedef void (*read_start_fn)(h2o_socket_t *sock, h2o_socket_cb cb);
+typedef void (*send_error_fn)(h2o_req_t *req, int status, const char *reason, const char *body, int flags);
+static send_error_fn real_send_error;
 typedef int (*decode_rst_fn)(void *payload, const void *frame, const char **err_desc);
 static read_start_fn real_read_start;
 static decode_rst_fn real_decode_rst;
@@ -240,6 +243,7 @@ static void find_real(void)
 {
     real_read_start = (read_start_fn)dlsym(RTLD_NEXT, "h2o_socket_read_start");
     real_decode_rst = (decode_rst_fn)dlsym(RTLD_NEXT, "h2o_http2_decode_rst_stream_payload");
+    real_send_error = (send_error_fn)dlsym(RTLD_NEXT, "h2o_send_error_generic");
 }
 
 /* h2o's HTTP/1 request reader (static in lib/http1.c), learnt from the first plain connection */
@@ -302,6 +306,9 @@ struct lingering {
     h2o_socket_t *sock;
     ch2o_timer_t *timer;
     size_t drained;
+    size_t cap;   /* bytes drained before giving up (then the close resets) */
+    int idle;     /* 1: the timer restarts on every read (a large body still on its way) */
+    ch2o_loop_t *loop;
 };
 
 static void linger_close(struct lingering *l)
@@ -323,12 +330,32 @@ static void on_linger_read(h2o_socket_t *sock, const char *err)
     if (err == NULL) {
         l->drained += sock->input->size;
         h2o_buffer_consume(&sock->input, sock->input->size);
-        if (l->drained < 16 * 1024 * 1024)
+        if (l->drained < l->cap) {
+            if (l->idle && l->timer != NULL) {
+                ch2o_timer_cancel(l->timer);
+                l->timer = ch2o_timer_start(l->loop, 2000, on_linger_timeout, l);
+            }
             return;
+        }
     }
     if (l->timer != NULL)
         ch2o_timer_cancel(l->timer);
     linger_close(l);
+}
+
+/* Reads and discards what a refused client still sends on `fd` (a dup of its socket), until it stops sending or
+ * `cap` bytes: the kernel holds the connection open while the dup lives, so h2o's close of its own descriptor does
+ * not reset it and the client, still writing its request, gets to read the reply. */
+static void start_draining(ch2o_loop_t *loop, int fd, size_t cap, int idle)
+{
+    struct lingering *l = calloc(1, sizeof(*l));
+    l->loop = loop;
+    l->cap = cap;
+    l->idle = idle;
+    l->sock = h2o_evloop_socket_create(loop->evloop, fd, 0);
+    l->sock->data = l;
+    h2o_socket_read_start(l->sock, on_linger_read);
+    l->timer = ch2o_timer_start(loop, 2000, on_linger_timeout, l);
 }
 
 /* Answer a plain HTTP/1 connection that h2o is still reading a request from, then let h2o drop it. The reply is
@@ -347,13 +374,8 @@ static void refuse_h1_in_read(h2o_socket_t *sock, struct conn_info *ci, int stat
         (void)unused;
         shutdown(fd, SHUT_WR);
         int lfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (lfd >= 0) {
-            struct lingering *l = calloc(1, sizeof(*l));
-            l->sock = h2o_evloop_socket_create(ci->loop->evloop, lfd, 0);
-            l->sock->data = l;
-            h2o_socket_read_start(l->sock, on_linger_read);
-            l->timer = ch2o_timer_start(ci->loop, 2000, on_linger_timeout, l);
-        }
+        if (lfd >= 0)
+            start_draining(ci->loop, lfd, 16 * 1024 * 1024, 0);
     }
     /* h2o's reader closes its connection on an error (TLS peers just see the close) */
     ci->inner_read(sock, "request refused");
@@ -459,6 +481,10 @@ static void on_server_read(h2o_socket_t *sock, const char *err)
     }
     ci->in_read = 0;
     reading_ci = outer;
+    if (ci->drain_fd != 0) {
+        start_draining(ci->loop, ci->drain_fd - 1, (size_t)1 << 30, 1);
+        ci->drain_fd = 0;
+    }
     if (ci->closed)
         free(ci);
     if (outer == NULL)
@@ -492,6 +518,27 @@ int h2o_http2_decode_rst_stream_payload(void *payload, const void *frame, const 
     }
     ci->reset_tokens -= 1;
     return 0;
+}
+
+/* h2o answers a body over max_request_entity_size with 413 "request entity is too large" and closes the connection
+ * while the client is still sending: the close of a socket with unread input resets it, and the client (over TLS
+ * always, since refuse_h1_in_read cannot write there) never reads the 413. Here the reply names the limit, and a
+ * dup of the socket keeps draining the body after h2o closes (started once h2o's read callback returns). */
+void h2o_send_error_generic(h2o_req_t *req, int status, const char *reason, const char *body, int flags)
+{
+    pthread_once(&real_once, find_real);
+    struct conn_info *ci = reading_ci;
+    char msg[160];
+    if (status == 413 && ci != NULL && (flags & H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION) != 0) {
+        snprintf(msg, sizeof(msg), "request body is over the limit of %zu bytes\n", ci->srv->globalconf.max_request_entity_size);
+        body = msg;
+        if (ci->drain_fd == 0) {
+            int fd = fcntl(h2o_socket_get_fd(ci->sock), F_DUPFD_CLOEXEC, 0);
+            if (fd >= 0)
+                ci->drain_fd = fd + 1;
+        }
+    }
+    real_send_error(req, status, reason, body, flags);
 }
 
 /* ---------------------------------------------------------------- accepting */

@@ -265,6 +265,26 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(parsed(await h.msctl(.get(name: "pd")))["data"]?["missing_objects"] == ja([]))
     }
 
+    @Test("an update that turns pd_cluster.ha on and off adds and removes what it renders (the Coordinator's budget)")
+    func updateTogglesHA() async throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let ns = "mindie"
+        #expect(await h.msctl(.create(file: h.specFile("p.json", specJSON("mindie_pd_cluster", name: "pd")))).exitCode == 0)
+        #expect(h.fake.names("poddisruptionbudgets", ns) == ["pd-coordinator", "pd-decode", "pd-prefill"])
+        var o = await h.msctl(.update(file: h.specFile("on.json", #"{"server_name":"pd","pd_cluster":{"ha":{"etcd_address":"etcd:2379"}}}"#)))
+        #expect(o.exitCode == 0, "\(o)")
+        // a budget left behind would block every drain of the master Coordinator
+        #expect(h.fake.names("poddisruptionbudgets", ns) == ["pd-decode", "pd-prefill"])
+        #expect(h.fake.object("deployments", ns, "pd-controller")?.at("spec", "replicas") == ji(2))
+        #expect(h.fake.object("deployments", ns, "pd-coordinator")?.at("spec", "replicas") == ji(2))
+        #expect(parsed(await h.msctl(.get(name: "pd")))["data"]?["missing_objects"] == ja([]))
+        o = await h.msctl(.update(file: h.specFile("off.json", #"{"server_name":"pd","pd_cluster":{"ha":null}}"#)))
+        #expect(o.exitCode == 0, "\(o)")
+        #expect(h.fake.names("poddisruptionbudgets", ns) == ["pd-coordinator", "pd-decode", "pd-prefill"])
+        #expect(h.fake.object("deployments", ns, "pd-controller")?.at("spec", "replicas") == ji(1))
+    }
+
     @Test("a create whose rollback fails stays recorded (intent was written first), so delete can finish the job after a restart")
     func failedRollbackIsRecorded() async throws {
         let h = try Harness()
@@ -355,6 +375,12 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         // a body over the 10 MiB limit gets a 413 reply over TLS (it used to be a bare close), and the server goes on
         (s, b) = try await call("POST", "/v1/servers", String(repeating: "x", count: (10 << 20) + 1))
         #expect(s == 413 && b["message"]?.stringValue?.contains("over the limit") == true && b["status"] == js("1"))
+        (s, b) = try await call("GET", "/v1/servers")
+        #expect(s == 200)
+        // over what the listener reads (issue 14): h2o's own 413, naming the limit, instead of a reset mid-upload
+        let huge = try await client.execute(HTTPClientRequest(method: "POST", host: "127.0.0.1", port: h.server.port, path: "/v1/servers",
+                                                              body: [UInt8](repeating: 0x78, count: 22 << 20)))
+        #expect(huge.status == 413 && huge.text.contains("over the limit of \(DeployerAPI.listenerBodyBytes) bytes"), "\(huge.status) \(huge.text)")
         (s, b) = try await call("GET", "/v1/servers")
         #expect(s == 200)
         // without a client certificate the TLS handshake is refused

@@ -26,6 +26,8 @@ final class FakeKubeAPIServer: @unchecked Sendable {
         var failCreate: Set<String> = []
         /// "resource/name" whose delete answers 500.
         var failDelete: Set<String> = []
+        /// Deployment name → the waiting reason its new pods' containers show (Pending, not ready) instead of running.
+        var podsWaiting: [String: String] = [:]
     }
 
     let state = Mutex(State())
@@ -58,6 +60,21 @@ final class FakeKubeAPIServer: @unchecked Sendable {
     }
 
     var log: [Logged] { state.withLock { $0.log } }
+
+    /// What kubelet does once a pod's containers start: every pod of the Deployment Running and Ready.
+    func startPods(of deployment: String, _ ns: String) {
+        state.withLock { s in
+            s.podsWaiting[deployment] = nil
+            for (k, pod) in s.objects where k.hasPrefix("pods/\(ns)/") && pod.at("metadata", "labels", "fake-owner")?.stringValue == deployment {
+                let containers = (pod.at("status", "containerStatuses")?.arrayValue ?? []).map { c in
+                    jo(["name": c["name"] ?? js("c"), "ready": jb(true), "state": jo(["running": jo(["startedAt": "2026-01-01T00:00:00Z"])])])
+                }
+                var p = pod.setting(["status", "phase"], to: js("Running"))
+                p = p.setting(["status", "conditions"], to: ja([jo(["type": "Ready", "status": "True"])]))
+                s.objects[k] = p.setting(["status", "containerStatuses"], to: ja(containers))
+            }
+        }
+    }
 
     func set(_ resource: String, _ ns: String, _ name: String, _ value: JSONValue) {
         state.withLock { $0.objects["\(resource)/\(ns)/\(name)"] = value }
@@ -267,8 +284,11 @@ final class FakeKubeAPIServer: @unchecked Sendable {
             var labels = template.at("metadata", "labels")?.objectValue ?? [:]
             labels["pod-template-hash"] = js(hash)
             labels["fake-owner"] = js(dname)
+            let waiting = s.podsWaiting[dname]
             let containers = (template.at("spec", "containers")?.arrayValue ?? []).map { c in
-                jo(["name": c["name"] ?? js("c"), "ready": jb(true), "state": jo(["running": jo(["startedAt": "2026-01-01T00:00:00Z"])])])
+                waiting.map { why in
+                    jo(["name": c["name"] ?? js("c"), "ready": jb(false), "state": jo(["waiting": jo(["reason": why, "message": "fake kubelet: \(why)"])])])
+                } ?? jo(["name": c["name"] ?? js("c"), "ready": jb(true), "state": jo(["running": jo(["startedAt": "2026-01-01T00:00:00Z"])])])
             }
             s.resourceVersion += 1
             s.objects[key] = jo([
@@ -277,8 +297,8 @@ final class FakeKubeAPIServer: @unchecked Sendable {
                                 "annotations": template.at("metadata", "annotations") ?? jo([:] as [String: String]),
                                 "resourceVersion": js(String(s.resourceVersion))]),
                 "spec": template["spec"] ?? .null,
-                "status": jo(["phase": js("Running"), "podIP": js(nextIP(&s)), "hostIP": js("192.168.0.10"),
-                              "conditions": ja([jo(["type": "Ready", "status": "True"])]), "containerStatuses": ja(containers)]),
+                "status": jo(["phase": js(waiting == nil ? "Running" : "Pending"), "podIP": js(nextIP(&s)), "hostIP": js("192.168.0.10"),
+                              "conditions": ja([jo(["type": "Ready", "status": waiting == nil ? "True" : "False"])]), "containerStatuses": ja(containers)]),
             ])
             current.append(key)
         }

@@ -46,6 +46,12 @@ import TestSupport
         try checkGolden("pd_cluster.yaml", YAML.render(objs))
     }
 
+    /// `pd_cluster.ha`: two Controllers and two Coordinators on one etcd (issue 15 "Deploy").
+    @Test func pdClusterHA() throws {
+        let objs = Manifests.build(try spec("mindie_pd_cluster", name: "pd", ["pd_cluster.ha": ["etcd_address": "etcd.mindie.svc:2379"]]))
+        try checkGolden("pd_cluster_ha.yaml", YAML.render(objs))
+    }
+
     /// docs/wire/deployer.md §7 case 19.
     @Test func singleNodeFacts() throws {
         let s = try spec("mindie_single_node", ["scheduler": "volcano"])

@@ -239,6 +239,20 @@ public actor DeployerService {
                 return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref): \(error)")
             }
         }
+        // objects the new spec no longer renders (pd_cluster.ha drops the Coordinator's PodDisruptionBudget, which would
+        // otherwise stay and block every drain of the master)
+        let newRefs = Set(newObjs.map(\.ref))
+        for obj in oldObjs.values.sorted(by: { ($0.kind.createRank, $0.name) > ($1.kind.createRank, $1.name) }) where !newRefs.contains(obj.ref) {
+            do {
+                try await kube.delete(obj.kind, namespace: obj.namespace, name: obj.name)
+                logger.info("deleted: no longer part of the server", metadata: ["server": "\(name)", "object": "\(obj.ref)"])
+            } catch where error.isNotFound {
+            } catch {
+                return DeployerReply(Self.kubeStatus(error), "update with model or images changed failed. \(obj.ref) (no longer rendered) " +
+                                     "could not be removed: \(error)")
+            }
+            changed += 1
+        }
         if changed == 0 {
             // Nothing changed: a rolling restart of every Deployment (the reference's update).
             let stamp = Self.restartStamp(now())
@@ -346,21 +360,15 @@ public actor DeployerService {
             if let message { o["message"] = js(message) }
             instances.append(.object(o))
         }
+        let readyCount = instances.filter { $0["readiness"] == .bool(true) }.count
+        let state = await rolloutState(entry, pods: sorted.filter { $0.at("metadata", "deletionTimestamp") == nil }, ready: readyCount)
         var data: [String: JSONValue] = [
             "server_name": js(name), "server_type": js(spec.serverType.rawValue), "namespace": js(entry.namespace),
-            "replicas": ji(Self.expectedPods(spec)), "ready_replicas": ji(instances.filter { $0["readiness"] == .bool(true) }.count),
+            "replicas": ji(Self.expectedPods(spec)), "ready_replicas": ji(readyCount),
             "instances_status": ja(instances), "model_info": modelInfo,
         ]
         // drift: objects of the spec that are gone from Kubernetes (`update` recreates them)
-        var missing: [JSONValue] = []
-        for obj in [Manifests.root(spec, namespace: entry.namespace)] + Manifests.build(spec, namespace: entry.namespace) {
-            do {
-                if try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) == nil { missing.append(js(obj.ref)) }
-            } catch {
-                logger.warning("cannot check an object", metadata: ["server": "\(name)", "object": "\(obj.ref)", "error": "\(error)"])
-            }
-        }
-        data["missing_objects"] = ja(missing)
+        state.fill(&data)
         if spec.serverType == .pdCluster {
             let table = GlobalRankTable.build(spec: spec, pods: GlobalRankTable.pods(fromList: pods))
             data["rank_table_status"] = table["status"]
@@ -377,11 +385,110 @@ public actor DeployerService {
         }
     }
 
-    /// Every managed server's name and type.
-    public func list() -> DeployerReply {
-        DeployerReply(200, "success", data: ja(order.compactMap { servers[$0] }.map {
-            jo(["server_name": js($0.spec.serverName), "server_type": js($0.spec.serverType.rawValue), "namespace": js($0.namespace)])
-        }))
+    /// Every managed server with its summary (no management-port probes: readiness is Kubernetes').
+    public func list() async -> DeployerReply {
+        var rows: [JSONValue] = []
+        for name in order {
+            guard let e = servers[name] else { continue }
+            var row: [String: JSONValue] = ["server_name": js(name), "server_type": js(e.spec.serverType.rawValue), "namespace": js(e.namespace),
+                                            "replicas": ji(Self.expectedPods(e.spec))]
+            do {
+                let pods = try await kube.list(.pod, namespace: e.namespace, labelSelector: "app=\(name)")
+                let items = (pods["items"]?.arrayValue ?? []).filter { $0.at("metadata", "deletionTimestamp") == nil }
+                let ready = items.filter(Self.podIsReady).count
+                row["ready_replicas"] = ji(ready)
+                await rolloutState(e, pods: items, ready: ready).fill(&row)
+            } catch {
+                row["status"] = js("Unknown")
+                row["reason"] = js("cannot list its pods: \(error)")
+            }
+            rows.append(.object(row))
+        }
+        return DeployerReply(200, "success", data: ja(rows))
+    }
+
+    static func podIsReady(_ pod: JSONValue) -> Bool {
+        pod.at("status", "phase")?.stringValue == "Running"
+            && (pod.at("status", "conditions")?.arrayValue ?? []).contains { $0["type"]?.stringValue == "Ready" && $0["status"]?.stringValue == "True" }
+    }
+
+    /// A server's state as a person (and `msctl --wait`) reads it (docs/wire/deployer.md §2 "Status").
+    struct RolloutState: Sendable {
+        var status: String
+        var reason: String?
+        var created: String?
+        var missing: [String]
+
+        func fill(_ data: inout [String: JSONValue]) {
+            data["status"] = js(status)
+            if let reason { data["reason"] = js(reason) }
+            if let created { data["created"] = js(created) }
+            data["missing_objects"] = ja(missing.map(js))
+        }
+    }
+
+    /// Container waiting reasons that do not heal by waiting (kubelet retries them, but a person has to act).
+    static let fatalWaitingReasons: Set<String> = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                                                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "CrashLoopBackOff"]
+
+    /// Failed > Degraded > Ready > Progressing, from the spec's objects (missing ones, Deployment rollouts and
+    /// conditions) and the pods (`pods` without terminating ones; `ready` as `get` counted them).
+    func rolloutState(_ entry: StatusStore.Entry, pods: [JSONValue], ready: Int) async -> RolloutState {
+        let spec = entry.spec
+        let root = Manifests.root(spec, namespace: entry.namespace)
+        var missing: [String] = [], created: String?, failure: String?, pending: String?
+        for obj in [root] + Manifests.build(spec, namespace: entry.namespace) {
+            let current: JSONValue?
+            do { current = try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) } catch {
+                logger.warning("cannot check an object", metadata: ["server": "\(spec.serverName)", "object": "\(obj.ref)", "error": "\(error)"])
+                continue
+            }
+            guard let current else {
+                missing.append(obj.ref)
+                continue
+            }
+            if obj.ref == root.ref { created = current.at("metadata", "creationTimestamp")?.stringValue }
+            guard obj.kind == .deployment else { continue }
+            for c in current.at("status", "conditions")?.arrayValue ?? [] {
+                let type = c["type"]?.stringValue, st = c["status"]?.stringValue
+                if (type == "Progressing" && st == "False") || (type == "ReplicaFailure" && st == "True") {
+                    failure = failure ?? "\(obj.ref): \(c["reason"]?.stringValue ?? type ?? ""): \(c["message"]?.stringValue ?? "")"
+                }
+            }
+            // kubectl rollout status: the controller has seen this generation and replaced every old pod
+            let want = current.at("spec", "replicas")?.intValue ?? 1
+            if let status = current["status"], case .object = status {
+                let generation = current.at("metadata", "generation")?.intValue ?? 0
+                if let seen = status["observedGeneration"]?.intValue, seen < generation {
+                    pending = pending ?? "\(obj.ref): rollout not yet observed"
+                } else if let updated = status["updatedReplicas"]?.intValue, updated < want {
+                    pending = pending ?? "\(obj.ref): \(updated) of \(want) pods updated"
+                } else if let total = status["replicas"]?.intValue, total > want {
+                    pending = pending ?? "\(obj.ref): \(total - want) old pods terminating"
+                }
+            }
+        }
+        var waiting: String?
+        for pod in pods {
+            let podName = pod.at("metadata", "name")?.stringValue ?? "?"
+            if pod.at("status", "phase")?.stringValue == "Failed" {
+                failure = failure ?? "pod \(podName): Failed: \(pod.at("status", "reason")?.stringValue ?? "") \(pod.at("status", "message")?.stringValue ?? "")"
+            }
+            for cs in (pod.at("status", "initContainerStatuses")?.arrayValue ?? []) + (pod.at("status", "containerStatuses")?.arrayValue ?? []) {
+                guard let w = cs.at("state", "waiting"), let why = w["reason"]?.stringValue else { continue }
+                var text = "pod \(podName): container \(cs["name"]?.stringValue ?? "?"): \(why)"
+                if let m = w["message"]?.stringValue, !m.isEmpty { text += ": \(m)" }
+                if Self.fatalWaitingReasons.contains(why) { failure = failure ?? text } else { waiting = waiting ?? text }
+            }
+        }
+        let desired = Self.expectedPods(spec)
+        if let failure { return RolloutState(status: "Failed", reason: failure, created: created, missing: missing) }
+        if !missing.isEmpty {
+            return RolloutState(status: "Degraded", reason: "missing objects: \(missing.joined(separator: ", ")) (`msctl update` recreates them)",
+                                created: created, missing: missing)
+        }
+        if ready >= desired && pending == nil { return RolloutState(status: "Ready", reason: nil, created: created, missing: []) }
+        return RolloutState(status: "Progressing", reason: pending ?? waiting ?? "\(ready) of \(desired) pods ready", created: created, missing: [])
     }
 
     // MARK: delete

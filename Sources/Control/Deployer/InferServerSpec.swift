@@ -40,6 +40,21 @@ public struct PDClusterSpec: Sendable, Equatable {
     /// `pd_cluster.priority_class_name` and `pd_cluster.tolerations` (optional), for every pod of the cluster.
     public var priorityClassName: String?
     public var tolerations: JSONValue?
+    /// `pd_cluster.ha` (optional): Controller active/standby and Coordinator master/standby on an etcd.
+    public var ha: PDHASpec?
+}
+
+/// `pd_cluster.ha`: what the rendered Controller and Coordinator configs and Deployments need for HA on etcd.
+public struct PDHASpec: Sendable, Equatable {
+    /// `etcd_address` ("host:port"): one etcd client address (a Service in front of a multi-member etcd); the
+    /// binaries take one endpoint (`database_server_dns` / `database_server_port`).
+    public var etcdHost: String
+    public var etcdPort: Int
+    /// `lease_ttl_seconds` (2–3600, default 20 as the reference): both locks' lease; a killed leader or master is
+    /// replaced after at most this long.
+    public var leaseTTLSeconds = 20
+    /// `controller_replicas` (2–5, default 2): one leads, the others stand by.
+    public var controllerReplicas = 2
 }
 
 /// A validated `infer_server.json` (docs/wire/deployer.md §3, DECISIONS 23 and 28).
@@ -137,7 +152,8 @@ extension InferServerSpec {
         "readiness_timeout", "readiness_failure_threshold", "termination_grace_period_seconds",
         "resource_requests.memory", "resource_requests.cpu_core", "resource_requests.npu_chip_num",
         "mindie_server_config.infer_port", "mindie_server_config.management_port",
-        "pd_cluster.prefill_replicas", "pd_cluster.decode_replicas",
+        "pd_cluster.prefill_replicas", "pd_cluster.decode_replicas", "pd_cluster.coordinator_replicas",
+        "pd_cluster.ha.lease_ttl_seconds", "pd_cluster.ha.controller_replicas", "pd_cluster.ha.coordinator_replicas",
     ]
 
     /// Every key a spec may have, per object (dotted path of the object; "" = top level). `namespace`,
@@ -152,14 +168,16 @@ extension InferServerSpec {
         "mindie_server_config": ["mies_install_path", "infer_port", "management_port", "enable_tls"],
         "pd_cluster": ["prefill_replicas", "decode_replicas", "coordinator_config", "controller_config", "server_config",
                        "digs_model_config", "digs_machine_config", "coordinator_replicas", "priority_class_name", "tolerations",
-                       "ms_image"],
+                       "ms_image", "ha"],
+        "pd_cluster.ha": ["etcd_address", "lease_ttl_seconds", "controller_replicas", "coordinator_replicas"],
     ]
 
     /// Refuses a key the spec does not know (a misspelt key would otherwise be silently ignored), naming it and the
     /// closest known key.
     static func checkKnownKeys(_ doc: JSONValue, prefix: String) throws(DeployerError) {
         for (objectPath, known) in knownKeys.sorted(by: { $0.key < $1.key }) {
-            let object = objectPath.isEmpty ? doc : doc[objectPath]
+            var object: JSONValue? = doc
+            for part in objectPath.split(separator: ".") { object = object?[String(part)] }
             guard case .object(let o)? = object else { continue }
             for key in o.keys.sorted() where !known.contains(key) {
                 let full = objectPath.isEmpty ? key : "\(objectPath).\(key)"
@@ -323,14 +341,18 @@ extension InferServerSpec {
                                       machineConfig: try r.object("pd_cluster.digs_machine_config"))
             var withOptions = given
             if let img = try imageRef("pd_cluster.ms_image") { withOptions.msImage = img }
-            if doc["pd_cluster"]?["coordinator_replicas"] != nil {
+            if doc["pd_cluster"]?["ha"] != nil {
+                let ha = try parseHA(&r)
+                withOptions.ha = ha.spec
+                withOptions.coordinatorReplicas = ha.coordinatorReplicas
+            } else if doc["pd_cluster"]?["coordinator_replicas"] != nil {
                 withOptions.coordinatorReplicas = try r.int("pd_cluster.coordinator_replicas", 1...16)
                 // a D accepts one /dresult link at a time: two active Coordinators would take it from each other
                 // (docs/decisions.md), so more than one needs the etcd master/standby of backup_config
                 if withOptions.coordinatorReplicas > 1,
                    doc["pd_cluster"]?["coordinator_config"]?["backup_config"]?["function_enable"]?.boolValue != true {
                     throw r.fail("pd_cluster.coordinator_replicas",
-                                 "must be 1 unless coordinator_config.backup_config.function_enable is true (etcd master/standby): "
+                                 "must be 1 unless pd_cluster.ha is set or coordinator_config.backup_config.function_enable is true (etcd master/standby): "
                                  + "a D instance accepts one /dresult link at a time, so two active Coordinators would take it from each other")
                 }
             }
@@ -350,6 +372,37 @@ extension InferServerSpec {
             s.replicas = p + d
         }
         return s
+    }
+}
+
+extension InferServerSpec {
+    /// `pd_cluster.ha`: the etcd both HA modes use and the replica counts. The HA sections of the component configs
+    /// are rendered from it, so the spec may not also set them (two sources of one address would drift apart).
+    static func parseHA(_ r: inout FieldReader) throws(DeployerError) -> (spec: PDHASpec, coordinatorReplicas: Int) {
+        guard case .object? = r.value("pd_cluster.ha") else { throw r.fail("pd_cluster.ha", "must be an object") }
+        if r.value("pd_cluster.coordinator_replicas") != nil {
+            throw r.fail("pd_cluster.coordinator_replicas", "must not be set with pd_cluster.ha (use pd_cluster.ha.coordinator_replicas)")
+        }
+        for (key, section) in [("pd_cluster.coordinator_config.backup_config", "coordinator_config.backup_config"),
+                               ("pd_cluster.controller_config.controller_backup_cfg", "controller_config.controller_backup_cfg")]
+        where r.value(key) != nil {
+            throw r.fail(key, "must not be set with pd_cluster.ha: the Deployer renders \(section) from pd_cluster.ha")
+        }
+        let addressRule = "must be \"host:port\" (a DNS name or an IPv4 address of etcd, port 1024-65535)"
+        guard case .string(let address)? = r.value("pd_cluster.ha.etcd_address"), let colon = address.lastIndex(of: ":") else {
+            throw r.fail("pd_cluster.ha.etcd_address", addressRule)
+        }
+        let host = String(address[..<colon])
+        guard ControllerConfig.isValidHostName(host), !host.contains(":"), let port = Int(address[address.index(after: colon)...]),
+              (1024...65535).contains(port), address[address.index(after: colon)...].allSatisfy({ $0.isASCII && $0.isNumber })
+        else { throw r.fail("pd_cluster.ha.etcd_address", addressRule) }
+        var ha = PDHASpec(etcdHost: host, etcdPort: port)
+        if r.value("pd_cluster.ha.lease_ttl_seconds") != nil { ha.leaseTTLSeconds = try r.int("pd_cluster.ha.lease_ttl_seconds", 2...3600) }
+        // one standby is what HA needs; more only add etcd traffic
+        if r.value("pd_cluster.ha.controller_replicas") != nil { ha.controllerReplicas = try r.int("pd_cluster.ha.controller_replicas", 2...5) }
+        var coordinators = 2
+        if r.value("pd_cluster.ha.coordinator_replicas") != nil { coordinators = try r.int("pd_cluster.ha.coordinator_replicas", 2...16) }
+        return (ha, coordinators)
     }
 }
 

@@ -193,6 +193,8 @@ public enum Manifests {
         let name = s.serverName
         let n = PDNames(name)
         guard let pd = s.pd else { return [] }
+        /// Whether the role runs several pods of which one acts (etcd lock) and only that one is Ready.
+        func oneActive(_ role: String) -> Bool { role == "coordinator" ? pd.coordinatorReplicas > 1 : pd.ha != nil }
         var out: [KubeObject] = []
         func add(_ kind: KubeObject.Kind, _ objName: String, _ body: JSONValue) {
             out.append(KubeObject(kind: kind, namespace: ns, name: objName, body: body))
@@ -249,11 +251,19 @@ public enum Manifests {
                 "volumeMounts": ja([jo(["name": js("config"), "mountPath": js("/mnt/configmap"), "readOnly": jb(true)]), rankMount]),
                 // /v1/startup and /v1/health answer while the process runs; readiness waits for a published instance set
                 "startupProbe": probe("/v1/startup", period: 2, failures: 30),
+                // a standby answers /v1/health 200 (never killed for standing by) and /v1/readiness 503 (the Service
+                // sends it nothing; `kubectl get pods` shows which one leads)
                 "livenessProbe": probe("/v1/health", period: 10, failures: 3),
-                "readinessProbe": probe("/v1/readiness", period: 5, failures: 3),
+                "readinessProbe": oneActive(role)
+                    // a master that lost its lock refuses inference at once: take it out of the endpoints quickly
+                    ? probe("/v1/readiness", period: 2, failures: 2) : probe("/v1/readiness", period: 5, failures: 3),
             ])
             if role == "controller" {
                 container = container.setting(["env"], to: ja((container["env"]?.arrayValue ?? []) + controllerDiscoveryEnv()))
+            } else if pd.ha != nil {
+                // the etcd keys are prefixed with the namespace, as the Controller's are (it has POD_NAMESPACE for
+                // discovery): clusters in different namespaces may share one etcd
+                container = container.setting(["env"], to: ja((container["env"]?.arrayValue ?? []) + [envField("POD_NAMESPACE", "metadata.namespace")]))
             }
             if role == "coordinator" {
                 // `ms_coordinator [predict_ip] [manage_ip]`: listen on the pod IP; ports come from its config.
@@ -276,25 +286,17 @@ public enum Manifests {
                 ]))
                 pod = pod.setting(["containers"], to: ja([container]))
             }
-            pod = scheduling(pod, pd, role: role, spread: role == "coordinator")
+            // replicas of one component on different nodes, so that one node's loss leaves a standby
+            pod = scheduling(pod, pd, role: role, spread: role == "coordinator" || pd.ha != nil)
             var template = jo(["metadata": jo(["labels": jo(labels)]), "spec": pod])
-            let replicas: Int, strategy: JSONValue
+            let replicas = role == "coordinator" ? pd.coordinatorReplicas : (pd.ha?.controllerReplicas ?? 1)
+            // alone, the Coordinator holds every D's /dresult link (a surge pod would take them from it mid-stream) and
+            // the Controller assigns roles (two at once would both assign): replaced, never doubled
+            let strategy = oneActive(role) ? oneActiveRollout() : jo(["type": js("Recreate")])
             if role == "coordinator" {
-                replicas = pd.coordinatorReplicas
-                if replicas > 1 {
-                    // master/standby through etcd: rolled one at a time, never fewer ready than asked
-                    strategy = jo(["type": js("RollingUpdate"), "rollingUpdate": jo(["maxUnavailable": ji(0), "maxSurge": ji(1)])])
-                } else {
-                    // alone, it holds every D's /dresult link; a surge pod would take them from it mid-stream
-                    strategy = jo(["type": js("Recreate")])
-                }
                 template = template.setting(["metadata", "annotations"], to: jo([
                     "prometheus.io/scrape": "true", "prometheus.io/port": String(coordinatorMetricsPort), "prometheus.io/path": "/metrics",
                 ]))
-            } else {
-                // one active Controller: two at once would both assign roles
-                replicas = 1
-                strategy = jo(["type": js("Recreate")])
             }
             return jo([
                 "apiVersion": js("apps/v1"), "kind": js("Deployment"),
@@ -341,8 +343,11 @@ public enum Manifests {
                 ]),
             ]))
         }
-        // voluntary disruptions (node drains) take at most one pod of each component at a time
-        for (comp, role) in [(n.coordinator, "coordinator"), (n.prefill, "prefill"), (n.decode, "decode")] {
+        // voluntary disruptions (node drains) take at most one pod of each component at a time. Not for Coordinators in
+        // master/standby: only the master is Ready, so a budget would never let a drain evict it (disruptionsAllowed =
+        // 1 healthy - (replicas - 1) desired = 0) although a standby takes over when it goes.
+        let budgets = [(n.coordinator, "coordinator"), (n.prefill, "prefill"), (n.decode, "decode")].filter { $0.1 != "coordinator" || pd.coordinatorReplicas == 1 }
+        for (comp, role) in budgets {
             add(.podDisruptionBudget, comp, jo([
                 "apiVersion": js("policy/v1"), "kind": js("PodDisruptionBudget"),
                 "metadata": metadata(comp, ns, labels: ["app": name, roleLabel: role]),
@@ -393,6 +398,16 @@ public enum Manifests {
         var l = labels
         l[managedByLabel] = managedBy
         return jo(["name": js(name), "namespace": js(ns), "labels": jo(l)])
+    }
+
+    /// The rollout of a component with one Ready pod of several (the etcd lock holder; the standbys' readiness is
+    /// 503). A rollout that keeps a pod available could never finish: the new pods cannot become Ready while the old
+    /// holder lives, so the Deployment controller's minAvailable (replicas - maxUnavailable) would stay unmet and the
+    /// old holder would never be removed. So a new pod starts at once (maxSurge 1) and the old pods go at once
+    /// (maxUnavailable 100%): the old holder gives its lease back on SIGTERM and a standby takes over, a gap of one
+    /// takeover (docs/operations.md "HA on Kubernetes").
+    static func oneActiveRollout() -> JSONValue {
+        jo(["type": js("RollingUpdate"), "rollingUpdate": jo(["maxUnavailable": js("100%"), "maxSurge": ji(1)])])
     }
 
     static func rollingUpdate(_ s: InferServerSpec) -> JSONValue {

@@ -133,7 +133,8 @@ public enum MsctlClient {
 
     /// Loads the config, sends the command, formats the answer.
     /// - Parameter configPath: nil = `$HOME/.mindie_ms/msctl.json`.
-    public static func run(_ command: Command, environment: [String: String], configPath: String? = nil) async -> Outcome {
+    /// - Parameter output: how a `get` or `list` reply is printed; other commands print the JSON reply.
+    public static func run(_ command: Command, environment: [String: String], configPath: String? = nil, output: OutputFormat = .json) async -> Outcome {
         let config: Config
         let request: HTTPClientRequest
         let client: HTTPClient
@@ -153,7 +154,13 @@ public enum MsctlClient {
             return Outcome(1, stderr: "msctl: cannot reach ms_deployer at \(config.host):\(config.port): \(error)\n")
         }
         let ok = (200..<300).contains(response.status)
-        return Outcome(ok ? 0 : 1, stdout: format(response.body), stderr: ok ? "" : "msctl: ms_deployer answered HTTP \(response.status)\n")
+        let text: String
+        switch command {
+        case .get: text = format(response.body, as: output, list: false)
+        case .list: text = format(response.body, as: output, list: true)
+        default: text = format(response.body)
+        }
+        return Outcome(ok ? 0 : 1, stdout: text, stderr: ok ? "" : "msctl: ms_deployer answered HTTP \(response.status)\n")
     }
 
     /// JSON pretty-printed (4 spaces, sorted keys); other text truncated to 256 characters.
@@ -162,6 +169,160 @@ public enum MsctlClient {
         let text = String(decoding: body, as: UTF8.self)
         return text.isEmpty ? "" : String(text.prefix(256)) + "\n"
     }
+
+    // MARK: output for people
+
+    /// `-o`: what `get` and `list` print.
+    public enum OutputFormat: String, Sendable, CaseIterable {
+        /// kubectl-style columns (the default)
+        case table
+        /// the API's reply, as msctl printed it before tables (4-space indent, sorted keys)
+        case json
+        case yaml
+    }
+
+    /// Formats a `get` or `list` reply; a refusal or a reply without the expected `data` falls back to `format`.
+    public static func format(_ body: [UInt8], as output: OutputFormat, list: Bool, now: Date = Date()) -> String {
+        guard output != .json, let doc = try? JSONValue.parse(Data(body)) else { return format(body) }
+        if output == .yaml { return YAML.render(doc) }
+        if list, let rows = doc["data"]?.arrayValue {
+            return rows.isEmpty ? "No infer servers.\n" : table(header: ["NAME", "TYPE", "NAMESPACE", "READY", "STATUS", "AGE"],
+                                                                 rows: rows.map { summaryRow($0, now: now, namespace: true) })
+        }
+        guard !list, let data = doc["data"], case .object = data else { return format(body) }
+        var out = table(header: ["NAME", "TYPE", "READY", "STATUS", "AGE"], rows: [summaryRow(data, now: now, namespace: false)])
+        if let reason = data["reason"]?.stringValue { out += "Reason: \(reason)\n" }
+        let pods = data["instances_status"]?.arrayValue ?? []
+        if !pods.isEmpty {
+            out += "\n" + table(header: ["POD", "ROLE", "PHASE", "READY", "LIVE", "MESSAGE"], rows: pods.map { p in
+                [p["pod_name"]?.stringValue ?? p["instance_id"]?.rendered ?? "?", p["role"]?.stringValue ?? "-", p["phase"]?.stringValue ?? "-",
+                 p["readiness"]?.boolValue.map { $0 ? "true" : "false" } ?? "-", p["liveness"]?.boolValue.map { $0 ? "true" : "false" } ?? "-",
+                 p["message"]?.stringValue ?? ""]
+            })
+        }
+        return out
+    }
+
+    static func summaryRow(_ s: JSONValue, now: Date, namespace: Bool) -> [String] {
+        let type = (s["server_type"]?.stringValue ?? "?").replacingOccurrences(of: "mindie_", with: "")
+        let ready = s["ready_replicas"]?.intValue.map(String.init) ?? "?"
+        let desired = s["replicas"]?.intValue.map(String.init) ?? "?"
+        let age = s["created"]?.stringValue.flatMap(parseTimestamp).map { humanAge(now.timeIntervalSince($0)) } ?? "<unknown>"
+        var row = [s["server_name"]?.stringValue ?? "?", type]
+        if namespace { row.append(s["namespace"]?.stringValue ?? "?") }
+        return row + ["\(ready)/\(desired)", s["status"]?.stringValue ?? "Unknown", age]
+    }
+
+    /// Left-aligned columns separated by three spaces, as kubectl prints them (no trailing spaces).
+    static func table(header: [String], rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { i in all.map { $0.indices.contains(i) ? $0[i].count : 0 }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
+                .joined().replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }.joined(separator: "\n") + "\n"
+    }
+
+    static func parseTimestamp(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: s)
+    }
+
+    /// kubectl's HumanDuration: 45s, 3m20s, 45m, 3h20m, 20h, 2d5h, 30d, 2y.
+    static func humanAge(_ interval: TimeInterval) -> String {
+        let s = max(0, Int(interval))
+        if s < 120 { return "\(s)s" }
+        let m = s / 60, h = s / 3600, d = s / 86400
+        if m < 10 { return s % 60 == 0 ? "\(m)m" : "\(m)m\(s % 60)s" }
+        if h < 3 { return "\(m)m" }
+        if h < 8 { return m % 60 == 0 ? "\(h)h" : "\(h)h\(m % 60)m" }
+        if h < 48 { return "\(h)h" }
+        if h < 192 { return h % 24 == 0 ? "\(d)d" : "\(d)d\(h % 24)h" }
+        if d < 730 { return "\(d)d" }
+        return "\(d / 365)y"
+    }
+
+    // MARK: --wait
+
+    public struct WaitOptions: Sendable {
+        public var timeoutSeconds: Double
+        public var intervalMilliseconds: UInt64
+        public init(timeoutSeconds: Double, intervalMilliseconds: UInt64 = 1000) {
+            self.timeoutSeconds = timeoutSeconds
+            self.intervalMilliseconds = intervalMilliseconds
+        }
+    }
+
+    /// `create`/`update --wait`: sends the command, then polls `GET /v1/servers/NAME` until the server is Ready
+    /// (exit 0), Failed (exit 1, the Deployer's reason) or the timeout passes (exit 1, the last state and reason).
+    /// `progress` gets each line as it happens (a line is printed when the state changes).
+    public static func runAndWait(_ command: Command, wait: WaitOptions, environment: [String: String], configPath: String? = nil,
+                                  progress: @Sendable (String) -> Void) async -> Outcome {
+        let file: String
+        switch command {
+        case .create(let f), .update(let f): file = f
+        default: return Outcome(2, stderr: "msctl: --wait is for create and update\n")
+        }
+        let config: Config
+        let name: String
+        do {
+            config = try loadConfig(path: try configPath ?? Self.configPath(environment: environment), environment: environment)
+            guard let doc = try? JSONValue.parse(Data(try readSpec(file, environment: environment))), let n = doc["server_name"]?.stringValue, !n.isEmpty else {
+                return Outcome(2, stderr: "msctl: \(file): --wait needs a JSON object with a string server_name\n")
+            }
+            name = n
+        } catch {
+            return Outcome(2, stderr: "msctl: \(error)\n")
+        }
+        let sent = await run(command, environment: environment, configPath: configPath)
+        guard sent.exitCode == 0 else { return sent }
+        let message = (try? JSONValue.parse(Data(sent.stdout.utf8)))?["message"]?.stringValue ?? sent.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        progress("\(name): \(message)")
+        let client: HTTPClient
+        do { client = HTTPClient(tls: try config.tls.map { c throws(HTTPClientError) in try TLSClient(c) }) } catch {
+            return Outcome(2, stderr: "msctl: TLS setup failed: \(error)\n")
+        }
+        let request: HTTPClientRequest
+        do { request = try Self.request(.get(name: name), config: config, environment: environment) } catch {
+            return Outcome(2, stderr: "msctl: \(error)\n")
+        }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(wait.timeoutSeconds * 1000))
+        var last = "", lastLine = "no answer yet"
+        while true {
+            do {
+                let r = try await client.execute(request)
+                if let data = (try? JSONValue.parse(Data(r.body)))?["data"], (200..<300).contains(r.status) {
+                    let status = data["status"]?.stringValue ?? "Unknown"
+                    let counts = "\(data["ready_replicas"]?.intValue ?? 0)/\(data["replicas"]?.intValue ?? 0) ready"
+                    let reason = data["reason"]?.stringValue
+                    lastLine = "\(counts) (\(status)\(reason.map { ": \($0)" } ?? ""))"
+                    if status == "Ready" {
+                        progress("\(name): \(counts)")
+                        return Outcome(0, stderr: "")
+                    }
+                    if status == "Failed" {
+                        return Outcome(1, stderr: "msctl: \(name) failed: \(reason ?? "the Deployer reports Failed") (\(counts))\n")
+                    }
+                    if lastLine != last { progress("\(name): \(lastLine)") }
+                    last = lastLine
+                } else {
+                    lastLine = "ms_deployer answered HTTP \(r.status): \(format(r.body).trimmingCharacters(in: .whitespacesAndNewlines))"
+                    if r.status == 404 { return Outcome(1, stderr: "msctl: \(name): \(lastLine)\n") }
+                }
+            } catch {
+                // a Deployer restarting meanwhile: keep asking until the deadline
+                lastLine = "cannot reach ms_deployer at \(config.host):\(config.port): \(error)"
+            }
+            if ContinuousClock.now >= deadline {
+                return Outcome(1, stderr: "msctl: \(name) not ready after \(formatSeconds(wait.timeoutSeconds)): \(lastLine)\n")
+            }
+            try? await Task.sleep(for: .milliseconds(wait.intervalMilliseconds))
+        }
+    }
+
+    static func formatSeconds(_ s: Double) -> String { s == s.rounded() ? "\(Int(s)) s" : "\(s) s" }
 
     /// `msctl render infer_server -f FILE`: the manifests as YAML, no deployer involved.
     /// The PD configs are checked with the binaries' start-up parsers, as `create` does.

@@ -112,6 +112,13 @@ public enum PDConfigs {
         out.coordinatorConfig = try merged(coordinatorDefaults(), "coordinator_config", pd.coordinatorConfig)
         out.controllerConfig = try merged(controllerDefaults(s, prefill: pd.prefillReplicas, decode: pd.decodeReplicas),
                                           "controller_config", pd.controllerConfig)
+        if let ha = pd.ha {
+            // after the spec's overrides: parseHA refused these sections in the spec, pd_cluster.ha is their one source
+            let etcd: [String: JSONValue] = ["database_server_dns": js(ha.etcdHost), "database_server_port": ji(ha.etcdPort),
+                                             "lease_ttl_seconds": ji(ha.leaseTTLSeconds)]
+            out.coordinatorConfig = out.coordinatorConfig.setting(["backup_config"], to: .object(etcd.merging(["function_enable": jb(true)]) { a, _ in a }))
+            out.controllerConfig = out.controllerConfig.setting(["controller_backup_cfg"], to: .object(etcd.merging(["function_sw": jb(true)]) { a, _ in a }))
+        }
         out.serverConfig = try merged(serverDefaults(s), "server_config", pd.serverConfig)
         out.modelConfig = try merged(.object(modelTemplate), "digs_model_config", pd.modelConfig)
         out.machineConfig = try merged(.object(machineTemplate), "digs_machine_config", pd.machineConfig)
@@ -136,7 +143,11 @@ public enum PDConfigs {
         }
         do {
             let env = ["GLOBAL_RANK_TABLE_FILE_PATH": Manifests.rankTablePath, "POD_IP": "10.0.0.1"]
-            _ = try ControllerConfig(data: Data(pd.controllerConfig.serialized().utf8), environment: env, file: "controller_config")
+            let controller = try ControllerConfig(data: Data(pd.controllerConfig.serialized().utf8), environment: env, file: "controller_config")
+            // more than one Controller without the election would both assign roles
+            if pd.ha != nil, !controller.haEnabled {
+                throw DeployerError(400, "controller_backup_cfg.function_sw is off although pd_cluster.ha is set")
+            }
             _ = try DigsModelConfig(data: Data(pd.modelConfig.serialized().utf8), file: "digs_model_config")
             _ = try DigsMachineConfig(data: Data(pd.machineConfig.serialized().utf8), file: "digs_machine_config")
         } catch {

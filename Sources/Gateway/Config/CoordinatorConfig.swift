@@ -108,7 +108,19 @@ public struct CoordinatorConfig: Sendable, Equatable {
         public var maxLogStrSize = 4096
         public var maxLogFileSizeMB = 20
         public var maxLogFileNum = 10
+        /// `access_log` (ours, optional): the structured access log of the data port.
+        public var accessLog = AccessLog()
         public init() {}
+
+        /// `log_info.access_log`: `{"enable": bool, "path": string, "queue_size": int}`.
+        public struct AccessLog: Sendable, Equatable {
+            public var enable = false
+            /// The JSON-lines file (created 0640, appended to); required when `enable` is true.
+            public var path = ""
+            /// Records that may wait for the writer thread; beyond it lines are dropped (and counted), never waited for.
+            public var queueSize = 8192
+            public init() {}
+        }
     }
 
     /// `backup_config` (optional section).
@@ -382,6 +394,7 @@ extension CoordinatorConfig {
         c.log.maxLogStrSize = try l.int("max_log_str_size", 128...65535)
         c.log.maxLogFileSizeMB = try l.int("max_log_file_size", 1...500)
         c.log.maxLogFileNum = try l.int("max_log_file_num", 1...64)
+        if l.has("access_log") { c.log.accessLog = try parseAccessLog(try l.section("access_log")) }
         try applyLogEnvironment(environment, to: &c.log)
 
         c.stringTokenRate = try r.double("string_token_rate", 1.0...100.0)
@@ -511,6 +524,19 @@ extension CoordinatorConfig {
 
     /// `api_config`: every key optional. A pass-through path must be a plain absolute path that no built-in route or
     /// Coordinator endpoint already serves.
+    static func parseAccessLog(_ a: ConfigReader) throws(ConfigError) -> Log.AccessLog {
+        var log = Log.AccessLog()
+        log.enable = try a.bool("enable")
+        if a.has("path") || log.enable {
+            log.path = try a.string("path")
+            if log.enable, log.path.isEmpty || log.path.hasSuffix("/") || log.path.utf8.count > 4096 || log.path.contains("\0") {
+                throw a.fail("path", .string(log.path), "the path of a file (not empty, not a directory) when enable is true")
+            }
+        }
+        if a.has("queue_size") { log.queueSize = try a.int("queue_size", 16...1_000_000) }
+        return log
+    }
+
     static func parseAPI(_ a: ConfigReader) throws(ConfigError) -> API {
         var api = API()
         if a.has("metrics_on_data_port") { api.metricsOnDataPort = try a.bool("metrics_on_data_port") }

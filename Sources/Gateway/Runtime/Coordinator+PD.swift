@@ -339,8 +339,10 @@ extension Coordinator {
             digs.withLock { $0?.releasePrefill(t.id) }
             digsPass()
         }
+        if !output.isEmpty { t.messagesOut += 1 }
         if !t.firstByte {
             t.firstByte = true
+            t.firstByteNanos = pd.lastFrameNanos
             metrics.firstByte(since: t.arrivalNanos)
             noteFirstToken(t, from: pd.prefill)
             pd.firstTokenTimer?.cancel()
@@ -411,6 +413,7 @@ extension Coordinator {
             return giveUp()
         }
         metrics.retries.increment()
+        t.retries += 1
         logger.debug("PD retry elsewhere", metadata: ["req": "\(t.idString)", "excluded": "\(excludeDecode ? d.info.id : p.info.id)"])
         if excludeDecode { pd.excludedD.insert(d.info.id) } else { pd.excludedP.insert(p.info.id) }
         pd.giveUp = giveUp
@@ -437,6 +440,7 @@ extension Coordinator {
         pd.retryCount += 1
         guard pd.retryCount <= config.exceptions.maxRetry else { return fail(t, .retryFailed, result: .upstreamError) }
         metrics.retries.increment()
+        t.retries += 1
         pd.retryTimer = t.responder.loop.schedule(afterMilliseconds: 1000) { [unowned self] in self.sendToP(t) }
     }
 
@@ -472,6 +476,7 @@ extension Coordinator {
         switch kind {
         case .data:
             guard !payload.isEmpty else { return }
+            t.messagesOut += 1
             if !t.responder.isStreaming {
                 t.responder.startStream(status: 200, headers: [("content-type", t.stream ? sseType : jsonType)])
                 t.headSent = true
@@ -479,6 +484,8 @@ extension Coordinator {
             t.responder.write(payload)
             watchClientBuffer(t, pd)
         case .lastData:
+            // a chat stream's separate `[DONE]` message carries no token
+            if !payload.isEmpty, !(t.stream && Self.isDoneOnly(payload)) { t.messagesOut += 1 }
             if t.responder.isStreaming || t.stream {
                 if !t.responder.isStreaming {
                     t.responder.startStream(status: 200, headers: [("content-type", sseType)])
@@ -508,6 +515,12 @@ extension Coordinator {
     static func droppingRoleChunk(_ payload: [UInt8]) -> [UInt8] {
         guard let first = frames(payload, delimiter: [10, 10]).first, isRoleOnlyChunk(first) else { return payload }
         return Array(payload[first.count...])
+    }
+
+    /// `data: [DONE]` alone (blank lines around it allowed).
+    static func isDoneOnly(_ payload: [UInt8]) -> Bool {
+        let trimmed = payload.drop(while: { $0 == 10 || $0 == 13 || $0 == 32 }).reversed().drop(while: { $0 == 10 || $0 == 13 || $0 == 32 || $0 == 0 })
+        return trimmed.reversed().elementsEqual(Array("data: [DONE]".utf8))
     }
 
     static func isRoleOnlyChunk(_ frame: [UInt8]) -> Bool {
@@ -556,6 +569,7 @@ extension Coordinator {
     /// `retry:<body>` (§4.2 step 6): booking released, re-scheduled under the same id with D's body.
     func recompute(_ t: TrackedRequest, _ pd: PDState, body: [UInt8]) {
         metrics.retries.increment()
+        t.retries += 1
         pd.pCall?.cancel()
         pd.pCall = nil
         releasePD(t, pd)
@@ -599,6 +613,7 @@ extension Coordinator {
 
     /// A PD request ends with an error: its own status before the head, an in-stream error event after it.
     func failPD(_ t: TrackedRequest, _ pd: PDState, _ error: GatewayError) {
+        t.errorMessage = error.message
         pd.pCall?.cancel()
         pd.pCall = nil
         metrics.reply(dialect: t.dialect, status: error.status)

@@ -68,6 +68,8 @@ public final class Coordinator: @unchecked Sendable {
     var slowClientTimeoutMilliseconds: UInt64 = 5000
     /// stopInfer calls made: (request id, instance, HTTP status or 0) — for tests and logs.
     let stopInferLog = Mutex<[(String, InstanceID, Int)]>([])
+    /// `log_info.access_log` (opened by `start`, closed by `shutdown`; nil when off).
+    private(set) var accessLog: AccessLog?
 
     public struct Overrides: Sendable {
         public var predictIP: String?
@@ -152,6 +154,10 @@ public final class Coordinator: @unchecked Sendable {
             upstreamIOTimeoutMilliseconds: UInt64(max(h.httpTimeoutSeconds, config.exceptions.inferTimeout, 1)) * 1000,
             serverName: h.serverName, maxRequestsPerConnection: config.requestLimit.maxRequests)
         backupMode = try Self.makeBackupMode(config: config, manageEndpoint: "\(manageIP):\(h.managePort)", logger: logger)
+        let al = config.log.accessLog
+        if al.enable, accessLog == nil {
+            accessLog = try AccessLog(path: al.path, capacity: al.queueSize, dropped: metrics.accessLogDropped)
+        }
         do {
             let server = try HTTPServer(configuration: cfg) { [unowned self] req, res in self.handle(req, res) }
             try server.start()
@@ -192,6 +198,8 @@ public final class Coordinator: @unchecked Sendable {
         done.wait()
         server?.shutdown()
         server = nil
+        // after the loops stopped: every request's line is queued, and the writer flushes them before it exits
+        accessLog?.close()
     }
 
     // MARK: - dispatch by listener
@@ -217,39 +225,42 @@ public final class Coordinator: @unchecked Sendable {
 
     func handleData(_ req: HTTPRequest, _ res: HTTPResponder) {
         if handleLocalData(req, res) { return }
+        let arrival = DispatchTime.now().uptimeNanoseconds
         arrivals.add(1, ordering: .relaxed)
         arrivalsSinceRecvsInfo.add(1, ordering: .relaxed)
-        live.arrivals.add(now: DispatchTime.now().uptimeNanoseconds)
+        live.arrivals.add(now: arrival)
         let target = req.query.map { req.path + "?" + $0 } ?? req.path
         if req.body.count > config.requestLimit.bodyLimitBytes {
             let dialect: Dialect? = if case .route(let r) = RouteTable.match(method: req.method, target: target, passthrough: parser.passthroughRoutes) { r.dialect } else { Dialect.guess(path: req.path) }
-            reply(res, .bodyTooLarge(limitMiB: config.requestLimit.bodyLimitMiB), dialect: dialect)
+            refuse(req, res, .bodyTooLarge(limitMiB: config.requestLimit.bodyLimitMiB), dialect: dialect, arrival: arrival)
             return
         }
         let parsed: InferenceRequest
         do {
             parsed = try parser.parse(method: req.method, target: target, body: req.body)
         } catch {
-            reply(res, error.error, dialect: error.dialect, headers: error.headers)
+            refuse(req, res, error.error, dialect: error.dialect, headers: error.headers, arrival: arrival)
             return
         }
         let view = cluster.view
         guard view.available, isMaster else {
-            reply(res, .notReady, dialect: parsed.dialect)
+            refuse(req, res, .notReady, dialect: parsed.dialect, arrival: arrival, parsed: parsed)
             return
         }
         guard inFlightTotal.load(ordering: .relaxed) < config.requestLimit.maxRequests else {
-            reply(res, .tooManyRequests, dialect: parsed.dialect)
+            refuse(req, res, .tooManyRequests, dialect: parsed.dialect, arrival: arrival, parsed: parsed)
             return
         }
         let id = nextRequestID()
         let tracked = TrackedRequest(id: id, responder: res, dialect: parsed.dialect, stream: parsed.stream,
-                                     model: parsed.model, arrivalNanos: DispatchTime.now().uptimeNanoseconds)
+                                     model: parsed.model, arrivalNanos: arrival)
         guard registry.insert(tracked) else {
-            reply(res, .duplicateRequestID, dialect: parsed.dialect)
+            refuse(req, res, .duplicateRequestID, dialect: parsed.dialect, arrival: arrival, parsed: parsed)
             return
         }
-        if req.headers["traceparent"] == nil { tracked.traceparent = TraceContext.make(requestID: id) }
+        tracked.method = req.method
+        tracked.path = req.path
+        if let tp = req.headers["traceparent"] { tracked.clientTraceparent = tp } else { tracked.traceparent = TraceContext.make(requestID: id) }
         inFlightTotal.add(1, ordering: .relaxed)
         res.onClientGone = { [unowned self] in self.clientLeft(tracked) }
         lengthStats.withLock { $0.arrived(input: parsed.prompt.size, output: parsed.maxTokens) }
@@ -267,6 +278,33 @@ public final class Coordinator: @unchecked Sendable {
         }
         arm(tracked, seconds: effectiveScheduleTimeout, .scheduleTimeout)
         schedule(tracked, features: RequestFeatures(parsed))
+    }
+
+    /// A refusal before the request was tracked (no request id yet): the reply, and its access log line.
+    func refuse(_ req: HTTPRequest, _ res: HTTPResponder, _ error: GatewayError, dialect: Dialect?, headers: [(String, String)] = [],
+                arrival: UInt64, parsed: InferenceRequest? = nil) {
+        reply(res, error, dialect: dialect, headers: headers)
+        guard let accessLog else { return }
+        accessLog.submit(AccessRecord(requestID: nil, method: req.method, route: req.path, dialect: dialect, stream: parsed?.stream ?? false,
+                                      model: parsed?.model, status: error.status, arrivalNanos: arrival,
+                                      endNanos: DispatchTime.now().uptimeNanoseconds, wallNanos: AccessLog.wallNow(),
+                                      bytesOut: res.sentBodyBytes, traceparent: req.headers["traceparent"], error: error.message))
+    }
+
+    /// The access log line of a tracked request, at its end.
+    func logAccess(_ t: TrackedRequest, _ accessLog: AccessLog) {
+        let pd = t.pd
+        accessLog.submit(AccessRecord(
+            requestID: t.id, method: t.method, route: t.path, dialect: t.dialect, stream: t.stream, model: t.model,
+            instance: pd == nil ? t.instance : nil, prefill: pd?.prefill, decode: pd?.decode,
+            status: t.status != 0 ? t.status : t.responder.sentStatus,
+            arrivalNanos: t.arrivalNanos, firstByteNanos: t.firstByteNanos, endNanos: DispatchTime.now().uptimeNanoseconds,
+            wallNanos: AccessLog.wallNow(),
+            // a PD stream's messages from P and D are its tokens; a relayed body is not looked into
+            tokensOut: pd != nil && t.stream ? t.messagesOut : nil,
+            bytesOut: t.proxyBytes + t.responder.sentBodyBytes, retries: t.retries,
+            clientDisconnect: t.clientDisconnect || t.responder.clientGone,
+            traceparent: t.clientTraceparent ?? t.traceparent, error: t.errorMessage))
     }
 
     func nextRequestID() -> UInt64 {
@@ -349,6 +387,7 @@ public final class Coordinator: @unchecked Sendable {
                 // DECISIONS 10: another eligible instance, before the first byte only
                 guard attempt < maxAttempts, !t.finished, extraHeaders.isEmpty else { return nil }
                 self.metrics.retries.increment()
+                t.retries += 1
                 self.logger.debug("retrying on another instance", metadata: ["req": "\(t.idString)", "why": "\(why)"])
                 let view = self.cluster.routableView().without(t.tried)
                 guard let d = self.scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load()),
@@ -358,10 +397,12 @@ public final class Coordinator: @unchecked Sendable {
             },
             head: { [unowned self] status in
                 t.headSent = true
+                t.status = status
                 if status < 500, let i = t.instance { self.noteSuccess(i) }
             },
             firstBody: { [unowned self] in
                 t.firstByte = true
+                t.firstByteNanos = DispatchTime.now().uptimeNanoseconds
                 self.metrics.firstByte(since: t.arrivalNanos)
                 self.noteFirstToken(t, from: t.instance)
                 // the first-token timeout is the first armed after dispatch
@@ -391,14 +432,24 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     func proxyFinished(_ t: TrackedRequest, _ outcome: ProxyOutcome) {
+        t.proxyBytes += outcome.bytes
+        if t.status == 0 {
+            switch outcome.result {
+            case .ok: t.status = outcome.status
+            case .gaveUp: t.status = 502 // the proxy's own replies (proxy.c on_done)
+            case .timeout: t.status = 504
+            case .cancelled: t.clientDisconnect = true
+            case .upstreamError: break
+            }
+        }
         // a stream the instance broke after its head (our own aborts report a cancelled call)
         if outcome.result == .upstreamError, let e = outcome.lastError, e != .cancelled, let i = t.instance { noteFailure(i) }
         if !t.errorNoted, outcome.result == .gaveUp || outcome.result == .upstreamError {
             // the proxy's own 502/504, or the in-stream error after an instance broke its reply
             let why = outcome.lastError.map { "\($0)" } ?? "no answer"
-            live.errors.record(status: outcome.result == .gaveUp ? 502 : outcome.status,
-                               message: outcome.result == .gaveUp ? "No instance answered (\(why))" : "Instance broke its reply (\(why))",
-                               instance: t.instance?.info.id)
+            let message = outcome.result == .gaveUp ? "No instance answered (\(why))" : "Instance broke its reply (\(why))"
+            live.errors.record(status: outcome.result == .gaveUp ? 502 : outcome.status, message: message, instance: t.instance?.info.id)
+            if t.errorMessage == nil { t.errorMessage = message }
         }
         switch outcome.result {
         case .ok: metrics.reply(dialect: t.dialect, status: outcome.status)
@@ -415,6 +466,7 @@ public final class Coordinator: @unchecked Sendable {
     func complete(_ t: TrackedRequest, success: Bool) {
         guard !t.finished else { return }
         t.finished = true
+        if let accessLog { logAccess(t, accessLog) }
         // the responder's hook captures the request, which holds the responder: break the cycle
         t.responder.onClientGone = nil
         t.cancelTimers()
@@ -437,7 +489,11 @@ public final class Coordinator: @unchecked Sendable {
         guard !t.finished else { return }
         if let pd = t.pd { return failPD(t, pd, error) }
         let body = t.headSent ? error.streamErrorEvent(dialect: t.dialect, stream: t.stream) : error.body(dialect: t.dialect)
+        t.errorMessage = error.message
         if let i = t.instance {
+            // the abort's reply or in-stream error is the proxy's, not the responder's: counted here
+            if !t.headSent { t.status = error.status }
+            t.proxyBytes += UInt64(body.count)
             t.errorNoted = true
             live.errors.record(status: error.status, message: error.message, instance: i.info.id)
             // proxied: the proxy answers and its finish hook completes the request
@@ -450,11 +506,13 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Ends a request that was never proxied.
     func finish(_ t: TrackedRequest, error: GatewayError) {
+        t.errorMessage = error.message
         reply(t.responder, error, dialect: t.dialect, instance: t.instance?.info.id)
         complete(t, success: false)
     }
 
     func clientLeft(_ t: TrackedRequest) {
+        t.clientDisconnect = true
         // single node: the proxy already closed the upstream connection (DECISIONS 8); finish() completes
         if let pd = t.pd {
             // DECISIONS 8: the work on P and D is cancelled at once
@@ -499,7 +557,10 @@ public final class Coordinator: @unchecked Sendable {
         t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + t.traceHeaders,
                                                                     clientBufferBytes: config.http.relayBufferBytes,
                                                                     errorReply: Self.errorReply(t.dialect)),
-                          head: { _ in t.headSent = true },
+                          head: { status in
+                              t.headSent = true
+                              t.status = status
+                          },
                           finish: { [unowned self] outcome in self.proxyFinished(t, outcome) })
     }
 

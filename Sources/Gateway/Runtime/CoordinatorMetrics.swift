@@ -12,6 +12,7 @@ final class CoordinatorMetrics: Sendable {
     let upstreamErrors: Counter
     let timeouts: Counter
     let circuitOpenings: Counter
+    let accessLogDropped: Counter
     private let ttfb: Metrics.Timer
     private let duration: Metrics.Timer
     private let replies = Mutex<[String: Counter]>([:])
@@ -37,6 +38,7 @@ final class CoordinatorMetrics: Sendable {
         prefix + "instance_inflight_requests": "Requests dispatched to an instance and not yet finished.",
         prefix + "instance_up": "1 when the instance's /metrics answered the last scrape.",
         prefix + "instance_circuit_openings_total": "Times an instance's circuit opened after consecutive failed attempts.",
+        prefix + "access_log_dropped_total": "Access log lines dropped because the writer's queue was full (the data path never waits for the disk).",
     ]
 
     /// Prometheus text with a `# HELP` line before every `# TYPE` line that has none (promtool flags a family
@@ -70,6 +72,7 @@ final class CoordinatorMetrics: Sendable {
         upstreamErrors = Counter(label: "mindie_coordinator_upstream_errors_total", factory: factory)
         timeouts = Counter(label: "mindie_coordinator_timeouts_total", factory: factory)
         circuitOpenings = Counter(label: "mindie_coordinator_instance_circuit_openings_total", factory: factory)
+        accessLogDropped = Counter(label: "mindie_coordinator_access_log_dropped_total", factory: factory)
         ttfb = Metrics.Timer(label: "mindie_coordinator_time_to_first_byte_seconds", dimensions: [], factory: factory)
         duration = Metrics.Timer(label: "mindie_coordinator_request_duration_seconds", dimensions: [], factory: factory)
     }

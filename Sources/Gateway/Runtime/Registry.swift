@@ -26,6 +26,23 @@ final class TrackedRequest {
     var traceHeaders: [(String, String)] { traceparent.map { [("traceparent", $0)] } ?? [] }
     /// Its error is already in the status page's ring (the proxy's finish must not add it again).
     var errorNoted = false
+    // What the access log reports (docs/wire/coordinator.md §7).
+    var method = ""
+    var path = ""
+    /// The client's own `traceparent` (relayed as is).
+    var clientTraceparent: String?
+    /// The status the client saw when the proxy or an abort answered (Swift-side replies are on the responder).
+    var status = 0
+    /// Body bytes the proxy relayed.
+    var proxyBytes: UInt64 = 0
+    var retries = 0
+    /// Uptime (ns) of the first byte to the client.
+    var firstByteNanos: UInt64 = 0
+    /// PD: output messages relayed (P's first output counts one).
+    var messagesOut = 0
+    var clientDisconnect = false
+    /// The Coordinator's own error, when it ended the request with one.
+    var errorMessage: String?
 
     init(id: UInt64, responder: HTTPResponder, dialect: Dialect?, stream: Bool, model: String?, arrivalNanos: UInt64) {
         self.id = id

@@ -222,6 +222,10 @@ public final class HTTPResponder {
     public private(set) var isFinished = false
     public private(set) var isStreaming = false
     public private(set) var clientGone = false
+    /// The status sent by `respond` or `startStream` (0: none yet; a proxied reply's status is its proxy's to report).
+    public private(set) var sentStatus = 0
+    /// Body bytes accepted by `respond` and `write` (not those a proxy relays).
+    public private(set) var sentBodyBytes: UInt64 = 0
     /// Called once, on the loop, if the client leaves before the response ended.
     public var onClientGone: (() -> Void)?
 
@@ -249,6 +253,8 @@ public final class HTTPResponder {
         guard let raw, !isFinished, !isStreaming else { return }
         isFinished = true
         onClientGone = nil
+        sentStatus = status
+        sentBodyBytes += UInt64(body.count)
         withCHeaders(headers) { h, n in
             body.withUnsafeBytes { ch2o_req_respond(raw, Int32(status), h, n, $0.baseAddress, $0.count) }
         }
@@ -262,17 +268,20 @@ public final class HTTPResponder {
     public func startStream(status: Int, headers: [(String, String)] = []) {
         guard let raw, !isFinished, !isStreaming else { return }
         isStreaming = true
+        sentStatus = status
         withCHeaders(headers) { h, n in ch2o_req_stream_start(raw, Int32(status), h, n) }
     }
 
     public func write(_ bytes: [UInt8]) {
         guard let raw, isStreaming, !isFinished else { return }
+        sentBodyBytes += UInt64(bytes.count)
         bytes.withUnsafeBytes { ch2o_req_stream_write(raw, $0.baseAddress, $0.count) }
     }
 
     public func write(_ text: String) {
         var text = text
         guard let raw, isStreaming, !isFinished else { return }
+        sentBodyBytes += UInt64(text.utf8.count)
         text.withUTF8 { ch2o_req_stream_write(raw, $0.baseAddress, $0.count) }
     }
 

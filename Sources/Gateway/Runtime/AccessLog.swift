@@ -1,0 +1,265 @@
+import Foundation
+import Metrics
+import Synchronization
+
+/// One finished data-port request as the loop thread hands it over: plain values and references only, so the
+/// loop never formats or allocates text for the log (the writer thread does).
+struct AccessRecord: Sendable {
+    /// The Coordinator's request id (`req-id` upstream); nil for a request refused before it was tracked.
+    var requestID: UInt64?
+    var method: String
+    /// The request's path, without its query (which may carry secrets).
+    var route: String
+    var dialect: Dialect?
+    var stream = false
+    var model: String?
+    /// Single node (or a flex self-pair): the instance that served the last attempt.
+    var instance: InstanceEntry?
+    /// PD: the pair of the last incarnation.
+    var prefill: InstanceEntry?
+    var decode: InstanceEntry?
+    /// The status the client saw; 0 when nothing reached it (it left first).
+    var status = 0
+    /// Uptime (ns) of the arrival, the first byte to the client (0: none) and the end.
+    var arrivalNanos: UInt64 = 0
+    var firstByteNanos: UInt64 = 0
+    var endNanos: UInt64 = 0
+    /// Wall clock of the end, ns since the epoch.
+    var wallNanos: Int64 = 0
+    /// Output messages relayed (PD streams: one per token); nil where the Coordinator does not look into the body.
+    var tokensOut: Int?
+    /// Response body bytes handed to the client.
+    var bytesOut: UInt64 = 0
+    var retries = 0
+    var clientDisconnect = false
+    /// The `traceparent` the instances got (the client's or ours); the log shows its trace id.
+    var traceparent: String?
+    /// What went wrong, for error replies the Coordinator made itself.
+    var error: String?
+}
+
+/// The opt-in structured access log (`log_info.access_log`): JSON lines, one per data-port request.
+///
+/// Loop threads only ``submit(_:)`` a record into a bounded queue under a short lock (an append); a dedicated
+/// writer thread formats and writes whole batches with one `write(2)`. When the queue is full the record is dropped
+/// and `mindie_coordinator_access_log_dropped_total` counts it: the data path never waits for the disk.
+/// The file is opened with `O_APPEND`; after each batch the writer compares the path's inode with its descriptor's
+/// and reopens when the file was renamed or removed, so rotation by rename needs no signal (copytruncate works too).
+final class AccessLog: Sendable {
+    struct Queue {
+        var records: [AccessRecord] = []
+        var stopping = false
+    }
+
+    let path: String
+    let capacity: Int
+    private let queue = Mutex<Queue>(Queue())
+    private let wake = DispatchSemaphore(value: 0)
+    private let stopped = DispatchSemaphore(value: 0)
+    private let dropped: Counter
+    /// Records written, for tests and the shutdown flush.
+    let written = Atomic<Int>(0)
+    private let fd = Atomic<Int32>(-1)
+
+    /// Opens (creates, mode 0640) `path` for appending and starts the writer thread.
+    /// - Throws: a message naming the path when it cannot be opened.
+    init(path: String, capacity: Int, dropped: Counter) throws(CoordinatorStartError) {
+        self.path = path
+        self.capacity = capacity
+        self.dropped = dropped
+        let f = Self.open(path)
+        guard f >= 0 else {
+            throw CoordinatorStartError("log_info.access_log.path: cannot open \(path) for appending: \(String(cString: strerror(errno)))")
+        }
+        fd.store(f, ordering: .relaxed)
+        let t = Thread { [self] in self.run() }
+        t.name = "access-log"
+        t.start()
+    }
+
+    private static func open(_ path: String) -> Int32 {
+        Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+    }
+
+    /// Hands a record to the writer; never blocks beyond one append. false when the queue was full (dropped).
+    @discardableResult
+    func submit(_ r: AccessRecord) -> Bool {
+        let (accepted, wasEmpty) = queue.withLock { q -> (Bool, Bool) in
+            guard !q.stopping, q.records.count < capacity else { return (false, false) }
+            q.records.append(r)
+            return (true, q.records.count == 1)
+        }
+        guard accepted else {
+            dropped.increment()
+            return false
+        }
+        // one wake-up per batch: the writer drains everything queued once it runs
+        if wasEmpty { wake.signal() }
+        return true
+    }
+
+    /// Writes what is queued, then stops the writer and closes the file.
+    func close() {
+        let already = queue.withLock { q in
+            defer { q.stopping = true }
+            return q.stopping
+        }
+        guard !already else { return }
+        wake.signal()
+        stopped.wait()
+    }
+
+    private func run() {
+        var batch: [AccessRecord] = []
+        var out: [UInt8] = []
+        while true {
+            wake.wait()
+            while true {
+                let stopping = queue.withLock { q in
+                    swap(&batch, &q.records)
+                    return q.stopping
+                }
+                if batch.isEmpty {
+                    if stopping {
+                        Glibc.close(fd.exchange(-1, ordering: .relaxed))
+                        stopped.signal()
+                        return
+                    }
+                    break
+                }
+                out.removeAll(keepingCapacity: true)
+                for r in batch { Self.format(r, into: &out) }
+                writeAll(out)
+                written.add(batch.count, ordering: .relaxed)
+                batch.removeAll(keepingCapacity: true)
+                reopenIfMoved()
+            }
+        }
+    }
+
+    private func writeAll(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = Glibc.write(fd.load(ordering: .relaxed), b.baseAddress! + off, b.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return // a full or failing disk loses lines, it does not stop the writer
+                }
+                off += n
+            }
+        }
+    }
+
+    private func reopenIfMoved() {
+        var onDisk = stat(), open = stat()
+        let current = fd.load(ordering: .relaxed)
+        guard fstat(current, &open) == 0 else { return }
+        if stat(path, &onDisk) == 0, onDisk.st_ino == open.st_ino, onDisk.st_dev == open.st_dev { return }
+        let f = Self.open(path)
+        guard f >= 0 else { return }
+        Glibc.close(fd.exchange(f, ordering: .relaxed))
+    }
+
+    // MARK: - formatting (writer thread)
+
+    /// Appends `r` as one JSON line.
+    static func format(_ r: AccessRecord, into out: inout [UInt8]) {
+        out += Array("{\"time\":\"".utf8)
+        appendTime(r.wallNanos, into: &out)
+        out += Array("\",\"request_id\":".utf8)
+        if let id = r.requestID { string(String(id), into: &out) } else { out += Array("null".utf8) }
+        field("method", into: &out); string(r.method, into: &out)
+        field("route", into: &out); string(r.route, into: &out)
+        field("dialect", into: &out); optionalString(r.dialect?.rawValue, into: &out)
+        field("stream", into: &out); out += Array((r.stream ? "true" : "false").utf8)
+        field("model", into: &out); optionalString(r.model, into: &out)
+        field("instance", into: &out); instance(r.instance, into: &out)
+        field("prefill", into: &out); instance(r.prefill, into: &out)
+        field("decode", into: &out); instance(r.decode, into: &out)
+        field("status", into: &out); out += Array(String(r.status).utf8)
+        field("ttft_ms", into: &out)
+        if r.firstByteNanos >= r.arrivalNanos, r.firstByteNanos > 0 { millis(r.firstByteNanos - r.arrivalNanos, into: &out) } else { out += Array("null".utf8) }
+        field("duration_ms", into: &out); millis(r.endNanos >= r.arrivalNanos ? r.endNanos - r.arrivalNanos : 0, into: &out)
+        field("tokens_out", into: &out); out += Array((r.tokensOut.map(String.init) ?? "null").utf8)
+        field("bytes_out", into: &out); out += Array(String(r.bytesOut).utf8)
+        field("retries", into: &out); out += Array(String(r.retries).utf8)
+        field("client_disconnect", into: &out); out += Array((r.clientDisconnect ? "true" : "false").utf8)
+        field("trace_id", into: &out); optionalString(traceID(r.traceparent), into: &out)
+        field("error", into: &out); optionalString(r.error, into: &out)
+        out += Array("}\n".utf8)
+    }
+
+    /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); nil when it is not one.
+    static func traceID(_ traceparent: String?) -> String? {
+        guard let t = traceparent else { return nil }
+        let parts = t.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[1].utf8.count == 32, parts[1].utf8.allSatisfy({ isHex($0) }) else { return nil }
+        return String(parts[1]).lowercased()
+    }
+
+    private static func isHex(_ c: UInt8) -> Bool {
+        (0x30...0x39).contains(c) || (0x61...0x66).contains(c) || (0x41...0x46).contains(c)
+    }
+
+    private static func field(_ name: String, into out: inout [UInt8]) {
+        out += Array(",\"\(name)\":".utf8)
+    }
+
+    private static func instance(_ e: InstanceEntry?, into out: inout [UInt8]) {
+        guard let e else { return out += Array("null".utf8) }
+        out += Array("{\"id\":\(e.info.id),\"address\":".utf8)
+        string("\(e.ip):\(e.port)", into: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    private static func optionalString(_ s: String?, into out: inout [UInt8]) {
+        if let s { string(s, into: &out) } else { out += Array("null".utf8) }
+    }
+
+    /// A JSON string literal (RFC 8259 escapes; control characters as \u00XX).
+    static func string(_ s: String, into out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        out.append(UInt8(ascii: "\""))
+        for c in s.utf8 {
+            switch c {
+            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0..<0x20: out += Array("\\u00".utf8) + [hex[Int(c >> 4)], hex[Int(c & 0xF)]]
+            default: out.append(c)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func millis(_ ns: UInt64, into out: inout [UInt8]) {
+        // three decimals: microsecond resolution is plenty for a log and keeps lines short
+        let us = (ns + 500) / 1000
+        out += Array("\(us / 1000).\(String(us % 1000 + 1000).dropFirst())".utf8)
+    }
+
+    /// RFC 3339 UTC with milliseconds.
+    private static func appendTime(_ wallNanos: Int64, into out: inout [UInt8]) {
+        var secs = time_t(wallNanos / 1_000_000_000)
+        var tm = tm()
+        gmtime_r(&secs, &tm)
+        let ms = Int((wallNanos / 1_000_000) % 1000)
+        func pad(_ v: Int32, _ w: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        let text = "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T"
+            + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
+        out += Array(text.utf8)
+    }
+
+    /// Wall clock now, ns since the epoch (a vDSO call: cheap enough for the loop).
+    static func wallNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
