@@ -2,10 +2,14 @@ import ArgumentParser
 import Control
 import Dispatch
 import Foundation
+import MSCommandLine
 import MSCore
 
 @main
 struct Main: ParsableCommand {
+    /// Statuses by the one convention of every binary (ExitStatus): 2 for usage and config errors, 1 at run time.
+    static func main() { runWithExitStatus() }
+
     static let configuration = CommandConfiguration(
         commandName: "ms_controller",
         abstract: "The MindIE-MS Controller: discovers and probes instances, decides P/D roles and keeps the Coordinator current.",
@@ -26,7 +30,7 @@ struct Main: ParsableCommand {
             cfg = try ControllerConfig(data: Data(try location.read(environment: env)), environment: env, file: location.path)
         } catch {
             FileHandle.standardError.write(Data("ms_controller: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw ExitStatus.usage
         }
         let logger = Bootstrap.run(
             label: "ms_controller", level: Bootstrap.logLevel(env["MINDIE_LOG_LEVEL"] ?? cfg.logInfo.logLevel))
@@ -34,7 +38,7 @@ struct Main: ParsableCommand {
         let service: ControllerService
         do { service = try ControllerService(config: cfg, environment: env, logger: logger) } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
-            throw ExitCode(1)
+            throw ExitStatus.failure
         }
         let failure = blocking { () async -> ControllerStartError? in
             do { try await service.start() } catch { return ControllerStartError("\(error)") }
@@ -42,7 +46,7 @@ struct Main: ParsableCommand {
         }
         if let failure {
             logger.critical("cannot start", metadata: ["error": "\(failure)"])
-            throw ExitCode(1)
+            throw ExitStatus.failure
         }
         let sig = waitForTerminationSignal()
         logger.info("stopping", metadata: ["signal": "\(sig)"])
