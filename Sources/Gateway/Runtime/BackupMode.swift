@@ -90,6 +90,43 @@ extension Coordinator {
     /// Whether this process holds the `/dresult` links and serves (always, without backup mode).
     var isMaster: Bool { backupMode?.isMaster ?? true }
 
+    /// Whether new requests are taken (and readiness is 200 once instances are known): the master, unless it is
+    /// draining for a stop.
+    var isServing: Bool { isMaster && !draining.load(ordering: .acquiring) }
+
+    /// Graceful stop (SIGTERM: a rollout or `msctl update` replacing this pod): readiness and new requests get 503 at
+    /// once while the requests in flight finish. A master keeps its lease and its `/dresult` links meanwhile: a D
+    /// keeps one link only, so a standby taking over now would take the results of every stream in flight here.
+    /// The lease is given back by `shutdown()` afterwards, so the standby takes over within its poll interval instead
+    /// of a TTL. Bounded by `exception_config.drain_timeout` (the manifests give the pod that plus a margin as its
+    /// termination grace period).
+    /// - Parameters:
+    ///   - timeoutSeconds: the bound; 0 = no drain.
+    ///   - wait: waits up to the given milliseconds; returns true to stop draining at once (a second signal).
+    /// - Returns: requests still in flight when it stopped waiting (0 = drained).
+    public func drain(timeoutSeconds: Int, wait: (Int) -> Bool) -> Int {
+        draining.store(true, ordering: .releasing)
+        var left = inFlightCount
+        guard left > 0, timeoutSeconds > 0 else { return left }
+        let started = ContinuousClock.now
+        let deadline = started + .seconds(timeoutSeconds)
+        logger.notice("draining before stop: readiness 503 and new requests refused; the lease and the links are kept until the requests in flight finish",
+                      metadata: ["in_flight": "\(left)", "drain_timeout": "\(timeoutSeconds) s", "master": "\(isMaster)"])
+        while left > 0, ContinuousClock.now < deadline {
+            if wait(50) {
+                logger.warning("drain cut short by a second signal", metadata: ["in_flight": "\(inFlightCount)"])
+                return inFlightCount
+            }
+            left = inFlightCount
+        }
+        if left > 0 {
+            logger.warning("drain timed out: the requests still in flight fail", metadata: ["in_flight": "\(left)"])
+        } else {
+            logger.notice("drained", metadata: ["took": "\(ContinuousClock.now - started)"])
+        }
+        return left
+    }
+
     /// Takeover: open a link to every D of the current view, then readiness follows the links.
     func becameMaster() {
         logger.notice("backup mode: master, opening the /dresult links")
