@@ -339,3 +339,43 @@ def test_two_single_node_coordinators_both_refreshed_and_both_serve(cluster):
         r = chat(h, c.coord_ports["predict"], stream=False)
         assert r.status_code == 200
     assert c.master() is None  # no etcd lock in single_node
+
+
+def test_two_clusters_on_one_etcd_each_elect_their_own(tmp_path):
+    """Two HA clusters named alpha and beta (MINDIE_MS_CLUSTER_NAME, as the manifests set it) on one etcd: each
+    has its own Controller leader and Coordinator master under its own keys, serves, and fails over alone."""
+    def make(name, etcd=None):
+        return local_cluster.LocalCluster(mode="pd", p=1, d=1, speedup=20, binaries=os.environ.get("MINDIE_MS_BIN"),
+                                          workdir=str(tmp_path / name), sync_seconds=SYNC, ha=True, ha_ttl=TTL,
+                                          ha_name=name, etcd=etcd)
+    a = make("alpha")
+    b = None
+    try:
+        a.reserve()
+        a.start(timeout=90)
+        b = make("beta", etcd=f"{a.etcd_host}:{a.etcd_port}")
+        b.reserve()
+        b.start(timeout=90)
+        for c in (a, b):
+            leader = wait_until(c.leader, 10, f"{c.ha_name}: a leader")
+            master = wait_until(c.master, 10, f"{c.ha_name}: a master")
+            assert leader.split(":")[0] in c.controller_hosts
+            assert master.split(":")[0] in c.coordinator_hosts
+            assert c.ready_coordinators() == [master.split(":")[0]]
+            assert sum(controller_ready(c, h) for h in c.controller_hosts) == 1
+            assert chat(c.ready_coordinators()[0], c.coord_ports["predict"], stream=False).status_code == 200
+            assert a.etcd_get(f"/{c.ha_name}/controller/node-data") is not None
+        # the reference's unprefixed keys are not used by named clusters
+        assert a.etcd_get("/cluster/leader-lock") is None and a.etcd_get("/coordinator/leader-lock") is None
+        # alpha's leader dies: alpha fails over, beta's leader and master stay as they were
+        b_leader, b_master = b.leader(), b.master()
+        old = a.leader()
+        a.kill_process(controller_name(a, old))
+        other = next(h for h in a.controller_hosts if h != old.split(":")[0])
+        wait_until(lambda: controller_ready(a, other), TTL + SYNC + 10, "alpha's standby leads")
+        assert (b.leader(), b.master()) == (b_leader, b_master)
+        assert controller_ready(b, b_leader.split(":")[0])
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()

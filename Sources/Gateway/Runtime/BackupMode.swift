@@ -5,7 +5,8 @@ import Synchronization
 
 /// Coordinator master/standby through etcd (`backup_config`, spec §6 "Backup mode"), PD modes only.
 ///
-/// - Lock `<prefix>/coordinator/leader-lock` (prefix `/<POD_NAMESPACE>` when set), value `POD_IP` when set, else
+/// - Lock `<prefix>/coordinator/leader-lock` (prefix `/<POD_NAMESPACE>/<MINDIE_MS_CLUSTER_NAME>`, each part when set:
+///   `HAKeys`), value `POD_IP` when set, else
 ///   `<manage_ip>:<manage_port>`; lease `backup_config.lease_ttl_seconds` (ours, optional; the reference's 20 s).
 /// - The master holds the `/dresult` links (a D accepts one link at a time), answers `/v1/readiness` 200 and
 ///   serves. A standby applies the Controller's refreshes without opening links, answers `/v1/readiness` 503 and
@@ -22,7 +23,7 @@ final class BackupMode: Sendable {
     private let master = Atomic<Bool>(false)
 
     init(config: CoordinatorConfig, client: EtcdClient, identity: String, environment: [String: String], logger: Logger) {
-        let prefix = environment["POD_NAMESPACE"].map { $0.isEmpty ? "" : "/" + $0 } ?? ""
+        let prefix = HAKeys.prefix(environment: environment)
         let cfg = LeaderElection.Configuration(
             lockKey: prefix + "/coordinator/leader-lock", value: identity, ttlSeconds: Int64(config.backup.leaseTTLSeconds))
         election = LeaderElection(client: client, configuration: cfg, logger: logger)
@@ -176,7 +177,10 @@ extension Coordinator {
             }
         }
         let env = ProcessInfo.processInfo.environment
-        let client = EtcdClient(endpoints: [.init(host: config.backup.databaseServerDNS, port: config.backup.databaseServerPort)], tls: tls)
+        guard let endpoints = EtcdClient.Endpoint.list(config.backup.databaseServerDNS, defaultPort: config.backup.databaseServerPort) else {
+            throw CoordinatorStartError("backup_config.database_server_dns must be a host or comma-separated host[:port] members, got \"\(config.backup.databaseServerDNS)\"")
+        }
+        let client = EtcdClient(endpoints: endpoints, tls: tls)
         let identity = env["POD_IP"].flatMap { $0.isEmpty ? nil : $0 } ?? manageEndpoint
         return BackupMode(config: config, client: client, identity: identity, environment: env, logger: logger)
     }
