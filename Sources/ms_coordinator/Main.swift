@@ -53,6 +53,18 @@ struct MSCoordinator: ParsableCommand {
         }
         let sig = waitForTerminationSignal()
         logger.info("stopping", metadata: ["signal": "\(sig)"])
+        // requests in flight finish first (bounded; a second SIGINT/SIGTERM stops at once), then the lease goes
+        _ = coordinator.drain(timeoutSeconds: parsed.exceptions.drainTimeout) { terminationSignalArrives(withinMilliseconds: $0) }
         coordinator.shutdown()
     }
+}
+
+/// Waits up to `ms` for SIGINT/SIGTERM (blocked in every thread, so it stays pending until taken here).
+private func terminationSignalArrives(withinMilliseconds ms: Int) -> Bool {
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    var ts = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+    return sigtimedwait(&set, nil, &ts) > 0
 }

@@ -77,7 +77,8 @@ public final class ControllerService: Sendable {
         if config.haEnabled {
             let etcdTLS = try Self.client(config.tls.etcdServer, "etcd_server", environment)
             etcdClient = EtcdClient(
-                endpoints: [.init(host: config.backup.databaseServerDNS, port: config.backup.databaseServerPort)], tls: etcdTLS)
+                endpoints: EtcdClient.Endpoint.list(config.backup.databaseServerDNS, defaultPort: config.backup.databaseServerPort)
+                    ?? [.init(host: config.backup.databaseServerDNS, port: config.backup.databaseServerPort)], tls: etcdTLS)
         }
         let runner = HTTPEffectRunner(
             configuration: .init(

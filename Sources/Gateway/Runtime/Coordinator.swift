@@ -39,6 +39,8 @@ public final class Coordinator: @unchecked Sendable {
     private(set) var backupMode: BackupMode?
     /// Refuses instance-changing calls from a deposed Controller (older `x-ms-term`).
     let controllerTerm = TermFence()
+    /// Set by `drain` (graceful stop): no new requests, readiness 503.
+    let draining = Atomic<Bool>(false)
     private let lengthStats = Mutex<LengthStats>(LengthStats())
     let effectiveScheduleTimeout: Int
 
@@ -243,7 +245,7 @@ public final class Coordinator: @unchecked Sendable {
             return
         }
         let view = cluster.view
-        guard view.available, isMaster else {
+        guard view.available, isServing else {
             refuse(req, res, .notReady, dialect: parsed.dialect, arrival: arrival, parsed: parsed)
             return
         }
