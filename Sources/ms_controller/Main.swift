@@ -1,11 +1,11 @@
 import ArgumentParser
 import Control
-import Dispatch
 import Foundation
 import MSCore
+import Synchronization
 
 @main
-struct Main: ParsableCommand {
+struct Main: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ms_controller",
         abstract: "The MindIE-MS Controller: discovers and probes instances, decides P/D roles and keeps the Coordinator current.",
@@ -14,8 +14,9 @@ struct Main: ParsableCommand {
 
     @Option(help: "Path of ms_controller.json.") var config: String?
 
-    func run() throws {
-        // Before any thread exists, so that every thread inherits the mask and the signal reaches sigwait.
+    func run() async throws {
+        // First, before anything starts a thread (the concurrency pool grows on demand, and nothing was enqueued
+        // on it yet): every thread inherits the mask, so the signal reaches the sigwait thread below.
         blockTerminationSignals()
         let env = ProcessInfo.processInfo.environment
         let location = ConfigLocation(
@@ -32,37 +33,28 @@ struct Main: ParsableCommand {
             label: "ms_controller", level: Bootstrap.logLevel(env["MINDIE_LOG_LEVEL"] ?? cfg.logInfo.logLevel))
         logger.info("config loaded", metadata: ["path": "\(location.path)", "deploy_mode": "\(cfg.deployMode.rawValue)"])
         let service: ControllerService
-        do { service = try ControllerService(config: cfg, environment: env, logger: logger) } catch {
+        do {
+            service = try ControllerService(config: cfg, environment: env, logger: logger)
+            try service.listen()
+        } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
-        let failure = blocking { () async -> ControllerStartError? in
-            do { try await service.start() } catch { return ControllerStartError("\(error)") }
-            return nil
+        await withDiscardingTaskGroup { group in
+            group.addTask { await service.run() }
+            let sig = await terminationSignal()
+            logger.info("stopping", metadata: ["signal": "\(sig)"])
+            group.cancelAll()  // the service stops its runtime and listeners before `run()` returns
         }
-        if let failure {
-            logger.critical("cannot start", metadata: ["error": "\(failure)"])
-            throw ExitCode(1)
-        }
-        let sig = waitForTerminationSignal()
-        logger.info("stopping", metadata: ["signal": "\(sig)"])
-        blocking { await service.stop() }
         logger.info("stopped")
     }
 }
 
-/// Runs async work from the main thread and waits for it.
-func blocking<T: Sendable>(_ work: @escaping @Sendable () async -> T) -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        box.value = await work()
-        done.signal()
+/// SIGINT or SIGTERM, waited for by `sigwait` on a thread of its own (it blocks; the concurrency pool must not).
+func terminationSignal() async -> Int32 {
+    await withCheckedContinuation { (c: CheckedContinuation<Int32, Never>) in
+        let t = Thread { c.resume(returning: waitForTerminationSignal()) }
+        t.name = "sigwait"
+        t.start()
     }
-    done.wait()
-    return box.value!
-}
-
-final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
 }
