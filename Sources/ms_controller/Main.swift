@@ -4,8 +4,58 @@ import Foundation
 import MSCore
 import Synchronization
 
+/// A synchronous entry point whose main thread waits for SIGINT/SIGTERM with `sigwait` and hands the signal to the
+/// async command. Not an async `main`, nor `dispatchMain()`: both park the main thread in libdispatch's
+/// `sigsuspend` with every signal unblocked, so SIGTERM would kill the process instead of stopping it.
 @main
-struct Main: AsyncParsableCommand {
+enum Main {
+    static func main() {
+        // while the main thread is the only thread: every thread inherits the mask
+        blockTerminationSignals()
+        // detached: a task made here would belong to the main actor, whose queue the main thread never drains
+        Task.detached {
+            await ControllerCommand.main()  // exits by itself when the command fails
+            exit(0)
+        }
+        while true { terminationSignal.deliver(waitForTerminationSignal()) }  // later signals: already stopping
+    }
+}
+
+/// The first SIGINT or SIGTERM, from the main thread to whoever awaits it.
+let terminationSignal = TerminationSignal()
+
+final class TerminationSignal: Sendable {
+    private struct State {
+        var signal: Int32?
+        var waiter: CheckedContinuation<Int32, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func deliver(_ sig: Int32) {
+        let waiter = state.withLock { s -> CheckedContinuation<Int32, Never>? in
+            guard s.signal == nil else { return nil }
+            s.signal = sig
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: sig)
+    }
+
+    /// The signal, once one arrived.
+    func wait() async -> Int32 {
+        await withCheckedContinuation { (c: CheckedContinuation<Int32, Never>) in
+            let now = state.withLock { s -> Int32? in
+                if let sig = s.signal { return sig }
+                s.waiter = c
+                return nil
+            }
+            if let now { c.resume(returning: now) }
+        }
+    }
+}
+
+struct ControllerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ms_controller",
         abstract: "The MindIE-MS Controller: discovers and probes instances, decides P/D roles and keeps the Coordinator current.",
@@ -15,9 +65,6 @@ struct Main: AsyncParsableCommand {
     @Option(help: "Path of ms_controller.json.") var config: String?
 
     func run() async throws {
-        // First, before anything starts a thread (the concurrency pool grows on demand, and nothing was enqueued
-        // on it yet): every thread inherits the mask, so the signal reaches the sigwait thread below.
-        blockTerminationSignals()
         let env = ProcessInfo.processInfo.environment
         let location = ConfigLocation(
             explicit: config, environmentVariable: "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH",
@@ -42,19 +89,10 @@ struct Main: AsyncParsableCommand {
         }
         await withDiscardingTaskGroup { group in
             group.addTask { await service.run() }
-            let sig = await terminationSignal()
+            let sig = await terminationSignal.wait()
             logger.info("stopping", metadata: ["signal": "\(sig)"])
             group.cancelAll()  // the service stops its runtime and listeners before `run()` returns
         }
         logger.info("stopped")
-    }
-}
-
-/// SIGINT or SIGTERM, waited for by `sigwait` on a thread of its own (it blocks; the concurrency pool must not).
-func terminationSignal() async -> Int32 {
-    await withCheckedContinuation { (c: CheckedContinuation<Int32, Never>) in
-        let t = Thread { c.resume(returning: waitForTerminationSignal()) }
-        t.name = "sigwait"
-        t.start()
     }
 }
