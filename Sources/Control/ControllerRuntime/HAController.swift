@@ -22,7 +22,6 @@ public final class HAController: Sendable {
     public let stateKey: String
     let runtime: ControllerRuntime
     let logger: Logger
-    private let task = Mutex<Task<Void, Never>?>(nil)
 
     init(config: ControllerConfig, client: EtcdClient, fence: LeaseFence, runtime: ControllerRuntime, identity: String, logger: Logger,
          environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -49,7 +48,9 @@ public final class HAController: Sendable {
         }
     }
 
-    func start() {
+    /// Campaigns, and runs the runtime while leading, until the calling task is cancelled (then demotes and gives
+    /// the lease back).
+    func run() async {
         let runtime = self.runtime, client = election.client, stateKey = self.stateKey, lockKey = self.lockKey
         let logger = self.logger
         let handlers = LeaderElection.Handlers(
@@ -63,16 +64,6 @@ public final class HAController: Sendable {
                 await runtime.resetForStandby()
                 logger.notice("standby: runtime stopped", metadata: ["why": "\(why)"])
             })
-        let election = self.election
-        task.withLock { t in
-            guard t == nil else { return }
-            t = Task { await election.run(handlers) }
-        }
-    }
-
-    func stop() async {
-        let t = task.withLock { t in defer { t = nil }; return t }
-        t?.cancel()
-        await t?.value
+        await election.run(handlers)
     }
 }
