@@ -325,12 +325,8 @@ public final class Coordinator: @unchecked Sendable {
             guard !t.finished else { return }
             self.metrics.timeouts.increment()
             // no first token in time: the instance did not answer, which counts against its health
-            if healthFailure {
-                if let pd = t.pd { if !pd.firstFrameDone, let p = pd.prefill { self.noteFailure(p) } } else if let i = t.instance { self.noteFailure(i) }
-            }
-            if stopInfer {
-                if let pd = t.pd { self.stopInferPD(t, pd) } else if let instance = t.instance { self.sendStopInfer(t, to: instance) }
-            }
+            if healthFailure, let i = t.instance { self.noteFailure(i) }
+            if stopInfer, let instance = t.instance { self.sendStopInfer(t, to: instance) }
             self.fail(t, error, result: .timeout)
         }
         t.timers.append(timer)
@@ -473,12 +469,7 @@ public final class Coordinator: @unchecked Sendable {
         t.responder.onClientGone = nil
         t.cancelTimers()
         if let i = t.instance { release(i) }
-        if let pd = t.pd {
-            pd.cancelTimers()
-            pd.pCall?.cancel()
-            pd.pCall = nil
-            releasePD(t, pd)
-        }
+        if let pd = t.pd { completePD(t, pd) }
         releaseBooking(t)
         registry.remove(t.id)
         inFlightTotal.subtract(1, ordering: .relaxed)
@@ -489,7 +480,7 @@ public final class Coordinator: @unchecked Sendable {
     /// Ends a request with an error reply (before the head) or an in-stream error (after it).
     func fail(_ t: TrackedRequest, _ error: GatewayError, result: ProxyResult) {
         guard !t.finished else { return }
-        if let pd = t.pd { return failPD(t, pd, error) }
+        if let pd = t.pd { return run(t, pd, .abort(error)) }
         let body = t.headSent ? error.streamErrorEvent(dialect: t.dialect, stream: t.stream) : error.body(dialect: t.dialect)
         t.errorMessage = error.message
         if let i = t.instance {
@@ -516,13 +507,7 @@ public final class Coordinator: @unchecked Sendable {
     func clientLeft(_ t: TrackedRequest) {
         t.clientDisconnect = true
         // single node: the proxy already closed the upstream connection (DECISIONS 8); finish() completes
-        if let pd = t.pd {
-            // DECISIONS 8: the work on P and D is cancelled at once
-            if pd.prefill != nil || pd.decode != nil { stopInferPD(t, pd) }
-            metrics.cancellations.increment()
-            complete(t, success: false)
-            return
-        }
+        if let pd = t.pd { return run(t, pd, .clientGone) }
         if t.instance == nil { complete(t, success: false) }
     }
 
