@@ -2,7 +2,7 @@ import MSCore
 
 /// What a request lifecycle needs to know of an instance: who it is and where it listens. The Coordinator's
 /// ``InstanceEntry`` in production; a plain value in the lifecycle tests, which open no sockets.
-protocol LifecycleInstance: Equatable {
+protocol LifecycleInstance: Equatable, Sendable {
     var id: InstanceID { get }
     /// Same ip and port (a PD flex self-pair is served as a single node).
     func sharesAddress(with other: Self) -> Bool
@@ -30,6 +30,8 @@ enum LifecycleTimer: Hashable, Sendable, CaseIterable {
     case resend
     case firstToken
     case infer
+    /// `tokenizer_timeout` (a tokenizer request, single node).
+    case tokenizer
     /// After a chat stream's finish chunk: waiting for D's separate `[DONE]` message.
     case end
     /// The client's unsent bytes stayed over the bound.

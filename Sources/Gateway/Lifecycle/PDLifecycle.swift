@@ -19,12 +19,12 @@ struct PDLifecycle<Instance: LifecycleInstance> {
         var clientBufferBytes: Int
     }
 
-    enum PReply: Equatable {
+    enum PReply: Equatable, Sendable {
         case failed(HTTPClientError)
         case answered(status: Int, contentType: String, body: [UInt8])
     }
 
-    enum Event: Equatable {
+    enum Event: Equatable, Sendable {
         /// Admitted: arm the schedule timeout and look for a pair.
         case start
         /// The scheduler chose this pair.
@@ -50,7 +50,7 @@ struct PDLifecycle<Instance: LifecycleInstance> {
         case completed
     }
 
-    enum Action: Equatable {
+    enum Action: Equatable, Sendable {
         /// Find a pair outside the exclusions. With `giveUpIfNone`, report ``Event/unplaceable`` when there is none
         /// rather than queue (DIGS) — a retry with nowhere to go ends.
         case schedule(excludingP: Set<InstanceID>, excludingD: Set<InstanceID>, giveUpIfNone: Bool)
@@ -99,7 +99,7 @@ struct PDLifecycle<Instance: LifecycleInstance> {
     }
 
     /// How a retry elsewhere ends when there is nowhere left to go.
-    enum GiveUp: Equatable {
+    enum GiveUp: Equatable, Sendable {
         case fail(GatewayError)
         /// P's error reply: its MindIE error in the client's dialect, else its status and body as sent.
         case relay(pError: GatewayError?, status: Int, contentType: String, body: [UInt8])
@@ -267,8 +267,9 @@ struct PDLifecycle<Instance: LifecycleInstance> {
             out = [.count(.timeout)] + stopInfer() + fail(.inferenceTimeout)
         case .end:
             out = endStream()
-        case .slowClient:
-            // the Coordinator reports this one with the backlog (``Event/slowClientTimer(pending:)``)
+        case .slowClient, .tokenizer:
+            // the Coordinator reports the first with the backlog (``Event/slowClientTimer(pending:)``); PD arms
+            // no tokenizer timer
             break
         }
     }

@@ -91,8 +91,9 @@ extension Coordinator {
             // the proxy forwards the client's own headers and adds req-id; only the other PD headers are added here
             let own = Set(["req-type", "d-target", "d-port", "is-recompute"])
             let headers = pdHeaders(t, pd, d).suffix(5).filter { own.contains($0.0) }
+            t.single.extraHeaders = Array(headers)
             t.pd = nil
-            dispatch(t, to: p, extraHeaders: Array(headers))
+            run(t, .handedOff(p))
         case .hold(let p, let d):
             p.load.inFlight.add(1, ordering: .relaxed)
             d.load.inFlight.add(1, ordering: .relaxed)
@@ -182,21 +183,8 @@ extension Coordinator {
         }
     }
 
-    /// The durations are the config's; 0 (where the config allows it) leaves a timer off.
     private func arm(_ t: TrackedRequest, _ pd: PDState, _ timer: LifecycleTimer) {
-        let elapsed = Int((DispatchTime.now().uptimeNanoseconds - t.arrivalNanos) / 1_000_000_000)
-        let ex = config.exceptions
-        let milliseconds: UInt64 = switch timer {
-        case .schedule: UInt64(max(effectiveScheduleTimeout, 0)) * 1000
-        case .scheduleRetry: 10
-        case .pHead: pd.pCall == nil ? 0 : UInt64(config.health.firstByteTimeoutMs)
-        case .resend: 1000
-        // the request timeouts run from arrival
-        case .firstToken: ex.firstTokenTimeout > 0 ? UInt64(max(ex.firstTokenTimeout - elapsed, 1)) * 1000 : 0
-        case .infer: ex.inferTimeout > 0 ? UInt64(max(ex.inferTimeout - elapsed, 1)) * 1000 : 0
-        case .end: 200
-        case .slowClient: slowClientTimeoutMilliseconds
-        }
+        let milliseconds = timer == .pHead && pd.pCall == nil ? 0 : timerMilliseconds(t, timer)
         pd.timers.removeValue(forKey: timer)?.cancel()
         guard milliseconds > 0 else { return }
         pd.timers[timer] = t.responder.loop.schedule(afterMilliseconds: milliseconds) { [unowned self] in

@@ -278,8 +278,8 @@ public final class Coordinator: @unchecked Sendable {
             startPD(tracked, req, target: target, features: RequestFeatures(parsed))
             return
         }
-        arm(tracked, seconds: effectiveScheduleTimeout, .scheduleTimeout)
-        schedule(tracked, features: RequestFeatures(parsed))
+        tracked.single.features = RequestFeatures(parsed)
+        run(tracked, .start)
     }
 
     /// A refusal before the request was tracked (no request id yet): the reply, and its access log line.
@@ -315,100 +315,6 @@ public final class Coordinator: @unchecked Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
-    }
-
-    /// Arms a timeout that ends the request with `error` unless it finished first.
-    @discardableResult
-    func arm(_ t: TrackedRequest, seconds: Int, _ error: GatewayError, stopInfer: Bool = false, healthFailure: Bool = false) -> LoopTimer? {
-        guard seconds > 0 else { return nil }
-        let timer = t.responder.loop.schedule(afterMilliseconds: UInt64(seconds) * 1000) { [unowned self] in
-            guard !t.finished else { return }
-            self.metrics.timeouts.increment()
-            // no first token in time: the instance did not answer, which counts against its health
-            if healthFailure, let i = t.instance { self.noteFailure(i) }
-            if stopInfer, let instance = t.instance { self.sendStopInfer(t, to: instance) }
-            self.fail(t, error, result: .timeout)
-        }
-        t.timers.append(timer)
-        return timer
-    }
-
-    func schedule(_ t: TrackedRequest, features: RequestFeatures) {
-        guard !t.finished else { return }
-        let view = cluster.routableView()
-        if let decision = scheduler.select(features, snapshot: view.snapshot, load: view.load()),
-           case .single(let id) = decision, let entry = view.entries[id] {
-            metrics.scheduled.increment()
-            dispatch(t, to: entry)
-            return
-        }
-        // default_scheduler semantics: try again until schedule_timeout
-        t.timers.append(t.responder.loop.schedule(afterMilliseconds: 10) { [unowned self] in self.schedule(t, features: features) })
-    }
-
-    func take(_ t: TrackedRequest, _ entry: InstanceEntry) {
-        if let old = t.instance { release(old) }
-        t.instance = entry
-        t.tried.insert(entry.info.id)
-        entry.load.inFlight.add(1, ordering: .relaxed)
-        entry.load.stats.dispatched.add(now: DispatchTime.now().uptimeNanoseconds)
-        registry.assign(t.id, to: entry.info.id)
-    }
-
-    func release(_ entry: InstanceEntry) {
-        entry.load.inFlight.subtract(1, ordering: .relaxed)
-    }
-
-    func dispatch(_ t: TrackedRequest, to entry: InstanceEntry, extraHeaders: [(String, String)] = []) {
-        for timer in t.timers { timer.cancel() } // the schedule timeout and retry timer
-        t.timers.removeAll()
-        take(t, entry)
-        let elapsed = Int((DispatchTime.now().uptimeNanoseconds - t.arrivalNanos) / 1_000_000_000)
-        if config.exceptions.firstTokenTimeout > 0 {
-            arm(t, seconds: max(config.exceptions.firstTokenTimeout - elapsed, 1), .firstTokenTimeout, stopInfer: true, healthFailure: true)
-        }
-        if config.exceptions.inferTimeout > 0 {
-            arm(t, seconds: max(config.exceptions.inferTimeout - elapsed, 1), .inferenceTimeout, stopInfer: true)
-        }
-        let errorTail = Self.readFailedTail(dialect: t.dialect, stream: t.stream)
-        let maxAttempts = config.exceptions.maxRetry + 1
-        t.responder.proxy(
-            to: entry.upstream,
-            options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + t.traceHeaders + extraHeaders, errorTail: errorTail,
-                                  clientBufferBytes: config.http.relayBufferBytes, errorReply: Self.errorReply(t.dialect),
-                                  connectTimeoutMilliseconds: UInt64(config.health.connectTimeoutMs),
-                                  // a non-streamed reply's head comes with the whole answer: only streams get one
-                                  headTimeoutMilliseconds: t.stream ? UInt64(config.health.firstByteTimeoutMs) : 0),
-            retry: { [unowned self] attempt, _, why in
-                // a 503 is a busy instance, not a sick one
-                if case .transport = why, let failed = t.instance { self.noteFailure(failed) }
-                // DECISIONS 10: another eligible instance, before the first byte only
-                guard attempt < maxAttempts, !t.finished, extraHeaders.isEmpty else { return nil }
-                self.metrics.retries.increment()
-                t.retries += 1
-                self.logger.debug("retrying on another instance", metadata: ["req": "\(t.idString)", "why": "\(why)"])
-                let view = self.cluster.routableView().without(t.tried)
-                guard let d = self.scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load()),
-                      case .single(let id) = d, let next = view.entries[id] else { return nil }
-                self.take(t, next)
-                return next.upstream
-            },
-            head: { [unowned self] status in
-                t.headSent = true
-                t.status = status
-                if status < 500, let i = t.instance { self.noteSuccess(i) }
-            },
-            firstBody: { [unowned self] in
-                t.firstByte = true
-                t.firstByteNanos = DispatchTime.now().uptimeNanoseconds
-                self.metrics.firstByte(since: t.arrivalNanos)
-                self.noteFirstToken(t, from: t.instance)
-                // the first-token timeout is the first armed after dispatch
-                if self.config.exceptions.firstTokenTimeout > 0, let first = t.timers.first { first.cancel() }
-            },
-            finish: { [unowned self] outcome in
-                self.proxyFinished(t, outcome)
-            })
     }
 
     /// The error tail of every proxied request is one of a few constants; rendering it per request was ~5% of the
@@ -457,7 +363,7 @@ public final class Coordinator: @unchecked Sendable {
             metrics.reply(dialect: t.dialect, status: outcome.result == .gaveUp ? 502 : outcome.status)
         case .timeout: metrics.reply(dialect: t.dialect, status: 408)
         }
-        complete(t, success: outcome.result == .ok && outcome.status < 400)
+        run(t, .relayEnded(success: outcome.result == .ok && outcome.status < 400))
     }
 
     /// Bookkeeping at the end of a request, whatever ended it (exactly once).
@@ -468,7 +374,7 @@ public final class Coordinator: @unchecked Sendable {
         // the responder's hook captures the request, which holds the responder: break the cycle
         t.responder.onClientGone = nil
         t.cancelTimers()
-        if let i = t.instance { release(i) }
+        completeSingle(t)
         if let pd = t.pd { completePD(t, pd) }
         releaseBooking(t)
         registry.remove(t.id)
@@ -479,36 +385,14 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Ends a request with an error reply (before the head) or an in-stream error (after it).
     func fail(_ t: TrackedRequest, _ error: GatewayError, result: ProxyResult) {
-        guard !t.finished else { return }
         if let pd = t.pd { return run(t, pd, .abort(error)) }
-        let body = t.headSent ? error.streamErrorEvent(dialect: t.dialect, stream: t.stream) : error.body(dialect: t.dialect)
-        t.errorMessage = error.message
-        if let i = t.instance {
-            // the abort's reply or in-stream error is the proxy's, not the responder's: counted here
-            if !t.headSent { t.status = error.status }
-            t.proxyBytes += UInt64(body.count)
-            t.errorNoted = true
-            live.errors.record(status: error.status, message: error.message, instance: i.info.id)
-            // proxied: the proxy answers and its finish hook completes the request
-            t.responder.abortProxy(status: error.status, headers: [("content-type", GatewayError.contentType)], body: body, result: result)
-            complete(t, success: false)
-        } else {
-            finish(t, error: error)
-        }
-    }
-
-    /// Ends a request that was never proxied.
-    func finish(_ t: TrackedRequest, error: GatewayError) {
-        t.errorMessage = error.message
-        reply(t.responder, error, dialect: t.dialect, instance: t.instance?.info.id)
-        complete(t, success: false)
+        run(t, .abort(error, result))
     }
 
     func clientLeft(_ t: TrackedRequest) {
         t.clientDisconnect = true
-        // single node: the proxy already closed the upstream connection (DECISIONS 8); finish() completes
         if let pd = t.pd { return run(t, pd, .clientGone) }
-        if t.instance == nil { complete(t, success: false) }
+        run(t, .clientGone)
     }
 
     func sendStopInfer(_ t: TrackedRequest, to entry: InstanceEntry) {
@@ -535,20 +419,8 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     func dispatchTokenizer(_ t: TrackedRequest, view: ClusterView) {
-        guard let id = Scheduler.tokenizerTarget(view.snapshot, load: view.load()), let entry = view.entries[id] else {
-            finish(t, error: .notReady)
-            return
-        }
-        take(t, entry)
-        arm(t, seconds: config.exceptions.tokenizerTimeout, .tokenizerTimeout)
-        t.responder.proxy(to: entry.upstream, options: ProxyOptions(extraHeaders: [("req-id", t.idString)] + t.traceHeaders,
-                                                                    clientBufferBytes: config.http.relayBufferBytes,
-                                                                    errorReply: Self.errorReply(t.dialect)),
-                          head: { status in
-                              t.headSent = true
-                              t.status = status
-                          },
-                          finish: { [unowned self] outcome in self.proxyFinished(t, outcome) })
+        let target = Scheduler.tokenizerTarget(view.snapshot, load: view.load()).flatMap { view.entries[$0] }
+        run(t, .tokenizer(target))
     }
 
     // MARK: - passive health (instance_health_config)
