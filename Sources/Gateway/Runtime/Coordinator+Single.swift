@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import MSCore
 
 /// A relayed request's ``SingleLifecycle`` and what executing it needs. Loop-bound like its ``TrackedRequest``.
@@ -76,14 +75,7 @@ extension Coordinator {
         case .noteHealth(let entry, let ok):
             if ok { noteSuccess(entry) } else { noteFailure(entry) }
         case .count(let counter):
-            switch counter {
-            case .retry:
-                metrics.retries.increment()
-                t.retries += 1
-            case .upstreamError: metrics.upstreamErrors.increment()
-            case .timeout: metrics.timeouts.increment()
-            case .cancellation: metrics.cancellations.increment()
-            }
+            count(t, counter)
         case .firstToken(let from):
             t.firstByte = true
             t.firstByteNanos = DispatchTime.now().uptimeNanoseconds
@@ -121,12 +113,7 @@ extension Coordinator {
         case .release(let entry):
             release(entry)
         case .log(let line):
-            var metadata: Logger.Metadata = ["req": "\(t.idString)"]
-            for (k, v) in line.metadata { metadata[k] = "\(v)" }
-            switch line.level {
-            case .debug: logger.debug("\(line.message)", metadata: metadata)
-            case .warning: logger.warning("\(line.message)", metadata: metadata)
-            }
+            log(t, line)
         }
     }
 
