@@ -126,9 +126,10 @@ extension Coordinator {
             digsPass()
             return
         }
+        let seen = cluster.capacity.generation
         var view = schedulingView()
         if !excluded.isEmpty { view = view.without(excluded) }
-        if let d = scheduler.select(pd.features, snapshot: view.snapshot, load: view.load()),
+        if let d = scheduler.select(pd.features, snapshot: view.snapshot, load: view.load(), on: t.responder.loop),
            case .pair(let p, let dd) = d, let pe = view.entries[p], let de = view.entries[dd] {
             metrics.scheduled.increment()
             dispatchPD(t, pe, de)
@@ -139,8 +140,8 @@ extension Coordinator {
             giveUp()
             return
         }
-        // default_scheduler semantics: try again until schedule_timeout
-        pd.retryTimer = t.responder.loop.schedule(afterMilliseconds: 10) { [unowned self] in self.schedulePD(t) }
+        // default_scheduler semantics: wait for room until schedule_timeout
+        waitForCapacity(t, seen: seen) { [unowned self] t in self.schedulePD(t) }
     }
 
     /// Whether a P outside `excludedP` has a D outside `excludedD` (in its group, listing it as a peer).

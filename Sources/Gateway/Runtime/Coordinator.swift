@@ -17,7 +17,7 @@ public final class Coordinator: @unchecked Sendable {
     public let config: CoordinatorConfig
     let logger: Logger
     let cluster: Cluster
-    let scheduler: SharedScheduler
+    let scheduler: SchedulingHost
     let registry = RequestRegistry()
     let parser: RequestParser
     let metrics: CoordinatorMetrics
@@ -50,7 +50,7 @@ public final class Coordinator: @unchecked Sendable {
     /// `/dresult` links by D id (link loop only).
     nonisolated(unsafe) var links: [InstanceID: DResultLink] = [:]
     /// D's whose link is down (kept out of scheduling until it is back).
-    let unlinked = Mutex<Set<InstanceID>>([])
+    var unlinked: UnlinkedSet { cluster.unlinked }
     /// Instances kept out after a link could not be restored, until the uptime in ns (link loop only).
     nonisolated(unsafe) var faultyIDs: [InstanceID: UInt64] = [:]
     nonisolated(unsafe) var faultyVirtualIDs: [UInt64: UInt64] = [:]
@@ -92,10 +92,9 @@ public final class Coordinator: @unchecked Sendable {
         self.overrides = overrides
         self.logger = logger
         self.cluster = Cluster(deployPD: config.scheduler.deployMode.isPD)
-        self.scheduler = SharedScheduler(Scheduler(config: config.scheduler))
+        self.scheduler = SchedulingHost(config: config.scheduler)
         self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue, factory: metricsSink.factory)
-        let needsPrompt = config.scheduler.algorithm != .roundRobin && config.scheduler.algorithm != .leastLoad
-        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt,
+        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: scheduler.needs.contains(.prompt),
                                     passthroughRoutes: Set(config.api.passthroughRoutes))
         self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
         self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout
@@ -339,15 +338,16 @@ public final class Coordinator: @unchecked Sendable {
 
     func schedule(_ t: TrackedRequest, features: RequestFeatures) {
         guard !t.finished else { return }
+        let seen = cluster.capacity.generation
         let view = cluster.routableView()
-        if let decision = scheduler.select(features, snapshot: view.snapshot, load: view.load()),
+        if let decision = scheduler.select(features, snapshot: view.snapshot, load: view.load(), on: t.responder.loop),
            case .single(let id) = decision, let entry = view.entries[id] {
             metrics.scheduled.increment()
             dispatch(t, to: entry)
             return
         }
-        // default_scheduler semantics: try again until schedule_timeout
-        t.timers.append(t.responder.loop.schedule(afterMilliseconds: 10) { [unowned self] in self.schedule(t, features: features) })
+        // default_scheduler semantics: wait for room until schedule_timeout
+        waitForCapacity(t, seen: seen) { [unowned self] t in self.schedule(t, features: features) }
     }
 
     func take(_ t: TrackedRequest, _ entry: InstanceEntry) {
@@ -392,7 +392,8 @@ public final class Coordinator: @unchecked Sendable {
                 t.retries += 1
                 self.logger.debug("retrying on another instance", metadata: ["req": "\(t.idString)", "why": "\(why)"])
                 let view = self.cluster.routableView().without(t.tried)
-                guard let d = self.scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load()),
+                guard let d = self.scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load(),
+                                                    on: t.responder.loop),
                       case .single(let id) = d, let next = view.entries[id] else { return nil }
                 self.take(t, next)
                 return next.upstream
@@ -480,6 +481,7 @@ public final class Coordinator: @unchecked Sendable {
             releasePD(t, pd)
         }
         releaseBooking(t)
+        cluster.capacity.remove(t.id)
         registry.remove(t.id)
         inFlightTotal.subtract(1, ordering: .relaxed)
         metrics.completed(success: success, since: t.arrivalNanos)
