@@ -460,7 +460,8 @@ public final class Coordinator: @unchecked Sendable {
         case .upstreamError, .gaveUp:
             metrics.upstreamErrors.increment()
             metrics.reply(dialect: t.dialect, status: outcome.result == .gaveUp ? 502 : outcome.status)
-        case .timeout: metrics.reply(dialect: t.dialect, status: 408)
+        // the status the client got: the proxy's 504, our own abort's 408, or the head already sent
+        case .timeout: metrics.reply(dialect: t.dialect, status: t.status)
         }
         complete(t, success: outcome.result == .ok && outcome.status < 400)
     }
