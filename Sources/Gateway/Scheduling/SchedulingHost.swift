@@ -57,12 +57,8 @@ final class LoopLocal<Value>: @unchecked Sendable {
     private let current = Atomic<Unmanaged<Table>?>(nil)
     private let tables = Mutex<[Table]>([])
 
+    /// `current` borrows the newest table; `tables` keeps every published one alive.
     init(_ make: @escaping @Sendable () -> Value) { self.make = make }
-
-    deinit {
-        // `tables` holds every published table; the atomic only borrowed them
-        _ = current.exchange(nil, ordering: .acquiring)
-    }
 
     /// Runs `body` on `loop`'s value (created on first use). Loop thread only.
     func withValue<R>(on loop: EventLoop, _ body: (inout Value) -> R) -> R {
