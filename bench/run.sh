@@ -10,6 +10,7 @@
 #                                          per event, non-stream CPU, time to first event vs direct, ratios to nginx and
 #                                          to the best router peer, 3 rounds (bench/paced.py --help)
 #   bash bench/run.sh coordinator [seconds] direct-to-simulator vs through ms_coordinator only, at two concurrencies
+#                                          (ACCESS_LOG=1: with log_info.access_log on, written under the run's temp dir)
 #   bash bench/run.sh proxy [seconds]      the bare CH2O proxy vs direct (bench/proxy_overhead.sh)
 #   bash bench/run.sh routing|scale|pd     routing quality per policy (ours and the peers' cache_aware), 1,000 and 5,000
 #                                          concurrent streams, 1P1D vs 2 mixed (bench/quality.py, TTFT/ITL per request)
@@ -53,13 +54,15 @@ SP=$(free_port); SM=$(free_port); SX=$(free_port); SI=$(free_port)
 wait_http "http://127.0.0.1:$SM/v1/status"
 
 CP=$(free_port); CM=$(free_port); CS=$(free_port); CE=$(free_port)
-python3 - "$ROOT/conf/ms_coordinator.json" "$WORK/coord.json" "$CP" "$CM" "$CS" "$CE" <<'PY'
+python3 - "$ROOT/conf/ms_coordinator.json" "$WORK/coord.json" "$CP" "$CM" "$CS" "$CE" "${ACCESS_LOG:-0}" "$WORK/access.log" <<'PY'
 import json, sys
-src, dst, cp, cm, cs, ce = sys.argv[1:]
+src, dst, cp, cm, cs, ce, access_log, access_path = sys.argv[1:]
 c = json.load(open(src))
 c["http_config"].update(predict_port=cp, manage_port=cm, status_port=cs, external_port=ce, server_thread_num=1)
 c["digs_scheduler_config"].update(deploy_mode="single_node", scheduler_type="default_scheduler", algorithm_type="round_robin")
 c["log_info"]["log_level"] = "WARN"
+if access_log == "1":
+    c["log_info"]["access_log"] = {"enable": True, "path": access_path}
 json.dump(c, open(dst, "w"), indent=2)
 PY
 chmod 0640 "$WORK/coord.json"
@@ -81,13 +84,20 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# the access log's writer thread (named access-log): its CPU is off the loop, reported apart from the total
+writer_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    if [ "$(cat "$t/comm" 2>/dev/null)" = access-log ]; then awk '{print $14+$15}' "$t/stat"; fi
+  done | awk '{s+=$1} END{print s+0}'
+}
 HZ=$(getconf CLK_TCK)
 rows=()
 measure() { # name url script conns events_per_request
-  local name=$1 url=$2 script=$3 conns=$4 events=$5 t0 t1 out rps p50 p99 n errs cpu_req cpu_ev
-  t0=$(ticks "$CPID")
+  local name=$1 url=$2 script=$3 conns=$4 events=$5 t0 t1 w0 w1 out rps p50 p99 n errs cpu_req cpu_ev cpu_w
+  t0=$(ticks "$CPID"); w0=$(writer_ticks "$CPID")
   out=$(wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$script" "$url")
-  t1=$(ticks "$CPID")
+  t1=$(ticks "$CPID"); w1=$(writer_ticks "$CPID")
   rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
@@ -96,10 +106,11 @@ measure() { # name url script conns events_per_request
   if [[ "$url" == *":$CP/"* ]]; then
     cpu_req=$(awk -v t=$((t1-t0)) -v hz="$HZ" -v n="$n" 'BEGIN{printf "%.1f", t*1e6/hz/n}')
     cpu_ev=$(awk -v t=$((t1-t0)) -v hz="$HZ" -v n="$n" -v e="$events" 'BEGIN{printf "%.1f", t*1e6/hz/n/e}')
+    cpu_w=$(awk -v t=$((w1-w0)) -v hz="$HZ" -v n="$n" 'BEGIN{printf "%.1f", t*1e6/hz/n}')
   else
-    cpu_req="–"; cpu_ev="–"
+    cpu_req="–"; cpu_ev="–"; cpu_w="–"
   fi
-  rows+=("| $name | $conns | $rps | $p50 | $p99 | $cpu_req | $cpu_ev | ${errs:-0} |")
+  rows+=("| $name | $conns | $rps | $p50 | $p99 | $cpu_req | $cpu_ev | $cpu_w | ${errs:-0} |")
   echo "$name c=$conns: $rps req/s p50 $p50 p99 $p99 coordinator CPU ${cpu_req} µs/req ${cpu_ev} µs/event ${errs}"
 }
 for c in 16 64; do
@@ -118,10 +129,11 @@ OUT="bench/results/$(date -u +%Y-%m-%d)-coordinator.md"
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r). mindie-ms $("$BIN/ms_coordinator" --version)."
   echo "Backend: one mindie_sim (tiny profile, --speedup 1000, compat wire). Coordinator: single_node round_robin, 1 loop thread, WARN logs."
   echo "Load: wrk -t1 -d${SECS}s; every process on the same cores. CPU is the Coordinator's utime+stime / requests (per event: / $((EVENTS + 2)) SSE events)."
-  echo "Command: bash bench/run.sh coordinator $SECS"
+  echo "Command: ${ACCESS_LOG:+ACCESS_LOG=$ACCESS_LOG }bash bench/run.sh coordinator $SECS"
+  echo "Access log: $([ "${ACCESS_LOG:-0}" = 1 ] && echo "on ($(wc -l <"$WORK/access.log") lines written)" || echo off)."
   echo
-  echo "| run | conns | req/s | p50 | p99 | Coordinator CPU µs/req | µs/event | errors |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| run | conns | req/s | p50 | p99 | Coordinator CPU µs/req | µs/event | of which access-log thread µs/req | errors |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "Coordinator peak RSS: ${RSS} kB."

@@ -332,19 +332,21 @@ struct LRUCacheTests {
     }
 }
 
-@Suite("SharedScheduler")
-struct SharedSchedulerTests {
-    @Test("concurrent callers still get a perfect round-robin split")
+@Suite("SchedulingHost")
+struct SchedulingHostTests {
+    @Test("a cluster-scoped policy: concurrent callers on any loop still get a perfect round-robin split")
     func concurrentRoundRobin() async {
         var c = CoordinatorConfig.Scheduler()
         c.deployMode = .singleNode
         c.schedulerType = .default
         c.algorithm = .roundRobin
-        let shared = SharedScheduler(Scheduler(config: c))
+        let host = SchedulingHost(config: c)
+        let loop = EventLoop()
+        defer { loop.stop() }
         let snap = mixed([1, 2, 3])
         let picks = await withTaskGroup(of: SchedulingDecision?.self) { group in
             for _ in 0..<300 {
-                group.addTask { shared.select(text("x"), snapshot: snap, load: LoadCounters()) }
+                group.addTask { host.select(text("x"), snapshot: snap, load: LoadCounters(), on: loop) }
             }
             var all: [SchedulingDecision?] = []
             for await p in group { all.append(p) }
@@ -353,5 +355,29 @@ struct SharedSchedulerTests {
         var counts: [InstanceID: Int] = [:]
         for case .single(let id)? in picks { counts[id, default: 0] += 1 }
         #expect(counts == [1: 100, 2: 100, 3: 100])
+        #expect(host.loopCopies == 0)
+    }
+
+    @Test("a loop-scoped policy: each loop owns its copy, so one loop's picks do not move another's rotation")
+    func perLoopState() async {
+        var c = CoordinatorConfig.Scheduler()
+        c.deployMode = .singleNode
+        c.schedulerType = .default
+        c.algorithm = .leastLoad
+        let host = SchedulingHost(config: c)
+        let loops = [EventLoop(), EventLoop()]
+        defer { for l in loops { l.stop() } }
+        let snap = mixed([1, 2])
+        func picks(on loop: EventLoop, _ n: Int) async -> [SchedulingDecision?] {
+            await withCheckedContinuation { k in
+                loop.execute { k.resume(returning: (0..<n).map { _ in host.select(text("x"), snapshot: snap, load: LoadCounters(), on: loop) }) }
+            }
+        }
+        let a = await picks(on: loops[0], 3)
+        let b = await picks(on: loops[1], 3)
+        // equal idle instances take turns on each loop, starting from the same place
+        #expect(a == [.single(2), .single(1), .single(2)])
+        #expect(b == a)
+        #expect(host.loopCopies == 2)
     }
 }

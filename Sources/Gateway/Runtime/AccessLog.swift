@@ -72,9 +72,21 @@ final class AccessLog: Sendable {
             throw CoordinatorStartError("log_info.access_log.path: cannot open \(path) for appending: \(String(cString: strerror(errno)))")
         }
         fd.store(f, ordering: .relaxed)
-        let t = Thread { [self] in self.run() }
+        let t = Thread { [self] in
+            Self.nameThisThread("access-log")
+            self.run()
+        }
         t.name = "access-log"
         t.start()
+    }
+
+    /// Foundation keeps `Thread.name` to itself on Linux, and glibc's `pthread_setname_np` is not visible to Swift:
+    /// the kernel's name (what `top -H` and bench/run.sh see) is set through procfs. Best effort.
+    private static func nameThisThread(_ name: String) {
+        let f = Glibc.open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard f >= 0 else { return }
+        _ = Array(name.utf8.prefix(15)).withUnsafeBytes { Glibc.write(f, $0.baseAddress, $0.count) }
+        Glibc.close(f)
     }
 
     private static func open(_ path: String) -> Int32 {

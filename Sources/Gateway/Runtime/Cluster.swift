@@ -53,6 +53,8 @@ public final class InstanceLoad: Sendable {
         guard openUntil.compareExchange(expected: 0, desired: until, ordering: .relaxed).exchanged else { return false }
         openings.add(1, ordering: .relaxed)
         tally.open.add(1, ordering: .relaxed)
+        // the routable view changed (with every circuit open it falls back to the whole cluster)
+        tally.capacity?.released()
         return true
     }
 
@@ -63,6 +65,7 @@ public final class InstanceLoad: Sendable {
         if openUntil.exchange(0, ordering: .relaxed) != 0 {
             openings.store(0, ordering: .relaxed)
             tally.open.subtract(1, ordering: .relaxed)
+            tally.capacity?.released()
         }
     }
 
@@ -82,10 +85,11 @@ public final class InstanceLoad: Sendable {
     }
 }
 
-/// How many circuits are open in a cluster.
+/// How many circuits are open in a cluster, and whom to tell when one opens or closes.
 final class BreakerTally: Sendable {
     let open = Atomic<Int>(0)
-    init() {}
+    let capacity: CapacitySignal?
+    init(capacity: CapacitySignal? = nil) { self.capacity = capacity }
 }
 
 /// One registered instance: what the Controller told us, plus our connection pool and its live load.
@@ -170,10 +174,16 @@ public final class Cluster: Sendable {
     /// Every instance's load object by key, kept while it is registered or still has requests in flight, so an
     /// instance that leaves and comes back before its last request ended keeps one counter. Touched by refreshes.
     private let loads = Mutex<[InstanceKey: InstanceLoad]>([:])
-    let breakers = BreakerTally()
+    /// Wakes requests waiting for an instance whenever the routable view may have gained room.
+    let capacity = CapacitySignal()
+    let breakers: BreakerTally
+    /// D's whose `/dresult` link is down (kept out of PD scheduling until it is back).
+    let unlinked: UnlinkedSet
 
     init(deployPD: Bool) {
         current = Mutex(ClusterView(entries: [], initialized: false, deployPD: deployPD))
+        breakers = BreakerTally(capacity: capacity)
+        unlinked = UnlinkedSet(capacity: capacity)
     }
 
     public var view: ClusterView { current.withLock { $0 } }
@@ -187,6 +197,7 @@ public final class Cluster: Sendable {
             return gone.values
         }
         for l in gone { l.retire() }
+        capacity.released()
     }
 
     /// The view new requests are scheduled on: without instances whose circuit is open, unless that would leave
@@ -209,5 +220,24 @@ public final class Cluster: Sendable {
             table[key] = l
             return l
         }
+    }
+}
+
+/// The D's whose `/dresult` link is down. A D that comes back may be the room a waiting request needs.
+final class UnlinkedSet: Sendable {
+    private let ids = Mutex<Set<InstanceID>>([])
+    private let capacity: CapacitySignal
+
+    init(capacity: CapacitySignal) { self.capacity = capacity }
+
+    /// Reads or changes the set (the lock is held for `body` only); a set that shrank wakes waiting requests.
+    func withLock<R: Sendable>(_ body: (inout Set<InstanceID>) -> R) -> R {
+        let (result, shrank) = ids.withLock { s in
+            let before = s.count
+            let r = body(&s)
+            return (r, s.count < before)
+        }
+        if shrank { capacity.released() }
+        return result
     }
 }

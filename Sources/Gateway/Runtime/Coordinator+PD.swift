@@ -157,6 +157,13 @@ extension Coordinator {
             complete(t, success: false)
         case .stopInfer(let targets):
             for i in targets { sendStopInfer(t, to: i) }
+        case .arm(.scheduleRetry):
+            // default_scheduler semantics: no timer, the request waits for capacity to be released
+            waitForCapacity(t, seen: t.capacitySeen) { [unowned self] t in
+                if let pd = t.pd { self.run(t, pd, .timer(.scheduleRetry)) }
+            }
+        case .cancel(.scheduleRetry):
+            cluster.capacity.remove(t.id)
         case .arm(let timer):
             arm(t, pd, timer)
         case .cancel(let timer):
@@ -197,9 +204,10 @@ extension Coordinator {
             digsPass()
             return
         }
+        t.capacitySeen = cluster.capacity.generation
         var view = schedulingView()
         if !excluded.isEmpty { view = view.without(excluded) }
-        if let d = scheduler.select(pd.features, snapshot: view.snapshot, load: view.load()),
+        if let d = scheduler.select(pd.features, snapshot: view.snapshot, load: view.load(), on: t.responder.loop),
            case .pair(let p, let dd) = d, let pe = view.entries[p], let de = view.entries[dd] {
             metrics.scheduled.increment()
             return run(t, pd, .placed(p: pe, d: de))

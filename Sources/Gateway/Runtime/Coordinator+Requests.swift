@@ -141,7 +141,8 @@ extension Coordinator {
         case .upstreamError, .gaveUp:
             metrics.upstreamErrors.increment()
             metrics.reply(dialect: t.dialect, status: outcome.result == .gaveUp ? 502 : outcome.status)
-        case .timeout: metrics.reply(dialect: t.dialect, status: 408)
+        // the status the client got: the proxy's 504, our own abort's 408, or the head already sent
+        case .timeout: metrics.reply(dialect: t.dialect, status: t.status)
         }
         run(t, .relayEnded(success: outcome.result == .ok && outcome.status < 400))
     }
@@ -157,6 +158,7 @@ extension Coordinator {
         completeSingle(t)
         if let pd = t.pd { completePD(t, pd) }
         releaseBooking(t)
+        cluster.capacity.remove(t.id)
         registry.remove(t.id)
         inFlightTotal.subtract(1, ordering: .relaxed)
         metrics.completed(success: success, since: t.arrivalNanos)

@@ -44,8 +44,9 @@ extension Coordinator {
     private func perform(_ t: TrackedRequest, _ action: Single.Action) {
         switch action {
         case .schedule:
+            t.capacitySeen = cluster.capacity.generation
             let view = cluster.routableView()
-            if let decision = scheduler.select(t.single.features, snapshot: view.snapshot, load: view.load()),
+            if let decision = scheduler.select(t.single.features, snapshot: view.snapshot, load: view.load(), on: t.responder.loop),
                case .single(let id) = decision, let entry = view.entries[id] {
                 metrics.scheduled.increment()
                 return run(t, .placed(entry))
@@ -69,7 +70,8 @@ extension Coordinator {
                               finish: { [unowned self] outcome in self.proxyFinished(t, outcome) })
         case .reschedule(let excluded):
             let view = cluster.routableView().without(excluded)
-            guard let d = scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load()),
+            guard let d = scheduler.select(RequestFeatures(dialect: t.dialect ?? .openAI), snapshot: view.snapshot, load: view.load(),
+                                           on: t.responder.loop),
                   case .single(let id) = d, let next = view.entries[id] else { return run(t, .rescheduled(nil)) }
             run(t, .rescheduled(next))
         case .noteHealth(let entry, let ok):
@@ -83,6 +85,11 @@ extension Coordinator {
             noteFirstToken(t, from: from)
         case .stopInfer(let entry):
             sendStopInfer(t, to: entry)
+        case .arm(.scheduleRetry):
+            // default_scheduler semantics: no timer, the request waits for capacity to be released
+            waitForCapacity(t, seen: t.capacitySeen) { [unowned self] t in self.run(t, .timer(.scheduleRetry)) }
+        case .cancel(.scheduleRetry):
+            cluster.capacity.remove(t.id)
         case .arm(let timer):
             t.single.timers.removeValue(forKey: timer)?.cancel()
             let milliseconds = timerMilliseconds(t, timer)

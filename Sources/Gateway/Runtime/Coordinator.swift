@@ -21,7 +21,7 @@ public final class Coordinator: @unchecked Sendable {
     public let config: CoordinatorConfig
     let logger: Logger
     let cluster: Cluster
-    let scheduler: SharedScheduler
+    let scheduler: SchedulingHost
     let registry = RequestRegistry()
     let parser: RequestParser
     let metrics: CoordinatorMetrics
@@ -54,7 +54,7 @@ public final class Coordinator: @unchecked Sendable {
     /// `/dresult` links by D id (link loop only).
     nonisolated(unsafe) var links: [InstanceID: DResultLink] = [:]
     /// D's whose link is down (kept out of scheduling until it is back).
-    let unlinked = Mutex<Set<InstanceID>>([])
+    var unlinked: UnlinkedSet { cluster.unlinked }
     /// Instances kept out after a link could not be restored, until the uptime in ns (link loop only).
     nonisolated(unsafe) var faultyIDs: [InstanceID: UInt64] = [:]
     nonisolated(unsafe) var faultyVirtualIDs: [UInt64: UInt64] = [:]
@@ -96,10 +96,9 @@ public final class Coordinator: @unchecked Sendable {
         self.overrides = overrides
         self.logger = logger
         self.cluster = Cluster(deployPD: config.scheduler.deployMode.isPD)
-        self.scheduler = SharedScheduler(Scheduler(config: config.scheduler))
+        self.scheduler = SchedulingHost(config: config.scheduler)
         self.metrics = CoordinatorMetrics(policy: config.scheduler.algorithm.rawValue, factory: metricsSink.factory)
-        let needsPrompt = config.scheduler.algorithm != .roundRobin && config.scheduler.algorithm != .leastLoad
-        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: needsPrompt,
+        self.parser = RequestParser(maxDepth: 10, detailedChatFeatures: scheduler.needs.contains(.prompt),
                                     passthroughRoutes: Set(config.api.passthroughRoutes))
         self.aggregator = MetricsAggregator(reuseSeconds: config.prometheusReuseTime)
         self.effectiveScheduleTimeout = config.exceptions.effectiveScheduleTimeout

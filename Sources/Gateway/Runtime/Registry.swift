@@ -18,6 +18,9 @@ final class TrackedRequest {
     var firstByte = false
     var finished = false
     var timers: [LoopTimer] = []
+    /// ``CapacitySignal/generation`` read before the view its last scheduling attempt used: a wait for capacity
+    /// starts from it, so a release between that attempt and the wait is not missed.
+    var capacitySeen: UInt64 = 0
     /// PD disaggregation state (nil in single-node mode and for flex self-pairs).
     var pd: PDState?
     /// Holds a DIGS booking to release when it ends.

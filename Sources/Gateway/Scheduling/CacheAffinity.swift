@@ -10,8 +10,14 @@ import MSCore
 /// The cache holds `cache_size` keys and evicts the oldest insertion; a lookup does not refresh a
 /// key, a rename moves it to the back. Other dialects, a missing/malformed array or a hash of 0 use
 /// round-robin. Availability everywhere: avail/total > `slots_thresh` for slots and > `block_thresh`
-/// for blocks. h is xxh64 (the reference's `std::hash` is not portable).
-public struct CacheAffinityPolicy: Sendable {
+/// for blocks. h is xxh64 (the reference's `std::hash` is not portable). Cluster-scoped: a conversation's next
+/// turn must find its key whichever connection (and loop) it comes on.
+public struct CacheAffinityPolicy: SchedulingPolicy {
+    public static let name = "cache_affinity"
+    public static let needs = RequestNeeds.prompt
+    public static let scope = PolicyStateScope.cluster
+    public static let modes = PolicyModes.singleNode
+
     public let slotsThresh: Double
     public let blockThresh: Double
     private var cursor = RoundRobinCursor()
@@ -25,6 +31,14 @@ public struct CacheAffinityPolicy: Sendable {
         self.cache = LRUCache(capacity: max(1, cacheSize))
         self.slotsThresh = slotsThresh
         self.blockThresh = blockThresh
+    }
+
+    public init(config: CoordinatorConfig.Scheduler) {
+        self.init(cacheSize: config.cacheSize, slotsThresh: config.slotsThresh, blockThresh: config.blockThresh)
+    }
+
+    public mutating func select(_ request: RequestFeatures, from candidates: Candidates, load: LoadCounters) -> SchedulingDecision? {
+        candidates.pd ? nil : select(request, snapshot: candidates.snapshot)
     }
 
     /// Whether `i` passes the thresholds.

@@ -244,7 +244,7 @@ public struct DIGSScheduler: Sendable {
     func maxOf(_ total: Int) -> Int { Int((Double(total) * configuration.resLimitRate).rounded(.down)) }
 
     func eligible(_ i: InstanceInfo, stage: InstanceRole) -> Bool {
-        guard !i.offline else { return false }
+        guard CandidateFilter.online(i) else { return false }
         let b = booking(i.id)
         guard b.prefillSlots + b.decodeSlots < configuration.singleNodeMaxRequests else { return false }
         guard configuration.selectType == 2 else { return true }
@@ -258,11 +258,13 @@ public struct DIGSScheduler: Sendable {
             let dx = bx.prefillSlots + bx.prefillBlocks, dy = by.prefillSlots + by.prefillBlocks
             return dx != dy ? dx < dy : x.offset < y.offset
         }
-        return ranked.first { !excluded.contains($0.element.id) && eligible($0.element, stage: .prefill) }?.element.id
+        let allowed = CandidateFilter.notExcluded(excluded)
+        return ranked.first { allowed($0.element) && eligible($0.element, stage: .prefill) }?.element.id
     }
 
     func chooseDecode(_ snapshot: InstanceSnapshot, prefill p: InstanceInfo, request r: Pending) -> InstanceID? {
-        let ds = snapshot.decodes(for: p.id).filter { $0.groupID == p.groupID && !r.excluded.contains($0.id) }
+        let allowed = CandidateFilter.notExcluded(r.excluded)
+        let ds = snapshot.decodes(for: p.id).filter { $0.groupID == p.groupID && allowed($0) }
         guard !ds.isEmpty else { return nil }
         let groupMax = snapshot.instances.filter { $0.role == .decode && $0.groupID == p.groupID }
             .map { booking($0.id).decodeSlots }.max() ?? 0

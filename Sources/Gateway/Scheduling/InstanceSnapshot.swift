@@ -56,9 +56,7 @@ public struct InstanceInfo: Sendable, Equatable {
     }
 
     /// round_robin availability (§5.2): free slots and blocks, and both totals ≥ 1.
-    public var hasFreeResources: Bool {
-        availSlots > 0 && availBlocks > 0 && totalSlots >= 1 && totalBlocks >= 1
-    }
+    public var hasFreeResources: Bool { CandidateFilter.hasResources(self) }
 }
 
 /// An immutable view of the cluster, in registration order. Swapped whole on each refresh.
@@ -83,7 +81,7 @@ public struct InstanceSnapshot: Sendable, Equatable {
         self.byRole = roles
         var dp: [InstanceID: [InstanceInfo]] = [:]
         for p in roles[.prefill] ?? [] {
-            dp[p.id] = (roles[.decode] ?? []).filter { $0.peers.contains(p.id) || $0.id == p.id }
+            dp[p.id] = (roles[.decode] ?? []).filter(CandidateFilter.peer(of: p.id))
         }
         self.decodesByPrefill = dp
     }
@@ -99,7 +97,7 @@ public struct InstanceSnapshot: Sendable, Equatable {
 
     /// The D instances that serve P `p`: those listing it in `peers`, or `p` itself (flex self-pair).
     public func decodes(for p: InstanceID) -> [InstanceInfo] {
-        decodesByPrefill[p] ?? instances.filter { $0.role == .decode && ($0.peers.contains(p) || $0.id == p) }
+        decodesByPrefill[p] ?? instances.filter(CandidateFilter.peer(of: p))
     }
 
     public static func == (a: InstanceSnapshot, b: InstanceSnapshot) -> Bool { a.instances == b.instances }

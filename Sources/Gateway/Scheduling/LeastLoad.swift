@@ -4,11 +4,24 @@
 /// single_node picks among mixed instances; PD picks the least-loaded P, then the least-loaded D among
 /// that P's decodes (falling back to the next P if it has none available). Offline and resource-less
 /// instances (avail slots or blocks 0) are skipped.
-public struct LeastLoadPolicy: Sendable {
+///
+/// Loop-scoped: its only state is the rotation that spreads ties, which needs no agreement between loops.
+public struct LeastLoadPolicy: SchedulingPolicy {
+    public static let name = "least_load"
+    public static let needs: RequestNeeds = []
+    public static let scope = PolicyStateScope.loop
+    public static let modes = PolicyModes.all
+
     public init() {}
 
+    public init(config: CoordinatorConfig.Scheduler) {}
+
+    public mutating func select(_ request: RequestFeatures, from candidates: Candidates, load: LoadCounters) -> SchedulingDecision? {
+        select(candidates.snapshot, load: load, pd: candidates.pd)
+    }
+
     /// Whether `i` may take a new request.
-    public static func isEligible(_ i: InstanceInfo) -> Bool { !i.offline && i.hasFreeResources }
+    public static func isEligible(_ i: InstanceInfo) -> Bool { CandidateFilter.available(i) }
 
     /// Candidates sorted best first: fewest in flight, then most free slots, then registration order.
     /// Candidates by load, then by free slots, then in registration order rotated by `rotation` (so that equal

@@ -13,7 +13,13 @@ import MSCore
 /// If none matches, or the best one's in-flight count exceeds the least-loaded instance's by more
 /// than `loadMargin`, take the least-loaded (``LeastLoadPolicy``) instead. The chosen instance then
 /// remembers all of the prompt's blocks. In PD mode this chooses P; D is the least-loaded of P's decodes.
-public struct PrefixAffinityPolicy: Sendable {
+/// Cluster-scoped: what an instance holds does not depend on the loop that sent the prompt there.
+public struct PrefixAffinityPolicy: SchedulingPolicy {
+    public static let name = "prefix_affinity"
+    public static let needs = RequestNeeds.prompt
+    public static let scope = PolicyStateScope.cluster
+    public static let modes = PolicyModes.all
+
     /// The outcome of one selection, for logging and tests.
     public struct Choice: Sendable, Equatable {
         public var decision: SchedulingDecision
@@ -40,6 +46,14 @@ public struct PrefixAffinityPolicy: Sendable {
         self.blocksPerInstance = max(1, blocksPerInstance)
         self.loadMargin = max(0, loadMargin)
         self.seed = seed
+    }
+
+    public init(config: CoordinatorConfig.Scheduler) {
+        self.init(blockSize: config.prefixBlockSize, blocksPerInstance: config.prefixCacheBlocks, loadMargin: config.prefixLoadMargin)
+    }
+
+    public mutating func select(_ request: RequestFeatures, from candidates: Candidates, load: LoadCounters) -> SchedulingDecision? {
+        select(request, snapshot: candidates.snapshot, load: load, pd: candidates.pd)?.decision
     }
 
     /// Chained hashes of the full `blockSize` blocks of `bytes`.

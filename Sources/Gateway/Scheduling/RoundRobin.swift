@@ -25,31 +25,48 @@ public struct RoundRobinCursor: Sendable, Equatable {
 /// - PD: P round-robin as above; then D round-robin among the D's listing that P in `peers`, with a
 ///   cursor per P whose first use takes index 0. If that D is unavailable, move on to the next P.
 ///
-/// Availability: avail_slots > 0, avail_blocks > 0, both totals ≥ 1. Offline flags are ignored, as in
-/// the reference (offline/online is a no-op under default_scheduler).
-public struct RoundRobinPolicy: Sendable {
+/// Availability: ``CandidateFilter/hasResources(_:)``. Offline flags are ignored, as in the reference
+/// (offline/online is a no-op under default_scheduler). Cluster-scoped: the split is even over all requests,
+/// whichever loop they arrive on.
+public struct RoundRobinPolicy: SchedulingPolicy {
+    public static let name = "round_robin"
+    public static let needs: RequestNeeds = []
+    public static let scope = PolicyStateScope.cluster
+    public static let modes = PolicyModes.all
+
     private var cursor = RoundRobinCursor()
     private var decodeCursors: [InstanceID: Int] = [:]
 
     public init() {}
 
+    public init(config: CoordinatorConfig.Scheduler) {}
+
+    public mutating func select(_ request: RequestFeatures, from candidates: Candidates, load: LoadCounters) -> SchedulingDecision? {
+        select(candidates.snapshot, pd: candidates.pd)
+    }
+
     /// Picks a mixed instance (single_node).
     public mutating func selectSingle(_ snapshot: InstanceSnapshot) -> SchedulingDecision? {
-        cursor.next(snapshot.instances(role: .mixed), available: \.hasFreeResources).map { .single($0.id) }
+        cursor.next(snapshot.instances(role: .mixed), available: CandidateFilter.hasResources).map { .single($0.id) }
     }
 
     /// Picks a P and one of its D's (PD).
+    ///
+    /// The first `ps.count` turns are the reference's pass. When they find nothing the turns go on, with the
+    /// same cursor moves, until each available P has offered each of its D's: what asking again would have
+    /// found, so nil means no pair in this snapshot can take the request.
     public mutating func selectPair(_ snapshot: InstanceSnapshot) -> SchedulingDecision? {
         let ps = snapshot.instances(role: .prefill)
         guard !ps.isEmpty else { return nil }
-        for _ in 0..<ps.count {
-            guard let p = cursor.next(ps, available: \.hasFreeResources) else { return nil }
+        let widest = ps.reduce(1) { max($0, snapshot.decodes(for: $1.id).count) }
+        for _ in 0..<(ps.count * widest) {
+            guard let p = cursor.next(ps, available: CandidateFilter.hasResources) else { return nil }
             let ds = snapshot.decodes(for: p.id)
             guard !ds.isEmpty else { continue }
             let k = decodeCursors[p.id, default: 0]
             decodeCursors[p.id] = k + 1
             let d = ds[k % ds.count]
-            if d.hasFreeResources { return .pair(prefill: p.id, decode: d.id) }
+            if CandidateFilter.hasResources(d) { return .pair(prefill: p.id, decode: d.id) }
         }
         return nil
     }

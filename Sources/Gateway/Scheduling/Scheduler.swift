@@ -1,66 +1,26 @@
-/// The per-request scheduling policy chosen by `digs_scheduler_config`, behind one entry point.
+/// One instance of the per-request policy that `digs_scheduler_config` names, with the deploy mode it serves.
 ///
-/// Value type with mutable cursors/caches: own one per event loop, or guard a shared one with a
-/// `Mutex`. `load_balance` (DIGS) is queue-based and lives in ``DIGSScheduler``; this type
-/// returns nil for it.
+/// A value with the policy's mutable state: its ``SchedulingHost`` decides who owns it. `load_balance` (DIGS) is
+/// queue-based and lives in ``DIGSScheduler``; for it this holds no policy and `select` returns nil.
 public struct Scheduler: Sendable {
-    enum Policy: Sendable {
-        case roundRobin(RoundRobinPolicy)
-        case cacheAffinity(CacheAffinityPolicy)
-        case leastLoad(LeastLoadPolicy)
-        case prefixAffinity(PrefixAffinityPolicy)
-        case loadBalance
-    }
-
-    var policy: Policy
+    var policy: (any SchedulingPolicy)?
     /// True in every PD deploy mode.
     public let pd: Bool
 
-    /// Builds the policy that `config` names.
-    public init(config: CoordinatorConfig.Scheduler) {
+    /// Builds the policy that `config` names, from `registry`.
+    public init(config: CoordinatorConfig.Scheduler, registry: PolicyRegistry = .builtIn) {
         pd = config.deployMode.isPD
-        switch config.algorithm {
-        case .roundRobin: policy = .roundRobin(RoundRobinPolicy())
-        case .cacheAffinity:
-            policy = .cacheAffinity(CacheAffinityPolicy(
-                cacheSize: config.cacheSize, slotsThresh: config.slotsThresh, blockThresh: config.blockThresh))
-        case .leastLoad: policy = .leastLoad(LeastLoadPolicy())
-        case .prefixAffinity:
-            policy = .prefixAffinity(PrefixAffinityPolicy(
-                blockSize: config.prefixBlockSize, blocksPerInstance: config.prefixCacheBlocks,
-                loadMargin: config.prefixLoadMargin))
-        case .loadBalance: policy = .loadBalance
-        }
+        let type = registry.policy(for: config)
+        // a policy that cannot place requests in this mode chooses nothing (the config refuses that pairing)
+        policy = type.flatMap { $0.modes.contains(pd ? .pd : .singleNode) ? $0.init(config: config) : nil }
     }
 
-    /// Chooses where `request` goes now, or nil if nothing can take it (the caller retries until
+    /// Chooses where `request` goes now, or nil if nothing can take it (the caller waits for capacity until
     /// `schedule_timeout`).
     public mutating func select(_ request: RequestFeatures, snapshot: InstanceSnapshot,
                                 load: LoadCounters) -> SchedulingDecision? {
-        switch policy {
-        case .roundRobin(var p):
-            policy = .loadBalance  // drop the enum's reference so `p` mutates in place (no CoW copy)
-            let d = p.select(snapshot, pd: pd)
-            policy = .roundRobin(p)
-            return d
-        case .cacheAffinity(var p):
-            policy = .loadBalance  // drop the enum's reference so `p` mutates in place (no CoW copy)
-            let d = pd ? nil : p.select(request, snapshot: snapshot)
-            policy = .cacheAffinity(p)
-            return d
-        case .leastLoad(var p):
-            policy = .loadBalance  // drop the enum's reference so `p` mutates in place (no CoW copy)
-            let d = p.select(snapshot, load: load, pd: pd)
-            policy = .leastLoad(p)
-            return d
-        case .prefixAffinity(var p):
-            policy = .loadBalance  // drop the enum's reference so `p` mutates in place (no CoW copy)
-            let c = p.select(request, snapshot: snapshot, load: load, pd: pd)
-            policy = .prefixAffinity(p)
-            return c?.decision
-        case .loadBalance:
-            return nil
-        }
+        let candidates = Candidates(snapshot, pd: pd)
+        return policy?.select(request, from: candidates, load: load)
     }
 
     /// The tokenizer target (§5.4): the instance with the fewest tasks, ties to the first registered.

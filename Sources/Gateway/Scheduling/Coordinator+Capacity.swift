@@ -1,0 +1,15 @@
+import MSCore
+
+extension Coordinator {
+    /// default_scheduler found no instance for `t`: it waits, until its schedule timeout, for the next release of
+    /// capacity (``CapacitySignal``), then `retry` runs on its loop. `seen` is the generation read before the view
+    /// that had no room. Loop thread.
+    func waitForCapacity(_ t: TrackedRequest, seen: UInt64, retry: @escaping @Sendable (TrackedRequest) -> Void) {
+        let handle = TrackedHandle(request: t, loop: t.responder.loop)
+        let parked = cluster.capacity.park(t.id, seen: seen) {
+            handle.loop.execute { if !handle.request.finished { retry(handle.request) } }
+        }
+        // released while this attempt looked: ask again now (posted, so a burst of releases cannot recurse)
+        if !parked { handle.loop.execute { if !handle.request.finished { retry(handle.request) } } }
+    }
+}
