@@ -583,7 +583,7 @@ struct PDPrefillReplyTests {
     static func reply(_ req: HTTPRequest, stream: Bool, last: Bool?, output: String?) -> String {
         var j = "{\"reqId\":\"\(req.headers["req-id"] ?? "")\",\"isStream\":\(stream)"
         if let last { j += ",\"isLastResp\":\(last)" }
-        if let output { j += ",\"output\":\(JSONValue.quoted(output))" }
+        if let output { j += ",\"output\":\(JSON.quoted(output))" }
         return j + "}"
     }
 

@@ -32,7 +32,7 @@ public struct DeployerConfig: Sendable, Equatable {
     public var rankTableSyncSeconds: Int
 
     /// Validates the document; errors name the key, the value and the rule (DECISIONS 3).
-    public static func parse(_ doc: JSONValue, environment: [String: String] = [:]) throws(ConfigLoadError) -> DeployerConfig {
+    public static func parse(_ doc: JSON, environment: [String: String] = [:]) throws(ConfigLoadError) -> DeployerConfig {
         func fail(_ key: String, _ rule: String) -> ConfigLoadError {
             let v = doc[key].map { $0.rendered } ?? "nothing"
             return ConfigLoadError("ms_deployer config: \(key) \(rule), got \(v)")

@@ -280,7 +280,7 @@ final class JSONWriter {
 
     func key(_ k: String) {
         if needComma { out += "," }
-        out += JSONValue.quoted(k) + ":"
+        out += JSON.quoted(k) + ":"
         needComma = false
     }
 
@@ -313,7 +313,7 @@ final class JSONWriter {
 
     func field(_ k: String, _ v: String?) {
         key(k)
-        raw(v.map(JSONValue.quoted) ?? "null")
+        raw(v.map(JSON.quoted) ?? "null")
     }
 
     func field(_ k: String, _ v: Bool) {

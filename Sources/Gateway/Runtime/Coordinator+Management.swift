@@ -7,7 +7,7 @@ extension Coordinator {
     }
 
     private func managementError(_ res: HTTPResponder, _ status: Int, _ message: String) {
-        json(res, status, "{\"message\":\(JSONValue.quoted(message)),\"status\":\(status)}")
+        json(res, status, "{\"message\":\(JSON.quoted(message)),\"status\":\(status)}")
     }
 
     // MARK: - management port (the Controller's API, docs/wire/coordinator.md §3.1–3.2)
@@ -181,10 +181,10 @@ extension Coordinator {
     }
 
     private func ids(_ body: [UInt8]) -> [InstanceID]? {
-        guard let v = try? JSONValue.parse(body, maxDepth: 8), let arr = v["ids"]?.arrayValue, arr.count <= 4096 else { return nil }
+        guard let v = try? JSON.parse(body, maxDepth: 8), let arr = v["ids"]?.arrayValue, arr.count <= 4096 else { return nil }
         var out: [InstanceID] = []
         for x in arr {
-            guard let n = x.integerValue, n >= 0 else { return nil }
+            guard let n = x.intValue, n >= 0 else { return nil }
             out.append(InstanceID(n))
         }
         return out
@@ -219,8 +219,8 @@ extension Coordinator {
     }
 
     func queryTasks(_ req: HTTPRequest, _ res: HTTPResponder) {
-        guard let v = try? JSONValue.parse(req.body, maxDepth: 8), let p = v["p_id"]?.integerValue,
-              let d = v["d_id"]?.integerValue, let type = v["role_change_type"]?.integerValue, type == 0 || type == 1 else {
+        guard let v = try? JSON.parse(req.body, maxDepth: 8), let p = v["p_id"]?.intValue,
+              let d = v["d_id"]?.intValue, let type = v["role_change_type"]?.intValue, type == 0 || type == 1 else {
             return json(res, 400, "{\"is_end\":true}")
         }
         let view = cluster.view
@@ -258,7 +258,7 @@ extension Coordinator {
 
     func backupInfo(_ req: HTTPRequest, _ res: HTTPResponder) {
         guard cluster.view.initialized else { return json(res, 503, "{\"update_successfully\":false}") }
-        guard let v = try? JSONValue.parse(req.body, maxDepth: 8), v["is_master"]?.boolValue != nil,
+        guard let v = try? JSON.parse(req.body, maxDepth: 8), v["is_master"]?.boolValue != nil,
               let abnormal = v["is_abnormal"]?.boolValue else {
             return json(res, 400, "{\"update_successfully\":false}")
         }

@@ -309,7 +309,7 @@ extension Coordinator {
             }
             return relay()
         }
-        guard let j = try? JSONValue.parse(body, maxDepth: 8), let rid = j["reqId"]?.stringValue, j["isStream"]?.boolValue != nil,
+        guard let j = try? JSON.parse(body, maxDepth: 8), let rid = j["reqId"]?.stringValue, j["isStream"]?.boolValue != nil,
               j["isLastResp"] == nil || j["isLastResp"]?.boolValue != nil, j["output"] == nil || j["output"]?.stringValue != nil,
               !(t.stream && (j["isLastResp"] == nil || j["output"] == nil)) else {
             return fail(t, .pInstanceError, result: .upstreamError)
@@ -431,7 +431,7 @@ extension Coordinator {
 
     /// A MindIE error body (`{"error":"<text>","error_type":"<type>"}`) as a ``GatewayError``; nil for other bodies.
     static func instanceError(status: Int, body: [UInt8]) -> GatewayError? {
-        guard let j = try? JSONValue.parse(body, maxDepth: 4), let message = j["error"]?.stringValue else { return nil }
+        guard let j = try? JSON.parse(body, maxDepth: 4), let message = j["error"]?.stringValue else { return nil }
         return GatewayError(status: status, message: message, tgiErrorType: j["error_type"]?.stringValue)
     }
 
@@ -526,7 +526,7 @@ extension Coordinator {
     static func isRoleOnlyChunk(_ frame: [UInt8]) -> Bool {
         let prefix = Array("data:".utf8)
         guard frame.starts(with: prefix) else { return false }
-        guard let j = try? JSONValue.parse(Array(frame.dropFirst(prefix.count)), maxDepth: 8),
+        guard let j = try? JSON.parse(Array(frame.dropFirst(prefix.count)), maxDepth: 8),
               let choices = j["choices"]?.arrayValue, choices.count == 1,
               choices[0]["finish_reason"].map({ $0 == .null }) ?? true,
               let delta = choices[0]["delta"]?.objectValue, delta.contains(where: { $0.0 == "role" }) else { return false }
