@@ -33,13 +33,13 @@ struct CoordinatorRepliesTests {
         ("schedule_info", .array(Array(repeating: entry, count: 577))),
     ] as [(String, JSON?)])
     func rejected(key: String, value: JSON?) {
-        #expect(throws: ProbeFailure.self) { try CoordinatorInfo(body: Self.minimal.setting(key, to: value).data) }
+        #expect(throws: ContractError.self) { try CoordinatorInfo(body: Self.minimal.setting(key, to: value).data) }
     }
 
     @Test("an empty body is rejected")
     func empty() {
-        #expect(throws: ProbeFailure.self) { try CoordinatorInfo(body: Data()) }
-        #expect(throws: ProbeFailure.self) { try CoordinatorInfo(body: Data("{}".utf8)) }
+        #expect(throws: ContractError.self) { try CoordinatorInfo(body: Data()) }
+        #expect(throws: ContractError.self) { try CoordinatorInfo(body: Data("{}".utf8)) }
     }
 
     // docs/wire/controller.md §12 test 18.

@@ -209,13 +209,13 @@ extension Coordinator {
     func tasks(_ req: HTTPRequest, _ res: HTTPResponder) {
         let view = cluster.view
         let counts = registry.counts()
-        var out: [String] = []
+        var out: [Int] = []
         for pair in (req.query ?? "").split(separator: "&").prefix(100) {
             let kv = pair.split(separator: "=", maxSplits: 1)
             guard kv.count == 2, kv[0] == "id" else { continue }
-            if let id = InstanceID(kv[1]), view.entries[id] != nil { out.append(String(counts[id] ?? 0)) } else { out.append("-1") }
+            if let id = InstanceID(kv[1]), view.entries[id] != nil { out.append(counts[id] ?? 0) } else { out.append(-1) }
         }
-        json(res, 200, "{\"tasks\":[\(out.joined(separator: ","))]}")
+        json(res, 200, TasksReply(tasks: out).body)
     }
 
     func queryTasks(_ req: HTTPRequest, _ res: HTTPResponder) {
@@ -237,23 +237,23 @@ extension Coordinator {
         let now = DispatchTime.now().uptimeNanoseconds
         // beyond the reference: an instance whose passive-health circuit is not closed says so (the Controller ignores
         // unknown keys); a healthy instance's entry stays byte-identical to the reference's
-        func circuit(_ id: InstanceID) -> String {
+        func circuit(_ id: InstanceID) -> String? {
             let c = view.entries[id]?.load.circuit(now: now) ?? .closed
-            return c == .closed ? "" : ",\"circuit\":\"\(c.rawValue)\""
+            return c == .closed ? nil : c.rawValue
         }
-        let schedule: [String]
+        let schedule: [CoordinatorInfo.Schedule]
         if let booked {
-            schedule = booked.map { "{\"id\":\($0.id),\"allocated_slots\":\($0.slots),\"allocated_blocks\":\($0.blocks)\(circuit($0.id))}" }
+            schedule = booked.map { .init(id: Int($0.id), allocatedSlots: $0.slots, allocatedBlocks: $0.blocks, circuit: circuit($0.id)) }
         } else {
             schedule = view.snapshot.instances.map { i in
-                "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0\(circuit(i.id))}"
+                .init(id: Int(i.id), allocatedSlots: view.entries[i.id]?.inFlightCount ?? 0, allocatedBlocks: 0, circuit: circuit(i.id))
             }
         }
         let (input, output) = lengthInfo()
-        var body = "{\"schedule_info\":[\(schedule.joined(separator: ","))]"
-        if !view.entries.isEmpty { body += ",\"request_num\":\(arrivalCount)" }
-        body += ",\"request_length_info\":{\"input_len\":\(Int(input)),\"output_len\":\(Int(output))}}"
-        json(res, 200, body)
+        let info = CoordinatorInfo(
+            scheduleInfo: schedule, requestNum: view.entries.isEmpty ? nil : arrivalCount,
+            inputLength: Int(input), outputLength: Int(output))
+        json(res, 200, info.body)
     }
 
     func backupInfo(_ req: HTTPRequest, _ res: HTTPResponder) {

@@ -81,7 +81,7 @@ public enum RefreshParser {
             switch try validate(v, pd: pd, singleContainer: singleContainer) {
             case .success(let i):
                 // every flex instance's decode half is UINT64_MAX-1: two split flex instances would collide
-                if i.roleCode == 70, i.pPercentage != 100 { flex.append(i.id) }
+                if i.roleCode == RoleCode.flex.rawValue, i.pPercentage != 100 { flex.append(i.id) }
                 plan.accepted.append(i)
             case .failure(let reason): plan.rejected.append(reason.reason)
             }
@@ -138,10 +138,10 @@ public enum RefreshParser {
         guard let role = int(s["role"]) else { return .failure(RefreshRejection("\(tag): missing role")) }
         let label = int(s["label"]) ?? 2
         if pd {
-            guard [80, 68, 70].contains(role) else { return .failure(RefreshRejection("\(tag): PD mode needs role P, D or F")) }
+            guard [RoleCode.prefill, .decode, .flex].map(\.rawValue).contains(role) else { return .failure(RefreshRejection("\(tag): PD mode needs role P, D or F")) }
             guard [2, 3, 4].contains(label) else { return .failure(RefreshRejection("\(tag): PD mode needs label 2, 3 or 4")) }
         } else {
-            guard role == 85 else { return .failure(RefreshRejection("\(tag): single_node mode needs role U (85)")) }
+            guard role == RoleCode.undefined.rawValue else { return .failure(RefreshRejection("\(tag): single_node mode needs role U (85)")) }
         }
         func nonNegative(_ key: String, default def: Int, max: Int = .max) -> Int? {
             guard let raw = s[key] else { return def }
@@ -179,7 +179,7 @@ public enum RefreshParser {
         for i in plan.accepted {
             if let role = i.role {
                 out.append((i, i.info(role: role)))
-            } else if i.roleCode == 70 {
+            } else if i.roleCode == RoleCode.flex.rawValue {
                 switch i.pPercentage {
                 case 100: out.append((i, i.info(role: .prefill)))
                 case 0: out.append((i, i.info(role: .decode, id: flexDecodeID)))
