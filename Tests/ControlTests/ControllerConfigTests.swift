@@ -230,6 +230,6 @@ struct ControllerConfigTests {
         #expect(r.digsModelConfigPath == "/opt/ms/conf/model_config/llama2-70B.json")
         #expect(r.scalingRuleFilePath == "/abs/scaling.json")
         #expect(r.processManager.filePath == "/opt/ms/logs/controller_process_status.json")
-        #expect(r.tls.httpServer.items?.tlsCRL == "")
+        #expect(r.tls.httpServer.items?.tlsCrl == "")
     }
 }

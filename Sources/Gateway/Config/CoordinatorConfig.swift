@@ -198,14 +198,7 @@ public struct CoordinatorConfig: Sendable, Equatable {
     }
 
     /// One `X_tls_items` block.
-    public struct TLSItems: Sendable, Equatable {
-        public var caCert = ""
-        public var tlsCert = ""
-        public var tlsKey = ""
-        public var tlsPasswd = ""
-        public var tlsCrl = ""
-        public init() {}
-    }
+    public typealias TLSItems = MSCore.TLSItems
 
     /// One `X_tls_enable` switch with its items (items are empty when disabled and absent).
     public struct TLSEndpoint: Sendable, Equatable {
