@@ -113,12 +113,11 @@ public struct ControllerHTTPAPI: Sendable {
             default: port = nil
             }
             guard let port, (1...65535).contains(port) else { return reply(422, "port must be a port number (string)") }
-            let box = ResponderBox(res)
+            let box = res.bound
             let runtime = self.runtime
             Task {
                 let failure = await runtime.terminate(ip: ip, port: port)
-                box.responder.loop.execute {
-                    let r = box.responder
+                box.execute { r in
                     if let (status, message) = failure {
                         r.respondJSON(status: status, Self.body(message, ok: false))
                     } else {

@@ -57,7 +57,7 @@ extension Coordinator {
         }
         for reason in plan.rejected { logger.warning("refresh: instance skipped", metadata: ["reason": "\(reason)"]) }
         // applied on the link loop, one refresh at a time: new D's get their /dresult link first
-        let box = ResponderBox(responder: res)
+        let box = res.bound
         linkLoop.execute { [self] in
             self.refreshQueue.append((plan, box))
             if !self.refreshing { self.nextRefresh() }
@@ -70,7 +70,7 @@ extension Coordinator {
         refreshing = true
         let (plan, box) = refreshQueue.removeFirst()
         applyRefresh(plan) { [self] in
-            box.responder.loop.execute { box.responder.respond(status: 200, body: []) }
+            box.execute { $0.respond(status: 200, body: []) }
             self.refreshing = false
             // not inside the link callback that may have completed this refresh
             self.linkLoop.execute { [self] in if !self.refreshing { self.nextRefresh() } }

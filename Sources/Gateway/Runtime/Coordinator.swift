@@ -52,7 +52,7 @@ public final class Coordinator: @unchecked Sendable {
     /// Instances kept out after a link could not be restored, until the uptime in ns (link loop only).
     nonisolated(unsafe) var faultyIDs: [InstanceID: UInt64] = [:]
     nonisolated(unsafe) var faultyVirtualIDs: [UInt64: UInt64] = [:]
-    nonisolated(unsafe) var refreshQueue: [(RefreshPlan, ResponderBox)] = []
+    nonisolated(unsafe) var refreshQueue: [(RefreshPlan, LoopBound<HTTPResponder>)] = []
     nonisolated(unsafe) var refreshing = false
     /// DIGS `load_balance` (created by the first refresh with instances: it needs the block size).
     let digs = Mutex<DIGSScheduler?>(nil)

@@ -122,9 +122,11 @@ public final class ClientCall {
     /// Inside one of this call's callbacks: a cancel then only marks it, and the callback's return value ends it
     /// (freeing the C call under its own feet would be a use-after-free).
     fileprivate var inCallback = false
+    private let loop: EventLoop
 
-    fileprivate init(onHead: @escaping (Int, HTTPHeaders) -> Void, onBody: @escaping ([UInt8]) -> Void,
+    fileprivate init(loop: EventLoop, onHead: @escaping (Int, HTTPHeaders) -> Void, onBody: @escaping ([UInt8]) -> Void,
                      onEnd: @escaping (HTTPClientError?) -> Void) {
+        self.loop = loop
         self.onHead = onHead
         self.onBody = onBody
         self.onEnd = onEnd
@@ -132,6 +134,7 @@ public final class ClientCall {
 
     /// Stops the call and closes its connection; `onEnd` is not called.
     public func cancel() {
+        assert(loop.inEventLoop, "ClientCall.cancel called off its loop")
         guard !done, let raw else { return }
         done = true
         if inCallback { return }
@@ -210,7 +213,8 @@ public final class HTTPClient: @unchecked Sendable {
     @discardableResult
     public func stream(_ request: HTTPClientRequest, on loop: EventLoop, onHead: @escaping (Int, HTTPHeaders) -> Void,
                        onBody: @escaping ([UInt8]) -> Void, onEnd: @escaping (HTTPClientError?) -> Void) -> ClientCall {
-        let call = ClientCall(onHead: onHead, onBody: onBody, onEnd: onEnd)
+        assert(loop.inEventLoop, "HTTPClient.stream called off the loop it runs on")
+        let call = ClientCall(loop: loop, onHead: onHead, onBody: onBody, onEnd: onEnd)
         let up: Upstream
         do {
             up = try upstream(host: request.host, port: request.port)
