@@ -1,6 +1,7 @@
 import Synchronization
 import Testing
 import MSCore
+import TestSupport
 
 /// Not Sendable: only a LoopBound may carry it to its loop.
 private final class Counter {
@@ -44,3 +45,37 @@ struct LoopBoundTests {
     }
 }
 
+@Suite("HTTPClient.execute and task cancellation", .serialized)
+struct ClientCancellationTests {
+    @Test("cancelling the task ends a call the server never answers with .cancelled, and closes its connection")
+    func cancelInFlight() async throws {
+        let arrived = AsyncStream<Void>.makeStream()
+        let gone = AsyncStream<Void>.makeStream()
+        // the server holds every request open; it learns of the client leaving through onClientGone
+        let (server, port) = try startServer(handler: { _, res in
+            res.onClientGone = { gone.continuation.yield() }
+            arrived.continuation.yield()
+        })
+        defer { server.shutdown() }
+        let client = HTTPClient()
+        let task = Task {
+            try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: port, path: "/hold", timeoutMilliseconds: 60_000))
+        }
+        var it = arrived.stream.makeAsyncIterator()
+        _ = await it.next()
+        task.cancel()
+        await #expect(throws: HTTPClientError.cancelled) { try await task.value }
+        var g = gone.stream.makeAsyncIterator()
+        _ = await g.next()
+    }
+
+    @Test("a task cancelled before the call starts is answered .cancelled without a request")
+    func cancelledBeforeStart() async throws {
+        let client = HTTPClient()
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await client.execute(HTTPClientRequest(host: "127.0.0.1", port: deadPort(), path: "/", timeoutMilliseconds: 60_000))
+        }
+        await #expect(throws: HTTPClientError.cancelled) { try await task.value }
+    }
+}

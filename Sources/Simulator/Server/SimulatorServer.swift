@@ -106,6 +106,21 @@ public final class SimulatorServer: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on every instance's loop and returns once all have run (a stopped instance runs it here:
+    /// nothing else touches it then). Blocks the calling thread, which must not be an instance's loop; for
+    /// synchronous teardown, where awaiting `withInstance` would need a free thread of the task pool.
+    public func withEveryInstance(_ body: @escaping @Sendable (SimInstance) -> Void) {
+        let group = DispatchGroup()
+        for h in hosts {
+            group.enter()
+            if !h.execute({ body(h.instance); group.leave() }) {
+                body(h.instance)
+                group.leave()
+            }
+        }
+        group.wait()
+    }
+
     func host(ip: String, interCommPort: Int) -> InstanceHost? {
         hosts.first { $0.instance.configuration.ipAddress == ip && $0.ports.interComm == interCommPort }
     }
