@@ -52,31 +52,35 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "Gateway", dependencies: ["MSCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "MSCommandLine",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
         .target(name: "Control", dependencies: ["MSCore"], swiftSettings: swiftSettings),
         .target(name: "Simulator", dependencies: ["MSCore"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "ms_coordinator",
-            dependencies: ["Gateway", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Gateway", "MSCore", "MSCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ms_controller",
-            dependencies: ["Control", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Control", "MSCore", "MSCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ms_deployer",
-            dependencies: ["Control", "Gateway", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Control", "Gateway", "MSCore", "MSCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "mindie_sim",
-            dependencies: ["Simulator", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Simulator", "MSCore", "MSCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "msctl",
-            dependencies: ["Control", "Gateway", "MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Control", "Gateway", "MSCore", "MSCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ch2o_bench",
-            dependencies: ["MSCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["MSCore", "MSCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .target(name: "TestSupport", dependencies: ["MSCore"], path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "MSCoreTests", dependencies: ["MSCore", "CH2O", "TestSupport"], swiftSettings: swiftSettings),

@@ -81,12 +81,16 @@ def http_status(url, timeout=2, context=None):
 class LocalCluster:
     def __init__(self, mode="pd", p=2, d=2, instances=2, policy=None, wire="compat", tls=False, base_port=None,
                  workdir=None, binaries=None, speedup=1.0, profile="8b", sync_seconds=1, first_ip=None, net=None,
-                 ha=False, ha_ttl=20):
+                 ha=False, ha_ttl=20, ha_name=None, etcd=None):
         self.mode = mode
         # HA: etcd on 127.0.N.1, the second Coordinator on .250 and the second Controller on .251 (same ports: the
         # Controller reaches every Coordinator of rank-table group 0 at one port, as on real hosts)
         self.ha = ha
         self.ha_ttl = ha_ttl
+        # ha_name: the cluster's name in etcd (MINDIE_MS_CLUSTER_NAME: its lock and state keys are prefixed with
+        # /<name>); etcd: "host:port" of an etcd that already serves (several clusters may share it), else one is started
+        self.ha_name = ha_name
+        self.shared_etcd = etcd
         self.p, self.d = p, d
         self.count = p + d if mode == "pd" else instances
         self.policy = policy or ("round_robin" if mode == "single" else "load_balance")
@@ -118,6 +122,10 @@ class LocalCluster:
         self.coordinator_hosts = [self.host] + ([f"127.0.{net}.250"] if getattr(self, "ha", False) else [])
         self.controller_hosts = [self.host] + ([f"127.0.{net}.251"] if getattr(self, "ha", False) else [])
         self.etcd_port, self.etcd_peer_port = 2379 + off, 2380 + off
+        self.etcd_host = self.host
+        if getattr(self, "shared_etcd", None):
+            h, _, p = self.shared_etcd.rpartition(":")
+            self.etcd_host, self.etcd_port = h, int(p)
 
     def _set_workdir(self):
         self.workdir = self._workdir or os.path.join(
@@ -203,7 +211,7 @@ class LocalCluster:
                 "ca_cert": f"{pki}/ca.pem", "tls_cert": f"{pki}/server.pem", "tls_key": f"{pki}/server.key.pem",
                 "tls_passwd": f"{pki}/key_pwd.txt", "tls_crl": f"{pki}/crl.pem"}
         if self.ha:
-            c["backup_config"] = {"database_server_dns": self.host, "database_server_port": self.etcd_port,
+            c["backup_config"] = {"database_server_dns": self.etcd_host, "database_server_port": self.etcd_port,
                                   "function_enable": self.mode == "pd", "lease_ttl_seconds": self.ha_ttl}
         self.coordinator_conf = self._write("ms_coordinator.json", c)
         self.coordinator_confs = [self.coordinator_conf]
@@ -242,7 +250,7 @@ class LocalCluster:
                 else:
                     k[key] = src
         if self.ha:
-            k["controller_backup_cfg"] = {"function_sw": True, "database_server_dns": self.host,
+            k["controller_backup_cfg"] = {"function_sw": True, "database_server_dns": self.etcd_host,
                                           "database_server_port": self.etcd_port, "lease_ttl_seconds": self.ha_ttl}
         self.controller_conf = self._write("ms_controller.json", k)
         self.controller_confs = [self.controller_conf]
@@ -273,6 +281,9 @@ class LocalCluster:
         out = open(os.path.join(self.logs, f"{name}.log"), "ab")
         env = dict(os.environ)
         env.setdefault("MINDIE_LOG_LEVEL", "info")
+        env.pop("MINDIE_MS_CLUSTER_NAME", None)
+        if self.ha_name and name.startswith("ms_"):
+            env["MINDIE_MS_CLUSTER_NAME"] = self.ha_name
         self.procs[name] = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, cwd=self.workdir, start_new_session=True)
         return self.procs[name]
@@ -323,7 +334,7 @@ class LocalCluster:
         """The value of an etcd key (through its v3 JSON gateway), or None."""
         import base64
         body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
-        req = urllib.request.Request(f"http://{self.host}:{self.etcd_port}/v3/kv/range", data=body, method="POST")
+        req = urllib.request.Request(f"http://{self.etcd_host}:{self.etcd_port}/v3/kv/range", data=body, method="POST")
         with urllib.request.urlopen(req, timeout=2) as r:
             kvs = json.load(r).get("kvs") or []
         return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
@@ -331,16 +342,20 @@ class LocalCluster:
     def leader(self):
         """Which Controller leads ('<ip>:<port>' from the lock), or None."""
         try:
-            return self.etcd_get("/cluster/leader-lock")
+            return self.etcd_get(self.key_prefix() + "/cluster/leader-lock")
         except Exception:
             return None
 
     def master(self):
         """Which Coordinator is master ('<manage ip>:<port>'), or None (single_node: every one is active)."""
         try:
-            return self.etcd_get("/coordinator/leader-lock")
+            return self.etcd_get(self.key_prefix() + "/coordinator/leader-lock")
         except Exception:
             return None
+
+    def key_prefix(self):
+        """What the binaries prefix their etcd keys with (HAKeys: no POD_NAMESPACE here, the cluster name if any)."""
+        return f"/{self.ha_name}" if self.ha_name else ""
 
     def stop_process(self, name, sig=signal.SIGTERM, timeout=15):
         p = self.procs.get(name)
@@ -363,7 +378,7 @@ class LocalCluster:
             out += [(h, v, "Coordinator") for v in self.coord_ports.values()]
         for h in self.controller_hosts[1:]:
             out += [(h, self.controller_port, "Controller"), (h, self.controller_alarm_port, "Controller")]
-        if self.ha:
+        if self.ha and not self.shared_etcd:
             out += [(self.host, self.etcd_port, "etcd"), (self.host, self.etcd_peer_port, "etcd")]
         for k in range(self.count):
             out += [(self.instance_ip(k), v, "instance") for v in SIM_PORTS.values()]
@@ -375,7 +390,7 @@ class LocalCluster:
     def start(self, timeout=90):
         self.reserve()
         self.write_configs()
-        if self.ha:
+        if self.ha and not self.shared_etcd:
             self.start_etcd()
         for k in range(self.count):
             self.start_instance(k)
@@ -444,7 +459,7 @@ class LocalCluster:
             f"  Controller:  http://{self.host}:{self.controller_port}/v1/readiness",
             f"  Servers:     {', '.join(self.instance_ip(k) + ':' + str(SIM_PORTS['data']) for k in range(self.count))}",
         ] + ([
-            f"  HA:          etcd http://{self.host}:{self.etcd_port}; Controllers {', '.join(self.controller_hosts)} "
+            f"  HA:          etcd http://{self.etcd_host}:{self.etcd_port}{' keys under /' + self.ha_name if self.ha_name else ''}; Controllers {', '.join(self.controller_hosts)} "
             f"(leader: {self.leader()}); Coordinators {', '.join(self.coordinator_hosts)} "
             f"(master: {self.master() or 'all active (single_node)'}; ready: {', '.join(self.ready_coordinators())})",
         ] if self.ha else []) + [
@@ -476,6 +491,10 @@ def main():
     ap.add_argument("--ha", action="store_true",
                     help="a real etcd with 2 Controllers (active/standby) and 2 Coordinators (master/standby)")
     ap.add_argument("--ha-ttl", type=int, default=20, help="etcd lease TTL in seconds with --ha (default 20)")
+    ap.add_argument("--ha-name", help="with --ha: the cluster's name in etcd (its keys are prefixed with /NAME, so that "
+                                      "several clusters can share one etcd; default: the reference's keys)")
+    ap.add_argument("--etcd", metavar="HOST:PORT", help="with --ha: use this etcd (shared with other clusters) instead of "
+                                                       "starting one")
     ap.add_argument("--workdir", help="where configs and logs go "
                                       "(default $XDG_STATE_HOME/mindie-ms/clusters/cluster-<time>-net<N>-<pid>)")
     args = ap.parse_args()
@@ -487,7 +506,8 @@ def main():
 
     cluster = LocalCluster(mode=args.mode, p=args.p, d=args.d, instances=args.instances, policy=args.policy,
                            wire=args.wire, tls=args.tls, base_port=args.base_port, workdir=args.workdir,
-                           speedup=args.speedup, first_ip=args.first_ip, net=args.net, ha=args.ha, ha_ttl=args.ha_ttl)
+                           speedup=args.speedup, first_ip=args.first_ip, net=args.net, ha=args.ha, ha_ttl=args.ha_ttl,
+                           ha_name=args.ha_name, etcd=args.etcd)
     stopping = {"flag": False}
 
     def on_signal(signum, frame):

@@ -47,8 +47,8 @@ def get(url, timeout=2):
 
 @pytest.fixture
 def cluster(request, tmp_path):
-    mode, p, d, instances = getattr(request, "param", ("pd", 1, 1, 2))
-    c = local_cluster.LocalCluster(mode=mode, p=p, d=d, instances=instances, speedup=20,
+    mode, p, d, instances, speedup = (tuple(getattr(request, "param", ("pd", 1, 1, 2))) + (20,))[:5]
+    c = local_cluster.LocalCluster(mode=mode, p=p, d=d, instances=instances, speedup=speedup,
                                    binaries=os.environ.get("MINDIE_MS_BIN"), workdir=str(tmp_path / "cluster"),
                                    sync_seconds=SYNC, ha=True, ha_ttl=TTL)
     c.reserve()
@@ -205,6 +205,68 @@ def test_etcd_outage_no_controller_acts_and_the_cluster_keeps_serving(cluster):
     assert served > 0 and failed == 0
 
 
+class Streams:
+    """Long PD streams at one Coordinator, each in its own thread. A stream's outcome: "done" (ended with [DONE]),
+    "error" (an in-stream error, a broken or refused connection: the client sees it fail) or "hang" (no byte for
+    READ_TIMEOUT: what must never happen)."""
+
+    READ_TIMEOUT = 20
+
+    def __init__(self, host, port, n, max_tokens=500):
+        self.outcomes = [None] * n
+        self.started = [threading.Event() for _ in range(n)]
+        self.threads = [threading.Thread(target=self._run, args=(i, host, port, max_tokens), daemon=True) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i, host, port, max_tokens):
+        try:
+            r = requests.post(f"http://{host}:{port}/v1/chat/completions", stream=True, timeout=(5, self.READ_TIMEOUT),
+                              json={"model": MODEL, "stream": True, "max_tokens": max_tokens,
+                                    "messages": [{"role": "user", "content": "Tell me a long story."}]})
+            if r.status_code != 200:
+                self.outcomes[i] = "error"
+                return
+            body = b""
+            for chunk in r.iter_content(None):
+                body += chunk
+                if b"data: {" in body:
+                    self.started[i].set()
+            self.outcomes[i] = "done" if body.endswith(b"data: [DONE]\n\n") and b'"error"' not in body else "error"
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectTimeout):
+            self.outcomes[i] = "hang"
+        except requests.RequestException:
+            self.outcomes[i] = "error"
+        finally:
+            self.started[i].set()
+
+    def wait_started(self, seconds=30):
+        for e in self.started:
+            assert e.wait(seconds), "a stream did not start"
+        assert all(o is None for o in self.outcomes), f"a stream ended before the drill: {self.outcomes}"
+
+    def unfinished(self):
+        return sum(o is None for o in self.outcomes)
+
+    def join(self):
+        for t in self.threads:
+            t.join(self.READ_TIMEOUT + 30)
+        assert not any(t.is_alive() for t in self.threads), "a stream neither ended nor timed out"
+        return self.outcomes
+
+
+def standby_serves(c, host):
+    r = get(f"http://{host}:{c.coord_ports['status']}/v1/readiness")
+    if r is None or r.status_code != 200:
+        return False
+    try:
+        return chat(host, c.coord_ports["predict"], stream=False, timeout=10).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+# speedup 1: a 500-token stream lasts about 7 s, so the drills happen while every stream is in flight
+@pytest.mark.parametrize("cluster", [("pd", 2, 2, 4, 1)], indirect=True)
 def test_master_coordinator_killed_under_streamed_load(cluster):
     c = cluster
     master = wait_until(c.master, 10, "a master")
@@ -213,40 +275,59 @@ def test_master_coordinator_killed_under_streamed_load(cluster):
     assert c.ready_coordinators() == [mhost]
     r = get(f"http://{standby}:{c.coord_ports['manage']}/recvs_info")
     assert r is not None and r.json()["is_master"] is False
-    outcomes = []
-
-    def stream():
-        try:
-            r = chat(mhost, c.coord_ports["predict"], max_tokens=4000, timeout=15)
-            body = b"".join(r.iter_content(None))
-            outcomes.append("ok" if body.endswith(b"data: [DONE]\n\n") else "error")
-        except requests.RequestException:
-            outcomes.append("error")
-
-    threads = [threading.Thread(target=stream) for _ in range(6)]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)
+    streams = Streams(mhost, c.coord_ports["predict"], 8)
+    streams.wait_started()
     t0 = time.time()
     c.kill_process(coordinator_name(c, master))
-
-    def standby_serves():
-        if get(f"http://{standby}:{c.coord_ports['status']}/v1/readiness") is None:
-            return False
-        if get(f"http://{standby}:{c.coord_ports['status']}/v1/readiness").status_code != 200:
-            return False
-        r = chat(standby, c.coord_ports["predict"], stream=False, timeout=10)
-        return r.status_code == 200
-
-    wait_until(standby_serves, TTL + 10, "the standby is ready and serves")
+    wait_until(lambda: standby_serves(c, standby), TTL + 10, "the standby is ready and serves")
     took = time.time() - t0
-    for t in threads:
-        t.join(20)
-    assert not any(t.is_alive() for t in threads), "an in-flight stream hung"
+    outcomes = streams.join()
     lost = outcomes.count("error")
-    print(f"\nCoordinator failover (kill -9 master under 6 streams): standby serving after {took:.2f} s; "
-          f"{lost} of {len(outcomes)} in-flight streams failed with an error")
+    print(f"\nCoordinator failover (kill -9 master under 8 streams, 2P2D): standby serving after {took:.2f} s; "
+          f"{lost} of {len(outcomes)} in-flight streams lost (ended with an error), {outcomes.count('hang')} hung")
+    # a dead master's streams break with it: every client sees an error at once, none waits for bytes that never come
+    assert outcomes.count("hang") == 0, outcomes
+    assert lost == len(outcomes), outcomes
+    assert c.master().split(":")[0] == standby
     assert took <= TTL + 3
+
+
+@pytest.mark.parametrize("cluster", [("pd", 2, 2, 4, 1)], indirect=True)
+def test_master_coordinator_graceful_stop_finishes_in_flight_streams(cluster):
+    c = cluster
+    master = wait_until(c.master, 10, "a master")
+    mhost = master.split(":")[0]
+    standby = [h for h in c.coordinator_hosts if h != mhost][0]
+    name = coordinator_name(c, master)
+    streams = Streams(mhost, c.coord_ports["predict"], 8)
+    streams.wait_started()
+    proc = c.procs[name]
+    proc.send_signal(signal.SIGTERM)  # what kubelet sends the old pod in a rollout
+    # readiness goes 503 at once (the Service stops sending), new requests are refused with a reply ...
+    wait_until(lambda: getattr(get(f"http://{mhost}:{c.coord_ports['status']}/v1/readiness"), "status_code", None) == 503,
+               5, "the stopping master's readiness is 503")
+    r = chat(mhost, c.coord_ports["predict"], stream=False, timeout=10)
+    assert r.status_code == 503, r.text
+    # ... while the lock stays with it as long as its streams run: the standby must not take the /dresult links
+    in_flight = streams.unfinished()
+    holder = c.master()
+    assert in_flight > 0, "the streams ended before the check (too fast a machine for this drill?)"
+    assert holder == master, f"lock moved to {holder} with {in_flight} streams in flight"
+    assert not standby_serves(c, standby)
+    outcomes = streams.join()
+    assert outcomes == ["done"] * len(outcomes), outcomes
+    proc.wait(30)
+    exited = time.time()
+    assert proc.returncode == 0
+    # the lease was given back on the way out, not left to expire: the lock no longer names the old master
+    assert c.master() != master
+    wait_until(lambda: standby_serves(c, standby), TTL + 10, "the standby serves after the drain")
+    took = time.time() - exited
+    assert c.master().split(":")[0] == standby
+    log = log_text(c, name)
+    assert "draining before stop" in log and "drained" in log
+    print(f"\nGraceful master stop under 8 streams: all {len(outcomes)} ended with [DONE]; "
+          f"standby serving {took:.2f} s after the old master exited (lease {TTL} s)")
 
 
 @pytest.mark.parametrize("cluster", [("single", 0, 0, 2)], indirect=True)
@@ -258,3 +339,43 @@ def test_two_single_node_coordinators_both_refreshed_and_both_serve(cluster):
         r = chat(h, c.coord_ports["predict"], stream=False)
         assert r.status_code == 200
     assert c.master() is None  # no etcd lock in single_node
+
+
+def test_two_clusters_on_one_etcd_each_elect_their_own(tmp_path):
+    """Two HA clusters named alpha and beta (MINDIE_MS_CLUSTER_NAME, as the manifests set it) on one etcd: each
+    has its own Controller leader and Coordinator master under its own keys, serves, and fails over alone."""
+    def make(name, etcd=None):
+        return local_cluster.LocalCluster(mode="pd", p=1, d=1, speedup=20, binaries=os.environ.get("MINDIE_MS_BIN"),
+                                          workdir=str(tmp_path / name), sync_seconds=SYNC, ha=True, ha_ttl=TTL,
+                                          ha_name=name, etcd=etcd)
+    a = make("alpha")
+    b = None
+    try:
+        a.reserve()
+        a.start(timeout=90)
+        b = make("beta", etcd=f"{a.etcd_host}:{a.etcd_port}")
+        b.reserve()
+        b.start(timeout=90)
+        for c in (a, b):
+            leader = wait_until(c.leader, 10, f"{c.ha_name}: a leader")
+            master = wait_until(c.master, 10, f"{c.ha_name}: a master")
+            assert leader.split(":")[0] in c.controller_hosts
+            assert master.split(":")[0] in c.coordinator_hosts
+            assert c.ready_coordinators() == [master.split(":")[0]]
+            assert sum(controller_ready(c, h) for h in c.controller_hosts) == 1
+            assert chat(c.ready_coordinators()[0], c.coord_ports["predict"], stream=False).status_code == 200
+            assert a.etcd_get(f"/{c.ha_name}/controller/node-data") is not None
+        # the reference's unprefixed keys are not used by named clusters
+        assert a.etcd_get("/cluster/leader-lock") is None and a.etcd_get("/coordinator/leader-lock") is None
+        # alpha's leader dies: alpha fails over, beta's leader and master stay as they were
+        b_leader, b_master = b.leader(), b.master()
+        old = a.leader()
+        a.kill_process(controller_name(a, old))
+        other = next(h for h in a.controller_hosts if h != old.split(":")[0])
+        wait_until(lambda: controller_ready(a, other), TTL + SYNC + 10, "alpha's standby leads")
+        assert (b.leader(), b.master()) == (b_leader, b_master)
+        assert controller_ready(b, b_leader.split(":")[0])
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()

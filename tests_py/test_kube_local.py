@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -273,7 +274,8 @@ def pd_ha_cluster(tmp_path):
     spec_file.write_text(json.dumps(spec))
     spec_file.chmod(0o640)
     text = render(spec_file, "mindie")
-    k = kube_local.KubeLocal(text, net=net, binaries=BIN, workdir=str(tmp_path / "kube"), speedup=20).start()
+    # speedup 2: a 500-token stream lasts a few seconds, long enough to be in flight across a graceful stop
+    k = kube_local.KubeLocal(text, net=net, binaries=BIN, workdir=str(tmp_path / "kube"), speedup=2).start()
     try:
         yield k, spec["server_name"], spec, etcd
     finally:
@@ -294,15 +296,16 @@ def test_rendered_pd_sample_with_ha_fails_over(pd_ha_cluster):
     c = client(k, f"{name}-infer")
     chat_both_ways(c)
 
-    # exactly one of each leads, the one etcd names (keys under the namespace), and only it is Ready
+    # exactly one of each leads, the one etcd names (keys under the namespace and the server's name), and only it
+    # is Ready
     def holder(key, pod):
         v = etcd.get(key)
         return v is not None and pod.ip in v
 
     [lead_ctl] = ready_pods(k, controller)
     [master] = ready_pods(k, coordinator)
-    assert holder("/mindie/cluster/leader-lock", lead_ctl), etcd.get("/mindie/cluster/leader-lock")
-    assert holder("/mindie/coordinator/leader-lock", master), etcd.get("/mindie/coordinator/leader-lock")
+    assert holder(f"/mindie/{name}/cluster/leader-lock", lead_ctl), etcd.get(f"/mindie/{name}/cluster/leader-lock")
+    assert holder(f"/mindie/{name}/coordinator/leader-lock", master), etcd.get(f"/mindie/{name}/coordinator/leader-lock")
     standbys = [q for q in k.pods_of(coordinator) + k.pods_of(controller) if q not in (lead_ctl, master)]
     assert all(q.started and not q.ready for q in standbys)
 
@@ -316,7 +319,7 @@ def test_rendered_pd_sample_with_ha_fails_over(pd_ha_cluster):
     serve_until_ok(c, seconds=max(1.0, HA_TTL + 12 - (time.time() - t0)))
     coordinator_failover = time.time() - t0
     [new_master] = ready_pods(k, coordinator)
-    assert holder("/mindie/coordinator/leader-lock", new_master)
+    assert holder(f"/mindie/{name}/coordinator/leader-lock", new_master)
     # the other one stands by: one Ready Coordinator, never two
     wait_for(lambda: len(k.pods_of(coordinator)) == 2 and all(q.started for q in k.pods_of(coordinator)), 30,
              "the replacement Coordinator started")
@@ -330,7 +333,7 @@ def test_rendered_pd_sample_with_ha_fails_over(pd_ha_cluster):
 
     def new_leader():
         ready = ready_pods(k, controller)
-        return len(ready) == 1 and holder("/mindie/cluster/leader-lock", ready[0]) and ready[0]
+        return len(ready) == 1 and holder(f"/mindie/{name}/cluster/leader-lock", ready[0]) and ready[0]
 
     new_ctl = wait_for(new_leader, HA_TTL + 12, "another Controller leads")
     controller_failover = time.time() - t0
@@ -339,10 +342,38 @@ def test_rendered_pd_sample_with_ha_fails_over(pd_ha_cluster):
     for _ in range(3):
         chat_both_ways(c)
 
-    # a graceful stop (kubectl delete pod, a drain, a rollout step) gives the lease back on SIGTERM: another
-    # Coordinator takes over without waiting for the lease to run out
-    t0 = time.time()
-    k.delete_pod(new_master.name)
+    # a graceful stop (kubectl delete pod, a drain, a rollout step) with streams in flight through the Service: the
+    # master drains them (it keeps the lock and the links until they end), then gives the lease back on its way out,
+    # and another Coordinator takes over without waiting for the lease to run out
+    model = c.models.list().data[0].id
+    outcomes, started = [None] * 4, [threading.Event() for _ in range(4)]
+
+    def stream(i):
+        try:
+            finish = None
+            for ch in c.chat.completions.create(model=model, messages=[{"role": "user", "content": "a long story"}],
+                                                max_tokens=500, stream=True):
+                started[i].set()
+                if ch.choices and ch.choices[0].finish_reason:
+                    finish = ch.choices[0].finish_reason
+            outcomes[i] = "done" if finish else "truncated"
+        except Exception as e:  # noqa: BLE001 - the outcome is asserted below
+            outcomes[i] = f"error: {e!r}"
+        finally:
+            started[i].set()
+
+    threads = [threading.Thread(target=stream, args=(i,), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    for e in started:
+        assert e.wait(30)
+    assert outcomes == [None] * 4, outcomes
+    k.delete_pod(new_master.name)  # returns when the pod's process exited (SIGTERM, then its grace period)
+    t0 = time.time()  # the takeover is timed from the old master's exit (the drain before it is the streams' time)
+    for t in threads:
+        t.join(60)
+    assert outcomes == ["done"] * 4, outcomes
+    assert etcd.get(f"/mindie/{name}/coordinator/leader-lock") is None or not holder(f"/mindie/{name}/coordinator/leader-lock", new_master)
     wait_for(lambda: len(ready_pods(k, coordinator)) == 1, HA_TTL + 12, "another Coordinator Ready after a graceful stop")
     serve_until_ok(c, seconds=max(1.0, HA_TTL + 12 - (time.time() - t0)))
     graceful_failover = time.time() - t0

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MSCommandLine
 import Foundation
 import MSCore
 
@@ -6,6 +7,9 @@ import MSCore
 /// CH2O proxy (round robin, retry on the next). Used by bench/proxy_overhead.sh, not shipped.
 @main
 struct CH2OBench: ParsableCommand {
+    /// Statuses by the one convention of every binary (ExitStatus): 2 for usage and config errors, 1 at run time.
+    static func main() { runWithExitStatus() }
+
     static let configuration = CommandConfiguration(commandName: "ch2o_bench", abstract: "CH2O benchmark fixture (upstream | proxy).",
                                                     version: ProductInfo.versionLine(binary: "ch2o_bench"))
 

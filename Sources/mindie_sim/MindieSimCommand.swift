@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MSCommandLine
 import MSCore
 import Simulator
 
@@ -174,7 +175,8 @@ struct MindieSimCommand: ParsableCommand {
         }
         let server: SimulatorServer
         do { server = try SimulatorServer(configuration: .init(instances: configs, manualClock: clock == "manual")) } catch {
-            throw ValidationError("cannot listen: \(error)")
+            FileHandle.standardError.write(Data("mindie_sim: cannot listen: \(error)\n".utf8))
+            throw ExitStatus.failure
         }
         server.onInstanceExit = { _, force in
             // the reference signals its process group; the simulator process simply ends
@@ -182,7 +184,10 @@ struct MindieSimCommand: ParsableCommand {
             usleep(100_000)  // let the 200 reach the caller
             Foundation.exit(0)
         }
-        do { try server.start() } catch { throw ValidationError("cannot start: \(error)") }
+        do { try server.start() } catch {
+            FileHandle.standardError.write(Data("mindie_sim: cannot start: \(error)\n".utf8))
+            throw ExitStatus.failure
+        }
         if printPorts {
             var lines = ""
             for p in server.ports { lines += p.json.compact + "\n" }

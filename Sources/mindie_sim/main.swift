@@ -1,2 +1,2 @@
 // Thin entry point: everything lives in the Simulator library and MindieSimCommand.swift.
-MindieSimCommand.main()
+MindieSimCommand.runWithExitStatus()

@@ -1,10 +1,14 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import MSCommandLine
 import MSCore
 
 @main
 struct MSCoordinator: ParsableCommand {
+    /// Statuses by the one convention of every binary (ExitStatus): 2 for usage and config errors, 1 at run time.
+    static func main() { runWithExitStatus() }
+
     static let configuration = CommandConfiguration(
         commandName: "ms_coordinator",
         abstract: "The MindIE-MS Coordinator: the front door of an inference cluster.",
@@ -30,7 +34,7 @@ struct MSCoordinator: ParsableCommand {
             parsed = try CoordinatorConfig.parse(location.read(environment: env), environment: env, file: location.path)
         } catch {
             FileHandle.standardError.write(Data("ms_coordinator: \(error)\n".utf8))
-            throw ExitCode(2)
+            throw ExitStatus.usage
         }
         blockTerminationSignals()
         let logger = Bootstrap.run(label: "ms_coordinator", level: Bootstrap.logLevel(env["MINDIE_LOG_LEVEL"] ?? parsed.log.logLevel))
@@ -45,10 +49,22 @@ struct MSCoordinator: ParsableCommand {
             try coordinator.start(threads: threads)
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
-            throw ExitCode(1)
+            throw ExitStatus.failure
         }
         let sig = waitForTerminationSignal()
         logger.info("stopping", metadata: ["signal": "\(sig)"])
+        // requests in flight finish first (bounded; a second SIGINT/SIGTERM stops at once), then the lease goes
+        _ = coordinator.drain(timeoutSeconds: parsed.exceptions.drainTimeout) { terminationSignalArrives(withinMilliseconds: $0) }
         coordinator.shutdown()
     }
+}
+
+/// Waits up to `ms` for SIGINT/SIGTERM (blocked in every thread, so it stays pending until taken here).
+private func terminationSignalArrives(withinMilliseconds ms: Int) -> Bool {
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    var ts = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+    return sigtimedwait(&set, nil, &ts) > 0
 }

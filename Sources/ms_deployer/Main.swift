@@ -2,10 +2,14 @@ import ArgumentParser
 import Foundation
 import Control
 import Gateway
+import MSCommandLine
 import MSCore
 
 @main
 struct Main: ParsableCommand {
+    /// Statuses by the one convention of every binary (ExitStatus): 2 for usage and config errors, 1 at run time.
+    static func main() { runWithExitStatus() }
+
     static let configuration = CommandConfiguration(
         commandName: "ms_deployer",
         abstract: "The MindIE-MS Deployer: Deploys inference services onto Kubernetes (the reference's ms_server).",
@@ -31,7 +35,7 @@ struct Main: ParsableCommand {
             deployerConfig = try DeployerConfig.parse(doc, environment: env)
         } catch {
             FileHandle.standardError.write(Data("ms_deployer: \(error)\n".utf8))
-            throw ExitCode(2)
+            throw ExitStatus.usage
         }
         blockTerminationSignals()
         let level = Bootstrap.logLevel(env["MINDIEMS_LOG_LEVEL"] ?? env["MINDIE_LOG_LEVEL"] ?? deployerConfig.logLevel)
@@ -42,7 +46,7 @@ struct Main: ParsableCommand {
             config: deployerConfig, environment: env,
             configChecks: ComponentConfigChecks(coordinator: CoordinatorConfig.startRefusal), logger: logger) } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
-            throw ExitCode(1)
+            throw ExitStatus.failure
         }
         let sig = waitForTerminationSignal()
         logger.info("stopping", metadata: ["signal": "\(sig)"])

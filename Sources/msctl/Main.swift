@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Control
 import Gateway
+import MSCommandLine
 import MSCore
 
 /// `msctl create|update|get|delete infer_server -f FILE|-n NAME`, `msctl list infer_server`, `msctl render infer_server -f FILE`.
@@ -25,22 +26,13 @@ struct Msctl: AsyncParsableCommand {
         version: ProductInfo.versionLine(binary: "msctl"),
         subcommands: [Create.self, Update.self, Get.self, Delete.self, List.self, Render.self])
 
-    /// ArgumentParser's usage errors exit 64; ours exit 2, help and --version exit 0.
+    /// Statuses by the one convention of every binary (ExitStatus); msctl with no arguments is a usage error.
     static func main() async {
         if CommandLine.arguments.count == 1 {
             FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
-            Foundation.exit(2)
+            Foundation.exit(ExitStatus.usage.rawValue)
         }
-        do {
-            var command = try parseAsRoot()
-            if var async = command as? any AsyncParsableCommand { try await async.run() } else { try command.run() }
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success { print(fullMessage(for: error)); Foundation.exit(0) }
-            if let e = error as? ExitCode { Foundation.exit(e.rawValue) }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(2)
-        }
+        await runWithExitStatus()
     }
 }
 

@@ -140,6 +140,9 @@ final class PodClusterFixture: @unchecked Sendable {
     /// Fake servers by pod name.
     var servers: [String: FakeInstance] = [:]
     var service: ControllerService?
+    var running: Task<Void, Never>?
+    /// The running Controller's clock (a new one for each start; `eventually` moves it).
+    var clock = ManualClock()
     static let token = "pod-discovery-token"
 
     init() throws {
@@ -193,14 +196,26 @@ final class PodClusterFixture: @unchecked Sendable {
     }
 
     func startController() async throws {
-        let s = try ControllerService(config: try config(), environment: environment, logger: quietLogger, portOverrides: (0, 0))
-        try await s.start()
+        clock = ManualClock()
+        let s = try ControllerService(
+            config: try config(), environment: environment, logger: quietLogger, clock: clock, portOverrides: (0, 0),
+            metrics: .isolated())
+        try s.listen()
+        running = Task { await s.run() }
         service = s
     }
 
     func stopController() async {
-        await service?.stop()
+        running?.cancel()
+        await running?.value
+        running = nil
         service = nil
+    }
+
+    /// Waits until `condition` holds, moving the Controller's clock whenever all its work waits on the clock.
+    func eventually(_ seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        guard let board = service?.runtime.board else { return try await condition() }
+        return try await clock.drive(board, seconds: seconds, condition)
     }
 
     /// id → (role, peers) of the last refresh.
@@ -233,30 +248,30 @@ struct PodDiscoveryRuntimeTests {
         f.api.put("demo-prefill-a", role: "prefill", ip: nil)
         f.api.put("demo-decode-a", role: "decode", ip: nil)
         try await f.startController()
-        #expect(await eventually { f.api.log.filter { $0 == "/api/v1/namespaces/mindie/pods?labelSelector=app%3Ddemo" }.count >= 3 })
+        #expect(await f.eventually { f.api.log.filter { $0 == "/api/v1/namespaces/mindie/pods?labelSelector=app%3Ddemo" }.count >= 3 })
         #expect(f.coordinator.refreshes.withLock { $0.isEmpty })
         #expect(f.servers.isEmpty)
         try f.addPod("demo-prefill-a", role: "prefill", ip: "127.0.3.1")
         try f.addPod("demo-decode-a", role: "decode", ip: "127.0.3.2")
-        #expect(await eventually { f.published.keys.sorted() == [0, 1] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1] })
         #expect(f.published[0]?.role == 80 && f.published[1]?.role == 68)
         #expect(f.publishedIPs == [0: "127.0.3.1", 1: "127.0.3.2"])
         #expect(f.servers["demo-prefill-a"]!.posts.first == .init(role: "prefill", localID: 0, peers: [1]))
 
         // The D pod dies: out of the refresh at once, P re-posted without peers.
         f.killPod("demo-decode-a")
-        #expect(await eventually { f.published.isEmpty && f.coordinator.latest != nil })
-        #expect(await eventually { f.servers["demo-prefill-a"]!.posts.last?.peers == [] })
+        #expect(await f.eventually { f.published.isEmpty && f.coordinator.latest != nil })
+        #expect(await f.eventually { f.servers["demo-prefill-a"]!.posts.last?.peers == [] })
         // Rescheduled: a new pod, new name, new IP. A new identity (id 2) that becomes the D.
         try f.addPod("demo-decode-b", role: "decode", ip: "127.0.3.3")
-        #expect(await eventually { f.published.keys.sorted() == [0, 2] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 2] })
         #expect(f.published[2]?.role == 68 && f.published[0]?.peers == [2])
         #expect(f.publishedIPs[2] == "127.0.3.3")
         #expect(f.servers["demo-decode-b"]!.posts.last == .init(role: "decode", localID: 2, peers: [0]))
 
         // A terminating pod (deletionTimestamp set, still has its IP) leaves the table before it is gone.
         f.api.terminate("demo-prefill-a")
-        #expect(await eventually { f.published.isEmpty })
+        #expect(await f.eventually { f.published.isEmpty })
         await f.tearDown()
     }
 
@@ -266,24 +281,24 @@ struct PodDiscoveryRuntimeTests {
         try f.addPod("demo-prefill-a", role: "prefill", ip: "127.0.4.1")
         try f.addPod("demo-decode-a", role: "decode", ip: "127.0.4.2")
         try await f.startController()
-        #expect(await eventually { f.published.keys.sorted() == [0, 1] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1] })
         for status in [410, 500] {
             f.api.fail(status)
             let before = f.api.log.count
-            #expect(await eventually { f.api.log.count >= before + 3 })  // several failed passes
+            #expect(await f.eventually { f.api.log.count >= before + 3 })  // several failed passes
             #expect(f.published.keys.sorted() == [0, 1])
             f.api.fail(nil)
         }
         // Down: connections refused for several passes; the refresh keeps both.
         f.api.stop()
         let refreshesBefore = f.coordinator.refreshes.withLock { $0.count }
-        #expect(await eventually { f.coordinator.refreshes.withLock { $0.count } >= refreshesBefore + 3 })
+        #expect(await f.eventually { f.coordinator.refreshes.withLock { $0.count } >= refreshesBefore + 3 })
         #expect(f.published.keys.sorted() == [0, 1])
         // While it was down the D was replaced; the restarted API server shows the new pod.
         f.killPod("demo-decode-a")
         try f.addPod("demo-decode-b", role: "decode", ip: "127.0.4.3")
         try f.api.start()
-        #expect(await eventually { f.published.keys.sorted() == [0, 2] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 2] })
         #expect(f.publishedIPs[2] == "127.0.4.3" && f.published[2]?.role == 68)
         await f.tearDown()
     }
@@ -296,22 +311,22 @@ struct PodDiscoveryRuntimeTests {
         try f.addPod("demo-decode-a", role: "decode", ip: "127.0.5.3")
         try f.addPod("demo-decode-b", role: "decode", ip: "127.0.5.4")
         try await f.startController()
-        #expect(await eventually { f.published.keys.sorted() == [0, 1, 2, 3] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1, 2, 3] })
         let before = f.publishedIPs
         #expect(before == [0: "127.0.5.1", 1: "127.0.5.2", 2: "127.0.5.3", 3: "127.0.5.4"])
-        #expect(await eventually { FileManager.default.fileExists(atPath: f.dir + "/controller_process_status.json") })
+        #expect(await f.eventually { FileManager.default.fileExists(atPath: f.dir + "/controller_process_status.json") })
         await f.stopController()
         let posts = f.servers.mapValues(\.posts.count)
         f.coordinator.refreshes.withLock { $0 = [] }
         try await f.startController()
-        #expect(await eventually { f.published.keys.sorted() == [0, 1, 2, 3] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1, 2, 3] })
         #expect(f.publishedIPs == before)
         #expect(f.published.keys.sorted().map { f.published[$0]!.role } == [80, 80, 68, 68])
         #expect(f.servers.mapValues(\.posts.count) == posts)
         // A D replaced after the restart is a new id; the remaining ids stay.
         f.killPod("demo-decode-b")
         try f.addPod("demo-decode-c", role: "decode", ip: "127.0.5.5")
-        #expect(await eventually { f.published.keys.sorted() == [0, 1, 2, 4] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1, 2, 4] })
         #expect(f.publishedIPs[4] == "127.0.5.5" && f.published[4]?.role == 68)
         await f.tearDown()
     }
@@ -323,18 +338,18 @@ struct PodDiscoveryRuntimeTests {
         try f.addPod("demo-decode-a", role: "decode", ip: "127.0.7.2")
         try f.addPod("demo-decode-b", role: "decode", ip: "127.0.7.3")
         try await f.startController()
-        #expect(await eventually { f.published.keys.sorted() == [0, 1, 2] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1, 2] })
         let roles = f.published.keys.sorted().map { f.published[$0]!.role }
         #expect(roles == [80, 80, 68])  // 1:1 over 3 instances (§6.2)
-        #expect(await eventually { FileManager.default.fileExists(atPath: f.dir + "/controller_process_status.json") })
+        #expect(await f.eventually { FileManager.default.fileExists(atPath: f.dir + "/controller_process_status.json") })
         await f.stopController()
         let posts = f.servers.mapValues(\.posts.count)
         f.api.stop()
         f.coordinator.refreshes.withLock { $0 = [] }
         try await f.startController()
-        #expect(await eventually(3) { !f.coordinator.refreshes.withLock { $0.isEmpty } } == false)
+        #expect(await f.eventually(3) { !f.coordinator.refreshes.withLock { $0.isEmpty } } == false)
         try f.api.start()
-        #expect(await eventually { f.published.keys.sorted() == [0, 1, 2] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1, 2] })
         #expect(f.published.keys.sorted().map { f.published[$0]!.role } == roles)
         #expect(f.servers.mapValues(\.posts.count) == posts)
         await f.tearDown()
@@ -347,11 +362,11 @@ struct PodDiscoveryRuntimeTests {
         try f.addPod("demo-decode-a", role: "decode", ip: "127.0.6.2")
         try Data("wrong\n".utf8).write(to: URL(fileURLWithPath: f.dir + "/sa/token"))
         try await f.startController()
-        #expect(await eventually { f.api.log.count >= 2 })
+        #expect(await f.eventually { f.api.log.count >= 2 })
         #expect(f.published.isEmpty)
         // kubelet rotates the token file: the next pass reads it and works.
         try Data((PodClusterFixture.token + "\n").utf8).write(to: URL(fileURLWithPath: f.dir + "/sa/token"))
-        #expect(await eventually { f.published.keys.sorted() == [0, 1] })
+        #expect(await f.eventually { f.published.keys.sorted() == [0, 1] })
         await f.tearDown()
     }
 }

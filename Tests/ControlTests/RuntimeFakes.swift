@@ -167,12 +167,16 @@ final class FakeCoordinator: Sendable {
     }
 }
 
-/// A temp directory with a rank table over fake instances, a config, and a `ControllerService` on port 0.
+/// A temp directory with a rank table over fake instances, a config, and a `ControllerService` on port 0 that
+/// runs on a `ManualClock` (`eventually` moves it).
 final class ClusterFixture: @unchecked Sendable {
     let dir: String
     let coordinator: FakeCoordinator
     var instances: [FakeInstance]
     var service: ControllerService?
+    var running: Task<Void, Never>?
+    /// The running Controller's clock (a new one for each start).
+    var clock = ManualClock()
     var mode: String
 
     init(instances n: Int, mode: String = "pd_separate") throws {
@@ -220,17 +224,28 @@ final class ClusterFixture: @unchecked Sendable {
     func startController(
         _ changes: [(String, JSON?)] = [], environment: [String: String] = ["MINDIE_CHECK_INPUTFILES_PERMISSION": "0"]
     ) async throws -> ControllerService {
+        clock = ManualClock()
         let s = try ControllerService(
-            config: try config(changes), environment: environment, logger: quietLogger,
-            portOverrides: (0, 0))
-        try await s.start()
+            config: try config(changes), environment: environment, logger: quietLogger, clock: clock,
+            portOverrides: (0, 0), metrics: .isolated())
+        try s.listen()
+        running = Task { await s.run() }
         service = s
         return s
     }
 
     func stopController() async {
-        await service?.stop()
+        running?.cancel()
+        await running?.value
+        running = nil
         service = nil
+    }
+
+    /// Waits until `condition` holds, moving the Controller's clock whenever all its work waits on the clock;
+    /// gives up after `seconds` of real time.
+    func eventually(_ seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        guard let board = service?.runtime.board else { return try await condition() }
+        return try await clock.drive(board, seconds: seconds, condition)
     }
 
     /// A request to the running Controller's REST API (listener 0 = probe, 1 = alarm).
@@ -306,6 +321,37 @@ final class ManualClock: ControllerClock {
             }
             c?.resume(throwing: CancellationError())
         }
+    }
+
+    /// Sleeps registered now.
+    var sleepers: Int { state.withLock { $0.sleepers.count } }
+
+    /// Moves time to the earliest sleeper's deadline and wakes every sleeper due then.
+    /// - Returns: false when nobody sleeps.
+    @discardableResult
+    func advanceToNextDeadline() -> Bool {
+        guard let next = state.withLock({ s in s.sleepers.map(\.deadline).min() }) else { return false }
+        advance(max(0, next.timeIntervalSince(now())))
+        return true
+    }
+
+    /// Waits (polling every 2 ms of real time, for at most `seconds`) until `condition` holds. Whenever every
+    /// live task of the runtime that `board` belongs to sleeps on this clock, nothing can change until the clock
+    /// moves: it is then moved to the next deadline.
+    ///
+    /// Why reading two counters is enough: sleepers only go away when this method advances the clock (or on
+    /// cancellation), so the count read first is never above the truth at the later read of the live tasks;
+    /// every sleeper is a live task; so equal reads mean all live tasks slept at the second read.
+    func drive(_ board: ControllerStatusBoard, seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try await condition() { return true }
+            let asleep = sleepers
+            let alive = board.aliveTasks
+            if alive > 0 && asleep == alive { advanceToNextDeadline() }
+            try? await Task.sleep(nanoseconds: 2_000_000)
+        }
+        return try await condition()
     }
 
     /// Moves time forward and wakes every sleeper whose deadline passed.

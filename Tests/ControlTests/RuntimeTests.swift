@@ -32,17 +32,58 @@ struct RuntimeTests {
         // Readiness and the output files (0640, JSON).
         let ready = try await f.request("GET", "/v1/readiness")
         #expect(ready.status == 200)
-        #expect(await eventually { FileManager.default.fileExists(atPath: f.processStatePath) })
+        #expect(await f.eventually { FileManager.default.fileExists(atPath: f.processStatePath) })
         let attrs = try FileManager.default.attributesOfItem(atPath: f.processStatePath)
         #expect((attrs[.posixPermissions] as? Int) == 0o640)
         let ps = try ProcessStateFile(data: Data(contentsOf: URL(fileURLWithPath: f.processStatePath)))
         #expect(ps.servers.map(\.role) == [.prefill, .prefill, .decode, .decode])
         // the status file is rewritten every sync period; the Coordinator's health in it follows its next probe
-        let healthy = await eventually {
+        let healthy = await f.eventually {
             let cs = try? JSON.parse(Data(contentsOf: URL(fileURLWithPath: f.clusterStatusPath)))
             return cs?["coordinator"]?.arrayFirst?["is_healthy"] == .bool(true)
         }
         #expect(healthy)
+        await f.tearDown()
+    }
+
+    @Test("/metrics: leader, instances by role and state, posts, pushes, passes and decisions, every family with help")
+    func metrics() async throws {
+        let f = try ClusterFixture(instances: 4)
+        try await f.startController()
+        #expect(await f.waitForRefresh([0, 1, 2, 3]))
+        let posts = Double(f.instances.map(\.posts.count).reduce(0, +))
+        #expect(posts >= 4)
+        var text = ""
+        // the counters are bumped when an answer is taken in, a moment after the fake saw the call
+        #expect(await f.eventually {
+            text = (try? await f.request("GET", "/metrics"))?.text ?? ""
+            return sample(text, #"mindie_controller_role_posts_total{result="ok"}"#) == posts
+        })
+        let r = try await f.request("GET", "/metrics")
+        #expect(r.status == 200 && r.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+        #expect(sample(text, "mindie_controller_leader") == 1 && sample(text, "mindie_controller_term") == 0)
+        #expect(sample(text, #"mindie_controller_instances{role="prefill",state="published"}"#) == 2)
+        #expect(sample(text, #"mindie_controller_instances{role="decode",state="published"}"#) == 2)
+        #expect(sample(text, #"mindie_controller_instances{role="none",state="probing"}"#) == 0)
+        #expect(sample(text, "mindie_controller_published_instances") == 4)
+        #expect(sample(text, #"mindie_controller_role_posts_total{result="failed"}"#) == 0)
+        #expect((sample(text, #"mindie_controller_refresh_pushes_total{result="ok"}"#) ?? 0) >= 1)
+        #expect((sample(text, #"mindie_controller_discovery_passes_total{source="rank_table",result="ok"}"#) ?? 0) >= 1)
+        #expect(sample(text, #"mindie_controller_discovery_passes_total{source="kubernetes",result="ok"}"#) == 0)
+        #expect(sample(text, #"mindie_controller_role_decisions_total{kind="initial"}"#) == 1)
+        #expect(sample(text, #"mindie_controller_probe_failures_total{probe="status",reason="no_reply"}"#) == 0)
+        #expect(sample(text, "mindie_controller_effects_running") != nil && sample(text, "mindie_controller_effects_queued") != nil)
+        let families = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        #expect(families.count == 11)
+        for name in families { #expect(text.contains("# HELP \(name) "), "\(name) has no help") }
+        // A stopped instance: its status probes fail with no reply.
+        f.instances[3].stop()
+        #expect(await f.waitForRefresh([0, 1, 2]))
+        text = try await f.request("GET", "/metrics").text
+        #expect((sample(text, #"mindie_controller_probe_failures_total{probe="status",reason="no_reply"}"#) ?? 0) >= 1)
+        #expect(sample(text, #"mindie_controller_instances{role="decode",state="unhealthy"}"#) == 1)
+        let wrong = try await f.request("POST", "/metrics")
+        #expect(wrong.status == 405 && wrong.headers["allow"] == "GET")
         await f.tearDown()
     }
 
@@ -72,12 +113,12 @@ struct RuntimeTests {
         try f.writeRankTable([0, 2, 3])
         #expect(await f.waitForRefresh([0, 2, 3]))
         // The D servers were re-posted with the remaining P only.
-        #expect(await eventually { f.instances[2].posts.last?.peers == [0] })
+        #expect(await f.eventually { f.instances[2].posts.last?.peers == [0] })
         try f.writeRankTable()
         #expect(await f.waitForRefresh([0, 1, 2, 3]))
         #expect(f.coordinator.latestInstances[1]?.role == 80)
         #expect(f.instances[1].posts.last == .init(role: "prefill", localID: 1, peers: [2, 3]))
-        #expect(await eventually { f.instances[2].posts.last?.peers == [0, 1] })
+        #expect(await f.eventually { f.instances[2].posts.last?.peers == [0, 1] })
         await f.tearDown()
     }
 
@@ -86,7 +127,7 @@ struct RuntimeTests {
         let f = try ClusterFixture(instances: 4)
         try await f.startController()
         #expect(await f.waitForRefresh([0, 1, 2, 3]))
-        #expect(await eventually { FileManager.default.fileExists(atPath: f.processStatePath) })
+        #expect(await f.eventually { FileManager.default.fileExists(atPath: f.processStatePath) })
         await f.stopController()
         let postsBefore = f.instances.map(\.posts.count)
         // The servers keep running with their roles; a new refresh must come from the new controller.
@@ -136,14 +177,14 @@ struct RuntimeTests {
         try await f.startController()
         #expect(await f.waitForRefresh([0, 1, 2, 3]))
         await f.service!.runtime.apply(.switchRole(id: 1, to: .decode))
-        #expect(await eventually { f.coordinator.latestInstances[1]?.role == 68 && f.coordinator.latestInstances.count == 4 })
+        #expect(await f.eventually { f.coordinator.latestInstances[1]?.role == 68 && f.coordinator.latestInstances.count == 4 })
         let calls = f.coordinator.calls.withLock { $0 }
         #expect(calls.first == #"POST /v1/instances/offline {"ids":[1]}"#)
         #expect(calls.contains("GET /v1/instances/tasks?id=1 "))
         #expect(calls.contains(#"POST /v1/instances/query_tasks {"p_id":1,"d_id":2,"role_change_type":0}"#))
         #expect(calls.contains(#"POST /v1/instances/query_tasks {"p_id":1,"d_id":3,"role_change_type":0}"#))
         #expect(f.instances[1].posts.last == .init(role: "decode", localID: 1, peers: [0]))
-        #expect(await eventually { f.coordinator.latestInstances[0]?.peers == [1, 2, 3] })
+        #expect(await f.eventually { f.coordinator.latestInstances[0]?.peers == [1, 2, 3] })
         #expect(f.coordinator.latestInstances[3]?.peers == [0])
         await f.tearDown()
     }
@@ -172,13 +213,7 @@ struct RuntimeTests {
             runner: HTTPEffectRunner(configuration: .init(timeoutSeconds: 2, retries: 0, coordinatorPort: f.coordinator.port)),
             clock: clock, logger: quietLogger)
         await runtime.start()
-        /// Advances the clock a second at a time until `cond` holds.
-        func drive(_ cond: () -> Bool) async -> Bool {
-            await eventually(20) {
-                clock.advance(1)
-                return cond()
-            }
-        }
+        func drive(_ cond: () -> Bool) async -> Bool { await clock.drive(runtime.board, seconds: 20, cond) }
         func roles() -> [Int] { f.coordinator.latestInstances.keys.sorted().map { f.coordinator.latestInstances[$0]!.role } }
         #expect(await drive { roles() == [80, 80, 68] })
         f.coordinator.info.withLock {
@@ -202,7 +237,7 @@ struct RuntimeTests {
         #expect(f.coordinator.latestInstances[0]?.role == 85 && f.coordinator.latestInstances[1]?.role == 85)
         #expect(f.instances.allSatisfy { $0.posts.isEmpty })
         // The fakes report RoleUnknown / none without a role; the totals still come from their answers.
-        #expect(await eventually {
+        #expect(await f.eventually {
             f.coordinator.latest?["instances"]?.arrayFirst?["static_info"]?["total_slots_num"] == .int(200)
         })
         f.instances[1].stop()
@@ -216,4 +251,12 @@ extension JSON {
         if case .array(let a) = self { return a.first }
         return nil
     }
+}
+
+/// The value of the sample `series` (name with its labels as rendered) in Prometheus text.
+func sample(_ text: String, _ series: String) -> Double? {
+    for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+        return Double(line.dropFirst(series.count + 1))
+    }
+    return nil
 }

@@ -161,4 +161,43 @@ struct RuntimeUnitTests {
         let events = await runner.run(.getStatus(id: 7, key: closed), context: EffectContext(coordinators: [], initPhase: false))
         #expect(events == [.serverStatus(id: 7, .failure(.noReply))])
     }
+
+    @Test("a role switch's delayed poll waits on the runtime's clock, then runs; cancelling run() ends every task")
+    func delayedEffectWaitsOnTheClock() async throws {
+        let clock = ManualClock()
+        let runner = RecordingRunner()
+        var options = ControllerRuntime.Options(rankTablePath: NSTemporaryDirectory() + "no-such-table-\(UUID().uuidString).json")
+        options.syncInterval = 1
+        options.rankTableInterval = 1
+        let runtime = ControllerRuntime(
+            options: options, settings: .init(policy: .definite(pRate: 1, dRate: 1)), runner: runner, clock: clock,
+            logger: quietLogger)
+        let running = Task { await runtime.run() }
+        let board = runtime.board
+        // the loop is up once it sleeps on the clock
+        #expect(await eventually { clock.sleepers == 1 && board.aliveTasks == 1 })
+        await runtime.dispatch([.pollTasks(ids: [1], after: 5)])
+        #expect(await eventually { clock.sleepers == 2 && board.aliveTasks == 2 })
+        #expect(runner.ran.withLock { $0 }.isEmpty)
+        clock.advance(4)  // the loop ticks; the poll is not due yet
+        #expect(await eventually { clock.sleepers == 2 && board.aliveTasks == 2 })
+        #expect(runner.ran.withLock { $0 }.isEmpty)
+        clock.advance(1)
+        #expect(await eventually { runner.ran.withLock { $0 } == [.pollTasks(ids: [1], after: 5)] })
+        #expect(await eventually { board.aliveTasks == 1 })
+        running.cancel()
+        await running.value
+        #expect(board.aliveTasks == 0 && clock.sleepers == 0)
+    }
+}
+
+/// Records the effects it is asked to run; answers nothing.
+final class RecordingRunner: ControllerEffectRunner {
+    let ran = Locked<[ControllerCore.Effect]>([])
+    func run(_ effect: ControllerCore.Effect, context: EffectContext) async -> [ControllerCore.Event] {
+        ran.withLock { $0.append(effect) }
+        return []
+    }
+    func coordinatorInfo(context: EffectContext) async -> CoordinatorInfo? { nil }
+    func stopService(_ key: InstanceKey) async -> String? { nil }
 }

@@ -104,7 +104,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
     }
 
     static let resourceKinds = ["configmaps": ("ConfigMap", "v1"), "services": ("Service", "v1"), "pods": ("Pod", "v1"),
-                                "serviceaccounts": ("ServiceAccount", "v1"), "deployments": ("Deployment", "apps/v1"),
+                                "serviceaccounts": ("ServiceAccount", "v1"), "deployments": ("Deployment", "apps/v1"), "statefulsets": ("StatefulSet", "apps/v1"),
                                 "roles": ("Role", "rbac.authorization.k8s.io/v1"),
                                 "rolebindings": ("RoleBinding", "rbac.authorization.k8s.io/v1"),
                                 "poddisruptionbudgets": ("PodDisruptionBudget", "policy/v1")]

@@ -52,6 +52,12 @@ import TestSupport
         try checkGolden("pd_cluster_ha.yaml", YAML.render(objs))
     }
 
+    /// `pd_cluster.ha.etcd`: the same with a 3-member etcd StatefulSet rendered beside it.
+    @Test func pdClusterHAWithEtcd() throws {
+        let objs = Manifests.build(try spec("mindie_pd_cluster", name: "pd", ["pd_cluster.ha": ["etcd": ["replicas": 3]]]))
+        try checkGolden("pd_cluster_ha_etcd.yaml", YAML.render(objs))
+    }
+
     /// docs/wire/deployer.md §7 case 19.
     @Test func singleNodeFacts() throws {
         let s = try spec("mindie_single_node", ["scheduler": "volcano"])

@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 extension ControllerConfig {
     static let portRange: ClosedRange<Int64> = 1024...65535
@@ -51,11 +52,12 @@ extension ControllerConfig {
                 // HA asked for with an address that cannot be one is a config error (the reference silently
                 // turns HA off); a well-formed address that does not answer is retried at run time, never "off"
                 if b.contains("database_server_dns") {
-                    backup.databaseServerDNS = try b.string("database_server_dns", length: 1...253)
-                    guard Self.isValidHostName(backup.databaseServerDNS) else {
+                    backup.databaseServerDNS = try b.string("database_server_dns", length: 1...1024)
+                    guard let members = EtcdClient.Endpoint.list(backup.databaseServerDNS, defaultPort: 2379),
+                          members.allSatisfy({ Self.isValidHostName($0.host) }) else {
                         throw b.error(
                             .invalidValue, "database_server_dns", b.object["database_server_dns"],
-                            "a DNS name or an IP address of etcd")
+                            "a DNS name or an IP address of etcd, or several comma-separated host[:port]")
                     }
                 }
                 backup.databaseServerPort = try b.int("database_server_port", in: 1...65535, default: 2379)

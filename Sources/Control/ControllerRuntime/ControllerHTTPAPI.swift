@@ -8,6 +8,7 @@ import MSCore
 /// |---|---|
 /// | GET `/v1/startup`, `/v1/health` | 200 `{"message":"","status":"0"}` while the process runs (liveness) |
 /// | GET `/v1/readiness` | 200 with `data` when a publishable instance set exists, else 503 naming what is missing |
+/// | GET `/metrics` | 200 Prometheus text (`ControllerMetrics`), leader or standby |
 /// | POST `/v1/alarm/coordinator` | 200 all records valid; 422 naming the first invalid record (valid ones are kept) |
 /// | POST `/v1/alarm/llm_engine` | 200 valid; 422 naming the field |
 /// | POST `/v1/terminate-service` | `stopService?mode=Force` to the instance; 200, 404 unknown instance, 502 stop failed |
@@ -22,10 +23,16 @@ public struct ControllerHTTPAPI: Sendable {
     let logger: Logger
     /// HA: why this process does not lead now (standby, etcd unreachable), or nil when it leads or HA is off.
     let notLeading: (@Sendable () -> String?)?
+    let metrics: ControllerMetrics
+    /// Whether this process acts now and its HA term (0 without HA), for `/metrics`.
+    let leadership: @Sendable () -> (leading: Bool, term: Int64)
 
     public init(runtime: ControllerRuntime, alarms: AlarmStore = AlarmStore(), singleNode: Bool, logger: Logger,
-                notLeading: (@Sendable () -> String?)? = nil) {
+                notLeading: (@Sendable () -> String?)? = nil, metrics: ControllerMetrics,
+                leadership: @escaping @Sendable () -> (leading: Bool, term: Int64) = { (true, 0) }) {
         self.notLeading = notLeading
+        self.metrics = metrics
+        self.leadership = leadership
         self.runtime = runtime
         self.board = runtime.board
         self.alarms = alarms
@@ -34,7 +41,7 @@ public struct ControllerHTTPAPI: Sendable {
     }
 
     static let routes: [String: String] = [
-        "/v1/startup": "GET", "/v1/health": "GET", "/v1/readiness": "GET",
+        "/v1/startup": "GET", "/v1/health": "GET", "/v1/readiness": "GET", "/metrics": "GET",
         "/v1/alarm/coordinator": "POST", "/v1/alarm/llm_engine": "POST", "/v1/terminate-service": "POST",
     ]
 
@@ -65,6 +72,11 @@ public struct ControllerHTTPAPI: Sendable {
         switch req.path {
         case "/v1/startup", "/v1/health":
             reply(200, "")
+        case "/metrics":
+            let (leading, term) = leadership()
+            res.respond(
+                status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                body: metrics.render(board.snapshot, leading: leading, term: term))
         case "/v1/readiness":
             let s = board.snapshot
             let data = JSON.object([

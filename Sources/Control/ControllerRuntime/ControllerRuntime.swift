@@ -16,6 +16,11 @@ public struct ControllerSnapshot: Sendable, Equatable {
     public var initialAssignmentDone = false
     /// The first rank-table pass validated.
     public var rankTableLoaded = false
+    /// Live instances by "<role>/<state>" (`ControllerMetrics.roles` × `ControllerMetrics.states`).
+    public var instancesByRoleState: [String: Int] = [:]
+    /// Effects running, and waiting for their lane (`EffectAdmission`).
+    public var effectsRunning = 0
+    public var effectsQueued = 0
 
     public init() {}
 }
@@ -23,18 +28,29 @@ public struct ControllerSnapshot: Sendable, Equatable {
 /// A lock-protected snapshot shared by the runtime (writer) and the HTTP loop threads (readers).
 public final class ControllerStatusBoard: Sendable {
     private let value = Mutex(ControllerSnapshot())
+    private let tasks = Mutex(0)
     public init() {}
     public var snapshot: ControllerSnapshot { value.withLock { $0 } }
     func set(_ s: ControllerSnapshot) { value.withLock { $0 = s } }
+
+    /// Tasks of the running runtime that are alive: its loop, and every job from admission until its outcome was
+    /// fed to the core (so work it started is counted before the job that started it ends). A test clock
+    /// compares it with its sleepers: when all of them sleep, nothing moves until the clock does.
+    public var aliveTasks: Int { tasks.withLock { $0 } }
+    func taskStarted() { tasks.withLock { $0 += 1 } }
+    func taskEnded() { tasks.withLock { $0 -= 1 } }
+    func noTasks() { tasks.withLock { $0 = 0 } }
 }
 
 /// The Controller's runtime: one actor owns `ControllerCore.State` (docs/architecture.md, Controller).
 ///
 /// It feeds events into `ControllerCore.transition` — a rank-table pass every `rank_table_detecting_seconds`,
 /// a sync tick every `cluster_synchronization_seconds` (status polls and the refresh), the periodic role
-/// decision, and the outcomes of effects — and hands the effects to an `ControllerEffectRunner`; their results
-/// come back as events. After each sync tick it writes the process-state and cluster-status files atomically.
-/// On start it recovers from the process-state file when live servers already have roles (§9 "Takeover").
+/// decision, and the outcomes of effects. `EffectAdmission` decides which effects start; each runs on the
+/// `ControllerEffectRunner` in a child task of `run()`, and its outcome comes back as events. Every wait (ticks,
+/// a role switch's drain polls, retries of a failed pod list) is on the injected clock. After each sync tick it
+/// writes the process-state and cluster-status files atomically. On start it recovers from the process-state
+/// file when live servers already have roles (§9 "Takeover").
 public actor ControllerRuntime {
     /// Periods, paths and file checks.
     public struct Options: Sendable {
@@ -83,25 +99,23 @@ public actor ControllerRuntime {
 
     public let options: Options
     public let settings: ControllerCore.Settings
-    public let board: ControllerStatusBoard
+    public nonisolated let board: ControllerStatusBoard
     let runner: any ControllerEffectRunner
     let clock: any ControllerClock
     let logger: Logger
+    let metrics: ControllerMetrics
 
     public private(set) var state = ControllerCore.State()
     /// Coordinator IPs in table order.
     public private(set) var coordinatorOrder: [String] = []
-    var loopTask: Task<Void, Never>?
-    var effectTasks: [Int: Task<Void, Never>] = [:]
-    var nextToken = 0
-    /// Probes in flight, by "config:<id>" / "status:<id>": a new one is skipped while the old one runs.
-    var probesInFlight: Set<String> = []
-    /// Role posts in flight by id; a newer post for the same id waits here and replaces any older waiting one.
-    var postsInFlight: Set<Int> = []
-    var waitingPosts: [Int: ControllerCore.Effect] = [:]
-    /// A refresh in flight; the newest waiting one goes next (so an old list never lands last).
-    var refreshInFlight = false
-    var waitingRefresh: ControllerCore.Effect?
+    /// The task `start()` made (HA's election handlers start and stop the runtime without awaiting `run()`).
+    var startedTask: Task<Void, Never>?
+    /// Where `spawnTask` hands work to `run()`'s task group; nil while not running.
+    var work: AsyncStream<@Sendable () async -> Void>.Continuation?
+    /// Whether `run()` writes the output files when it ends (not when a leader steps down).
+    var writeFilesAtEnd = true
+    /// Which effects run and which wait.
+    var admission = EffectAdmission()
     var lastTableError: String?
     var tableLoaded = false
     /// A pod list in flight (the next pass waits for it instead of piling up behind a slow API server).
@@ -123,44 +137,64 @@ public actor ControllerRuntime {
     public init(
         options: Options, settings: ControllerCore.Settings, runner: any ControllerEffectRunner,
         clock: any ControllerClock = SystemControllerClock(), board: ControllerStatusBoard = ControllerStatusBoard(),
-        logger: Logger
+        metrics: ControllerMetrics = ControllerMetrics(sink: .isolated()), logger: Logger
     ) {
         self.options = options
         self.settings = settings
         self.runner = runner
         self.clock = clock
         self.board = board
+        self.metrics = metrics
         self.logger = logger
     }
 
-    /// Starts the scheduler loop (recovery first); returns at once.
-    public func start() {
-        guard loopTask == nil else { return }
-        loopTask = Task { await self.runLoop() }
+    /// Runs the Controller until the calling task is cancelled: recovery, then the scheduler loop, with every
+    /// effect in a child task. On cancellation the loop and the effects in flight are cancelled and awaited, then
+    /// the output files are written a last time (unless `stop(writeFiles: false)` asked otherwise).
+    public func run() async {
+        guard work == nil else { return }  // one run at a time
+        let (jobs, continuation) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+        work = continuation
+        board.taskStarted()  // the loop
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await self.runLoop()
+                self.board.taskEnded()
+            }
+            // ends when the task is cancelled; the group then cancels and awaits its children
+            for await job in jobs { group.addTask { await job() } }
+        }
+        continuation.finish()
+        work = nil
+        board.noTasks()  // jobs handed over after the group stopped taking them never ran
+        admission = EffectAdmission()
+        if writeFilesAtEnd { writeOutputFiles() }
+        writeFilesAtEnd = true
+        publishSnapshot()
     }
 
-    /// Stops the loop and every effect in flight, then writes the output files one last time (not when a leader
-    /// steps down: its state is no longer the cluster's).
+    /// Runs `run()` in a task of its own and returns at once: HA's election handlers start and stop the runtime
+    /// from inside the election loop, which must go on renewing the lease meanwhile.
+    public func start() {
+        guard startedTask == nil else { return }
+        startedTask = Task { await self.run() }
+    }
+
+    /// Ends what `start()` began and waits for it; the output files are written a last time unless `writeFiles`
+    /// is false (a leader stepping down: its state is no longer the cluster's).
     public func stop(writeFiles: Bool = true) async {
-        let loop = loopTask
-        loopTask = nil
-        loop?.cancel()
-        for t in effectTasks.values { t.cancel() }
-        await loop?.value
-        for t in effectTasks.values { await t.value }
-        effectTasks = [:]
-        if writeFiles { writeOutputFiles() }
+        guard let t = startedTask else { return }
+        startedTask = nil
+        writeFilesAtEnd = writeFiles
+        t.cancel()
+        await t.value
     }
 
     /// HA: forgets everything (a standby holds no cluster state; it recovers the leader's when it takes over).
     func resetForStandby() {
         state = ControllerCore.State()
         coordinatorOrder = []
-        probesInFlight = []
-        postsInFlight = []
-        waitingPosts = [:]
-        refreshInFlight = false
-        waitingRefresh = nil
+        admission = EffectAdmission()
         tableLoaded = false
         persistInFlight = false
         publishSnapshot()
@@ -184,7 +218,8 @@ public actor ControllerRuntime {
             persistState()
             if settings.autoSwitching && now.timeIntervalSince(lastDecision) >= options.roleDecisionInterval {
                 lastDecision = now
-                spawn { runtime, runner, ctx in
+                let ctx = context()
+                spawnTask { runtime, runner in
                     if let info = await runner.coordinatorInfo(context: ctx) {
                         await runtime.apply(.roleDecisionTimer(info))
                     }
@@ -199,6 +234,8 @@ public actor ControllerRuntime {
     /// Feeds one event to the core and runs its effects.
     public func apply(_ event: ControllerCore.Event) {
         let (s, effects) = ControllerCore.transition(state, event, now: clock.now(), settings: settings)
+        if !state.initialAssignmentDone && s.initialAssignmentDone { metrics.roleDecision(periodic: false) }
+        if case .roleDecisionTimer = event { metrics.roleDecision(periodic: true) }
         state = s
         dispatch(effects)
         publishSnapshot()
@@ -206,7 +243,9 @@ public actor ControllerRuntime {
 
     /// Reads and validates the rank table; a valid pass becomes a `.rankTable` event.
     func rankTablePass() {
-        guard let table = readRankTable() else { return }
+        let table = readRankTable()
+        metrics.discoveryPass(kubernetes: false, succeeded: table != nil)
+        guard let table else { return }
         coordinatorOrder = table.coordinatorIPs
         tableLoaded = true
         apply(.rankTable(instances: table.instances, coordinators: table.coordinatorIPs))
@@ -228,7 +267,9 @@ public actor ControllerRuntime {
         source: KubernetesPodSource
     ) {
         podPassInFlight = false
-        guard let cluster = podResult(result, source: source) else { return }
+        let cluster = podResult(result, source: source)
+        metrics.discoveryPass(kubernetes: true, succeeded: cluster != nil)
+        guard let cluster else { return }
         coordinatorOrder = cluster.coordinators
         tableLoaded = true
         apply(.rankTable(instances: cluster.instances, coordinators: cluster.coordinators))
@@ -314,112 +355,68 @@ public actor ControllerRuntime {
     }
 
     func dispatch(_ effects: [ControllerCore.Effect]) {
-        for e in effects {
-            switch e {
-            case .persistIdentity(let registry):
+        for step in admission.submit(effects) {
+            switch step {
+            case .local(.persistIdentity(let registry)):
                 if let path = options.identityPath, let data = try? registry.jsonData() { write(data, path) }
-            case .unhealthyEvent(let id, let reason):
+            case .local(.unhealthyEvent(let id, let reason)):
                 logger.warning(
                     "instance unhealthy (event 0xFC001003)",
                     metadata: ["instance.id": "\(id)", "reason": "\(reason == 1 ? "no reply" : "bad response")"])
-            case .getConfig(let id, _), .getStatus(let id, _):
-                let key = (e.isConfig ? "config:" : "status:") + String(id)
-                guard probesInFlight.insert(key).inserted else { continue }
-                spawn(e) { rt in await rt.probeDone(key) }
-            case .postRole(let id, _, _, _):
-                if postsInFlight.contains(id) {
-                    waitingPosts[id] = e
-                    continue
-                }
-                postsInFlight.insert(id)
-                spawnPost(e, id: id)
-            case .refresh:
-                if refreshInFlight {
-                    waitingRefresh = e
-                    continue
-                }
-                refreshInFlight = true
-                spawnRefresh(e)
-            case .offline, .online, .pollTasks, .queryTasks:
-                spawn(e) { _ in }
+            case .local:
+                break
+            case .start(let job):
+                start(job)
             }
         }
     }
 
-    func probeDone(_ key: String) { probesInFlight.remove(key) }
-
-    func spawnPost(_ e: ControllerCore.Effect, id: Int) {
+    /// Runs `job` after its delay (on the clock) with the context of now, and feeds the outcome back.
+    func start(_ job: EffectAdmission.Job) {
         let ctx = context()
+        let clock = self.clock
         spawnTask { runtime, runner in
-            let events = await runner.run(e, context: ctx)
-            await runtime.postDone(id, events)
-        }
-    }
-
-    func postDone(_ id: Int, _ events: [ControllerCore.Event]) {
-        if let next = waitingPosts.removeValue(forKey: id) {
-            spawnPost(next, id: id)  // the older answer is superseded by the newer post
-            return
-        }
-        postsInFlight.remove(id)
-        for ev in events {
-            if case .rolePosted(_, let ok) = ev {
-                let role = state.nodes[id]?.role.postPathComponent ?? "?"
-                if ok {
-                    logger.info("role posted", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
-                } else {
-                    logger.warning("role post failed", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
-                }
+            if job.delay > 0 {
+                // cancelled: the runtime is stopping, and the lane dies with it
+                do { try await clock.sleep(seconds: job.delay) } catch { return }
             }
-            apply(ev)
+            let events = await runner.run(job.effect, context: ctx)
+            await runtime.finished(job, events)
         }
     }
 
-    func spawnRefresh(_ e: ControllerCore.Effect) {
-        let ctx = context()
-        spawnTask { runtime, runner in
-            let events = await runner.run(e, context: ctx)
-            await runtime.refreshDone(events)
+    func finished(_ job: EffectAdmission.Job, _ events: [ControllerCore.Event]) {
+        metrics.record(events)
+        let completion = admission.completed(job)
+        if completion.deliver {
+            for ev in events {
+                if case .rolePosted(let id, let ok) = ev {
+                    let role = state.nodes[id]?.role.postPathComponent ?? "?"
+                    if ok {
+                        logger.info("role posted", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
+                    } else {
+                        logger.warning("role post failed", metadata: ["instance.id": "\(id)", "instance.role": "\(role)"])
+                    }
+                }
+                apply(ev)
+            }
         }
+        for next in completion.start { start(next) }
+        publishSnapshot()
     }
 
-    func refreshDone(_ events: [ControllerCore.Event]) {
-        for ev in events { apply(ev) }
-        if let next = waitingRefresh {
-            waitingRefresh = nil
-            spawnRefresh(next)
-        } else {
-            refreshInFlight = false
-        }
-    }
-
-    /// Runs `e`, feeds its events back, then calls `done`.
-    func spawn(_ e: ControllerCore.Effect, done: @escaping @Sendable (ControllerRuntime) async -> Void) {
-        let ctx = context()
-        spawnTask { runtime, runner in
-            let events = await runner.run(e, context: ctx)
-            await done(runtime)
-            for ev in events { await runtime.apply(ev) }
-        }
-    }
-
-    func spawn(_ work: @escaping @Sendable (ControllerRuntime, any ControllerEffectRunner, EffectContext) async -> Void) {
-        let ctx = context()
-        spawnTask { runtime, runner in await work(runtime, runner, ctx) }
-    }
-
+    /// Hands `work` to `run()`'s task group (dropped when the runtime is not running).
     func spawnTask(_ work: @escaping @Sendable (ControllerRuntime, any ControllerEffectRunner) async -> Void) {
-        guard loopTask != nil else { return }
-        let token = nextToken
-        nextToken += 1
+        guard let queue = self.work else { return }
         let runner = self.runner
-        effectTasks[token] = Task {
+        let board = self.board
+        board.taskStarted()
+        let result = queue.yield {
             await work(self, runner)
-            self.taskDone(token)
+            board.taskEnded()
         }
+        if case .terminated = result { board.taskEnded() }
     }
-
-    func taskDone(_ token: Int) { effectTasks[token] = nil }
 
     // MARK: - Files and snapshot
 
@@ -432,6 +429,14 @@ public actor ControllerRuntime {
         snap.instances = state.nodes.count
         snap.initialAssignmentDone = state.initialAssignmentDone
         snap.rankTableLoaded = tableLoaded
+        for node in state.nodes.values {
+            let role = node.role.postPathComponent ?? "none"
+            let st = pub[node.id] != nil ? "published" : !node.isHealthy ? "unhealthy"
+                : node.phase == .probing ? "probing" : node.phase == .faulty ? "faulty" : "candidate"
+            snap.instancesByRoleState[role + "/" + st, default: 0] += 1
+        }
+        snap.effectsRunning = admission.running
+        snap.effectsQueued = admission.queued
         let before = board.snapshot
         if before.published != snap.published {
             logger.info(
@@ -529,9 +534,3 @@ public actor ControllerRuntime {
     }
 }
 
-extension ControllerCore.Effect {
-    var isConfig: Bool {
-        if case .getConfig = self { return true }
-        return false
-    }
-}

@@ -12,7 +12,8 @@ public struct ControllerStartError: Error, Sendable, CustomStringConvertible {
 /// loaded `ControllerConfig`.
 ///
 /// Listeners (both on `POD_IP` when valid, else `http_server.ip`; every endpoint is served on both):
-/// - `http_server.port` (1026): probes `/v1/startup`, `/v1/health`, `/v1/readiness`;
+/// - `http_server.port` (1026): probes `/v1/startup`, `/v1/health`, `/v1/readiness`, and `/metrics`
+///   (Prometheus: `ControllerMetrics`);
 /// - `controller_alarm_port` (1027): `/v1/alarm/*` and `/v1/terminate-service` (DECISIONS 21: every mode).
 ///
 /// Behaviour where the spec is silent or where we chose (for the project docs):
@@ -45,17 +46,19 @@ public final class ControllerService: Sendable {
     /// The bound ports: probe listener first, then the alarm listener (useful with port 0 in tests).
     public var boundPorts: [Int] { server.boundPorts }
 
-    /// Builds everything; nothing runs until `start()`.
+    /// Builds everything; nothing listens until `listen()`, nothing acts until `run()`.
     /// - Parameters:
     ///   - config: the loaded config.
     ///   - environment: the process environment (file-check switch).
     ///   - logger: injected logger.
     ///   - clock: the runtime's time source.
     ///   - portOverrides: test hook: listen ports to use instead of the config's (0 = any free port).
+    ///   - metrics: where the counters go and `/metrics` reads them (the process registry, or an isolated one).
     /// - Throws: `ControllerStartError` naming the file or listener that failed.
     public init(
         config: ControllerConfig, environment: [String: String], logger: Logger,
-        clock: any ControllerClock = SystemControllerClock(), portOverrides: (probe: Int, alarm: Int)? = nil
+        clock: any ControllerClock = SystemControllerClock(), portOverrides: (probe: Int, alarm: Int)? = nil,
+        metrics: MetricsSink = .process
     ) throws(ControllerStartError) {
         self.config = config
         self.logger = logger
@@ -77,7 +80,8 @@ public final class ControllerService: Sendable {
         if config.haEnabled {
             let etcdTLS = try Self.client(config.tls.etcdServer, "etcd_server", environment)
             etcdClient = EtcdClient(
-                endpoints: [.init(host: config.backup.databaseServerDNS, port: config.backup.databaseServerPort)], tls: etcdTLS)
+                endpoints: EtcdClient.Endpoint.list(config.backup.databaseServerDNS, defaultPort: config.backup.databaseServerPort)
+                    ?? [.init(host: config.backup.databaseServerDNS, port: config.backup.databaseServerPort)], tls: etcdTLS)
         }
         let runner = HTTPEffectRunner(
             configuration: .init(
@@ -88,7 +92,9 @@ public final class ControllerService: Sendable {
         if config.instanceDiscovery.source == .kubernetes {
             options.podSource = try KubernetesPodSource(config: config, environment: environment)
         }
-        runtime = ControllerRuntime(options: options, settings: settings, runner: runner, clock: clock, logger: logger)
+        let counters = ControllerMetrics(sink: metrics)
+        runtime = ControllerRuntime(
+            options: options, settings: settings, runner: runner, clock: clock, metrics: counters, logger: logger)
         let ip = config.httpServer.ip
         let probePort = portOverrides?.probe ?? config.httpServer.port
         if let etcdClient, let fence {
@@ -98,9 +104,14 @@ public final class ControllerService: Sendable {
             ha = nil
         }
         var notLeading: (@Sendable () -> String?)?
-        if let h = ha { notLeading = { h.notLeading } }
+        var leadership: @Sendable () -> (leading: Bool, term: Int64) = { (true, 0) }
+        if let h = ha {
+            notLeading = { h.notLeading }
+            leadership = { h.election.fence.term.map { (true, $0) } ?? (false, 0) }
+        }
         api = ControllerHTTPAPI(
-            runtime: runtime, singleNode: config.deployMode == .singleNode, logger: logger, notLeading: notLeading)
+            runtime: runtime, singleNode: config.deployMode == .singleNode, logger: logger, notLeading: notLeading,
+            metrics: counters, leadership: leadership)
         let listeners = [
             HTTPListener(
                 host: ip, port: probePort,
@@ -118,12 +129,18 @@ public final class ControllerService: Sendable {
         }
     }
 
-    /// Starts the REST servers, then the runtime.
-    public func start() async throws(ControllerStartError) {
+    /// Opens the REST listeners: probes and `/metrics` answer from here on, the runtime acts once `run()` runs.
+    public func listen() throws(ControllerStartError) {
         do { try server.start() } catch { throw ControllerStartError("\(error)") }
         logger.info(
             "listening",
             metadata: ["ip": "\(config.httpServer.ip)", "probe.port": "\(boundPorts[0])", "alarm.port": "\(boundPorts[1])"])
+    }
+
+    /// Acts until the calling task is cancelled — the runtime, or with HA the campaign (the runtime runs while this
+    /// process leads) — then stops it (output files written a last time; a leader gives its lease back) and
+    /// closes the listeners.
+    public func run() async {
         if config.multiNode.enabled {
             logger.warning("multi-node mode: status is read from /v2/status, but role posts still carry the v1 body (v2 bodies are not built yet)")
         }
@@ -132,18 +149,9 @@ public final class ControllerService: Sendable {
                 "active/standby through etcd: campaigning",
                 metadata: ["etcd": "\(ha.election.client.endpointDescription)", "etcd.lock": "\(ha.lockKey)",
                            "lease.ttl": "\(config.backup.leaseTTLSeconds)"])
-            ha.start()
+            await ha.run()  // demotes on the way out: the runtime stops without writing
         } else {
-            await runtime.start()
-        }
-    }
-
-    /// Stops the runtime (files written a last time), then the servers.
-    public func stop() async {
-        if let ha {
-            await ha.stop()  // demotes (the runtime stops without writing) and gives the lease back
-        } else {
-            await runtime.stop()
+            await runtime.run()
         }
         server.shutdown()
         server.waitUntilStopped()

@@ -17,7 +17,8 @@ public struct EffectContext: Sendable, Equatable {
 
 /// Runs the core's I/O effects and turns their outcomes into events.
 public protocol ControllerEffectRunner: Sendable {
-    /// Runs one effect (`persistIdentity` and `unhealthyEvent` are handled by the runtime, not here).
+    /// Runs one effect at once (`persistIdentity` and `unhealthyEvent` are handled by the runtime, not here; the
+    /// `after` delay of `pollTasks` and `queryTasks` is waited by the runtime on its clock before the call).
     /// - Returns: the events that report the outcome, in order.
     func run(_ effect: ControllerCore.Effect, context: EffectContext) async -> [ControllerCore.Event]
     /// `GET /v1/coordinator_info` on the first coordinator (the periodic re-decision).
@@ -149,8 +150,7 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
                 _ = await coordinatorOK(ip, "POST", "/v1/instances/online", CoordinatorAPI.idsBody(ids))
             }
             return []
-        case .pollTasks(let ids, let after):
-            if after > 0 { try? await Task.sleep(nanoseconds: UInt64(after * 1e9)) }
+        case .pollTasks(let ids, _):
             var count: Int?
             for ip in context.coordinators {
                 let r = await call(
@@ -162,8 +162,7 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
                 count = max(count ?? n, n)
             }
             return [.taskCount(count)]
-        case .queryTasks(let p, let d, let change, let after):
-            if after > 0 { try? await Task.sleep(nanoseconds: UInt64(after * 1e9)) }
+        case .queryTasks(let p, let d, let change, _):
             var isEnd: Bool?
             for ip in context.coordinators {
                 let r = await call(

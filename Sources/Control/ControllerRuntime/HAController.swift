@@ -5,7 +5,8 @@ import Synchronization
 
 /// Controller active/standby through etcd (controller.md §9, `controller_backup_cfg`).
 ///
-/// - Election: `LeaderElection` on `<prefix>/cluster/leader-lock` (prefix `/<POD_NAMESPACE>` when set), value
+/// - Election: `LeaderElection` on `<prefix>/cluster/leader-lock` (prefix `/<POD_NAMESPACE>/<MINDIE_MS_CLUSTER_NAME>`,
+///   each part when set: `HAKeys`), value
 ///   `POD_IP` when set, else `<http_server.ip>:<probe port>` (two controllers on one host stay distinguishable);
 ///   lease `lease_ttl_seconds` (reference 20 s).
 /// - Only the leader runs the runtime (probes, role posts, refreshes, files). Elected, it recovers the state the
@@ -21,10 +22,12 @@ public final class HAController: Sendable {
     public let stateKey: String
     let runtime: ControllerRuntime
     let logger: Logger
-    private let task = Mutex<Task<Void, Never>?>(nil)
 
-    init(config: ControllerConfig, client: EtcdClient, fence: LeaseFence, runtime: ControllerRuntime, identity: String, logger: Logger) {
-        let prefix = config.environment.podNamespace.map { $0.isEmpty ? "" : "/" + $0 } ?? ""
+    init(config: ControllerConfig, client: EtcdClient, fence: LeaseFence, runtime: ControllerRuntime, identity: String, logger: Logger,
+         environment: [String: String] = ProcessInfo.processInfo.environment) {
+        var env = environment
+        if let ns = config.environment.podNamespace { env["POD_NAMESPACE"] = ns }
+        let prefix = HAKeys.prefix(environment: env)
         lockKey = prefix + "/cluster/leader-lock"
         stateKey = prefix + "/controller/node-data"
         let cfg = LeaderElection.Configuration(lockKey: lockKey, value: identity, ttlSeconds: Int64(config.backup.leaseTTLSeconds))
@@ -45,7 +48,9 @@ public final class HAController: Sendable {
         }
     }
 
-    func start() {
+    /// Campaigns, and runs the runtime while leading, until the calling task is cancelled (then demotes and gives
+    /// the lease back).
+    func run() async {
         let runtime = self.runtime, client = election.client, stateKey = self.stateKey, lockKey = self.lockKey
         let logger = self.logger
         let handlers = LeaderElection.Handlers(
@@ -59,16 +64,6 @@ public final class HAController: Sendable {
                 await runtime.resetForStandby()
                 logger.notice("standby: runtime stopped", metadata: ["why": "\(why)"])
             })
-        let election = self.election
-        task.withLock { t in
-            guard t == nil else { return }
-            t = Task { await election.run(handlers) }
-        }
-    }
-
-    func stop() async {
-        let t = task.withLock { t in defer { t = nil }; return t }
-        t?.cancel()
-        await t?.value
+        await election.run(handlers)
     }
 }

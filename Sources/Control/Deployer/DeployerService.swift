@@ -448,7 +448,7 @@ public actor DeployerService {
                 continue
             }
             if obj.ref == root.ref { created = current.at("metadata", "creationTimestamp")?.stringValue }
-            guard obj.kind == .deployment else { continue }
+            guard obj.kind == .deployment || obj.kind == .statefulSet else { continue }
             for c in current.at("status", "conditions")?.arrayValue ?? [] {
                 let type = c["type"]?.stringValue, st = c["status"]?.stringValue
                 if (type == "Progressing" && st == "False") || (type == "ReplicaFailure" && st == "True") {

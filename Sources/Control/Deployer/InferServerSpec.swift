@@ -47,15 +47,39 @@ public struct PDClusterSpec: Sendable, Equatable {
 
 /// `pd_cluster.ha`: what the rendered Controller and Coordinator configs and Deployments need for HA on etcd.
 public struct PDHASpec: Sendable, Equatable {
-    /// `etcd_address` ("host:port"): one etcd client address (a Service in front of a multi-member etcd); the
-    /// binaries take one endpoint (`database_server_dns` / `database_server_port`).
-    public var etcdHost: String
-    public var etcdPort: Int
+    /// The etcd members both locks live on: `etcd_address` ("host:port", or several comma-separated: the binaries
+    /// fail over between them), or the members of the rendered StatefulSet (`etcd`).
+    public var etcdMembers: [(host: String, port: Int)]
+    /// `etcd` (instead of `etcd_address`): an etcd the Deployer renders for this cluster.
+    public var etcd: PDEtcdSpec?
     /// `lease_ttl_seconds` (2–3600, default 20 as the reference): both locks' lease; a killed leader or master is
     /// replaced after at most this long.
     public var leaseTTLSeconds = 20
     /// `controller_replicas` (2–5, default 2): one leads, the others stand by.
     public var controllerReplicas = 2
+
+    public init(etcdMembers: [(host: String, port: Int)], etcd: PDEtcdSpec? = nil) {
+        self.etcdMembers = etcdMembers
+        self.etcd = etcd
+    }
+
+    public static func == (a: PDHASpec, b: PDHASpec) -> Bool {
+        a.etcdMembers.map { "\($0.host):\($0.port)" } == b.etcdMembers.map { "\($0.host):\($0.port)" } && a.etcd == b.etcd
+            && a.leaseTTLSeconds == b.leaseTTLSeconds && a.controllerReplicas == b.controllerReplicas
+    }
+}
+
+/// `pd_cluster.ha.etcd`: a small etcd rendered with the cluster (a StatefulSet `<name>-etcd` and its headless Service).
+public struct PDEtcdSpec: Sendable, Equatable {
+    public static let defaultImage = "quay.io/coreos/etcd:v3.5.17"
+    public static let clientPort = 2379
+    public static let peerPort = 2380
+    /// `replicas`: 1 (no quorum to lose, no fault tolerance) or 3 (survives one member's loss); default 3.
+    public var replicas = 3
+    /// `image` (default `quay.io/coreos/etcd:v3.5.17`).
+    public var image = PDEtcdSpec.defaultImage
+    /// `storage` (default "1Gi"): each member's PersistentVolumeClaim, so a member keeps its data across restarts.
+    public var storage = "1Gi"
 }
 
 /// A validated `infer_server.json` (docs/wire/deployer.md §3, DECISIONS 23 and 28).
@@ -155,6 +179,7 @@ extension InferServerSpec {
         "mindie_server_config.infer_port", "mindie_server_config.management_port",
         "pd_cluster.prefill_replicas", "pd_cluster.decode_replicas", "pd_cluster.coordinator_replicas",
         "pd_cluster.ha.lease_ttl_seconds", "pd_cluster.ha.controller_replicas", "pd_cluster.ha.coordinator_replicas",
+        "pd_cluster.ha.etcd.replicas",
     ]
 
     /// Every key a spec may have, per object (dotted path of the object; "" = top level). `namespace`,
@@ -170,7 +195,8 @@ extension InferServerSpec {
         "pd_cluster": ["prefill_replicas", "decode_replicas", "coordinator_config", "controller_config", "server_config",
                        "digs_model_config", "digs_machine_config", "coordinator_replicas", "priority_class_name", "tolerations",
                        "ms_image", "ha"],
-        "pd_cluster.ha": ["etcd_address", "lease_ttl_seconds", "controller_replicas", "coordinator_replicas"],
+        "pd_cluster.ha": ["etcd_address", "etcd", "lease_ttl_seconds", "controller_replicas", "coordinator_replicas"],
+        "pd_cluster.ha.etcd": ["replicas", "image", "storage"],
     ]
 
     /// Refuses a key the spec does not know (a misspelt key would otherwise be silently ignored), naming it and the
@@ -343,7 +369,7 @@ extension InferServerSpec {
             var withOptions = given
             if let img = try imageRef("pd_cluster.ms_image") { withOptions.msImage = img }
             if doc["pd_cluster"]?["ha"] != nil {
-                let ha = try parseHA(&r)
+                let ha = try parseHA(&r, serverName: s.serverName)
                 withOptions.ha = ha.spec
                 withOptions.coordinatorReplicas = ha.coordinatorReplicas
             } else if doc["pd_cluster"]?["coordinator_replicas"] != nil {
@@ -379,7 +405,7 @@ extension InferServerSpec {
 extension InferServerSpec {
     /// `pd_cluster.ha`: the etcd both HA modes use and the replica counts. The HA sections of the component configs
     /// are rendered from it, so the spec may not also set them (two sources of one address would drift apart).
-    static func parseHA(_ r: inout FieldReader) throws(DeployerError) -> (spec: PDHASpec, coordinatorReplicas: Int) {
+    static func parseHA(_ r: inout FieldReader, serverName: String) throws(DeployerError) -> (spec: PDHASpec, coordinatorReplicas: Int) {
         guard case .object? = r.value("pd_cluster.ha") else { throw r.fail("pd_cluster.ha", "must be an object") }
         if r.value("pd_cluster.coordinator_replicas") != nil {
             throw r.fail("pd_cluster.coordinator_replicas", "must not be set with pd_cluster.ha (use pd_cluster.ha.coordinator_replicas)")
@@ -389,15 +415,46 @@ extension InferServerSpec {
         where r.value(key) != nil {
             throw r.fail(key, "must not be set with pd_cluster.ha: the Deployer renders \(section) from pd_cluster.ha")
         }
-        let addressRule = "must be \"host:port\" (a DNS name or an IPv4 address of etcd, port 1024-65535)"
-        guard case .string(let address)? = r.value("pd_cluster.ha.etcd_address"), let colon = address.lastIndex(of: ":") else {
-            throw r.fail("pd_cluster.ha.etcd_address", addressRule)
+        var ha: PDHASpec
+        switch (r.value("pd_cluster.ha.etcd_address"), r.value("pd_cluster.ha.etcd")) {
+        case (let address?, nil):
+            let addressRule = "must be \"host:port\" or several comma-separated (a DNS name or an IPv4 address of an etcd member, port 1024-65535)"
+            guard case .string(let text) = address else { throw r.fail("pd_cluster.ha.etcd_address", addressRule) }
+            var members: [(host: String, port: Int)] = []
+            for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let colon = item.lastIndex(of: ":") else { throw r.fail("pd_cluster.ha.etcd_address", addressRule) }
+                let host = String(item[..<colon]), portText = item[item.index(after: colon)...]
+                guard ControllerConfig.isValidHostName(host), !host.contains(":"), let port = Int(portText), (1024...65535).contains(port),
+                      portText.allSatisfy({ $0.isASCII && $0.isNumber })
+                else { throw r.fail("pd_cluster.ha.etcd_address", addressRule) }
+                members.append((host, port))
+            }
+            ha = PDHASpec(etcdMembers: members)
+        case (nil, let e?):
+            guard case .object = e else { throw r.fail("pd_cluster.ha.etcd", "must be an object {replicas, image, storage}") }
+            var etcd = PDEtcdSpec()
+            if r.value("pd_cluster.ha.etcd.replicas") != nil {
+                etcd.replicas = try r.int("pd_cluster.ha.etcd.replicas", 1...3)
+                // 2 members tolerate no loss and need both for quorum: worse than 1
+                if etcd.replicas == 2 { throw r.fail("pd_cluster.ha.etcd.replicas", "must be 1 or 3 (two members need both for a quorum)") }
+            }
+            if let v = r.value("pd_cluster.ha.etcd.image") {
+                guard case .string(let img) = v, (1...255).contains(img.utf8.count), !img.contains(where: { $0 == " " || $0 == "\"" }) else {
+                    throw r.fail("pd_cluster.ha.etcd.image", "must be a container image reference (1..255 characters)")
+                }
+                etcd.image = img
+            }
+            if let v = r.value("pd_cluster.ha.etcd.storage") {
+                guard case .string(let q) = v, let unit = ["Mi", "Gi", "Ti"].first(where: { q.hasSuffix($0) }),
+                      let n = Int(q.dropLast(unit.count)), n > 0, q.dropLast(unit.count).allSatisfy({ $0.isASCII && $0.isNumber })
+                else { throw r.fail("pd_cluster.ha.etcd.storage", "must be a quantity like \"1Gi\" (Mi, Gi or Ti)") }
+                etcd.storage = q
+            }
+            let svc = Manifests.etcdName(serverName)
+            ha = PDHASpec(etcdMembers: (0..<etcd.replicas).map { ("\(svc)-\($0).\(svc)", PDEtcdSpec.clientPort) }, etcd: etcd)
+        default:
+            throw r.fail("pd_cluster.ha", "needs exactly one of etcd_address (an etcd that runs already) and etcd (one rendered with the cluster)")
         }
-        let host = String(address[..<colon])
-        guard ControllerConfig.isValidHostName(host), !host.contains(":"), let port = Int(address[address.index(after: colon)...]),
-              (1024...65535).contains(port), address[address.index(after: colon)...].allSatisfy({ $0.isASCII && $0.isNumber })
-        else { throw r.fail("pd_cluster.ha.etcd_address", addressRule) }
-        var ha = PDHASpec(etcdHost: host, etcdPort: port)
         if r.value("pd_cluster.ha.lease_ttl_seconds") != nil { ha.leaseTTLSeconds = try r.int("pd_cluster.ha.lease_ttl_seconds", 2...3600) }
         // one standby is what HA needs; more only add etcd traffic
         if r.value("pd_cluster.ha.controller_replicas") != nil { ha.controllerReplicas = try r.int("pd_cluster.ha.controller_replicas", 2...5) }

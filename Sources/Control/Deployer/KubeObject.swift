@@ -17,11 +17,12 @@ public struct KubeObject: Sendable, Equatable {
         case role = "Role"
         case roleBinding = "RoleBinding"
         case podDisruptionBudget = "PodDisruptionBudget"
+        case statefulSet = "StatefulSet"
 
         public var apiVersion: String {
             switch self {
             case .configMap, .service, .pod, .serviceAccount: "v1"
-            case .deployment: "apps/v1"
+            case .deployment, .statefulSet: "apps/v1"
             case .role, .roleBinding: "rbac.authorization.k8s.io/v1"
             case .podDisruptionBudget: "policy/v1"
             }
@@ -38,6 +39,7 @@ public struct KubeObject: Sendable, Equatable {
             case .role: "roles"
             case .roleBinding: "rolebindings"
             case .podDisruptionBudget: "poddisruptionbudgets"
+            case .statefulSet: "statefulsets"
             }
         }
 
@@ -53,10 +55,11 @@ public struct KubeObject: Sendable, Equatable {
             case .role: 1
             case .roleBinding: 2
             case .configMap: 3
-            case .deployment: 4
-            case .podDisruptionBudget: 5
-            case .service: 6
-            case .pod: 7
+            case .statefulSet: 4
+            case .deployment: 5
+            case .podDisruptionBudget: 6
+            case .service: 7
+            case .pod: 8
             }
         }
     }

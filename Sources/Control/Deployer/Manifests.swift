@@ -60,8 +60,8 @@ public enum Manifests {
     public static func selector(_ serverName: String) -> String { "\(managedByLabel)=\(managedBy),\(instanceLabel)=\(serverName)" }
 
     /// The kinds a server's objects can have (for sweeps by label).
-    public static let ownedKinds: [KubeObject.Kind] = [.service, .podDisruptionBudget, .deployment, .configMap, .roleBinding, .role,
-                                                       .serviceAccount]
+    public static let ownedKinds: [KubeObject.Kind] = [.service, .podDisruptionBudget, .deployment, .statefulSet, .configMap, .roleBinding,
+                                                       .role, .serviceAccount]
 
     // MARK: single node
 
@@ -267,6 +267,10 @@ public enum Manifests {
                 // discovery): clusters in different namespaces may share one etcd
                 container = container.setting(["env"], to: ja((container["env"]?.arrayValue ?? []) + [envField("POD_NAMESPACE", "metadata.namespace")]))
             }
+            if pd.ha != nil {
+                // and then with the server's name (HAKeys): two clusters in one namespace may share one etcd too
+                container = container.setting(["env"], to: ja((container["env"]?.arrayValue ?? []) + [envValue(HAKeys.clusterNameVariable, name)]))
+            }
             if role == "coordinator" {
                 // `ms_coordinator [predict_ip] [manage_ip]`: listen on the pod IP; ports come from its config.
                 container = container.setting(["args"], to: ja([js("$(POD_IP)"), js("$(POD_IP)")]))
@@ -280,6 +284,14 @@ public enum Manifests {
                 "volumes": ja([jo(["name": js("config"), "configMap": jo(["name": js(configCM), "defaultMode": ji(0o640)])]), rankVolume]),
             ])
             if account { pod = pod.setting(["serviceAccountName"], to: js(n.rbac)) }
+            if role == "coordinator" {
+                // SIGTERM drains: in-flight requests may run for drain_timeout, then the lease is given back and the
+                // server stops (up to 10 s more for a proxied request past the drain). No preStop hook: readiness goes
+                // 503 at SIGTERM, and a standby cannot take over before the master lets go, so a preStop sleep would
+                // only delay the takeover.
+                let drain = pd.coordinatorConfig.at("exception_config", "drain_timeout")?.intValue ?? 30
+                pod = pod.setting(["terminationGracePeriodSeconds"], to: .int(drain + 15))
+            }
             if role == "controller" {
                 // process state and cluster status files (PDConfigs.controllerStateDir); they survive a container restart
                 pod = pod.setting(["volumes"], to: ja((pod["volumes"]?.arrayValue ?? []) + [jo(["name": js("state"), "emptyDir": jo([:])])]))
@@ -356,6 +368,7 @@ public enum Manifests {
                 "spec": jo(["maxUnavailable": ji(1), "selector": jo(["matchLabels": jo(["app": name, roleLabel: role])])]),
             ]))
         }
+        if let ha = pd.ha, let etcd = ha.etcd { out += etcdObjects(etcd, s, pd, namespace: ns) }
         add(.service, n.inferService, jo([
             "apiVersion": js("v1"), "kind": js("Service"),
             "metadata": metadata(n.inferService, ns, labels: common),
@@ -366,6 +379,87 @@ public enum Manifests {
                                  "targetPort": js("infer"), "nodePort": ji(s.servicePort)])]),
             ]),
         ]))
+        return out
+    }
+
+    /// The rendered etcd's StatefulSet and headless Service.
+    public static func etcdName(_ serverName: String) -> String { "\(serverName)-etcd" }
+
+    /// `pd_cluster.ha.etcd`: a StatefulSet of 1 or 3 members with stable names (`<name>-etcd-<i>.<name>-etcd`, which the
+    /// configs list as the members) through a headless Service, each with its own volume. All members start together
+    /// (Parallel): a new 3-member cluster needs a quorum before any member is healthy.
+    static func etcdObjects(_ e: PDEtcdSpec, _ s: InferServerSpec, _ pd: PDClusterSpec, namespace ns: String) -> [KubeObject] {
+        let name = etcdName(s.serverName)
+        let labels = ["app": s.serverName, roleLabel: "etcd"]
+        let peers = (0..<e.replicas).map { "\(name)-\($0)=http://\(name)-\($0).\(name):\(PDEtcdSpec.peerPort)" }.joined(separator: ",")
+        // the etcd images have no shell: kubelet expands $(POD_NAME) in args itself
+        let args = ["--name=$(POD_NAME)", "--data-dir=/var/lib/etcd/data",
+                    "--listen-client-urls=http://0.0.0.0:\(PDEtcdSpec.clientPort)",
+                    "--advertise-client-urls=http://$(POD_NAME).\(name):\(PDEtcdSpec.clientPort)",
+                    "--listen-peer-urls=http://0.0.0.0:\(PDEtcdSpec.peerPort)",
+                    "--initial-advertise-peer-urls=http://$(POD_NAME).\(name):\(PDEtcdSpec.peerPort)",
+                    "--initial-cluster=\(peers)", "--initial-cluster-state=new", "--initial-cluster-token=\(name)"]
+        var security = containerSecurity()
+        security = security.setting(["readOnlyRootFilesystem"], to: jb(true))
+        let container = jo([
+            "name": js("etcd"), "image": js(e.image), "imagePullPolicy": js("IfNotPresent"),
+            "command": ja([js("/usr/local/bin/etcd")]), "args": ja(args.map(js)),
+            "env": ja([envField("POD_NAME", "metadata.name")]),
+            "ports": ja([jo(["name": js("client"), "containerPort": ji(PDEtcdSpec.clientPort), "protocol": js("TCP")]),
+                         jo(["name": js("peer"), "containerPort": ji(PDEtcdSpec.peerPort), "protocol": js("TCP")])]),
+            "resources": jo(["requests": jo(["memory": "256Mi", "cpu": "250m"]), "limits": jo(["memory": "1Gi", "cpu": "1"])]),
+            "securityContext": security,
+            "volumeMounts": ja([jo(["name": js("data"), "mountPath": js("/var/lib/etcd")])]),
+            // /health is 503 without a leader: right for readiness (the Service lists members that can answer), wrong
+            // for liveness (a lost quorum would restart every member), which only checks that the process listens
+            "readinessProbe": jo(["httpGet": jo(["path": js("/health"), "port": js("client")]), "periodSeconds": ji(5),
+                                  "timeoutSeconds": ji(3), "failureThreshold": ji(3)]),
+            "livenessProbe": jo(["tcpSocket": jo(["port": js("client")]), "periodSeconds": ji(10), "timeoutSeconds": ji(3),
+                                 "failureThreshold": ji(3)]),
+        ])
+        var pod = jo([
+            "automountServiceAccountToken": jb(false),
+            "containers": ja([container]),
+            "securityContext": jo(["runAsNonRoot": jb(true), "runAsUser": ji(1001), "runAsGroup": ji(1001), "fsGroup": ji(1001),
+                                   "seccompProfile": jo(["type": js("RuntimeDefault")])]),
+            "terminationGracePeriodSeconds": ji(30),
+        ])
+        pod = scheduling(pod, pd, role: "etcd", spread: e.replicas > 1)
+        let set = jo([
+            "apiVersion": js("apps/v1"), "kind": js("StatefulSet"),
+            "metadata": metadata(name, ns, labels: labels),
+            "spec": jo([
+                "serviceName": js(name), "replicas": ji(e.replicas), "podManagementPolicy": js("Parallel"),
+                "selector": jo(["matchLabels": jo(labels)]),
+                "updateStrategy": jo(["type": js("RollingUpdate")]),
+                "template": jo(["metadata": jo(["labels": jo(labels)]), "spec": pod]),
+                "volumeClaimTemplates": ja([jo([
+                    "metadata": jo(["name": js("data")]),
+                    "spec": jo(["accessModes": ja([js("ReadWriteOnce")]), "resources": jo(["requests": jo(["storage": e.storage])])]),
+                ])]),
+            ]),
+        ])
+        // headless, and listing members before they are ready: the members find each other through it while forming
+        let service = jo([
+            "apiVersion": js("v1"), "kind": js("Service"),
+            "metadata": metadata(name, ns, labels: labels),
+            "spec": jo([
+                "clusterIP": js("None"), "publishNotReadyAddresses": jb(true),
+                "selector": jo(labels),
+                "ports": ja([jo(["name": js("client"), "protocol": js("TCP"), "port": ji(PDEtcdSpec.clientPort), "targetPort": js("client")]),
+                             jo(["name": js("peer"), "protocol": js("TCP"), "port": ji(PDEtcdSpec.peerPort), "targetPort": js("peer")])]),
+            ]),
+        ])
+        var out = [KubeObject(kind: .statefulSet, namespace: ns, name: name, body: set),
+                   KubeObject(kind: .service, namespace: ns, name: name, body: service)]
+        if e.replicas > 1 {
+            // a drain may take one member at a time: the other two keep the quorum
+            out.append(KubeObject(kind: .podDisruptionBudget, namespace: ns, name: name, body: jo([
+                "apiVersion": js("policy/v1"), "kind": js("PodDisruptionBudget"),
+                "metadata": metadata(name, ns, labels: labels),
+                "spec": jo(["maxUnavailable": ji(1), "selector": jo(["matchLabels": jo(labels)])]),
+            ])))
+        }
         return out
     }
 

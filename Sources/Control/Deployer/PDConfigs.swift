@@ -115,7 +115,9 @@ public enum PDConfigs {
                                           "controller_config", pd.controllerConfig)
         if let ha = pd.ha {
             // after the spec's overrides: parseHA refused these sections in the spec, pd_cluster.ha is their one source
-            let etcd: JSON.Object = ["database_server_dns": js(ha.etcdHost), "database_server_port": ji(ha.etcdPort),
+            // one member: host and port as the reference has them; several: "host:port,..." (the binaries fail over)
+            let dns = ha.etcdMembers.count == 1 ? ha.etcdMembers[0].host : ha.etcdMembers.map { "\($0.host):\($0.port)" }.joined(separator: ",")
+            let etcd: JSON.Object = ["database_server_dns": js(dns), "database_server_port": ji(ha.etcdMembers[0].port),
                                              "lease_ttl_seconds": ji(ha.leaseTTLSeconds)]
             out.coordinatorConfig = out.coordinatorConfig.setting(["backup_config"], to: .object(etcd.merging(["function_enable": jb(true)]) { a, _ in a }))
             out.controllerConfig = out.controllerConfig.setting(["controller_backup_cfg"], to: .object(etcd.merging(["function_sw": jb(true)]) { a, _ in a }))

@@ -5,7 +5,8 @@ import Synchronization
 
 /// Coordinator master/standby through etcd (`backup_config`, spec §6 "Backup mode"), PD modes only.
 ///
-/// - Lock `<prefix>/coordinator/leader-lock` (prefix `/<POD_NAMESPACE>` when set), value `POD_IP` when set, else
+/// - Lock `<prefix>/coordinator/leader-lock` (prefix `/<POD_NAMESPACE>/<MINDIE_MS_CLUSTER_NAME>`, each part when set:
+///   `HAKeys`), value `POD_IP` when set, else
 ///   `<manage_ip>:<manage_port>`; lease `backup_config.lease_ttl_seconds` (ours, optional; the reference's 20 s).
 /// - The master holds the `/dresult` links (a D accepts one link at a time), answers `/v1/readiness` 200 and
 ///   serves. A standby applies the Controller's refreshes without opening links, answers `/v1/readiness` 503 and
@@ -22,7 +23,7 @@ final class BackupMode: Sendable {
     private let master = Atomic<Bool>(false)
 
     init(config: CoordinatorConfig, client: EtcdClient, identity: String, environment: [String: String], logger: Logger) {
-        let prefix = environment["POD_NAMESPACE"].map { $0.isEmpty ? "" : "/" + $0 } ?? ""
+        let prefix = HAKeys.prefix(environment: environment)
         let cfg = LeaderElection.Configuration(
             lockKey: prefix + "/coordinator/leader-lock", value: identity, ttlSeconds: Int64(config.backup.leaseTTLSeconds))
         election = LeaderElection(client: client, configuration: cfg, logger: logger)
@@ -90,6 +91,43 @@ extension Coordinator {
     /// Whether this process holds the `/dresult` links and serves (always, without backup mode).
     var isMaster: Bool { backupMode?.isMaster ?? true }
 
+    /// Whether new requests are taken (and readiness is 200 once instances are known): the master, unless it is
+    /// draining for a stop.
+    var isServing: Bool { isMaster && !draining.load(ordering: .acquiring) }
+
+    /// Graceful stop (SIGTERM: a rollout or `msctl update` replacing this pod): readiness and new requests get 503 at
+    /// once while the requests in flight finish. A master keeps its lease and its `/dresult` links meanwhile: a D
+    /// keeps one link only, so a standby taking over now would take the results of every stream in flight here.
+    /// The lease is given back by `shutdown()` afterwards, so the standby takes over within its poll interval instead
+    /// of a TTL. Bounded by `exception_config.drain_timeout` (the manifests give the pod that plus a margin as its
+    /// termination grace period).
+    /// - Parameters:
+    ///   - timeoutSeconds: the bound; 0 = no drain.
+    ///   - wait: waits up to the given milliseconds; returns true to stop draining at once (a second signal).
+    /// - Returns: requests still in flight when it stopped waiting (0 = drained).
+    public func drain(timeoutSeconds: Int, wait: (Int) -> Bool) -> Int {
+        draining.store(true, ordering: .releasing)
+        var left = inFlightCount
+        guard left > 0, timeoutSeconds > 0 else { return left }
+        let started = ContinuousClock.now
+        let deadline = started + .seconds(timeoutSeconds)
+        logger.notice("draining before stop: readiness 503 and new requests refused; the lease and the links are kept until the requests in flight finish",
+                      metadata: ["in_flight": "\(left)", "drain_timeout": "\(timeoutSeconds) s", "master": "\(isMaster)"])
+        while left > 0, ContinuousClock.now < deadline {
+            if wait(50) {
+                logger.warning("drain cut short by a second signal", metadata: ["in_flight": "\(inFlightCount)"])
+                return inFlightCount
+            }
+            left = inFlightCount
+        }
+        if left > 0 {
+            logger.warning("drain timed out: the requests still in flight fail", metadata: ["in_flight": "\(left)"])
+        } else {
+            logger.notice("drained", metadata: ["took": "\(ContinuousClock.now - started)"])
+        }
+        return left
+    }
+
     /// Takeover: open a link to every D of the current view, then readiness follows the links.
     func becameMaster() {
         logger.notice("backup mode: master, opening the /dresult links")
@@ -138,7 +176,10 @@ extension Coordinator {
             }
         }
         let env = ProcessInfo.processInfo.environment
-        let client = EtcdClient(endpoints: [.init(host: config.backup.databaseServerDNS, port: config.backup.databaseServerPort)], tls: tls)
+        guard let endpoints = EtcdClient.Endpoint.list(config.backup.databaseServerDNS, defaultPort: config.backup.databaseServerPort) else {
+            throw CoordinatorStartError("backup_config.database_server_dns must be a host or comma-separated host[:port] members, got \"\(config.backup.databaseServerDNS)\"")
+        }
+        let client = EtcdClient(endpoints: endpoints, tls: tls)
         let identity = env["POD_IP"].flatMap { $0.isEmpty ? nil : $0 } ?? manageEndpoint
         return BackupMode(config: config, client: client, identity: identity, environment: env, logger: logger)
     }

@@ -54,10 +54,6 @@ extension Coordinator {
     /// to the least loaded instance that is not offline, as the tokenizer's does (§5.4).
     func dispatchPassthroughPD(_ t: TrackedRequest, view: ClusterView) {
         let online = InstanceSnapshot(view.snapshot.instances.filter { !$0.offline })
-        guard let id = Scheduler.tokenizerTarget(online, load: view.load()), let entry = view.entries[id] else {
-            finish(t, error: .notReady)
-            return
-        }
-        dispatch(t, to: entry)
+        run(t, .passthrough(Scheduler.tokenizerTarget(online, load: view.load()).flatMap { view.entries[$0] }))
     }
 }

@@ -282,7 +282,7 @@ extension Coordinator {
             res.respond(status: ready ? 200 : 503, body: [])
         case "/v1/readiness":
             // spec §3.3: with backup mode on, also this node is master
-            res.respond(status: ready && isMaster ? 200 : 503, body: [])
+            res.respond(status: ready && isServing ? 200 : 503, body: [])
         default:
             let parts = req.path.split(separator: "/")
             if parts.count == 4, parts[0] == "v2", parts[1] == "models", parts[3] == "ready" {

@@ -10,8 +10,10 @@ final class TrackedRequest {
     let stream: Bool
     let model: String?
     let arrivalNanos: UInt64
-    var instance: InstanceEntry?
-    var tried: Set<InstanceID> = []
+    /// The lifecycle of a request relayed whole (single node, tokenizer, PD pass-through and self-pairs).
+    var single = SingleState()
+    /// The instance serving it (single node; PD: ``pd``).
+    var instance: InstanceEntry? { single.lifecycle.instance }
     var headSent = false
     var firstByte = false
     var finished = false

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// An etcd call that did not give an answer we can use.
 public enum EtcdError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -79,8 +80,9 @@ public struct EtcdLease: Sendable, Equatable {
 }
 
 /// An etcd v3 client over its JSON gateway (`POST /v3/...`, keys and values base64) on MSCore's `HTTPClient`
-/// (architecture.md, "HA"). Every call has a deadline; on a transport failure the next endpoint is tried.
-/// Safe to share between tasks.
+/// (architecture.md, "HA"). Every call has a deadline. With several members, a call starts at the member that
+/// answered last and moves on to the next one on a transport failure or a 5xx (a member without quorum), so one dead
+/// member costs one deadline, once. Safe to share between tasks.
 public final class EtcdClient: Sendable {
     public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
         public var host: String
@@ -96,6 +98,8 @@ public final class EtcdClient: Sendable {
     let client: HTTPClient
     let timeoutMilliseconds: UInt64
     let isTLS: Bool
+    /// The member that answered last (where the next call starts).
+    private let preferred = Atomic<Int>(0)
 
     /// - Parameters:
     ///   - endpoints: etcd client URLs' host and port (tried in order on transport failures).
@@ -110,6 +114,9 @@ public final class EtcdClient: Sendable {
     }
 
     public var endpointDescription: String { endpoints.map(\.description).joined(separator: ",") }
+
+    /// The member the next call starts at: the one that answered last.
+    public var current: Endpoint { endpoints[preferred.load(ordering: .relaxed) % endpoints.count] }
 
     // MARK: - KV
 
@@ -203,7 +210,10 @@ public final class EtcdClient: Sendable {
             throw .malformed(endpoint: endpointDescription, "cannot encode request: \(error)")
         }
         var lastError: EtcdError = .malformed(endpoint: endpointDescription, "no endpoint")
-        for ep in endpoints {
+        let first = preferred.load(ordering: .relaxed)
+        for k in 0..<endpoints.count {
+            let index = (first + k) % endpoints.count
+            let ep = endpoints[index]
             let name = (isTLS ? "https://" : "http://") + ep.description
             let req = HTTPClientRequest(
                 method: "POST", host: ep.host, port: ep.port, path: path,
@@ -217,9 +227,13 @@ public final class EtcdClient: Sendable {
             let obj = try? JSONSerialization.jsonObject(with: Data(resp.body)) as? [String: Any]
             guard resp.status == 200 else {
                 let message = (obj?["error"] as? String) ?? (obj?["message"] as? String) ?? String(resp.text.prefix(200))
-                throw .refused(endpoint: name, status: resp.status, message: message)
+                lastError = .refused(endpoint: name, status: resp.status, message: message)
+                // a member cut off from the quorum answers 5xx: another may serve; a 4xx is about the call itself
+                if resp.status >= 500, k + 1 < endpoints.count { continue }
+                throw lastError
             }
             guard let obj else { throw .malformed(endpoint: name, "not a JSON object: \(resp.text.prefix(200))") }
+            if index != first { preferred.store(index, ordering: .relaxed) }
             return (name, obj)
         }
         throw lastError

@@ -117,3 +117,27 @@ public struct MetricsSink: Sendable {
         })
     }
 }
+
+extension MetricsSink {
+    /// Prometheus text with a `# HELP` line before every `# TYPE` line that has none (promtool flags a family
+    /// without help text, and swift-metrics cannot carry one); `help` gives a family's text by name.
+    public static func withHelp(_ text: [UInt8], help: (Substring) -> String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count + 1024)
+        var helped = Set<Substring>()
+        for line in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            let s = Substring(decoding: line, as: UTF8.self)
+            if s.hasPrefix("# HELP "), let name = s.dropFirst(7).split(separator: " ").first {
+                helped.insert(name)
+            } else if s.hasPrefix("# TYPE "), let name = s.dropFirst(7).split(separator: " ").first, !helped.contains(name) {
+                out += Array("# HELP \(name) \(help(name))\n".utf8)
+                helped.insert(name)
+            }
+            out += line
+            out.append(UInt8(ascii: "\n"))
+        }
+        // split gave one more (empty) piece than there were newlines
+        if !text.isEmpty { out.removeLast() } else { out.removeAll() }
+        return out
+    }
+}
