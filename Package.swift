@@ -88,5 +88,7 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control", "MSCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "DeployerTests", dependencies: ["Control", "Gateway", "MSCore", "TestSupport"], exclude: ["Golden"], swiftSettings: swiftSettings),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "MSCore", "TestSupport"], swiftSettings: swiftSettings),
+        // The Controller↔Coordinator contract: one side's encoder into the other side's parser.
+        .testTarget(name: "ContractTests", dependencies: ["Control", "Gateway", "MSCore"], swiftSettings: swiftSettings),
     ]
 )

@@ -29,7 +29,7 @@ struct Main: ParsableCommand {
         let deployerConfig: DeployerConfig
         do {
             let bytes = try location.read(environment: env)
-            guard let doc = try? JSONValue.parse(Data(bytes)), case .object = doc else {
+            guard let doc = try? JSON.parse(Data(bytes)), case .object = doc else {
                 throw ConfigLoadError("config file \(location.path): not a JSON object")
             }
             deployerConfig = try DeployerConfig.parse(doc, environment: env)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 @Suite("ms_controller.json")
 struct ControllerConfigTests {
@@ -121,8 +122,8 @@ struct ControllerConfigTests {
     // docs/wire/controller.md §12 test 4.
     @Test("invalid http_server.ip fails", arguments: [
         .string(".7212.123.163"), "333.333.333.333", "123456", .int(123456), "", nil, "0.0.0.0", "::",
-    ] as [JSONValue?])
-    func invalidHTTPServerIP(ip: JSONValue?) throws {
+    ] as [JSON?])
+    func invalidHTTPServerIP(ip: JSON?) throws {
         let e = try #require(try configError([("http_server.ip", ip)]))
         #expect(e.key == "http_server.ip")
         #expect(e.value == (ip?.rendered ?? "<missing>"))
@@ -229,6 +230,6 @@ struct ControllerConfigTests {
         #expect(r.digsModelConfigPath == "/opt/ms/conf/model_config/llama2-70B.json")
         #expect(r.scalingRuleFilePath == "/abs/scaling.json")
         #expect(r.processManager.filePath == "/opt/ms/logs/controller_process_status.json")
-        #expect(r.tls.httpServer.items?.tlsCRL == "")
+        #expect(r.tls.httpServer.items?.tlsCrl == "")
     }
 }

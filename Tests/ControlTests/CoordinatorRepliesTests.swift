@@ -2,13 +2,14 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 @Suite("coordinator management replies (§3.2)")
 struct CoordinatorRepliesTests {
-    static let minimal: JSONValue = .object([
+    static let minimal: JSON = .object([
         "schedule_info": .array([]), "request_length_info": .object(["input_len": 0, "output_len": 0]),
     ])
-    static let entry: JSONValue = .object(["id": 0, "allocated_slots": 5000, "allocated_blocks": .int(4_294_967_295)])
+    static let entry: JSON = .object(["id": 0, "allocated_slots": 5000, "allocated_blocks": .int(4_294_967_295)])
 
     // docs/wire/controller.md §12 test 19.
     @Test("the minimal coordinator_info body is accepted")
@@ -22,7 +23,7 @@ struct CoordinatorRepliesTests {
     }
 
     @Test("coordinator_info violations reject the whole reply", arguments: [
-        ("request_length_info.input_len", JSONValue.int(4_294_967_296)), ("request_length_info.output_len", .int(-1)),
+        ("request_length_info.input_len", JSON.int(4_294_967_296)), ("request_length_info.output_len", .int(-1)),
         ("request_length_info.input_len", .int(-1)), ("request_length_info", nil), ("schedule_info", nil),
         ("schedule_info", .array([entry.setting("id", to: -1)])),
         ("schedule_info", .array([entry.setting("allocated_slots", to: -1)])),
@@ -30,15 +31,15 @@ struct CoordinatorRepliesTests {
         ("schedule_info", .array([entry.setting("allocated_slots", to: 5001)])),
         ("schedule_info", .array([entry.setting("allocated_blocks", to: .int(4_294_967_296))])),
         ("schedule_info", .array(Array(repeating: entry, count: 577))),
-    ] as [(String, JSONValue?)])
-    func rejected(key: String, value: JSONValue?) {
-        #expect(throws: ProbeFailure.self) { try CoordinatorInfo(body: Self.minimal.setting(key, to: value).data) }
+    ] as [(String, JSON?)])
+    func rejected(key: String, value: JSON?) {
+        #expect(throws: ContractError.self) { try CoordinatorInfo(body: Self.minimal.setting(key, to: value).data) }
     }
 
     @Test("an empty body is rejected")
     func empty() {
-        #expect(throws: ProbeFailure.self) { try CoordinatorInfo(body: Data()) }
-        #expect(throws: ProbeFailure.self) { try CoordinatorInfo(body: Data("{}".utf8)) }
+        #expect(throws: ContractError.self) { try CoordinatorInfo(body: Data()) }
+        #expect(throws: ContractError.self) { try CoordinatorInfo(body: Data("{}".utf8)) }
     }
 
     // docs/wire/controller.md §12 test 18.
@@ -62,7 +63,7 @@ struct CoordinatorRepliesTests {
     @Test("online/offline and query_tasks bodies")
     func bodies() throws {
         #expect(String(decoding: CoordinatorAPI.idsBody([101]), as: UTF8.self) == #"{"ids":[101]}"#)
-        let q = try JSONValue.parse(CoordinatorAPI.queryTasksBody(prefillID: 3, decodeID: 4, change: .prefillToDecode))
+        let q = try JSON.parse(CoordinatorAPI.queryTasksBody(prefillID: 3, decodeID: 4, change: .prefillToDecode))
         #expect(q == .object(["p_id": 3, "d_id": 4, "role_change_type": 0]))
         #expect(try CoordinatorAPI.isEnd(body: Data(#"{"is_end":true}"#.utf8)))
         #expect(throws: ProbeFailure.self) { try CoordinatorAPI.isEnd(body: Data(#"{"is_end":1}"#.utf8)) }

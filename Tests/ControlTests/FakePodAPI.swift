@@ -10,7 +10,7 @@ import MSCore
 final class FakePodAPI: @unchecked Sendable {
     struct State {
         /// Pods by namespace/name.
-        var pods: [String: JSONValue] = [:]
+        var pods: JSON.Object = [:]
         var resourceVersion = 1000
         /// Every request target seen.
         var log: [String] = []
@@ -70,14 +70,14 @@ final class FakePodAPI: @unchecked Sendable {
         _ name: String, role: String, ip: String?, mgmtPort: Int? = nil, app: String = "demo", namespace: String = "mindie",
         phase: String? = nil, npus: Int? = nil
     ) {
-        var annotations: [String: JSONValue] = [:]
+        var annotations: JSON.Object = [:]
         if let mgmtPort { annotations[PodDiscovery.portAnnotations.mgmt] = .string(String(mgmtPort)) }
-        var status: [String: JSONValue] = ["phase": .string(phase ?? (ip == nil ? "Pending" : "Running"))]
+        var status: JSON.Object = ["phase": .string(phase ?? (ip == nil ? "Pending" : "Running"))]
         if let ip {
             status["podIP"] = .string(ip)
             status["hostIP"] = .string("192.168.7.1")
         }
-        var resources: [String: JSONValue] = [:]
+        var resources: JSON.Object = [:]
         if let npus { resources["limits"] = .object(["huawei.com/Ascend910": .string(String(npus))]) }
         state.withLock { s in
             s.resourceVersion += 1
@@ -116,7 +116,7 @@ final class FakePodAPI: @unchecked Sendable {
 
     // MARK: handling
 
-    static func statusBody(_ code: Int, _ reason: String, _ message: String) -> (Int, JSONValue) {
+    static func statusBody(_ code: Int, _ reason: String, _ message: String) -> (Int, JSON) {
         (
             code,
             .object([
@@ -126,7 +126,7 @@ final class FakePodAPI: @unchecked Sendable {
         )
     }
 
-    static func handle(_ req: HTTPRequest, state: Locked<State>, token: String) -> (Int, JSONValue) {
+    static func handle(_ req: HTTPRequest, state: Locked<State>, token: String) -> (Int, JSON) {
         state.withLock { $0.log.append(req.path + (req.query.map { "?" + $0 } ?? "")) }
         guard req.headers["authorization"] == "Bearer \(token)" else { return statusBody(401, "Unauthorized", "Unauthorized") }
         let parts = req.path.split(separator: "/").map(String.init)
@@ -143,7 +143,7 @@ final class FakePodAPI: @unchecked Sendable {
         return state.withLock { s in
             var items = s.pods.filter { $0.key.hasPrefix(ns + "/") }.sorted { $0.key < $1.key }.map(\.value)
             for term in selector.split(separator: ",").map(String.init) where !term.isEmpty {
-                func label(_ p: JSONValue, _ k: String) -> String? {
+                func label(_ p: JSON, _ k: String) -> String? {
                     if case .string(let v)? = p["metadata"]?["labels"]?[k] { return v }
                     return nil
                 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 @Suite("instance identity and rank-table diff (§4, §7.3, DECISIONS 17/19)")
 struct InstanceIdentityTests {

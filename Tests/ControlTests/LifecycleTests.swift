@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 /// A manual clock for the pure core.
 struct TestClock {
@@ -338,7 +339,7 @@ struct LifecycleTests {
         var h = Harness(servers: 2)
         _ = h.settle(try h.pass())
         h.allReady()
-        let json = try JSONValue.parse(h.refresh.jsonData())
+        let json = try JSON.parse(h.refresh.jsonData())
         #expect(json["ids"] == .array([0, 1]))
         guard case .array(let list)? = json["instances"], let first = list.first else { Issue.record("no instances"); return }
         #expect(Set(first.objectValue!.keys) == ["id", "ip", "port", "metric_port", "inter_comm_port", "model_name", "static_info", "dynamic_info"])
@@ -359,7 +360,7 @@ struct LifecycleTests {
         guard case .postRole(_, let key, let role, let payload)? = seen.first(where: { if case .postRole = $0 { true } else { false } })
         else { Issue.record("no post"); return }
         #expect(key == InstanceKey(ip: "10.1.0.1", mgmtPort: 1026) && role == .prefill)
-        let json = try JSONValue.parse(payload.jsonData())
+        let json = try JSON.parse(payload.jsonData())
         #expect(json["local"]?["host_ip"] == "10.0.0.1" && json["local"]?["id"] == 0)
         #expect(json["local"]?["server_ip"] == "10.1.0.1" && json["local"]?["num_instances_per_pod"] == 1)
         #expect(json["local"]?["is_single_container"] == false)
@@ -372,7 +373,7 @@ struct LifecycleTests {
         var node = h.state.nodes[0]!
         node.instance.servers[0].superPodID = "3"
         node.instance.servers[0].devices[0].superDeviceID = 77
-        let a3 = try JSONValue.parse(RolePostPayload(node: node, peers: [], singleContainer: true).jsonData())
+        let a3 = try JSON.parse(RolePostPayload(node: node, peers: [], singleContainer: true).jsonData())
         #expect(a3["local"]?["super_pod_id"] == "3")
         #expect(a3["local"]?["num_instances_per_pod"] == 16 && a3["local"]?["is_single_container"] == true)
         if case .array(let devs)? = a3["local"]?["device"] { #expect(devs[0]["super_device_id"] == "77") }

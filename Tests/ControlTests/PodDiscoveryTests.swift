@@ -11,23 +11,23 @@ struct PodDiscoveryUnitTests {
     static func pod(
         _ name: String, role: String?, ip: String?, phase: String = "Running", deleting: Bool = false,
         annotations: [String: String] = [:], npus: String? = nil
-    ) -> JSONValue {
-        var labels: [String: JSONValue] = ["app": .string("demo")]
+    ) -> JSON {
+        var labels: JSON.Object = ["app": .string("demo")]
         if let role { labels["mindie-ms/role"] = .string(role) }
-        var meta: [String: JSONValue] = [
-            "name": .string(name), "labels": .object(labels), "annotations": .object(annotations.mapValues { .string($0) }),
+        var meta: JSON.Object = [
+            "name": .string(name), "labels": .object(labels), "annotations": .object(JSON.Object(annotations.mapValues { .string($0) })),
         ]
         if deleting { meta["deletionTimestamp"] = .string("2026-01-01T00:00:00Z") }
-        var status: [String: JSONValue] = ["phase": .string(phase), "hostIP": .string("192.168.0.9")]
+        var status: JSON.Object = ["phase": .string(phase), "hostIP": .string("192.168.0.9")]
         if let ip { status["podIP"] = .string(ip) }
-        var container: [String: JSONValue] = ["name": .string("c")]
+        var container: JSON.Object = ["name": .string("c")]
         if let npus { container["resources"] = .object(["limits": .object(["huawei.com/Ascend910": .string(npus)])]) }
         return .object([
             "metadata": .object(meta), "spec": .object(["containers": .array([.object(container)])]), "status": .object(status),
         ])
     }
 
-    static func list(_ pods: [JSONValue]) -> JSONValue { .object(["kind": .string("PodList"), "items": .array(pods)]) }
+    static func list(_ pods: [JSON]) -> JSON { .object(["kind": .string("PodList"), "items": .array(pods)]) }
 
     @Test("Running pods with an IP and a known role are the table; pending, IP-less, terminating and unlabelled pods are not")
     func filters() throws {

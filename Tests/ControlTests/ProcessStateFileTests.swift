@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 @Suite("process state file (§10.1, §9 takeover)")
 struct ProcessStateFileTests {
@@ -41,7 +42,7 @@ struct ProcessStateFileTests {
         let h = try Harness.live2P2D()
         let text = String(decoding: ProcessStateFile.encode(h.state), as: UTF8.self)
         #expect(text.hasPrefix("{\n    \"instance_start_id_number\": 4,"))
-        let json = try JSONValue.parse(Data(text.utf8))
+        let json = try JSON.parse(Data(text.utf8))
         guard case .array(let list)? = json["server"] else { Issue.record("no server"); return }
         #expect(Set(list[0].objectValue!.keys) == [
             "delete_time", "id", "host_id", "ip", "port", "mgmt_port", "metric_port", "inter_comm_port", "is_healthy",
@@ -70,14 +71,14 @@ struct ProcessStateFileTests {
     }
 
     @Test("load checks reject bad values", arguments: [
-        ("delete_time", JSONValue.int(-1)), ("ip", "x"), ("is_initialized", 1), ("is_faulty", nil),
+        ("delete_time", JSON.int(-1)), ("ip", "x"), ("is_initialized", 1), ("is_faulty", nil),
         ("static_info.group_id", -1), ("static_info.total_slots_num", 5001),
         ("static_info.total_block_num", .int(4_294_967_296)), ("static_info.label", 5), ("static_info.role", 81),
         ("peers", .array(Array(repeating: 1, count: 769))),
-    ] as [(String, JSONValue?)])
-    func loadChecks(key: String, value: JSONValue?) throws {
+    ] as [(String, JSON?)])
+    func loadChecks(key: String, value: JSON?) throws {
         let h = try Harness.live2P2D()
-        let json = try JSONValue.parse(ProcessStateFile.encode(h.state))
+        let json = try JSON.parse(ProcessStateFile.encode(h.state))
         guard case .array(var list)? = json["server"] else { Issue.record("no server"); return }
         list[0] = list[0].setting(key, to: value)
         #expect(throws: ProcessStateError.self) { try ProcessStateFile(data: json.setting("server", to: .array(list)).data) }

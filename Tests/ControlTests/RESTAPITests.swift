@@ -63,7 +63,7 @@ struct RESTAPITests {
     @Test("the coordinator exception alarm: the first raise and the first clear are swallowed, readiness follows")
     func coordinatorException() {
         let store = AlarmStore()
-        func record(cleared: Int) -> JSONValue {
+        func record(cleared: Int) -> JSON {
             .object(["alarmId": .string(AlarmStore.coordinatorExceptionID), "cleared": .int(Int64(cleared))])
         }
         store.accept([record(cleared: 0)], firstIsFirstOfBody: true)

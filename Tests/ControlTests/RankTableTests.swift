@@ -2,16 +2,17 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 @Suite("global rank table (§8)")
 struct RankTableTests {
     let options = RankTable.Options()
 
-    func parse(_ json: JSONValue, _ options: RankTable.Options = .init()) throws(RankTableError) -> RankTable {
+    func parse(_ json: JSON, _ options: RankTable.Options = .init()) throws(RankTableError) -> RankTable {
         try RankTable(data: json.data, options: options)
     }
 
-    func error(_ json: JSONValue, _ options: RankTable.Options = .init()) -> RankTableError? {
+    func error(_ json: JSON, _ options: RankTable.Options = .init()) -> RankTableError? {
         do {
             _ = try parse(json, options)
             return nil
@@ -118,7 +119,7 @@ struct RankTableTests {
     }
 
     /// `json` with key `key` of the first device of the first instance server set to `value`.
-    func withFirstDevice(_ json: JSONValue, _ key: String, _ value: JSONValue) -> JSONValue {
+    func withFirstDevice(_ json: JSON, _ key: String, _ value: JSON) -> JSON {
         guard case .array(var groups)? = json["server_group_list"], case .array(var list)? = groups[2]["server_list"],
             case .array(var devs)? = list[0]["device"]
         else { return json }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 /// A MindIE user's existing files must load unchanged (reference-conf/README.md).
 @Suite("reference files load unchanged")
@@ -12,7 +13,7 @@ struct ReferenceConfTests {
         let shipped = try ControllerConfig(data: data, environment: [:])
         #expect(shipped.tls.requestCoordinator.enabled && shipped.tls.alarm.enabled)
 
-        var json = try JSONValue.parse(data)
+        var json = try JSON.parse(data)
         for name in ControllerConfig.TLSConfig.requiredNames + ControllerConfig.TLSConfig.optionalNames {
             json = json.setting(["tls_config", name + "_tls_enable"], to: .bool(false))
         }
@@ -25,13 +26,13 @@ struct ReferenceConfTests {
 
     @Test("our conf/ms_controller.json has exactly the reference's keys and values, TLS switches aside")
     func sameKeys() throws {
-        func flatten(_ v: JSONValue, _ prefix: String = "") -> [String: JSONValue] {
+        func flatten(_ v: JSON, _ prefix: String = "") -> JSON.Object {
             guard let o = v.objectValue else { return [prefix: v] }
-            var out: [String: JSONValue] = [:]
+            var out: JSON.Object = [:]
             for (k, x) in o { out.merge(flatten(x, prefix.isEmpty ? k : prefix + "." + k)) { a, _ in a } }
             return out
         }
-        let ref = flatten(try JSONValue.parse(try Paths.reference("ms_controller.json")))
+        let ref = flatten(try JSON.parse(try Paths.reference("ms_controller.json")))
         let ours = flatten(try ourControllerJSON())
         #expect(Set(ref.keys) == Set(ours.keys))
         for (k, v) in ref where !k.hasSuffix("_tls_enable") {
@@ -110,13 +111,13 @@ struct ElasticScalingAndHATests {
 
     @Test("an invalid elastic scaling file is skipped (nil)")
     func invalidElasticScaling() throws {
-        let base = try JSONValue.parse(try Paths.reference("elastic_scaling.json"))
+        let base = try JSON.parse(try Paths.reference("elastic_scaling.json"))
         #expect(ElasticScalingRule(data: base.setting("elastic_scaling_list", to: .array([])).data) == nil)
         #expect(ElasticScalingRule(data: base.setting("elastic_scaling_list", to: nil).data) == nil)
-        let oneGroup: JSONValue = .object(["elastic_scaling_list": .array([.object([
+        let oneGroup: JSON = .object(["elastic_scaling_list": .array([.object([
             "group_list": .array([.object(["group_name": "group0", "group_num": "2"])])])])])
         #expect(ElasticScalingRule(data: oneGroup.data) == nil)
-        let noNum: JSONValue = .object(["elastic_scaling_list": .array([.object([
+        let noNum: JSON = .object(["elastic_scaling_list": .array([.object([
             "group_list": .array([.object(["group_name": "group0"]), .object(["group_num": "1"])])])])])
         #expect(ElasticScalingRule(data: noNum.data) == nil)
     }

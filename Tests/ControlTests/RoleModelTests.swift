@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 /// Every vector of docs/controller-role-model.md §8, plus the reference expectations it reproduces.
 @Suite("automatic ratio: analytic role model")
@@ -226,9 +227,9 @@ struct RoleModelTests {
 
     @Test("model and machine files: numbers or numeric strings within range; torch_dtype checked")
     func fileValidation() throws {
-        let base = try JSONValue.parse(try Paths.ours("model_config/llama2-7B.json"))
+        let base = try JSON.parse(try Paths.ours("model_config/llama2-7B.json"))
         #expect(try DigsModelConfig(data: base.setting("hidden_size", to: 4096).data).hiddenSize == 4096)
-        for (k, v) in [("hidden_size", JSONValue.string("abc")), ("hidden_size", "0"), ("num_hidden_layers", "2147483648"),
+        for (k, v) in [("hidden_size", JSON.string("abc")), ("hidden_size", "0"), ("num_hidden_layers", "2147483648"),
                        ("torch_dtype", "float32"), ("num_key_value_heads", nil), ("initializer_range", .bool(true))] {
             do {
                 _ = try DigsModelConfig(data: base.setting(k, to: v).data, file: "llama2-7B.json")
@@ -237,8 +238,8 @@ struct RoleModelTests {
                 #expect(error.key == k && error.file == "llama2-7B.json")
             }
         }
-        let m = try JSONValue.parse(try Paths.ours("machine_config/800IA2.json"))
-        for (k, v) in [("BWeff", JSONValue.string("1.5")), ("eta_OOM", "0"), ("TFLOPS", "-1"), ("MEMCapacity", nil)] {
+        let m = try JSON.parse(try Paths.ours("machine_config/800IA2.json"))
+        for (k, v) in [("BWeff", JSON.string("1.5")), ("eta_OOM", "0"), ("TFLOPS", "-1"), ("MEMCapacity", nil)] {
             do {
                 _ = try DigsMachineConfig(data: m.setting(k, to: v).data)
                 Issue.record("\(k) should fail")

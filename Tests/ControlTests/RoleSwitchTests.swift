@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 extension Harness {
     /// Answers the switch effects as a healthy coordinator would (drained at once, is_end at once).
@@ -129,7 +130,7 @@ struct RoleSwitchTests {
         _ = h.settle(try h.pass())
         h.allReady()
         #expect(h.roles() == [.prefill, .prefill, .decode])
-        let info = try CoordinatorInfo(body: JSONValue.object([
+        let info = try CoordinatorInfo(body: JSON.object([
             "schedule_info": .array([.object(["id": 0, "allocated_slots": 9, "allocated_blocks": 0]),
                                      .object(["id": 1, "allocated_slots": 3, "allocated_blocks": 0])]),
             "request_length_info": .object(["input_len": 1024, "output_len": 1024]),
@@ -137,7 +138,7 @@ struct RoleSwitchTests {
         let seen = h.settleSwitch(h.send(.roleDecisionTimer(info)))
         #expect(seen.first == .offline(ids: [1]))  // fewer allocated slots goes first
         #expect(h.roles() == [.prefill, .decode, .decode])
-        let zero = try CoordinatorInfo(body: JSONValue.object([
+        let zero = try CoordinatorInfo(body: JSON.object([
             "schedule_info": .array([]), "request_length_info": .object(["input_len": 0, "output_len": 5]),
         ]).data)
         #expect(h.send(.roleDecisionTimer(zero)).isEmpty)

@@ -76,7 +76,7 @@ final class FakeInstance: Sendable {
                         + #""totalCpuBlockNums":0},"linkStatus":{"peers":[\#(links)]}}"#)
             case ("POST", let p) where p.hasPrefix("/v1/role/"):
                 let role = String(p.dropFirst("/v1/role/".count))
-                guard let v = try? JSONValue.parse(Data(req.body)), case .int(let id)? = v["local"]?["id"],
+                guard let v = try? JSON.parse(Data(req.body)), case .int(let id)? = v["local"]?["id"],
                     case .array(let peers)? = v["peers"]
                 else { return json(#"{"error":"bad body"}"#, 422) }
                 let ids = peers.compactMap { p -> Int? in if case .int(let i)? = p["id"] { Int(i) } else { nil } }
@@ -107,7 +107,7 @@ final class FakeInstance: Sendable {
 
 /// A fake Coordinator management port that records every `POST /v1/instances/refresh` body.
 final class FakeCoordinator: Sendable {
-    let refreshes = Locked<[JSONValue]>([])
+    let refreshes = Locked<[JSON]>([])
     /// Every other management call: "METHOD path?query body".
     let calls = Locked<[String]>([])
     /// The `GET /v1/coordinator_info` body (503 while nil).
@@ -122,7 +122,7 @@ final class FakeCoordinator: Sendable {
         server = try HTTPServer(
             configuration: .init(threads: 1, listeners: [HTTPListener(host: "127.0.0.1", port: 0)])
         ) { [calls, info] req, res in
-            if req.method == "POST", req.path == "/v1/instances/refresh", let v = try? JSONValue.parse(Data(req.body)) {
+            if req.method == "POST", req.path == "/v1/instances/refresh", let v = try? JSON.parse(Data(req.body)) {
                 refreshes.withLock { $0.append(v) }
                 return res.respondJSON(status: 200, #"{"result":"ok"}"#)
             }
@@ -146,7 +146,7 @@ final class FakeCoordinator: Sendable {
     }
 
     /// The last refresh body.
-    var latest: JSONValue? { refreshes.withLock { $0.last } }
+    var latest: JSON? { refreshes.withLock { $0.last } }
 
     /// id → (role code, peers) of the last refresh.
     var latestInstances: [Int: (role: Int, peers: [Int])] {
@@ -203,8 +203,8 @@ final class ClusterFixture: @unchecked Sendable {
     }
 
     /// - Parameter changes: more keys over the fixture's (e.g. file paths under a kubelet volume).
-    func config(_ changes: [(String, JSONValue?)] = []) throws -> ControllerConfig {
-        let base: [(String, JSONValue?)] = [
+    func config(_ changes: [(String, JSON?)] = []) throws -> ControllerConfig {
+        let base: [(String, JSON?)] = [
             ("deploy_mode", .string(mode)),
             ("default_p_rate", 1), ("default_d_rate", 1),
             ("cluster_synchronization_seconds", 1), ("rank_table_detecting_seconds", 1),
@@ -222,7 +222,7 @@ final class ClusterFixture: @unchecked Sendable {
     /// Starts a Controller (probe and alarm listeners on free ports).
     @discardableResult
     func startController(
-        _ changes: [(String, JSONValue?)] = [], environment: [String: String] = ["MINDIE_CHECK_INPUTFILES_PERMISSION": "0"]
+        _ changes: [(String, JSON?)] = [], environment: [String: String] = ["MINDIE_CHECK_INPUTFILES_PERMISSION": "0"]
     ) async throws -> ControllerService {
         clock = ManualClock()
         let s = try ControllerService(

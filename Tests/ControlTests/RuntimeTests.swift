@@ -39,7 +39,7 @@ struct RuntimeTests {
         #expect(ps.servers.map(\.role) == [.prefill, .prefill, .decode, .decode])
         // the status file is rewritten every sync period; the Coordinator's health in it follows its next probe
         let healthy = await f.eventually {
-            let cs = try? JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: f.clusterStatusPath)))
+            let cs = try? JSON.parse(Data(contentsOf: URL(fileURLWithPath: f.clusterStatusPath)))
             return cs?["coordinator"]?.arrayFirst?["is_healthy"] == .bool(true)
         }
         #expect(healthy)
@@ -246,8 +246,8 @@ struct RuntimeTests {
     }
 }
 
-extension JSONValue {
-    var arrayFirst: JSONValue? {
+extension JSON {
+    var arrayFirst: JSON? {
         if case .array(let a) = self { return a.first }
         return nil
     }

@@ -38,7 +38,7 @@ struct RuntimeUnitTests {
         h.table[0].interCommPort = "1030"
         _ = h.settle(try h.pass())
         h.allReady()
-        let v = try JSONValue.parse(h.refresh.jsonData())
+        let v = try JSON.parse(h.refresh.jsonData())
         guard case .array(let list)? = v["instances"], list.count == 2 else { Issue.record("no instances"); return }
         #expect(list[0]["port"] == .string("1025") && list[0]["metric_port"] == .string("1027"))
         #expect(list[0]["inter_comm_port"] == .string("1030") && list[1]["inter_comm_port"] == .string(""))
@@ -123,7 +123,7 @@ struct RuntimeUnitTests {
         let h = try liveState()
         var state = h.state
         state.coordinators["127.0.0.1"] = true
-        let v = try JSONValue.parse(ClusterStatusFile.encode(state, coordinators: ["127.0.0.1"]))
+        let v = try JSON.parse(ClusterStatusFile.encode(state, coordinators: ["127.0.0.1"]))
         guard case .array(let servers)? = v["server"] else { Issue.record("no server array"); return }
         #expect(servers.count == 4)
         #expect(servers[0]["peers"] == .array([.string("10.1.0.3"), .string("10.1.0.4")]))

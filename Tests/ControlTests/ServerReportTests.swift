@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 @Suite("server replies (§3.1)")
 struct ServerReportTests {
@@ -37,17 +38,17 @@ struct ServerReportTests {
         ("service", nil), ("service.roleStatus", "Ready"), ("service.currentRole", "mixed"),
         ("resource.availSlotsNum", 5001), ("resource.availBlockNum", -1), ("resource.waitingRequestNum", nil),
         ("linkStatus", nil),
-    ] as [(String, JSONValue?)])
-    func badStatus(key: String, value: JSONValue?) throws {
-        let body = try JSONValue.parse(Data(Self.status.utf8)).setting(key, to: value)
+    ] as [(String, JSON?)])
+    func badStatus(key: String, value: JSON?) throws {
+        let body = try JSON.parse(Data(Self.status.utf8)).setting(key, to: value)
         #expect(throws: ProbeFailure.self) { try ServerStatus(body: body.data) }
     }
 
     @Test("/v1/config: modelName non-empty, maxSeqLen, maxOutputLen, cacheBlockSize ranges")
     func config() throws {
-        let ok = JSONValue.object(["modelName": "m", "maxSeqLen": 0, "maxOutputLen": 1, "cacheBlockSize": 128])
+        let ok = JSON.object(["modelName": "m", "maxSeqLen": 0, "maxOutputLen": 1, "cacheBlockSize": 128])
         #expect(try ServerConfigInfo(body: ok.data) == ServerConfigInfo(modelName: "m", maxSeqLen: 0, maxOutputLen: 1, cacheBlockSize: 128))
-        for (k, v) in [("modelName", JSONValue.string("")), ("maxOutputLen", 0), ("cacheBlockSize", 129),
+        for (k, v) in [("modelName", JSON.string("")), ("maxOutputLen", 0), ("cacheBlockSize", 129),
                        ("maxSeqLen", .int(4_294_967_296)), ("maxOutputLen", .int(4_294_967_295))] {
             #expect(throws: ProbeFailure.self) { try ServerConfigInfo(body: ok.setting(k, to: v).data) }
         }

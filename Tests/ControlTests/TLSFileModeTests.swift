@@ -22,7 +22,7 @@ struct TLSFileModeTests {
         return (
             ControllerConfig.TLSItems(
                 caCert: paths["ca.pem"]!, tlsCert: paths["cert.pem"]!, tlsKey: paths["cert.key.pem"]!,
-                tlsPasswd: paths["key_pwd.txt"]!, tlsCRL: paths["crl.pem"]!),
+                tlsPasswd: paths["key_pwd.txt"]!, tlsCrl: paths["crl.pem"]!),
             dir
         )
     }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Control
+import MSCore
 
 /// Paths of the package and of the shared reference files, found from this file's location.
 enum Paths {
@@ -22,9 +23,9 @@ enum Paths {
     }
 }
 
-extension JSONValue {
+extension JSON {
     /// A copy with the value at `path` replaced (nil removes the key). Missing objects on the way are created.
-    func setting(_ path: [String], to value: JSONValue?) -> JSONValue {
+    func setting(_ path: [String], to value: JSON?) -> JSON {
         guard let head = path.first else { return value ?? .null }
         var o = objectValue ?? [:]
         if path.count == 1 {
@@ -35,27 +36,27 @@ extension JSONValue {
         return .object(o)
     }
 
-    func setting(_ dotted: String, to value: JSONValue?) -> JSONValue {
+    func setting(_ dotted: String, to value: JSON?) -> JSON {
         setting(dotted.split(separator: ".").map(String.init), to: value)
     }
 
     var data: Data { try! JSONEncoder().encode(self) }
 }
 
-/// This project's `conf/ms_controller.json` as a `JSONValue`, for tests that vary one key.
-func ourControllerJSON() throws -> JSONValue {
-    try JSONValue.parse(try Paths.ours("ms_controller.json"))
+/// This project's `conf/ms_controller.json` as a `JSON`, for tests that vary one key.
+func ourControllerJSON() throws -> JSON {
+    try JSON.parse(try Paths.ours("ms_controller.json"))
 }
 
 /// Loads our config with `changes` applied (dotted key → value, nil = remove).
-func loadConfig(_ changes: [(String, JSONValue?)] = [], environment: [String: String] = [:]) throws -> ControllerConfig {
+func loadConfig(_ changes: [(String, JSON?)] = [], environment: [String: String] = [:]) throws -> ControllerConfig {
     var json = try ourControllerJSON()
     for (k, v) in changes { json = json.setting(k, to: v) }
     return try ControllerConfig(data: json.data, environment: environment)
 }
 
 /// The `ControllerConfigError` thrown for our config with `changes`, or nil if it loads.
-func configError(_ changes: [(String, JSONValue?)], environment: [String: String] = [:]) throws -> ControllerConfigError? {
+func configError(_ changes: [(String, JSON?)], environment: [String: String] = [:]) throws -> ControllerConfigError? {
     var json = try ourControllerJSON()
     for (k, v) in changes { json = json.setting(k, to: v) }
     do {
@@ -78,8 +79,8 @@ struct TableServer {
     var devices: Int = 1
     var deviceIP: String? = nil
 
-    var json: JSONValue {
-        var o: [String: JSONValue] = ["server_id": .string(hostID), "server_ip": .string(ip)]
+    var json: JSON {
+        var o: JSON.Object = ["server_id": .string(hostID), "server_ip": .string(ip)]
         if let mgmtPort { o["mgmt_port"] = .string(mgmtPort) }
         if let predictPort { o["predict_port"] = .string(predictPort) }
         if let metricPort { o["metric_port"] = .string(metricPort) }
@@ -97,7 +98,7 @@ struct TableServer {
 }
 
 /// A rank table in the reference format: group 0 (coordinators), group 1 (controller), group 2 (`servers`).
-func rankTableJSON(servers: [TableServer], coordinators: [String] = ["127.0.0.1"]) -> JSONValue {
+func rankTableJSON(servers: [TableServer], coordinators: [String] = ["127.0.0.1"]) -> JSON {
     .object([
         "version": "1.0", "status": "completed",
         "server_group_list": .array([
@@ -122,8 +123,3 @@ func servers(_ n: Int, devices: Int = 1) -> [TableServer] {
     (0..<n).map { i in TableServer(ip: "10.1.\(i / 250).\(i % 250 + 1)", devices: devices) }
 }
 
-extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int64) { self = .int(value) }
-    public init(booleanLiteral value: Bool) { self = .bool(value) }
-}

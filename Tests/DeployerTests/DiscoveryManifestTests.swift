@@ -7,18 +7,18 @@ import MSCore
 /// The Controller's part of a rendered PD cluster (issue 19): it lists its pods itself, with the least RBAC, and no
 /// one writes a rank table for it.
 @Suite struct DiscoveryManifestTests {
-    static func object(_ objs: [KubeObject], _ ref: String) -> JSONValue? { objs.first { $0.ref == ref }?.body }
+    static func object(_ objs: [KubeObject], _ ref: String) -> JSON? { objs.first { $0.ref == ref }?.body }
 
     @Test("the rendered Controller config discovers app=<name> pods; the spec's own instance_discovery keys win")
     func controllerConfig() throws {
         let objs = Manifests.build(try spec("mindie_pd_cluster", name: "pd"))
         let text = try #require(Self.object(objs, "ConfigMap/pd-controller-config")?.at("data", "config.json")?.stringValue)
-        let cfg = try JSONValue.parse(Data(text.utf8))
+        let cfg = try JSON.parse(Data(text.utf8))
         #expect(cfg["instance_discovery"] == jo(["source": "kubernetes", "label_selector": "app=pd", "role_label": "mindie-ms/role"]))
         #expect(Manifests.controllerDiscoversPods(try spec("mindie_pd_cluster", name: "pd")))
         let own = try spec("mindie_pd_cluster", name: "pd", ["pd_cluster.controller_config": ["instance_discovery": ["source": "rank_table"]]])
         let ownText = Self.object(Manifests.build(own), "ConfigMap/pd-controller-config")?.at("data", "config.json")?.stringValue ?? ""
-        #expect(try JSONValue.parse(Data(ownText.utf8)).at("instance_discovery", "source") == js("rank_table"))
+        #expect(try JSON.parse(Data(ownText.utf8)).at("instance_discovery", "source") == js("rank_table"))
         #expect(!Manifests.controllerDiscoversPods(own))
     }
 

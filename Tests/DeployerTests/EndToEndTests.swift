@@ -29,7 +29,7 @@ final class Harness: @unchecked Sendable {
         // over 10 s on a machine loaded by parallel suites and builds
     }
 
-    var deployerConfigDoc: JSONValue {
+    var deployerConfigDoc: JSON {
         func p(_ f: String) -> String { pki.appendingPathComponent(f).path }
         let text = """
             {"ip":"127.0.0.1","port":9789,"k8s_apiserver_ip":"127.0.0.1","k8s_apiserver_port":\(fake.port),
@@ -39,7 +39,7 @@ final class Harness: @unchecked Sendable {
              "client_k8s_tls_items":{"ca_cert":"\(p("ca.pem"))","tls_cert":"\(p("client.pem"))","tls_key":"\(p("client.key.pem"))","tls_passwd":"","tls_crl":""},
              "client_mindie_server_tls_enable":false}
             """
-        return try! JSONValue.parse(Data(text.utf8))
+        return try! JSON.parse(Data(text.utf8))
     }
 
     /// (Re)starts ms_deployer from the config (and so from the status file).
@@ -70,7 +70,7 @@ final class Harness: @unchecked Sendable {
     }
 }
 
-func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(o.stdout.utf8))) ?? .null }
+func parsed(_ o: MsctlClient.Outcome) -> JSON { (try? JSON.parse(Data(o.stdout.utf8))) ?? .null }
 
 @Suite(.serialized, .timeLimit(.minutes(2))) struct EndToEndTests {
     @Test func singleNodeLifecycle() async throws {
@@ -136,7 +136,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         let statusPath = h.dir.appendingPathComponent("status.json").path
         let attrs = try FileManager.default.attributesOfItem(atPath: statusPath)
         #expect((attrs[.posixPermissions] as? Int) == 0o640)
-        let status = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: statusPath)))
+        let status = try JSON.parse(Data(contentsOf: URL(fileURLWithPath: statusPath)))
         #expect(status["server_list"]?.arrayValue?.first?["replicas"] == ji(3))
         try h.restart()
         #expect(await h.server.service.verifyRestored() == [])
@@ -151,7 +151,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         #expect(h.fake.names("deployments", ns).isEmpty && h.fake.names("services", ns).isEmpty && h.fake.names("pods", ns).isEmpty)
         o = await h.msctl(.get(name: "mindie-server"))
         #expect(o.exitCode == 1)
-        let after = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: statusPath)))
+        let after = try JSON.parse(Data(contentsOf: URL(fileURLWithPath: statusPath)))
         #expect(after["server_list"] == ja([]))
     }
 
@@ -184,7 +184,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         // the PD rank table follows the pods
         let service = h.server.service
         #expect(await service.reconcile() == ["pd"])
-        var table = try JSONValue.parse(Data((h.fake.object("configmaps", ns, "pd-global-ranktable")?.at("data", "global_ranktable.json")?.stringValue ?? "").utf8))
+        var table = try JSON.parse(Data((h.fake.object("configmaps", ns, "pd-global-ranktable")?.at("data", "global_ranktable.json")?.stringValue ?? "").utf8))
         #expect(table["status"] == js("completed"))
         #expect(table["server_group_list"]?.arrayValue?[2]["server_count"] == js("3"))
         #expect(await service.reconcile() == [])  // nothing changed, nothing written
@@ -192,7 +192,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         let o = await h.msctl(.update(file: upd))
         #expect(o.exitCode == 0, "\(o)")
         #expect(await service.reconcile() == ["pd"])
-        table = try JSONValue.parse(Data((h.fake.object("configmaps", ns, "pd-global-ranktable")?.at("data", "global_ranktable.json")?.stringValue ?? "").utf8))
+        table = try JSON.parse(Data((h.fake.object("configmaps", ns, "pd-global-ranktable")?.at("data", "global_ranktable.json")?.stringValue ?? "").utf8))
         #expect(table["server_group_list"]?.arrayValue?[2]["server_count"] == js("4"))
         let get = parsed(await h.msctl(.get(name: "pd")))
         #expect(get["data"]?["rank_table_status"] == js("completed"))
@@ -352,9 +352,9 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
         defer { h.stop() }
         func p(_ f: String) -> String { h.pki.appendingPathComponent(f).path }
         let client = HTTPClient(tls: try TLSClient(TLSConfiguration(certificatePath: p("client.pem"), privateKeyPath: p("client.key.pem"), caPath: p("ca.pem"))))
-        func call(_ method: String, _ path: String, _ body: String = "") async throws -> (Int, JSONValue) {
+        func call(_ method: String, _ path: String, _ body: String = "") async throws -> (Int, JSON) {
             let r = try await client.execute(HTTPClientRequest(method: method, host: "127.0.0.1", port: h.server.port, path: path, body: Array(body.utf8)))
-            return (r.status, (try? JSONValue.parse(Data(r.body))) ?? .null)
+            return (r.status, (try? JSON.parse(Data(r.body))) ?? .null)
         }
         var (s, b) = try await call("PUT", "/v1/servers/x")
         #expect(s == 405 && b["message"] == js("Unknown Http-method") && b["status"] == js("1"))
@@ -424,7 +424,7 @@ func parsed(_ o: MsctlClient.Outcome) -> JSONValue { (try? JSONValue.parse(Data(
               user:
                 token: t0ken
             """, to: dir.appendingPathComponent("kubeconfig"))
-        let doc = try JSONValue.parse(Data("""
+        let doc = try JSON.parse(Data("""
             {"ip":"127.0.0.1","port":9789,"kubeconfig":"\(kubeconfig)","ms_status_file":"\(dir.path)/status.json",
              "server_tls_enable":false,"client_mindie_server_tls_enable":false,"namespace":"lab"}
             """.utf8))

@@ -16,7 +16,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
     }
 
     struct State {
-        var objects: [String: JSONValue] = [:]
+        var objects: JSON.Object = [:]
         var resourceVersion = 100
         var nextIP = 1
         var log: [Logged] = []
@@ -51,7 +51,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
 
     // MARK: inspection helpers for tests
 
-    func object(_ resource: String, _ ns: String, _ name: String) -> JSONValue? {
+    func object(_ resource: String, _ ns: String, _ name: String) -> JSON? {
         state.withLock { $0.objects["\(resource)/\(ns)/\(name)"] }
     }
 
@@ -76,13 +76,13 @@ final class FakeKubeAPIServer: @unchecked Sendable {
         }
     }
 
-    func set(_ resource: String, _ ns: String, _ name: String, _ value: JSONValue) {
+    func set(_ resource: String, _ ns: String, _ name: String, _ value: JSON) {
         state.withLock { $0.objects["\(resource)/\(ns)/\(name)"] = value }
     }
 
     // MARK: request handling
 
-    static func status(_ code: Int, _ reason: String, _ message: String, kind: String = "", name: String = "") -> (Int, JSONValue) {
+    static func status(_ code: Int, _ reason: String, _ message: String, kind: String = "", name: String = "") -> (Int, JSON) {
         (code, jo(["kind": js("Status"), "apiVersion": js("v1"), "metadata": jo([:] as [String: String]), "status": js("Failure"),
                    "message": js(message), "reason": js(reason), "details": jo(["name": name, "kind": kind]), "code": ji(code)]))
     }
@@ -109,7 +109,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
                                 "rolebindings": ("RoleBinding", "rbac.authorization.k8s.io/v1"),
                                 "poddisruptionbudgets": ("PodDisruptionBudget", "policy/v1")]
 
-    func handle(_ req: HTTPRequest) -> (Int, JSONValue) {
+    func handle(_ req: HTTPRequest) -> (Int, JSON) {
         state.withLock { $0.log.append(Logged(method: req.method, path: req.path, query: req.query, contentType: req.headers["content-type"])) }
         if let token, req.headers["authorization"] != "Bearer \(token)" {
             return Self.status(401, "Unauthorized", "Unauthorized")
@@ -140,7 +140,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
             return Self.status(403, "Forbidden", "\(resource) is forbidden: User \"kubeclient\" cannot \(req.method.lowercased()) resource \"\(resource)\"",
                                kind: resource, name: name ?? "")
         }
-        let body = req.body.isEmpty ? nil : try? JSONValue.parse(Data(req.body))
+        let body = req.body.isEmpty ? nil : try? JSON.parse(Data(req.body))
         return state.withLock { s in
             switch (req.method, name) {
             case ("GET", nil):
@@ -167,7 +167,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
                 s.resourceVersion += 1
                 patched = patched.setting(["metadata", "resourceVersion"], to: js(String(s.resourceVersion)))
                 if resource == "deployments", patched["spec"] != o["spec"] {
-                    patched = patched.setting(["metadata", "generation"], to: ji((o.at("metadata", "generation")?.intValue ?? 1) + 1))
+                    patched = patched.setting(["metadata", "generation"], to: .int((o.at("metadata", "generation")?.intValue ?? 1) + 1))
                 }
                 s.objects["\(resource)/\(ns)/\(n)"] = patched
                 if resource == "deployments" { reconcilePods(&s, ns: ns, deployment: patched) }
@@ -191,7 +191,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
         }
     }
 
-    func create(_ s: inout State, resource: String, kind: String, version: String, ns: String, body: JSONValue?) -> (Int, JSONValue) {
+    func create(_ s: inout State, resource: String, kind: String, version: String, ns: String, body: JSON?) -> (Int, JSON) {
         guard let body, case .object = body else { return Self.status(400, "BadRequest", "the body is not a JSON object") }
         guard body["kind"]?.stringValue == kind, body["apiVersion"]?.stringValue == version else {
             return Self.status(400, "BadRequest", "the API version in the data (\(body["apiVersion"]?.rendered ?? "")) does not match the expected API version (\(version))")
@@ -223,10 +223,10 @@ final class FakeKubeAPIServer: @unchecked Sendable {
     }
 
     /// The checks of the real API server that matter here: DNS names, label syntax, required Deployment fields.
-    static func validate(_ o: JSONValue, resource: String) -> (Int, JSONValue)? {
+    static func validate(_ o: JSON, resource: String) -> (Int, JSON)? {
         let kind = o["kind"]?.stringValue ?? ""
         let name = o.at("metadata", "name")?.stringValue ?? ""
-        func invalid(_ m: String) -> (Int, JSONValue) { status(422, "Invalid", "\(kind) \"\(name)\" is invalid: \(m)", kind: kind, name: name) }
+        func invalid(_ m: String) -> (Int, JSON) { status(422, "Invalid", "\(kind) \"\(name)\" is invalid: \(m)", kind: kind, name: name) }
         func label(_ s: String) -> Bool {
             s.count <= 63 && s.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
                 && !s.hasPrefix("-") && !s.hasSuffix("-") && !s.isEmpty
@@ -264,7 +264,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
     }
 
     /// Pods of a Deployment: `replicas` of them for the current template (older templates' pods are replaced).
-    func reconcilePods(_ s: inout State, ns: String, deployment d: JSONValue) {
+    func reconcilePods(_ s: inout State, ns: String, deployment d: JSON) {
         guard let dname = d.at("metadata", "name")?.stringValue else { return }
         let template = d.at("spec", "template") ?? .null
         var h = Hasher()
@@ -304,7 +304,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
         }
     }
 
-    func list(_ s: inout State, resource: String, kind: String, version: String, ns: String?, query: [String: String]) -> (Int, JSONValue) {
+    func list(_ s: inout State, resource: String, kind: String, version: String, ns: String?, query: [String: String]) -> (Int, JSON) {
         var items = s.objects.filter { k, _ in k.hasPrefix("\(resource)/") && (ns == nil || k.hasPrefix("\(resource)/\(ns!)/")) }
             .sorted { $0.key < $1.key }.map(\.value)
         if let sel = query["labelSelector"] {
@@ -329,7 +329,7 @@ final class FakeKubeAPIServer: @unchecked Sendable {
                     return Self.status(400, "BadRequest", "field label not supported: \(kv[0])")
                 }
                 items = items.filter { item in
-                    var v: JSONValue? = item
+                    var v: JSON? = item
                     for p in path { v = v?[p] }
                     return v?.stringValue == kv[1]
                 }

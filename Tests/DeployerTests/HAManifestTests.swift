@@ -16,7 +16,7 @@ import TestSupport
         return Manifests.build(s)
     }
 
-    func body(_ objs: [KubeObject], _ ref: String) throws -> Control.JSONValue { try #require(objs.first { $0.ref == ref }?.body) }
+    func body(_ objs: [KubeObject], _ ref: String) throws -> MSCore.JSON { try #require(objs.first { $0.ref == ref }?.body) }
 
     @Test("the rendered configs start HA on the spec's etcd, as the binaries parse them")
     func configs() throws {

@@ -122,7 +122,7 @@ import MSCore
     let base = #"{"ip":"127.0.0.1","port":9789,"k8s_apiserver_ip":"127.0.0.1","k8s_apiserver_port":6443,"ms_status_file":"/tmp/s.json","server_tls_enable":false,"client_k8s_tls_enable":false,"client_mindie_server_tls_enable":false}"#
 
     func parse(_ patch: String, env: [String: String] = [:]) -> Result<DeployerConfig, ConfigLoadError> {
-        let doc = try! JSONValue.parse(Data(base.utf8)).merging(try! JSONValue.parse(Data(patch.utf8)))
+        let doc = try! JSON.parse(Data(base.utf8)).merging(try! JSON.parse(Data(patch.utf8)))
         return Result { () throws(ConfigLoadError) in try DeployerConfig.parse(doc, environment: env) }
     }
 
@@ -151,10 +151,10 @@ import MSCore
     }
 
     @Test func shippedConfigParses() throws {
-        let doc = try JSONValue.parse(Data(contentsOf: packageRoot.appendingPathComponent("conf/ms_deployer.json")))
+        let doc = try JSON.parse(Data(contentsOf: packageRoot.appendingPathComponent("conf/ms_deployer.json")))
         let c = try DeployerConfig.parse(doc)
         #expect(c.port == 9789 && !c.serverTLSEnable)
-        let ref = try JSONValue.parse(Data(contentsOf: packageRoot.appendingPathComponent("../shared/reference-conf/ms_server.json")))
+        let ref = try JSON.parse(Data(contentsOf: packageRoot.appendingPathComponent("../shared/reference-conf/ms_server.json")))
         #expect(try DeployerConfig.parse(ref).serverTLSEnable)
     }
 }

@@ -85,7 +85,7 @@ import MSCore
         r = try await runOffPool(msctl, ["get", "infer_server", "-n", "tabled"], environment: env)
         #expect(r.status == 0 && r.stdout.hasPrefix("NAME     TYPE          READY   STATUS   AGE\ntabled   single_node   2/2     Ready    "), "\(r.stdout)\(r.stderr)")
         r = try await runOffPool(msctl, ["get", "infer_server", "-n", "tabled", "-o", "json"], environment: env)
-        let doc = try JSONValue.parse(Data(r.stdout.utf8))
+        let doc = try JSON.parse(Data(r.stdout.utf8))
         #expect(r.status == 0 && doc["data"]?["status"] == js("Ready") && doc["data"]?["ready_replicas"] == ji(2))
         r = try await runOffPool(msctl, ["list", "infer_server"], environment: env)
         #expect(r.status == 0 && r.stdout.hasPrefix("NAME     TYPE          NAMESPACE   READY   STATUS   AGE\ntabled   single_node   mindie      2/2     Ready"), "\(r.stdout)")

@@ -36,7 +36,7 @@ let startChecks = ComponentConfigChecks(coordinator: CoordinatorConfig.startRefu
         #expect(c.digsModelConfigPath == "/mnt/configmap/model_config.json")
         _ = try DigsModelConfig(data: Data(try #require(Self.configMap(objs, "mindie-pd-controller-config", "model_config.json"))))
         _ = try DigsMachineConfig(data: Data(try #require(Self.configMap(objs, "mindie-pd-controller-config", "machine_config.json"))))
-        let server = try JSONValue.parse(Data(try #require(Self.configMap(objs, "mindie-pd-server-config"))))
+        let server = try JSON.parse(Data(try #require(Self.configMap(objs, "mindie-pd-server-config"))))
         #expect(server["ServerConfig"]?["port"] == .int(1025) && server["ServerConfig"]?["managementPort"] == .int(1026))
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Control
+import MSCore
 
 /// Issue 14 item 4: the PD manifests follow production practice, with defaults an operator can override.
 @Suite struct ProductionManifestTests {
@@ -9,7 +10,7 @@ import TestSupport
         Manifests.build(try spec("mindie_pd_cluster", name: "pd", overrides))
     }
 
-    func body(_ objs: [KubeObject], _ ref: String) throws -> JSONValue { try #require(objs.first { $0.ref == ref }?.body) }
+    func body(_ objs: [KubeObject], _ ref: String) throws -> JSON { try #require(objs.first { $0.ref == ref }?.body) }
 
     @Test("the Coordinator: alone by default (it holds every D's /dresult link) and replaced, probes on its status port, named ports, scrape annotations, not root")
     func coordinator() throws {

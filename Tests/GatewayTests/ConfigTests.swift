@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Gateway
+import MSCore
 
 /// The package root, found from this file's path (Tests/GatewayTests/ConfigTests.swift).
 private let packageRoot = URL(fileURLWithPath: #filePath)
@@ -36,7 +37,7 @@ private func configError(_ text: String, env: [String: String] = [:]) -> ConfigE
 }
 
 /// Flattens a JSON value into dotted key paths.
-private func keyPaths(_ v: JSONValue, _ prefix: String = "") -> Set<String> {
+private func keyPaths(_ v: JSON, _ prefix: String = "") -> Set<String> {
     guard let members = v.objectValue else { return [prefix] }
     var out: Set<String> = []
     for (k, child) in members { out.formUnion(keyPaths(child, prefix.isEmpty ? k : prefix + "." + k)) }
@@ -77,8 +78,8 @@ struct ConfigTests {
 
     @Test("our conf file has the reference's keys, single_node, TLS off, and loads")
     func shippedConfMatchesReferenceKeys() throws {
-        let ours = try JSONValue.parse(try shippedConf())
-        let ref = try JSONValue.parse(try readFile("../shared/reference-conf/ms_coordinator.json"))
+        let ours = try JSON.parse(try shippedConf())
+        let ref = try JSON.parse(try readFile("../shared/reference-conf/ms_coordinator.json"))
         #expect(keyPaths(ours) == keyPaths(ref))
         let c = try parse(try shippedConf())
         #expect(c.scheduler.deployMode == .singleNode)
@@ -89,7 +90,7 @@ struct ConfigTests {
         for path in keyPaths(ref) where !path.contains("_tls_enable")
             && !["digs_scheduler_config.deploy_mode", "digs_scheduler_config.scheduler_type",
                  "digs_scheduler_config.algorithm_type"].contains(path) {
-            var a: JSONValue? = ours, b: JSONValue? = ref
+            var a: JSON? = ours, b: JSON? = ref
             for k in path.split(separator: ".") { a = a?[String(k)]; b = b?[String(k)] }
             #expect(a == b, "\(path)")
         }

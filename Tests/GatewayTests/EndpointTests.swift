@@ -1,6 +1,7 @@
 import Testing
 
 @testable import Gateway
+import MSCore
 
 private func parse(_ target: String, _ body: String, maxDepth: Int = 10) throws(GatewayError) -> InferenceRequest {
     guard case .route(let r) = RouteTable.match(method: "POST", target: target) else {
@@ -267,25 +268,6 @@ struct ErrorRenderingTests {
             == Array("{\"error\":\"Request inference timeout\",\"code\":408}".utf8) + [0])
         #expect(text(e.streamErrorEvent(dialect: .openAI, stream: false))
             == "{\"error\":{\"message\":\"Request inference timeout\",\"type\":\"server_error\",\"code\":408}}")
-    }
-}
-
-@Suite("JSON value")
-struct JSONValueTests {
-    @Test("parses and dumps compactly, keeping key order and number text")
-    func roundTrip() throws {
-        let v = try JSONValue.parse(#" { "b" : [1, 2.50, -3e2, true, null], "a": "x\u00e9\ud83d\ude00\/" } "#)
-        #expect(v.dumped() == #"{"b":[1,2.50,-3e2,true,null],"a":"xé😀/"}"#)
-        #expect(v["b"]?.arrayValue?[1].doubleValue == 2.5)
-        #expect(v["b"]?.arrayValue?[3] == .bool(true))
-        #expect(v.depth == 2)
-    }
-
-    @Test("rejects malformed input", arguments: [
-        "", "{", "[1,]", "{\"a\"1}", "01", "1.", "\"\\x\"", "\"a\nb\"", "tru", "{} x", "\"\\ud800\"", "-",
-    ])
-    func malformed(input: String) {
-        #expect(throws: JSONParseError.self) { try JSONValue.parse(input) }
     }
 }
 

@@ -70,13 +70,7 @@ final class PDHarness: @unchecked Sendable {
     deinit {
         coordinator.shutdown()
         // end the D's side of the /dresult streams before its server goes
-        let done = DispatchSemaphore(value: 0)
-        let sim = self.sim, n = prefills + decodes
-        Task.detached {
-            for k in 0..<n { await sim.withInstance(k) { $0.closeDResult(message: nil) } }
-            done.signal()
-        }
-        _ = done.wait(timeout: .now() + 2) // an instance whose server is gone never answers
+        sim.withEveryInstance { $0.closeDResult(message: nil) }
         sim.shutdown()
     }
 
@@ -583,7 +577,7 @@ struct PDPrefillReplyTests {
     static func reply(_ req: HTTPRequest, stream: Bool, last: Bool?, output: String?) -> String {
         var j = "{\"reqId\":\"\(req.headers["req-id"] ?? "")\",\"isStream\":\(stream)"
         if let last { j += ",\"isLastResp\":\(last)" }
-        if let output { j += ",\"output\":\(JSONValue.quoted(output))" }
+        if let output { j += ",\"output\":\(JSON.quoted(output))" }
         return j + "}"
     }
 

@@ -8,7 +8,7 @@ private func mixed(_ ids: [InstanceID], slots: Int = 10, blocks: Int = 100) -> I
 }
 
 private func chat(_ messages: [String]) -> RequestFeatures {
-    let dumps = messages.map { "{\"role\":\"user\",\"content\":\(JSONValue.quoted($0))}" }
+    let dumps = messages.map { "{\"role\":\"user\",\"content\":\(JSON.quoted($0))}" }
     return RequestFeatures(dialect: .openAI, prompt: PromptFeatures(renderedPrompt: [], size: .bytes(0), messageDumps: dumps))
 }
 

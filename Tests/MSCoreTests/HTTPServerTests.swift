@@ -190,18 +190,26 @@ struct HTTPServerTests {
     }
 
     @Test func gracefulShutdownLetsAnInFlightRequestFinish() async throws {
-        let handling = Box(false)
+        // signals, not deadlines: on a loaded machine spawning curl alone can take seconds
+        let arrived = AsyncStream<Void>.makeStream()
+        let finished = AsyncStream<Void>.makeStream()
         let (server, port) = try startServer(threads: 1) { req, res in
-            handling.set(true)
+            arrived.continuation.yield()
             res.loop.schedule(afterMilliseconds: 200) { res.respond(status: 200, body: "finished") }
         }
         let result = Box<ProcessResult?>(nil)
-        let t = Thread { result.set(try? curl(["http://127.0.0.1:\(port)/slow"])) }
+        let t = Thread {
+            result.set(try? curl(["http://127.0.0.1:\(port)/slow"]))
+            finished.continuation.yield()
+        }
         t.start()
         // in flight means the server has the request, not only the connection (accepted but unread, it is idle)
-        #expect(await eventually(within: 5) { server.openConnections == 1 && handling.get() })
+        var inFlight = arrived.stream.makeAsyncIterator()
+        _ = await inFlight.next()
+        #expect(server.openConnections == 1)
         server.shutdown()
-        #expect(await eventually(within: 10) { result.get() != nil })
+        var done = finished.stream.makeAsyncIterator()
+        _ = await done.next()
         #expect(result.get()?.stdout == "finished")
         let after = try curl(["http://127.0.0.1:\(port)/"])
         #expect(after.status != 0) // no longer listening

@@ -1,4 +1,5 @@
 @testable import Simulator
+import MSCore
 
 /// Records what an instance wrote for one request.
 final class RecordingSink: ResponseSink {

@@ -1,5 +1,6 @@
 import Testing
 @testable import Simulator
+import MSCore
 
 @Suite struct StandardModeTests {
     @Test func case1ChatNonStream() throws {

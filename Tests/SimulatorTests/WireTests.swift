@@ -1,5 +1,6 @@
 import Testing
 @testable import Simulator
+import MSCore
 
 func utf8(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
 

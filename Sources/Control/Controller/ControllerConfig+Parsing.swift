@@ -192,7 +192,7 @@ extension ControllerConfig {
                     enabled: false,
                     items: TLSItems(
                         caCert: s("ca_cert"), tlsCert: s("tls_cert"), tlsKey: s("tls_key"),
-                        tlsPasswd: s("tls_passwd"), tlsCRL: s("tls_crl")))
+                        tlsPasswd: s("tls_passwd"), tlsCrl: s("tls_crl")))
             }
             let i = try t.object(itemsKey)
             return TLSSetting(
@@ -200,7 +200,7 @@ extension ControllerConfig {
                 items: TLSItems(
                     caCert: try i.string("ca_cert"), tlsCert: try i.string("tls_cert"),
                     tlsKey: try i.string("tls_key"), tlsPasswd: try i.string("tls_passwd"),
-                    tlsCRL: try i.string("tls_crl", length: 0...4096)))
+                    tlsCrl: try i.string("tls_crl", length: 0...4096)))
         }
         tls = TLSConfig(
             requestCoordinator: try tlsSetting("request_coordinator", required: true),

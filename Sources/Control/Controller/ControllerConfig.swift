@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// The Controller's configuration: every key of `ms_controller.json` (reference names, defaults and ranges,
 /// docs/wire/controller.md §11), after the environment overrides have been applied.
@@ -97,13 +98,7 @@ public struct ControllerConfig: Sendable, Equatable {
     }
 
     /// `<x>_tls_items`.
-    public struct TLSItems: Sendable, Equatable {
-        public var caCert: String
-        public var tlsCert: String
-        public var tlsKey: String
-        public var tlsPasswd: String
-        public var tlsCRL: String
-    }
+    public typealias TLSItems = MSCore.TLSItems
 
     /// One TLS switch and its items (`nil` items when the switch is off and no items are given).
     public struct TLSSetting: Sendable, Equatable {
@@ -278,7 +273,7 @@ public struct ControllerConfig: Sendable, Equatable {
             items.tlsCert = r(items.tlsCert)
             items.tlsKey = r(items.tlsKey)
             items.tlsPasswd = r(items.tlsPasswd)
-            items.tlsCRL = r(items.tlsCRL)
+            items.tlsCrl = r(items.tlsCrl)
             return TLSSetting(enabled: s.enabled, items: items)
         }
         var c = self

@@ -1,3 +1,5 @@
+import MSCore
+
 /// A configuration file (ms_controller.json, a model or a machine file) that cannot be used.
 ///
 /// The message names the file, the key (a dotted path such as `http_server.ip`), the value found and what
@@ -42,11 +44,11 @@ public struct ControllerConfigError: Error, Sendable, Equatable, CustomStringCon
 /// Reads typed, range-checked values from one JSON object, producing `ControllerConfigError`s that name
 /// the full key path.
 struct ConfigReader {
-    let object: [String: JSONValue]
+    let object: JSON.Object
     let file: String
     let prefix: String
 
-    init(object: [String: JSONValue], file: String, prefix: String = "") {
+    init(object: JSON.Object, file: String, prefix: String = "") {
         self.object = object
         self.file = file
         self.prefix = prefix
@@ -54,9 +56,9 @@ struct ConfigReader {
 
     /// Parses `data` as a JSON object.
     init(data: Data, file: String) throws(ControllerConfigError) {
-        let value: JSONValue
+        let value: JSON
         do {
-            value = try JSONValue.parse(data)
+            value = try JSON.parse(data)
         } catch {
             throw ControllerConfigError(
                 code: .invalidJSON, file: file, key: "", value: "<unparsable: \(error.reason)>",
@@ -71,7 +73,7 @@ struct ConfigReader {
 
     func path(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
 
-    func error(_ code: ControllerConfigError.Code, _ key: String, _ value: JSONValue?, _ allowed: String)
+    func error(_ code: ControllerConfigError.Code, _ key: String, _ value: JSON?, _ allowed: String)
         -> ControllerConfigError
     {
         ControllerConfigError(
@@ -80,7 +82,7 @@ struct ConfigReader {
 
     func contains(_ key: String) -> Bool { object[key] != nil }
 
-    func required(_ key: String, _ allowed: String) throws(ControllerConfigError) -> JSONValue {
+    func required(_ key: String, _ allowed: String) throws(ControllerConfigError) -> JSON {
         guard let v = object[key] else { throw error(.missingKey, key, nil, allowed) }
         return v
     }

@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// A role switch in progress (§6.5 "Switch X from P to D"; D→P is the same without the query_tasks step).
 public struct RoleSwitch: Sendable, Equatable {

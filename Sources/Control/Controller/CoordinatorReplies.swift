@@ -1,66 +1,18 @@
 import Foundation
-
-/// `GET /v1/coordinator_info` (§3.2): per-instance allocations and the request-length summary used by the
-/// periodic re-decision. Any violation rejects the whole reply.
-public struct CoordinatorInfo: Sendable, Equatable {
-    public struct Schedule: Sendable, Equatable {
-        /// ≥ 0.
-        public var id: Int
-        /// 0...5000.
-        public var allocatedSlots: Int
-        /// 0...2^32−1.
-        public var allocatedBlocks: Int
-    }
-
-    /// At most 288 (6·16·3) entries.
-    public var scheduleInfo: [Schedule]
-    /// 0...2^32−1.
-    public var inputLength: Int
-    /// 0...2^32−1.
-    public var outputLength: Int
-
-    /// Largest number of `schedule_info` entries.
-    public static let maxScheduleEntries = 288
-
-    /// Parses and validates a reply body.
-    /// - Throws: `ProbeFailure.badResponse` naming the field.
-    public init(body: Data) throws(ProbeFailure) {
-        let o = try ServerConfigInfo.object(body)
-        guard case .array(let list)? = o["schedule_info"] else { throw .badResponse("schedule_info") }
-        guard list.count <= Self.maxScheduleEntries else {
-            throw .badResponse("schedule_info has \(list.count) entries (at most \(Self.maxScheduleEntries))")
-        }
-        var out: [Schedule] = []
-        for e in list {
-            let eo = e.objectValue
-            out.append(
-                Schedule(
-                    id: try ServerConfigInfo.int(eo, "id", 0...Int64(Int32.max)),
-                    allocatedSlots: try ServerConfigInfo.int(eo, "allocated_slots", 0...5000),
-                    allocatedBlocks: try ServerConfigInfo.int(eo, "allocated_blocks", 0...4_294_967_295)))
-        }
-        scheduleInfo = out
-        guard let lengths = o["request_length_info"]?.objectValue else { throw .badResponse("request_length_info") }
-        inputLength = try ServerConfigInfo.int(lengths, "input_len", 0...4_294_967_295)
-        outputLength = try ServerConfigInfo.int(lengths, "output_len", 0...4_294_967_295)
-    }
-}
+import MSCore
 
 /// The Controller's management calls to the Coordinator (§3.2) that have pure parts.
 public enum CoordinatorAPI {
     /// `GET /v1/instances/tasks?id=1&id=2`.
-    public static func tasksPath(ids: [Int]) -> String {
-        "/v1/instances/tasks" + (ids.isEmpty ? "" : "?" + ids.map { "id=\($0)" }.joined(separator: "&"))
-    }
+    public static func tasksPath(ids: [Int]) -> String { TasksReply.path(ids: ids) }
 
     /// The task count of a `tasks` reply: exactly one integer in [−1, 2^31−1]. Drained iff ≤ 0.
     /// - Throws: `ProbeFailure.badResponse`.
     public static func taskCount(body: Data) throws(ProbeFailure) -> Int {
-        let o = try ServerConfigInfo.object(body)
-        guard case .array(let tasks)? = o["tasks"], tasks.count == 1, case .int(let n) = tasks[0],
-            (-1...Int64(Int32.max)).contains(n)
-        else { throw .badResponse("tasks must hold exactly one integer in [-1, 2147483647]") }
-        return Int(n)
+        guard let reply = try? TasksReply(body: body), reply.tasks.count == 1 else {
+            throw .badResponse("tasks must hold exactly one integer in [-1, 2147483647]")
+        }
+        return reply.tasks[0]
     }
 
     /// The `{"ids":[…]}` body of `/v1/instances/offline` and `/v1/instances/online`.

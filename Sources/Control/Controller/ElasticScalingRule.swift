@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// `scaling_rule_file_path` (default `./conf/elastic_scaling.json`), read only by the fault manager's
 /// scale-in timer (docs/controller-role-model.md §7): the expected P and D instance counts of entry 0.
@@ -11,7 +12,7 @@ public struct ElasticScalingRule: Sendable, Equatable {
     /// Parses the file; nil when it is invalid (the check is then skipped): no or empty list, fewer than 2
     /// groups in entry 0, or a `group_num` that is missing or not an integer string.
     public init?(data: Data) {
-        guard let root = try? JSONValue.parse(data), case .array(let list)? = root["elastic_scaling_list"],
+        guard let root = try? JSON.parse(data), case .array(let list)? = root["elastic_scaling_list"],
             let first = list.first, case .array(let groups)? = first["group_list"], groups.count >= 2,
             case .string(let p)? = groups[0]["group_num"], let pn = Int(p),
             case .string(let d)? = groups[1]["group_num"], let dn = Int(d)

@@ -1,3 +1,5 @@
+import MSCore
+
 /// The P/D role of an instance, with the reference's ASCII codes (85 U, 80 P, 68 D, 70 F).
 public enum InstanceRole: String, Sendable, Codable, CaseIterable, Hashable {
     case prefill
@@ -7,22 +9,25 @@ public enum InstanceRole: String, Sendable, Codable, CaseIterable, Hashable {
     case undefined
 
     /// The ASCII code used on the wire (`static_info.role`, `current_role`).
-    public var asciiCode: Int {
-        switch self {
-        case .prefill: return 80
-        case .decode: return 68
-        case .flex: return 70
-        case .undefined: return 85
+    public var asciiCode: Int { roleCode.rawValue }
+
+    public init?(asciiCode: Int) {
+        switch RoleCode(rawValue: asciiCode) {
+        case .prefill: self = .prefill
+        case .decode: self = .decode
+        case .flex: self = .flex
+        case .undefined: self = .undefined
+        case nil: return nil
         }
     }
 
-    public init?(asciiCode: Int) {
-        switch asciiCode {
-        case 80: self = .prefill
-        case 68: self = .decode
-        case 70: self = .flex
-        case 85: self = .undefined
-        default: return nil
+    /// The contract's code for this role.
+    public var roleCode: RoleCode {
+        switch self {
+        case .prefill: .prefill
+        case .decode: .decode
+        case .flex: .flex
+        case .undefined: .undefined
         }
     }
 

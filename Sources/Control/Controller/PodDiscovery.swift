@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// What one discovery pass found: the instances in table order and the coordinator IPs (a rank table's group 2
 /// and group 0).
@@ -43,7 +44,7 @@ public enum PodDiscovery {
     /// - Returns: the cluster, plus the pods with a known role that were left out for a reason worth logging.
     /// - Throws: `RankTableError` when the body is not a pod list (the pass is skipped, as for a bad table).
     public static func cluster(
-        fromPodList list: JSONValue, config: ControllerConfig.InstanceDiscovery, options: RankTable.Options
+        fromPodList list: JSON, config: ControllerConfig.InstanceDiscovery, options: RankTable.Options
     ) throws(RankTableError) -> (cluster: DiscoveredCluster, skipped: [Skipped]) {
         guard case .array(let items)? = list["items"] else {
             throw RankTableError(path: "items", value: list["items"]?.rendered ?? "<missing>", reason: "not a PodList")
@@ -91,7 +92,7 @@ public enum PodDiscovery {
         return (DiscoveredCluster(instances: unique, coordinators: coordinators.map(\.ip)), skipped)
     }
 
-    static func instance(_ pod: JSONValue, ip: String, options: RankTable.Options) throws(RankTableError) -> DiscoveredInstance {
+    static func instance(_ pod: JSON, ip: String, options: RankTable.Options) throws(RankTableError) -> DiscoveredInstance {
         let annotations = val(pod, "metadata", "annotations")?.objectValue ?? [:]
         let name = str(pod, "metadata", "name") ?? "?"
         func port(_ key: String, _ d: Int?) throws(RankTableError) -> Int? {
@@ -119,7 +120,7 @@ public enum PodDiscovery {
     }
 
     /// The first container's `huawei.com/*` request (or limit); 0 when it asks for none.
-    static func acceleratorCount(_ pod: JSONValue) -> Int {
+    static func acceleratorCount(_ pod: JSON) -> Int {
         guard let c = arr(val(pod, "spec", "containers"))?.first else { return 0 }
         for part in ["limits", "requests"] {
             guard let res = val(c, "resources", part)?.objectValue else { continue }
@@ -133,25 +134,25 @@ public enum PodDiscovery {
 }
 
 // Path readers kept private here: the Deployer has its own JSON helpers and the two must not depend on each other.
-private func val(_ v: JSONValue?, _ keys: String...) -> JSONValue? {
+private func val(_ v: JSON?, _ keys: String...) -> JSON? {
     var x = v
     for k in keys { x = x?[k] }
     return x
 }
 
-private func str(_ v: JSONValue?, _ keys: String...) -> String? {
+private func str(_ v: JSON?, _ keys: String...) -> String? {
     var x = v
     for k in keys { x = x?[k] }
     if case .string(let s)? = x { return s }
     return nil
 }
 
-private func arr(_ v: JSONValue?) -> [JSONValue]? {
+private func arr(_ v: JSON?) -> [JSON]? {
     if case .array(let a)? = v { return a }
     return nil
 }
 
-private func int(_ v: JSONValue?) -> Int? {
+private func int(_ v: JSON?) -> Int? {
     if case .int(let i)? = v { return Int(exactly: i) }
     return nil
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// The process state (§10.1): written every sync period (temp file + rename, by the effect runner) and read
 /// back on restart or takeover to recover ids, the id counter, roles, groups and peers instead of deciding.
@@ -32,13 +33,13 @@ public struct ProcessStateFile: Sendable, Equatable {
 
     /// The file's content for a state (JSON, indent 4).
     public static func encode(_ state: ControllerCore.State, processedSwitchFaults: [String] = []) -> Data {
-        func j(_ i: Int) -> JSONValue { .int(Int64(i)) }
-        func ids(_ a: [Int]) -> JSONValue { .array(a.map(j)) }
-        var list: [JSONValue] = []
+        func j(_ i: Int) -> JSON { .int(Int64(i)) }
+        func ids(_ a: [Int]) -> JSON { .array(a.map(j)) }
+        var list: [JSON] = []
         for id in state.nodes.keys.sorted() {
             let n = state.nodes[id]!
             let inst = n.instance
-            var si: [String: JSONValue] = [:]
+            var si: JSON.Object = [:]
             si["id"] = j(id)
             si["group_id"] = j(n.groupID ?? 0)
             si["max_seq_len"] = j(n.config?.maxSeqLen ?? 0)
@@ -50,11 +51,11 @@ public struct ProcessStateFile: Sendable, Equatable {
             si["role"] = j(n.role.asciiCode)
             si["p_percentage"] = j(0)
             si["virtual_id"] = j(id)
-            var serverInfo: [JSONValue] = []
+            var serverInfo: [JSON] = []
             for (i, s) in inst.servers.enumerated() {
-                var devices: [JSONValue] = []
+                var devices: [JSON] = []
                 for d in s.devices {
-                    var dev: [String: JSONValue] = [:]
+                    var dev: JSON.Object = [:]
                     dev["id"] = .string(String(d.deviceID))
                     dev["ip"] = .string(d.deviceIP)
                     dev["logical_id"] = .string(String(d.deviceLogicalID))
@@ -62,7 +63,7 @@ public struct ProcessStateFile: Sendable, Equatable {
                     if let sd = d.superDeviceID { dev["super_device_id"] = .string(String(sd)) }
                     devices.append(.object(dev))
                 }
-                var o: [String: JSONValue] = [:]
+                var o: JSON.Object = [:]
                 o["hostId"] = .string(s.hostID)
                 o["ip"] = .string(s.ip)
                 o["is_master"] = .bool(i == 0)
@@ -73,7 +74,7 @@ public struct ProcessStateFile: Sendable, Equatable {
                 if let sp = s.superPodID { o["super_pod_id"] = .string(sp) }
                 serverInfo.append(.object(o))
             }
-            var e: [String: JSONValue] = [:]
+            var e: JSON.Object = [:]
             e["delete_time"] = j(0)
             e["id"] = j(id)
             e["host_id"] = .string(inst.hostID)
@@ -100,17 +101,17 @@ public struct ProcessStateFile: Sendable, Equatable {
             e["is_faulty"] = .bool(n.phase == .faulty)
             list.append(.object(e))
         }
-        var root: [String: JSONValue] = [:]
+        var root: JSON.Object = [:]
         root["server"] = .array(list)
         root["instance_start_id_number"] = j(state.registry.nextID)
         root["processed_switch_faults"] = .array(processedSwitchFaults.map { .string($0) })
-        return Data((JSONValue.object(root).serialized(indent: 4) + "\n").utf8)
+        return Data((JSON.object(root).serialized(indent: 4) + "\n").utf8)
     }
 
     /// Parses and validates a state file (the §10.1 load checks).
     /// - Throws: `RankTableError`-style `ProcessStateError` naming the path.
     public init(data: Data) throws(ProcessStateError) {
-        guard let root = try? JSONValue.parse(data), let o = root.objectValue else {
+        guard let root = try? JSON.parse(data), let o = root.objectValue else {
             throw ProcessStateError(path: "", reason: "not a JSON object")
         }
         guard case .int(let next)? = o["instance_start_id_number"], next >= 0 else {
@@ -125,7 +126,7 @@ public struct ProcessStateFile: Sendable, Equatable {
         var parsed: [Server] = []
         for (i, v) in list.enumerated() {
             let p = "server[\(i)]"
-            func int(_ obj: JSONValue?, _ k: String, _ r: ClosedRange<Int64>) throws(ProcessStateError) -> Int {
+            func int(_ obj: JSON?, _ k: String, _ r: ClosedRange<Int64>) throws(ProcessStateError) -> Int {
                 guard case .int(let x)? = obj?[k], r.contains(x) else {
                     throw ProcessStateError(path: p + "." + k, reason: "must be an integer in [\(r.lowerBound), \(r.upperBound)]")
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// A global rank table (docs/wire/controller.md §8), parsed and validated.
 ///
@@ -89,9 +90,9 @@ public struct RankTable: Sendable, Equatable {
     /// Parses and validates a rank table.
     /// - Throws: `RankTableError` naming the offending path and value; a failure skips the pass.
     public init(data: Data, options: Options) throws(RankTableError) {
-        let root: JSONValue
+        let root: JSON
         do {
-            root = try JSONValue.parse(data)
+            root = try JSON.parse(data)
         } catch {
             throw RankTableError(path: "", value: "<unparsable>", reason: "not JSON: \(error.reason)")
         }
@@ -189,7 +190,7 @@ public struct RankTable: Sendable, Equatable {
         self.instances = instances
     }
 
-    static func superPods(_ v: JSONValue?, path: String) throws(RankTableError) -> [String: String] {
+    static func superPods(_ v: JSON?, path: String) throws(RankTableError) -> [String: String] {
         guard let v else { return [:] }
         guard case .array(let pods) = v else {
             throw RankTableError(path: path, value: v.typeName, reason: "must be an array")
@@ -207,7 +208,7 @@ public struct RankTable: Sendable, Equatable {
         return map
     }
 
-    static func port(_ o: [String: JSONValue], _ key: String, path: String, default d: Int?) throws(RankTableError) -> Int? {
+    static func port(_ o: JSON.Object, _ key: String, path: String, default d: Int?) throws(RankTableError) -> Int? {
         guard let v = o[key] else { return d }
         let n: Int?
         switch v {
@@ -221,7 +222,7 @@ public struct RankTable: Sendable, Equatable {
         return p
     }
 
-    static func intField(_ o: [String: JSONValue], _ key: String, path: String, range: ClosedRange<Int>, required: Bool)
+    static func intField(_ o: JSON.Object, _ key: String, path: String, range: ClosedRange<Int>, required: Bool)
         throws(RankTableError) -> Int?
     {
         guard let v = o[key] else {
@@ -244,7 +245,7 @@ public struct RankTable: Sendable, Equatable {
         return x
     }
 
-    static func server(_ v: JSONValue, path: String, options: Options) throws(RankTableError) -> Server {
+    static func server(_ v: JSON, path: String, options: Options) throws(RankTableError) -> Server {
         guard let o = v.objectValue else {
             throw RankTableError(path: path, value: v.typeName, reason: "must be an object")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// `service.roleStatus` of a MindIE Server.
 public enum RoleState: String, Sendable, Equatable, Codable {
@@ -51,12 +52,12 @@ public struct ServerConfigInfo: Sendable, Equatable {
         cacheBlockSize = try Self.int(o, "cacheBlockSize", 1...128)
     }
 
-    static func object(_ body: Data) throws(ProbeFailure) -> [String: JSONValue] {
-        guard let v = try? JSONValue.parse(body), let o = v.objectValue else { throw .badResponse("not a JSON object") }
+    static func object(_ body: Data) throws(ProbeFailure) -> JSON.Object {
+        guard let v = try? JSON.parse(body), let o = v.objectValue else { throw .badResponse("not a JSON object") }
         return o
     }
 
-    static func int(_ o: [String: JSONValue]?, _ key: String, _ range: ClosedRange<Int64>) throws(ProbeFailure) -> Int {
+    static func int(_ o: JSON.Object?, _ key: String, _ range: ClosedRange<Int64>) throws(ProbeFailure) -> Int {
         guard case .int(let i)? = o?[key], range.contains(i) else {
             throw .badResponse("\(key) must be an integer in [\(range.lowerBound), \(range.upperBound)]")
         }

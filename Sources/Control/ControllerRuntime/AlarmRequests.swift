@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import MSCore
 
 /// Validation of the alarm bodies the Controller receives (§2).
 public enum AlarmRequests {
@@ -20,7 +21,7 @@ public enum AlarmRequests {
     ]
 
     /// Checks one record of `POST /v1/alarm/coordinator`.
-    public static func checkCoordinatorRecord(_ v: JSONValue, index: Int) -> Problem? {
+    public static func checkCoordinatorRecord(_ v: JSON, index: Int) -> Problem? {
         let p = "[\(index)]."
         guard let o = v.objectValue else { return Problem(field: "[\(index)]", reason: "must be an object") }
         for (k, range) in intRanges {
@@ -36,7 +37,7 @@ public enum AlarmRequests {
     }
 
     /// Checks a `POST /v1/alarm/llm_engine` body.
-    public static func checkLLMEngine(_ v: JSONValue) -> Problem? {
+    public static func checkLLMEngine(_ v: JSON) -> Problem? {
         guard let o = v.objectValue else { return Problem(field: "body", reason: "must be a JSON object") }
         guard case .string(let ip)? = o["node_manager_ip"], ip.count <= 45, IPAddress.isValid(ip) else {
             return Problem(field: "node_manager_ip", reason: "must be an IP address of at most 45 characters")
@@ -63,7 +64,7 @@ public final class AlarmStore: Sendable {
     public static let coordinatorExceptionID = "0xFC001004"
 
     struct Inner {
-        var queue: [JSONValue] = []
+        var queue: [JSON] = []
         var coordinatorReady = true
         var swallowedRaise = false
         var swallowedClear = false
@@ -73,12 +74,12 @@ public final class AlarmStore: Sendable {
     public init() {}
 
     /// Alarms queued for the external sink, oldest first.
-    public var queued: [JSONValue] { inner.withLock { $0.queue } }
+    public var queued: [JSON] { inner.withLock { $0.queue } }
     /// False after the coordinator raised `0xFC001004` and before it cleared it.
     public var coordinatorReady: Bool { inner.withLock { $0.coordinatorReady } }
 
     /// Takes the valid records of one coordinator alarm post (`first` = the body's first record).
-    func accept(_ records: [JSONValue], firstIsFirstOfBody: Bool) {
+    func accept(_ records: [JSON], firstIsFirstOfBody: Bool) {
         inner.withLock { s in
             for (i, r) in records.enumerated() {
                 if i == 0 && firstIsFirstOfBody, case .string(let id)? = r["alarmId"], id == Self.coordinatorExceptionID {

@@ -46,10 +46,10 @@ public struct ControllerHTTPAPI: Sendable {
     ]
 
     /// The management dialect's envelope.
-    static func body(_ message: String, ok: Bool, data: JSONValue? = nil) -> String {
-        var o: [String: JSONValue] = ["message": .string(message), "status": .string(ok ? "0" : "1")]
+    static func body(_ message: String, ok: Bool, data: JSON? = nil) -> String {
+        var o: JSON.Object = ["message": .string(message), "status": .string(ok ? "0" : "1")]
         if let data { o["data"] = data }
-        return JSONValue.object(o).serialized()
+        return JSON.object(o).serialized()
     }
 
     /// The handler for `HTTPServer` (runs on a loop thread; never blocks).
@@ -59,7 +59,7 @@ public struct ControllerHTTPAPI: Sendable {
     }
 
     func handle(_ req: HTTPRequest, _ res: HTTPResponder) {
-        func reply(_ status: Int, _ message: String, data: JSONValue? = nil, headers: [(String, String)] = []) {
+        func reply(_ status: Int, _ message: String, data: JSON? = nil, headers: [(String, String)] = []) {
             res.respondJSON(status: status, Self.body(message, ok: status == 200, data: data), headers: headers)
         }
         guard req.path.hasPrefix("/"), !req.path.contains("..") else {
@@ -79,7 +79,7 @@ public struct ControllerHTTPAPI: Sendable {
                 body: metrics.render(board.snapshot, leading: leading, term: term))
         case "/v1/readiness":
             let s = board.snapshot
-            let data = JSONValue.object([
+            let data = JSON.object([
                 "ready": .bool(!s.published.isEmpty), "published": .array(s.published.map { .int(Int64($0)) }),
                 "prefill": .int(Int64(s.prefill)), "decode": .int(Int64(s.decode)), "instances": .int(Int64(s.instances)),
             ])
@@ -98,9 +98,9 @@ public struct ControllerHTTPAPI: Sendable {
             }
             res.respondJSON(status: 503, Self.body("not ready: \(why)", ok: false, data: data))
         case "/v1/alarm/coordinator":
-            guard let v = try? JSONValue.parse(Data(req.body)) else { return reply(400, "body is not valid JSON") }
+            guard let v = try? JSON.parse(Data(req.body)) else { return reply(400, "body is not valid JSON") }
             guard case .array(let records) = v else { return reply(422, "body must be a JSON array of alarm records") }
-            var valid: [JSONValue] = []
+            var valid: [JSON] = []
             var problems: [AlarmRequests.Problem] = []
             for (i, r) in records.enumerated() {
                 if let p = AlarmRequests.checkCoordinatorRecord(r, index: i) { problems.append(p) } else { valid.append(r) }
@@ -111,12 +111,12 @@ public struct ControllerHTTPAPI: Sendable {
             }
             reply(200, "")
         case "/v1/alarm/llm_engine":
-            guard let v = try? JSONValue.parse(Data(req.body)) else { return reply(400, "body is not valid JSON") }
+            guard let v = try? JSON.parse(Data(req.body)) else { return reply(400, "body is not valid JSON") }
             if let p = AlarmRequests.checkLLMEngine(v) { return reply(422, p.description) }
             logger.info("llm_engine alarm received", metadata: ["body": "\(v.serialized())"])
             reply(200, "")
         case "/v1/terminate-service":
-            guard let v = try? JSONValue.parse(Data(req.body)) else { return reply(400, "body is not valid JSON") }
+            guard let v = try? JSON.parse(Data(req.body)) else { return reply(400, "body is not valid JSON") }
             guard case .string(let ip)? = v["ip"], IPAddress.isValid(ip) else { return reply(422, "ip must be an IP address") }
             let port: Int?
             switch v["port"] {
@@ -125,12 +125,11 @@ public struct ControllerHTTPAPI: Sendable {
             default: port = nil
             }
             guard let port, (1...65535).contains(port) else { return reply(422, "port must be a port number (string)") }
-            let box = ResponderBox(res)
+            let box = res.bound
             let runtime = self.runtime
             Task {
                 let failure = await runtime.terminate(ip: ip, port: port)
-                box.responder.loop.execute {
-                    let r = box.responder
+                box.execute { r in
                     if let (status, message) = failure {
                         r.respondJSON(status: status, Self.body(message, ok: false))
                     } else {

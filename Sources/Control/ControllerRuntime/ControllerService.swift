@@ -162,21 +162,9 @@ public final class ControllerService: Sendable {
     {
         guard s.enabled else { return nil }
         guard let items = s.items else { throw ControllerStartError("tls_config.\(name)_tls_items is required") }
-        let secret = FileCheck.tls(environment: env)
-        var password: String?
-        do {
-            for p in [items.caCert, items.tlsCert, items.tlsKey] { try secret.validate(p) }
-            if !items.tlsCRL.isEmpty { try secret.validate(items.tlsCRL) }
-            if !items.tlsPasswd.isEmpty {
-                password = String(decoding: try secret.read(items.tlsPasswd), as: UTF8.self)
-                    .trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-        } catch {
+        do { return try items.configuration(environment: env) } catch {
             throw ControllerStartError("tls_config.\(name)_tls_items: \(error)")
         }
-        return TLSConfiguration(
-            certificatePath: items.tlsCert, privateKeyPath: items.tlsKey, caPath: items.caCert,
-            crlPath: items.tlsCRL.isEmpty ? nil : items.tlsCRL, keyPassword: password, verifyPeer: true)
     }
 
     static func client(_ s: ControllerConfig.TLSSetting, _ name: String, _ env: [String: String])

@@ -206,7 +206,7 @@ public final class HTTPEffectRunner: ControllerEffectRunner {
 
     /// Whether a role-post reply body says `"result":"ok"`.
     static func resultOK(_ body: [UInt8]) -> Bool {
-        guard let v = try? JSONValue.parse(Data(body)), case .string(let s)? = v["result"] else { return false }
+        guard let v = try? JSON.parse(Data(body)), case .string(let s)? = v["result"] else { return false }
         return s == "ok"
     }
 }

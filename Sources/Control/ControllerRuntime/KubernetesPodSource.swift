@@ -99,12 +99,12 @@ public final class KubernetesPodSource: Sendable {
         }
         guard response.status == 200 else {
             var message = String(decoding: response.body.prefix(300), as: UTF8.self)
-            if let v = try? JSONValue.parse(Data(response.body)), case .string(let m)? = v["message"] { message = m }
+            if let v = try? JSON.parse(Data(response.body)), case .string(let m)? = v["message"] { message = m }
             let hint = response.status == 403 ? " (the ServiceAccount needs get/list/watch on pods in \(namespace))" : ""
             return .failure(DiscoveryError("GET \(listPath): HTTP \(response.status): \(message)\(hint)"))
         }
-        let list: JSONValue
-        do { list = try JSONValue.parse(Data(response.body)) } catch {
+        let list: JSON
+        do { list = try JSON.parse(Data(response.body)) } catch {
             return .failure(DiscoveryError("GET \(listPath): the body is not JSON: \(error.reason)"))
         }
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 #if canImport(Glibc)
 import Glibc
@@ -63,25 +64,25 @@ public enum ClusterStatusFile {
     ///   - state: the Controller's state.
     ///   - coordinators: coordinator IPs in table order.
     public static func encode(_ state: ControllerCore.State, coordinators: [String]) -> Data {
-        func j(_ i: Int) -> JSONValue { .int(Int64(i)) }
-        var list: [JSONValue] = []
+        func j(_ i: Int) -> JSON { .int(Int64(i)) }
+        var list: [JSON] = []
         for id in state.nodes.keys.sorted() {
             let n = state.nodes[id]!
             let r = n.resources
-            let si: [String: JSONValue] = [
+            let si: JSON.Object = [
                 "group_id": j(n.groupID ?? 0), "max_seq_len": j(n.config?.maxSeqLen ?? 0),
                 "max_output_len": j(n.config?.maxOutputLen ?? 0), "total_slots_num": j(n.totalSlots),
                 "total_block_num": j(n.totalBlocks), "block_size": j(n.config?.cacheBlockSize ?? 0),
                 "label": j(n.label.rawValue), "role": j(n.role.asciiCode), "p_percentage": j(0), "virtual_id": j(id),
             ]
-            let di: [String: JSONValue] = [
+            let di: JSON.Object = [
                 "avail_slots_num": j(r.availSlotsNum), "avail_block_num": j(r.availBlockNum),
                 "waiting_request_num": j(r.waitingRequestNum), "running_request_num": j(r.runningRequestNum),
                 "swapped_request_num": j(r.swappedRequestNum), "free_npu_block_nums": j(r.freeNpuBlockNums),
                 "free_cpu_block_nums": j(r.freeCpuBlockNums), "total_npu_block_nums": j(r.totalNpuBlockNums),
                 "total_cpu_block_nums": j(r.totalCpuBlockNums),
             ]
-            let peers = n.peers.compactMap { state.nodes[$0]?.instance.ip }.map { JSONValue.string($0) }
+            let peers = n.peers.compactMap { state.nodes[$0]?.instance.ip }.map { JSON.string($0) }
             list.append(
                 .object([
                     "delete_time": j(0), "ip": .string(n.instance.ip), "is_healthy": .bool(n.isHealthy),
@@ -90,9 +91,9 @@ public enum ClusterStatusFile {
                 ]))
         }
         let coords = coordinators.map { ip in
-            JSONValue.object(["ip": .string(ip), "is_healthy": .bool(state.coordinators[ip] ?? false)])
+            JSON.object(["ip": .string(ip), "is_healthy": .bool(state.coordinators[ip] ?? false)])
         }
-        let root = JSONValue.object(["server": .array(list), "coordinator": .array(coords)])
+        let root = JSON.object(["server": .array(list), "coordinator": .array(coords)])
         return Data((root.serialized(indent: 4) + "\n").utf8)
     }
 }

@@ -58,15 +58,13 @@ public enum DeployerAPI {
     /// An `HTTPHandler`: the work runs in a task, the answer goes back on the request's loop.
     public static func httpHandler(service: DeployerService, logger: Logger) -> HTTPHandler {
         { request, responder in
-            let box = ResponderBox(responder)
+            let box = responder.bound
             let method = request.method, path = request.path, body = request.body
             Task {
                 let reply = await handle(method: method, path: path, body: body, service: service)
                 logger.info("request", metadata: ["method": "\(method)", "path": "\(path)", "status": "\(reply.status)"])
                 let text = reply.body
-                box.responder.loop.execute {
-                    box.responder.respondJSON(status: reply.status, text)
-                }
+                box.execute { $0.respondJSON(status: reply.status, text) }
             }
         }
     }

@@ -10,9 +10,7 @@ import MSCore
 /// `namespace` ("mindie"), `rank_table_sync_seconds` (5). `"kubeconfig": "in-cluster"` uses the pod's service
 /// account (`KUBERNETES_SERVICE_HOST`/`_PORT`, the mounted token and CA).
 public struct DeployerConfig: Sendable, Equatable {
-    public struct TLSItems: Sendable, Equatable {
-        public var caCert, tlsCert, tlsKey, tlsPasswd, tlsCrl: String
-    }
+    public typealias TLSItems = MSCore.TLSItems
 
     public var ip: String
     public var port: Int
@@ -32,7 +30,7 @@ public struct DeployerConfig: Sendable, Equatable {
     public var rankTableSyncSeconds: Int
 
     /// Validates the document; errors name the key, the value and the rule (DECISIONS 3).
-    public static func parse(_ doc: JSONValue, environment: [String: String] = [:]) throws(ConfigLoadError) -> DeployerConfig {
+    public static func parse(_ doc: JSON, environment: [String: String] = [:]) throws(ConfigLoadError) -> DeployerConfig {
         func fail(_ key: String, _ rule: String) -> ConfigLoadError {
             let v = doc[key].map { $0.rendered } ?? "nothing"
             return ConfigLoadError("ms_deployer config: \(key) \(rule), got \(v)")
@@ -96,17 +94,8 @@ public struct DeployerConfig: Sendable, Equatable {
 
     /// Checks a TLS item set's files (≤0400, owner, no symlink) and turns it into a `TLSConfiguration`.
     public static func tlsConfiguration(_ items: TLSItems, environment: [String: String], verifyPeer: Bool = true) throws(ConfigLoadError) -> TLSConfiguration {
-        let check = FileCheck(maxMode: FileCheck.secretMode, environment: environment)
         do {
-            for p in [items.caCert, items.tlsCert, items.tlsKey] { try check.validate(p) }
-            if !items.tlsCrl.isEmpty { try check.validate(items.tlsCrl) }
-            var password: String?
-            if !items.tlsPasswd.isEmpty {
-                let bytes = try check.read(items.tlsPasswd)
-                password = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .newlines)
-            }
-            return TLSConfiguration(certificatePath: items.tlsCert, privateKeyPath: items.tlsKey, caPath: items.caCert,
-                                    crlPath: items.tlsCrl.isEmpty ? nil : items.tlsCrl, keyPassword: password, verifyPeer: verifyPeer)
+            return try items.configuration(environment: environment, verifyPeer: verifyPeer)
         } catch {
             throw ConfigLoadError("ms_deployer config: TLS file: \(error)")
         }

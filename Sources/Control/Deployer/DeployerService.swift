@@ -6,16 +6,16 @@ import MSCore
 public struct DeployerReply: Sendable, Equatable {
     public var status: Int
     public var message: String
-    public var data: JSONValue?
+    public var data: JSON?
 
-    public init(_ status: Int, _ message: String, data: JSONValue? = nil) {
+    public init(_ status: Int, _ message: String, data: JSON? = nil) {
         self.status = status
         self.message = message
         self.data = data
     }
 
-    public var json: JSONValue {
-        var o: [String: JSONValue] = ["message": .string(message), "status": .string((200..<300).contains(status) ? "0" : "1")]
+    public var json: JSON {
+        var o: JSON.Object = ["message": .string(message), "status": .string((200..<300).contains(status) ? "0" : "1")]
         if let data { o["data"] = data }
         return .object(o)
     }
@@ -146,7 +146,7 @@ public actor DeployerService {
     func leftovers(_ name: String, namespace ns: String) async -> Result<[KubeObject], KubeError> {
         var found: [KubeObject] = []
         for kind in Manifests.ownedKinds {
-            let list: JSONValue
+            let list: JSON
             do { list = try await kube.list(kind, namespace: ns, labelSelector: Manifests.selector(name)) } catch {
                 return .failure(error)
             }
@@ -173,7 +173,7 @@ public actor DeployerService {
     /// DECISIONS 27: fields in the body are merged over the stored spec; changed objects are patched (a changed pod
     /// template rolls the Deployment); an unchanged spec restarts the pods as the reference does.
     public func update(body: [UInt8]) async -> DeployerReply {
-        let doc: JSONValue
+        let doc: JSON
         do { doc = try InferServerSpec.parseDocument(body) } catch { return DeployerReply(error.status, error.message) }
         guard case .string(let name)? = doc["server_name"], !name.isEmpty else {
             return DeployerReply(400, "update json does not include server name.")
@@ -286,9 +286,9 @@ public actor DeployerService {
     }
 
     /// The RFC 7386 merge patch that turns `old` into `new` (removed keys become null, lists are replaced).
-    static func mergeDiff(_ old: JSONValue, _ new: JSONValue) -> JSONValue {
+    static func mergeDiff(_ old: JSON, _ new: JSON) -> JSON {
         guard case .object(let o) = old, case .object(let n) = new else { return new }
-        var d: [String: JSONValue] = [:]
+        var d: JSON.Object = [:]
         for (k, v) in n {
             if let ov = o[k] {
                 if ov == v { continue }
@@ -306,7 +306,7 @@ public actor DeployerService {
     public func get(name: String, target: String) async -> DeployerReply {
         guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
         let spec = entry.spec
-        let pods: JSONValue
+        let pods: JSON
         do { pods = try await kube.list(.pod, namespace: entry.namespace, labelSelector: "app=\(name)") } catch {
             return DeployerReply(502, "Service is not exist. \(error)")
         }
@@ -330,8 +330,8 @@ public actor DeployerService {
                 return out
             }
         }
-        var instances: [JSONValue] = []
-        var modelInfo: JSONValue = .null
+        var instances: [JSON] = []
+        var modelInfo: JSON = .null
         for item in sorted {
             guard let podName = item.at("metadata", "name")?.stringValue else { continue }
             let phase = item.at("status", "phase")?.stringValue ?? "Unknown"
@@ -339,7 +339,7 @@ public actor DeployerService {
             var ready = conditions.contains { $0["type"]?.stringValue == "Ready" && $0["status"]?.stringValue == "True" }
             let statuses = item.at("status", "containerStatuses")?.arrayValue ?? []
             var live = phase == "Running" && !statuses.isEmpty && statuses.allSatisfy { $0.at("state", "running") != nil }
-            var o: [String: JSONValue] = ["pod_name": js(podName), "phase": js(phase)]
+            var o: JSON.Object = ["pod_name": js(podName), "phase": js(phase)]
             if let ip = item.at("status", "podIP")?.stringValue { o["pod_ip"] = js(ip) }
             if let role = item.at("metadata", "labels", Manifests.roleLabel)?.stringValue { o["role"] = js(role) }
             var message: String?
@@ -362,7 +362,7 @@ public actor DeployerService {
         }
         let readyCount = instances.filter { $0["readiness"] == .bool(true) }.count
         let state = await rolloutState(entry, pods: sorted.filter { $0.at("metadata", "deletionTimestamp") == nil }, ready: readyCount)
-        var data: [String: JSONValue] = [
+        var data: JSON.Object = [
             "server_name": js(name), "server_type": js(spec.serverType.rawValue), "namespace": js(entry.namespace),
             "replicas": ji(Self.expectedPods(spec)), "ready_replicas": ji(readyCount),
             "instances_status": ja(instances), "model_info": modelInfo,
@@ -387,10 +387,10 @@ public actor DeployerService {
 
     /// Every managed server with its summary (no management-port probes: readiness is Kubernetes').
     public func list() async -> DeployerReply {
-        var rows: [JSONValue] = []
+        var rows: [JSON] = []
         for name in order {
             guard let e = servers[name] else { continue }
-            var row: [String: JSONValue] = ["server_name": js(name), "server_type": js(e.spec.serverType.rawValue), "namespace": js(e.namespace),
+            var row: JSON.Object = ["server_name": js(name), "server_type": js(e.spec.serverType.rawValue), "namespace": js(e.namespace),
                                             "replicas": ji(Self.expectedPods(e.spec))]
             do {
                 let pods = try await kube.list(.pod, namespace: e.namespace, labelSelector: "app=\(name)")
@@ -407,7 +407,7 @@ public actor DeployerService {
         return DeployerReply(200, "success", data: ja(rows))
     }
 
-    static func podIsReady(_ pod: JSONValue) -> Bool {
+    static func podIsReady(_ pod: JSON) -> Bool {
         pod.at("status", "phase")?.stringValue == "Running"
             && (pod.at("status", "conditions")?.arrayValue ?? []).contains { $0["type"]?.stringValue == "Ready" && $0["status"]?.stringValue == "True" }
     }
@@ -419,7 +419,7 @@ public actor DeployerService {
         var created: String?
         var missing: [String]
 
-        func fill(_ data: inout [String: JSONValue]) {
+        func fill(_ data: inout JSON.Object) {
             data["status"] = js(status)
             if let reason { data["reason"] = js(reason) }
             if let created { data["created"] = js(created) }
@@ -433,12 +433,12 @@ public actor DeployerService {
 
     /// Failed > Degraded > Ready > Progressing, from the spec's objects (missing ones, Deployment rollouts and
     /// conditions) and the pods (`pods` without terminating ones; `ready` as `get` counted them).
-    func rolloutState(_ entry: StatusStore.Entry, pods: [JSONValue], ready: Int) async -> RolloutState {
+    func rolloutState(_ entry: StatusStore.Entry, pods: [JSON], ready: Int) async -> RolloutState {
         let spec = entry.spec
         let root = Manifests.root(spec, namespace: entry.namespace)
         var missing: [String] = [], created: String?, failure: String?, pending: String?
         for obj in [root] + Manifests.build(spec, namespace: entry.namespace) {
-            let current: JSONValue?
+            let current: JSON?
             do { current = try await kube.getIfExists(obj.kind, namespace: obj.namespace, name: obj.name) } catch {
                 logger.warning("cannot check an object", metadata: ["server": "\(spec.serverName)", "object": "\(obj.ref)", "error": "\(error)"])
                 continue
@@ -499,7 +499,7 @@ public actor DeployerService {
         if let refusal = claim(name) { return refusal }
         defer { busy.remove(name) }
         guard let entry = servers[name] else { return DeployerReply(404, "Cannot find the resource \(target)") }
-        var notRemoved: [JSONValue] = []
+        var notRemoved: [JSON] = []
         // the spec's objects, then anything else labelled as this server's (left by an older spec)
         var objects = Manifests.build(entry.spec, namespace: entry.namespace).reversed() + [Manifests.root(entry.spec, namespace: entry.namespace)]
         if case .success(let found) = await leftovers(name, namespace: entry.namespace) {
@@ -608,7 +608,7 @@ public actor DeployerService {
     func labelMaster(_ entry: StatusStore.Entry) async throws(KubeError) {
         let s = entry.spec
         let cm = try await kube.get(.configMap, namespace: entry.namespace, name: Manifests.ringsConfigName(s))
-        guard let text = cm.at("data", "hccl.json")?.stringValue, let hccl = try? JSONValue.parse(Data(text.utf8)),
+        guard let text = cm.at("data", "hccl.json")?.stringValue, let hccl = try? JSON.parse(Data(text.utf8)),
               hccl["status"]?.stringValue == "completed", let list = hccl["server_list"]?.arrayValue, (2...4).contains(list.count),
               let ip = list[0]["container_ip"]?.stringValue else { return }
         let pods = try await kube.list(.pod, namespace: nil, fieldSelector: "status.podIP=\(ip)")

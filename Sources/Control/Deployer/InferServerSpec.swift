@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// The kinds of inference service the Deployer knows.
 public enum ServerType: String, Sendable, Equatable, Codable {
@@ -25,12 +26,12 @@ public struct PDClusterSpec: Sendable, Equatable {
     public var decodeReplicas: Int
     /// Contents of the ConfigMaps (`config.json` of each component): the complete configs, the Deployer's defaults
     /// with the spec's `pd_cluster.*_config` merged over them (`PDConfigs`).
-    public var coordinatorConfig: JSONValue
-    public var controllerConfig: JSONValue
-    public var serverConfig: JSONValue
+    public var coordinatorConfig: JSON
+    public var controllerConfig: JSON
+    public var serverConfig: JSON
     /// The Controller's DIGS model and machine files (`pd_cluster.digs_model_config` / `digs_machine_config`).
-    public var modelConfig: JSONValue = .object([:])
-    public var machineConfig: JSONValue = .object([:])
+    public var modelConfig: JSON = .object([:])
+    public var machineConfig: JSON = .object([:])
     /// The image of the Coordinator and the Controller (`pd_cluster.ms_image`): the runtime stage of the Dockerfile.
     public var msImage = PDClusterSpec.defaultMSImage
     public static let defaultMSImage = "mindie-ms:latest"
@@ -39,7 +40,7 @@ public struct PDClusterSpec: Sendable, Equatable {
     public var coordinatorReplicas = 1
     /// `pd_cluster.priority_class_name` and `pd_cluster.tolerations` (optional), for every pod of the cluster.
     public var priorityClassName: String?
-    public var tolerations: JSONValue?
+    public var tolerations: JSON?
     /// `pd_cluster.ha` (optional): Controller active/standby and Coordinator master/standby on an etcd.
     public var ha: PDHASpec?
 }
@@ -114,7 +115,7 @@ public struct InferServerSpec: Sendable, Equatable {
     public var image: String
     public var pd: PDClusterSpec?
     /// The document as given (kept in the status file so that updates can merge over it).
-    public var document: JSONValue
+    public var document: JSON
 }
 
 extension InferServerSpec {
@@ -158,9 +159,9 @@ extension InferServerSpec {
     }
 
     /// JSON object, at most 1 MiB and 50 levels deep, whose integer fields are written as integers.
-    public static func parseDocument(_ body: [UInt8]) throws(DeployerError) -> JSONValue {
+    public static func parseDocument(_ body: [UInt8]) throws(DeployerError) -> JSON {
         let invalid = DeployerError(400, "load config is not a valid json!")
-        guard body.count <= 1 << 20, jsonDepth(body) <= 50, let doc = try? JSONValue.parse(Data(body)), case .object = doc else {
+        guard body.count <= 1 << 20, jsonDepth(body) <= 50, let doc = try? JSON.parse(Data(body)), case .object = doc else {
             throw invalid
         }
         // the decoder reads 2.0 as the integer 2; the reference (and Kubernetes) refuse it, so look at the text
@@ -200,9 +201,9 @@ extension InferServerSpec {
 
     /// Refuses a key the spec does not know (a misspelt key would otherwise be silently ignored), naming it and the
     /// closest known key.
-    static func checkKnownKeys(_ doc: JSONValue, prefix: String) throws(DeployerError) {
+    static func checkKnownKeys(_ doc: JSON, prefix: String) throws(DeployerError) {
         for (objectPath, known) in knownKeys.sorted(by: { $0.key < $1.key }) {
-            var object: JSONValue? = doc
+            var object: JSON? = doc
             for part in objectPath.split(separator: ".") { object = object?[String(part)] }
             guard case .object(let o)? = object else { continue }
             for key in o.keys.sorted() where !known.contains(key) {
@@ -285,7 +286,7 @@ extension InferServerSpec {
     }
 
     /// Validates a whole document (name already checked or not): type, then the type's fields in the reference's order.
-    public static func validate(_ doc: JSONValue, mindieTLS: Bool) throws(DeployerError) -> InferServerSpec {
+    public static func validate(_ doc: JSON, mindieTLS: Bool) throws(DeployerError) -> InferServerSpec {
         guard case .string(let name)? = doc["server_name"], isValidServerName(name) else {
             throw DeployerError(400, serverNameRule)
         }
@@ -465,11 +466,11 @@ extension InferServerSpec {
 
 /// Reads dotted keys of a spec document with the reference's ranges; errors name key, value and rule.
 struct FieldReader {
-    let doc: JSONValue
+    let doc: JSON
     let prefix: String
 
-    func value(_ key: String) -> JSONValue? {
-        var v: JSONValue? = doc
+    func value(_ key: String) -> JSON? {
+        var v: JSON? = doc
         for part in key.split(separator: ".") { v = v?[String(part)] }
         return v
     }
@@ -514,7 +515,7 @@ struct FieldReader {
         return s
     }
 
-    mutating func object(_ key: String) throws(DeployerError) -> JSONValue {
+    mutating func object(_ key: String) throws(DeployerError) -> JSON {
         guard let v = value(key) else { return .object([:]) }
         guard case .object = v else { throw fail(key, "must be an object") }
         return v

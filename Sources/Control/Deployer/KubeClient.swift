@@ -38,7 +38,7 @@ public enum KubeError: Error, Sendable, Equatable, CustomStringConvertible {
     /// From a non-2xx answer; the message of a `Status` body when there is one.
     static func from(status: Int, body: [UInt8], what: String) -> KubeError {
         var msg = what
-        if let v = try? JSONValue.parse(Data(body)), let m = v["message"]?.stringValue { msg = "\(what): \(m)" }
+        if let v = try? JSON.parse(Data(body)), let m = v["message"]?.stringValue { msg = "\(what): \(m)" }
         else if !body.isEmpty { msg = "\(what): \(String(decoding: body.prefix(256), as: UTF8.self))" }
         switch status {
         case 401: return .unauthorized(msg)
@@ -86,8 +86,8 @@ public final class KubeClient: Sendable {
     }
 
     /// One request; 2xx → the parsed body (or `.null` when empty).
-    public func request(_ method: String, _ path: String, body: JSONValue? = nil,
-                        contentType: String = "application/json") async throws(KubeError) -> JSONValue {
+    public func request(_ method: String, _ path: String, body: JSON? = nil,
+                        contentType: String = "application/json") async throws(KubeError) -> JSON {
         var headers: [(String, String)] = [("Accept", "application/json")]
         if let token = endpoint.bearerToken { headers.append(("Authorization", "Bearer \(token)")) }
         let bytes = body.map { Array($0.serialized().utf8) } ?? []
@@ -104,26 +104,26 @@ public final class KubeClient: Sendable {
             throw KubeError.from(status: response.status, body: response.body, what: "\(method) \(path)")
         }
         if response.body.isEmpty { return .null }
-        guard let v = try? JSONValue.parse(Data(response.body)) else { throw .badResponse("\(method) \(path): body is not JSON") }
+        guard let v = try? JSON.parse(Data(response.body)) else { throw .badResponse("\(method) \(path): body is not JSON") }
         return v
     }
 
-    public func create(_ object: KubeObject) async throws(KubeError) -> JSONValue {
+    public func create(_ object: KubeObject) async throws(KubeError) -> JSON {
         try await request("POST", object.collectionPath, body: object.body)
     }
 
-    public func get(_ kind: KubeObject.Kind, namespace: String, name: String) async throws(KubeError) -> JSONValue {
+    public func get(_ kind: KubeObject.Kind, namespace: String, name: String) async throws(KubeError) -> JSON {
         try await request("GET", "\(kind.collectionPath(namespace: namespace))/\(name)")
     }
 
     /// nil when the object does not exist.
-    public func getIfExists(_ kind: KubeObject.Kind, namespace: String, name: String) async throws(KubeError) -> JSONValue? {
+    public func getIfExists(_ kind: KubeObject.Kind, namespace: String, name: String) async throws(KubeError) -> JSON? {
         do { return try await get(kind, namespace: namespace, name: name) } catch where error.isNotFound { return nil }
     }
 
     /// - Parameter type: `strategic` (`application/strategic-merge-patch+json`, Kubernetes built-ins only) or `merge`.
-    public func patch(_ kind: KubeObject.Kind, namespace: String, name: String, patch: JSONValue, strategic: Bool = true,
-                      fieldManager: String? = nil) async throws(KubeError) -> JSONValue {
+    public func patch(_ kind: KubeObject.Kind, namespace: String, name: String, patch: JSON, strategic: Bool = true,
+                      fieldManager: String? = nil) async throws(KubeError) -> JSON {
         var path = "\(kind.collectionPath(namespace: namespace))/\(name)"
         if let fieldManager { path += "?fieldManager=\(fieldManager)" }
         return try await request("PATCH", path, body: patch,
@@ -138,7 +138,7 @@ public final class KubeClient: Sendable {
 
     /// A list, optionally cluster-wide (`namespace` nil), filtered by selectors.
     public func list(_ kind: KubeObject.Kind, namespace: String?, labelSelector: String? = nil,
-                     fieldSelector: String? = nil) async throws(KubeError) -> JSONValue {
+                     fieldSelector: String? = nil) async throws(KubeError) -> JSON {
         var path = namespace.map { kind.collectionPath(namespace: $0) } ?? "\(kind.apiPrefix)/\(kind.resource)"
         var q: [String] = []
         if let labelSelector { q.append("labelSelector=\(Self.percentEncode(labelSelector))") }

@@ -1,9 +1,11 @@
+import MSCore
+
 /// One Kubernetes object as the Deployer creates it: its REST coordinates and its JSON body.
 public struct KubeObject: Sendable, Equatable {
     public var kind: Kind
     public var namespace: String
     public var name: String
-    public var body: JSONValue
+    public var body: JSON
 
     /// The kinds the Deployer creates, with their REST paths.
     public enum Kind: String, Sendable, Equatable, CaseIterable, Codable {
@@ -62,7 +64,7 @@ public struct KubeObject: Sendable, Equatable {
         }
     }
 
-    public init(kind: Kind, namespace: String, name: String, body: JSONValue) {
+    public init(kind: Kind, namespace: String, name: String, body: JSON) {
         self.kind = kind
         self.namespace = namespace
         self.name = name
@@ -76,20 +78,20 @@ public struct KubeObject: Sendable, Equatable {
 }
 
 // Small builders for JSON trees (kept internal so that they do not clash with other literal conformances).
-func jo(_ pairs: KeyValuePairs<String, JSONValue>) -> JSONValue {
-    var d: [String: JSONValue] = [:]
+func jo(_ pairs: KeyValuePairs<String, JSON>) -> JSON {
+    var d: JSON.Object = [:]
     for (k, v) in pairs { d[k] = v }
     return .object(d)
 }
-func jo(_ dict: [String: String]) -> JSONValue { .object(dict.mapValues { .string($0) }) }
-func js(_ s: String) -> JSONValue { .string(s) }
-func ji(_ i: Int) -> JSONValue { .int(Int64(i)) }
-func jb(_ b: Bool) -> JSONValue { .bool(b) }
-func ja(_ xs: [JSONValue]) -> JSONValue { .array(xs) }
+func jo(_ dict: [String: String]) -> JSON { .object(JSON.Object(dict.mapValues { .string($0) })) }
+func js(_ s: String) -> JSON { .string(s) }
+func ji(_ i: Int) -> JSON { .int(Int64(i)) }
+func jb(_ b: Bool) -> JSON { .bool(b) }
+func ja(_ xs: [JSON]) -> JSON { .array(xs) }
 
-extension JSONValue {
+extension JSON {
     /// A copy with `value` set at `path` (objects created on the way).
-    func setting(_ path: [String], to value: JSONValue) -> JSONValue {
+    func setting(_ path: [String], to value: JSON) -> JSON {
         guard let first = path.first else { return value }
         var o = objectValue ?? [:]
         o[first] = (o[first] ?? .object([:])).setting(Array(path.dropFirst()), to: value)
@@ -97,19 +99,14 @@ extension JSONValue {
     }
 
     /// The value at a path of keys.
-    func at(_ path: String...) -> JSONValue? {
-        var v: JSONValue? = self
+    func at(_ path: String...) -> JSON? {
+        var v: JSON? = self
         for k in path { v = v?[k] }
         return v
     }
 
-    var stringValue: String? { if case .string(let s) = self { return s }; return nil }
-    var intValue: Int? { if case .int(let i) = self { return Int(i) }; return nil }
-    var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
-    var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
-
     /// RFC 7386 JSON merge patch of `patch` over self.
-    func merging(_ patch: JSONValue) -> JSONValue {
+    func merging(_ patch: JSON) -> JSON {
         guard case .object(let p) = patch else { return patch }
         var o = objectValue ?? [:]
         for (k, v) in p {

@@ -13,10 +13,10 @@ public enum Kubeconfig {
     ///   - text: the file's contents.
     ///   - directory: where relative paths in the file are resolved, and where inline `-data` are written (0600).
     public static func endpoint(text: String, directory: String, context: String? = nil) throws(Kubeconfig.Error) -> KubeEndpoint {
-        let doc: JSONValue
-        if let j = try? JSONValue.parse(Data(text.utf8)), case .object = j { doc = j } else { doc = try MiniYAML.parse(text) }
+        let doc: JSON
+        if let j = try? JSON.parse(Data(text.utf8)), case .object = j { doc = j } else { doc = try MiniYAML.parse(text) }
         guard let ctxName = context ?? doc["current-context"]?.stringValue else { throw Error("kubeconfig has no current-context") }
-        func named(_ list: String, _ name: String) -> JSONValue? {
+        func named(_ list: String, _ name: String) -> JSON? {
             doc[list]?.arrayValue?.first { $0["name"]?.stringValue == name }
         }
         guard let ctx = named("contexts", ctxName)?["context"] else { throw Error("kubeconfig has no context \(ctxName)") }
@@ -31,7 +31,7 @@ public enum Kubeconfig {
         let https = url.scheme == "https"
         let port = url.port ?? (https ? 443 : 80)
         var files: [String: String] = [:]
-        func file(_ obj: JSONValue, _ key: String) throws(Kubeconfig.Error) -> String? {
+        func file(_ obj: JSON, _ key: String) throws(Kubeconfig.Error) -> String? {
             if let p = obj[key]?.stringValue { return p.hasPrefix("/") ? p : "\(directory)/\(p)" }
             guard let b64 = obj["\(key)-data"]?.stringValue else { return nil }
             guard let data = Data(base64Encoded: b64, options: .ignoreUnknownCharacters) else { throw Error("kubeconfig \(key)-data is not base64") }
@@ -61,7 +61,7 @@ public enum Kubeconfig {
 enum MiniYAML {
     struct Line { let indent: Int; let text: String }
 
-    static func parse(_ text: String) throws(Kubeconfig.Error) -> JSONValue {
+    static func parse(_ text: String) throws(Kubeconfig.Error) -> JSON {
         var lines: [Line] = []
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let s = String(raw).replacingOccurrences(of: "\t", with: "  ")
@@ -74,10 +74,10 @@ enum MiniYAML {
         return v
     }
 
-    static func block(_ lines: [Line], _ i: inout Int, indent: Int) throws(Kubeconfig.Error) -> JSONValue {
+    static func block(_ lines: [Line], _ i: inout Int, indent: Int) throws(Kubeconfig.Error) -> JSON {
         guard i < lines.count else { return .null }
         if lines[i].text.hasPrefix("- ") || lines[i].text == "-" {
-            var items: [JSONValue] = []
+            var items: [JSON] = []
             while i < lines.count, lines[i].indent == indent, lines[i].text.hasPrefix("-") {
                 let rest = String(lines[i].text.dropFirst(1)).trimmingCharacters(in: .whitespaces)
                 if rest.isEmpty {
@@ -98,7 +98,7 @@ enum MiniYAML {
             }
             return .array(items)
         }
-        var map: [String: JSONValue] = [:]
+        var map: JSON.Object = [:]
         while i < lines.count, lines[i].indent == indent, !lines[i].text.hasPrefix("- ") {
             guard let (k, v) = keyValue(lines[i].text) else { throw Kubeconfig.Error("kubeconfig: cannot read line \"\(lines[i].text)\"") }
             i += 1
@@ -138,7 +138,7 @@ enum MiniYAML {
         return s
     }
 
-    static func scalar(_ s: String) -> JSONValue {
+    static func scalar(_ s: String) -> JSON {
         if s.hasPrefix("\"") || s.hasPrefix("'") { return .string(unquote(s)) }
         let v = s.split(separator: " #", maxSplits: 1).first.map(String.init) ?? s
         switch v {

@@ -198,7 +198,7 @@ public enum Manifests {
         /// Whether the role runs several pods of which one acts (etcd lock) and only that one is Ready.
         func oneActive(_ role: String) -> Bool { role == "coordinator" ? pd.coordinatorReplicas > 1 : pd.ha != nil }
         var out: [KubeObject] = []
-        func add(_ kind: KubeObject.Kind, _ objName: String, _ body: JSONValue) {
+        func add(_ kind: KubeObject.Kind, _ objName: String, _ body: JSON) {
             out.append(KubeObject(kind: kind, namespace: ns, name: objName, body: body))
         }
         let common = ["app": name]
@@ -224,7 +224,7 @@ public enum Manifests {
                                 (n.serverConfig, [("config.json", pd.serverConfig)])] {
             add(.configMap, cmName, jo([
                 "apiVersion": js("v1"), "kind": js("ConfigMap"), "metadata": metadata(cmName, ns, labels: common),
-                "data": .object(Dictionary(uniqueKeysWithValues: files.map { ($0.0, JSONValue.string($0.1.serialized(indent: 4))) })),
+                "data": .object(JSON.Object(files.map { ($0.0, JSON.string($0.1.serialized(indent: 4))) })),
             ]))
         }
         // Deployments.
@@ -233,9 +233,9 @@ public enum Manifests {
         let rankEnv = envValue("GLOBAL_RANK_TABLE_FILE_PATH", rankTablePath)
         func msDeployment(_ depName: String, role: String, binary: String, configCM: String, configEnv: String,
                           ports: [(String, Int)], probePort: String, request: (String, String), limit: (String, String),
-                          account: Bool) -> JSONValue {
+                          account: Bool) -> JSON {
             let labels = ["app": name, roleLabel: role]
-            func probe(_ path: String, period: Int, failures: Int) -> JSONValue {
+            func probe(_ path: String, period: Int, failures: Int) -> JSON {
                 jo(["httpGet": jo(["path": js(path), "port": js(probePort)]), "periodSeconds": ji(period), "timeoutSeconds": ji(3),
                     "failureThreshold": ji(failures)])
             }
@@ -290,7 +290,7 @@ public enum Manifests {
                 // 503 at SIGTERM, and a standby cannot take over before the master lets go, so a preStop sleep would
                 // only delay the takeover.
                 let drain = pd.coordinatorConfig.at("exception_config", "drain_timeout")?.intValue ?? 30
-                pod = pod.setting(["terminationGracePeriodSeconds"], to: ji(drain + 15))
+                pod = pod.setting(["terminationGracePeriodSeconds"], to: .int(drain + 15))
             }
             if role == "controller" {
                 // process state and cluster status files (PDConfigs.controllerStateDir); they survive a container restart
@@ -470,7 +470,7 @@ public enum Manifests {
 
     /// Spreads a component's replicas over nodes (preferred, so a small cluster still schedules them) and applies the
     /// spec's priority class and tolerations.
-    static func scheduling(_ pod: JSONValue, _ pd: PDClusterSpec, role: String, spread: Bool) -> JSONValue {
+    static func scheduling(_ pod: JSON, _ pd: PDClusterSpec, role: String, spread: Bool) -> JSON {
         var p = pod
         if spread {
             let selector = jo(["matchLabels": jo([roleLabel: role])])
@@ -490,7 +490,7 @@ public enum Manifests {
 
     // MARK: parts
 
-    static func metadata(_ name: String, _ ns: String, labels: [String: String]) -> JSONValue {
+    static func metadata(_ name: String, _ ns: String, labels: [String: String]) -> JSON {
         var l = labels
         l[managedByLabel] = managedBy
         return jo(["name": js(name), "namespace": js(ns), "labels": jo(l)])
@@ -502,26 +502,26 @@ public enum Manifests {
     /// old holder would never be removed. So a new pod starts at once (maxSurge 1) and the old pods go at once
     /// (maxUnavailable 100%): the old holder gives its lease back on SIGTERM and a standby takes over, a gap of one
     /// takeover (docs/operations.md "HA on Kubernetes").
-    static func oneActiveRollout() -> JSONValue {
+    static func oneActiveRollout() -> JSON {
         jo(["type": js("RollingUpdate"), "rollingUpdate": jo(["maxUnavailable": js("100%"), "maxSurge": ji(1)])])
     }
 
-    static func rollingUpdate(_ s: InferServerSpec) -> JSONValue {
+    static func rollingUpdate(_ s: InferServerSpec) -> JSON {
         jo(["type": js("RollingUpdate"), "rollingUpdate": jo(["maxUnavailable": js(s.maxUnavailable), "maxSurge": js(s.maxSurge)])])
     }
 
-    static func envValue(_ name: String, _ value: String) -> JSONValue { jo(["name": js(name), "value": js(value)]) }
-    static func envField(_ name: String, _ path: String) -> JSONValue {
+    static func envValue(_ name: String, _ value: String) -> JSON { jo(["name": js(name), "value": js(value)]) }
+    static func envField(_ name: String, _ path: String) -> JSON {
         jo(["name": js(name), "valueFrom": jo(["fieldRef": jo(["fieldPath": js(path)])])])
     }
 
-    static func containerSecurity() -> JSONValue {
+    static func containerSecurity() -> JSON {
         jo(["allowPrivilegeEscalation": jb(false), "capabilities": jo(["drop": ja([js("ALL")])]),
             "seccompProfile": jo(["type": js("RuntimeDefault")])])
     }
 
     /// `/bin/bash -c` running `http_client_ctl` against the pod's management port.
-    static func clientCtl(_ s: InferServerSpec, url: String, timeout: Int, prefix: String = "") -> JSONValue {
+    static func clientCtl(_ s: InferServerSpec, url: String, timeout: Int, prefix: String = "") -> JSON {
         let script = prefix + "export HSECEASY_PATH=$MIES_INSTALL_PATH/lib; export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$MIES_INSTALL_PATH/lib; " +
             "export MINDIE_UTILS_HTTP_CLIENT_CTL_CONFIG_FILE_PATH=$MIES_INSTALL_PATH/conf/http_client_ctl.json; " +
             "$MIES_INSTALL_PATH/bin/http_client_ctl $MIES_CONTAINER_MANAGEMENT_IP \(s.managementPort) \(url) \(timeout) 0"
@@ -529,9 +529,9 @@ public enum Manifests {
     }
 
     /// The MindIE Server container shared by single-node, cross-node and PD servers.
-    static func serverContainer(_ s: InferServerSpec, role: String?, probes: Bool = true) -> JSONValue {
+    static func serverContainer(_ s: InferServerSpec, role: String?, probes: Bool = true) -> JSON {
         let npu = "huawei.com/\(s.npuType)"
-        var env: [JSONValue] = [
+        var env: [JSON] = [
             envField("HOST_IP", "status.hostIP"), envField("MIES_CONTAINER_IP", "status.podIP"),
             envField("MIES_CONTAINER_MANAGEMENT_IP", "status.podIP"),
             envValue("MIES_CONFIG_JSON_PATH", "\(mount)/config/config.json"), envValue("MIES_INSTALL_PATH", s.miesInstallPath),
@@ -574,8 +574,8 @@ public enum Manifests {
         ("\(mount)/writable-data", "Directory", false),
     ]
 
-    static func podSpec(_ s: InferServerSpec, container: JSONValue, extraVolumes: [JSONValue], extraMounts: [JSONValue], shm: String,
-                        grace: Int) -> JSONValue {
+    static func podSpec(_ s: InferServerSpec, container: JSON, extraVolumes: [JSON], extraMounts: [JSON], shm: String,
+                        grace: Int) -> JSON {
         let volumes = hostPaths.enumerated().map { i, p in
             jo(["name": js("path-\(i)"), "hostPath": jo(["path": js(p.path), "type": js(p.type)])])
         } + [jo(["name": js("dshm"), "emptyDir": jo(["medium": js("Memory"), "sizeLimit": js(shm)])])] + extraVolumes

@@ -15,7 +15,7 @@ public struct MindieProbe: Sendable {
     public struct Result: Sendable, Equatable {
         public var ready: Bool
         public var live: Bool
-        public var info: JSONValue?
+        public var info: JSON?
         /// Why the pod could not be asked (then readiness and liveness come from Kubernetes).
         public var unreachable: String?
     }
@@ -27,8 +27,8 @@ public struct MindieProbe: Sendable {
         do {
             let ready = try await call("/v2/health/ready").status == 200
             let live = try await call("/v2/health/live").status == 200
-            var info: JSONValue?
-            if let r = try? await call("/info"), r.status == 200 { info = (try? JSONValue.parse(Data(r.body))) ?? .string(r.text) }
+            var info: JSON?
+            if let r = try? await call("/info"), r.status == 200 { info = (try? JSON.parse(Data(r.body))) ?? .string(r.text) }
             return Result(ready: ready, live: live, info: info, unreachable: nil)
         } catch {
             return Result(ready: false, live: false, info: nil, unreachable: error.description)

@@ -63,7 +63,7 @@ public enum MsctlClient {
         do { bytes = try FileCheck(maxMode: FileCheck.configMode, environment: environment).read(path) } catch {
             throw LocalError("msctl config: \(error)")
         }
-        guard let doc = try? JSONValue.parse(Data(bytes)), case .object = doc else { throw LocalError("msctl config \(path): not a JSON object") }
+        guard let doc = try? JSON.parse(Data(bytes)), case .object = doc else { throw LocalError("msctl config \(path): not a JSON object") }
         guard case .object(let h)? = doc["http"] else { throw LocalError("msctl config \(path): http must be an object") }
         func fail(_ k: String, _ rule: String) -> LocalError {
             LocalError("msctl config \(path): http.\(k) \(rule), got \(h[k]?.rendered ?? "nothing")")
@@ -113,7 +113,7 @@ public enum MsctlClient {
             path = "/v1/servers"
         case .update(let file):
             body = try readSpec(file, environment: environment)
-            guard let doc = try? JSONValue.parse(Data(body)), case .string(let name)? = doc["server_name"], (1...4096).contains(name.utf8.count) else {
+            guard let doc = try? JSON.parse(Data(body)), case .string(let name)? = doc["server_name"], (1...4096).contains(name.utf8.count) else {
                 throw LocalError("\(file): update needs a JSON object with a string server_name, e.g. {\"server_name\":\"mindie-server\"}")
             }
             method = "POST"
@@ -165,7 +165,7 @@ public enum MsctlClient {
 
     /// JSON pretty-printed (4 spaces, sorted keys); other text truncated to 256 characters.
     public static func format(_ body: [UInt8]) -> String {
-        if let v = try? JSONValue.parse(Data(body)) { return v.serialized(indent: 4) + "\n" }
+        if let v = try? JSON.parse(Data(body)) { return v.serialized(indent: 4) + "\n" }
         let text = String(decoding: body, as: UTF8.self)
         return text.isEmpty ? "" : String(text.prefix(256)) + "\n"
     }
@@ -183,7 +183,7 @@ public enum MsctlClient {
 
     /// Formats a `get` or `list` reply; a refusal or a reply without the expected `data` falls back to `format`.
     public static func format(_ body: [UInt8], as output: OutputFormat, list: Bool, now: Date = Date()) -> String {
-        guard output != .json, let doc = try? JSONValue.parse(Data(body)) else { return format(body) }
+        guard output != .json, let doc = try? JSON.parse(Data(body)) else { return format(body) }
         if output == .yaml { return YAML.render(doc) }
         if list, let rows = doc["data"]?.arrayValue {
             return rows.isEmpty ? "No infer servers.\n" : table(header: ["NAME", "TYPE", "NAMESPACE", "READY", "STATUS", "AGE"],
@@ -203,7 +203,7 @@ public enum MsctlClient {
         return out
     }
 
-    static func summaryRow(_ s: JSONValue, now: Date, namespace: Bool) -> [String] {
+    static func summaryRow(_ s: JSON, now: Date, namespace: Bool) -> [String] {
         let type = (s["server_type"]?.stringValue ?? "?").replacingOccurrences(of: "mindie_", with: "")
         let ready = s["ready_replicas"]?.intValue.map(String.init) ?? "?"
         let desired = s["replicas"]?.intValue.map(String.init) ?? "?"
@@ -269,7 +269,7 @@ public enum MsctlClient {
         let name: String
         do {
             config = try loadConfig(path: try configPath ?? Self.configPath(environment: environment), environment: environment)
-            guard let doc = try? JSONValue.parse(Data(try readSpec(file, environment: environment))), let n = doc["server_name"]?.stringValue, !n.isEmpty else {
+            guard let doc = try? JSON.parse(Data(try readSpec(file, environment: environment))), let n = doc["server_name"]?.stringValue, !n.isEmpty else {
                 return Outcome(2, stderr: "msctl: \(file): --wait needs a JSON object with a string server_name\n")
             }
             name = n
@@ -278,7 +278,7 @@ public enum MsctlClient {
         }
         let sent = await run(command, environment: environment, configPath: configPath)
         guard sent.exitCode == 0 else { return sent }
-        let message = (try? JSONValue.parse(Data(sent.stdout.utf8)))?["message"]?.stringValue ?? sent.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let message = (try? JSON.parse(Data(sent.stdout.utf8)))?["message"]?.stringValue ?? sent.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         progress("\(name): \(message)")
         let client: HTTPClient
         do { client = HTTPClient(tls: try config.tls.map { c throws(HTTPClientError) in try TLSClient(c) }) } catch {
@@ -293,7 +293,7 @@ public enum MsctlClient {
         while true {
             do {
                 let r = try await client.execute(request)
-                if let data = (try? JSONValue.parse(Data(r.body)))?["data"], (200..<300).contains(r.status) {
+                if let data = (try? JSON.parse(Data(r.body)))?["data"], (200..<300).contains(r.status) {
                     let status = data["status"]?.stringValue ?? "Unknown"
                     let counts = "\(data["ready_replicas"]?.intValue ?? 0)/\(data["replicas"]?.intValue ?? 0) ready"
                     let reason = data["reason"]?.stringValue
@@ -329,7 +329,7 @@ public enum MsctlClient {
     public static func render(file: String, namespace: String, environment: [String: String], configChecks: ComponentConfigChecks) -> Outcome {
         let body: [UInt8]
         do { body = try readSpec(file, environment: environment) } catch { return Outcome(2, stderr: "msctl: \(error)\n") }
-        let doc: JSONValue
+        let doc: JSON
         do { doc = try InferServerSpec.parseDocument(body) } catch { return Outcome(2, stderr: "msctl: \(file): \(error.message)\n") }
         let tls = doc["mindie_server_config"]?["enable_tls"]?.boolValue ?? false
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 
 /// Parses a component config the way its binary does at start-up; returns the refusal (nil = it would start).
 public typealias ConfigStartCheck = @Sendable (_ bytes: [UInt8]) -> String?
@@ -27,10 +28,10 @@ public enum PDConfigs {
 
     /// `ms_coordinator.json` for the pod. The data and management listeners take the pod IP from the command line
     /// (`ms_coordinator $(POD_IP) $(POD_IP)`); their ports are the ones the Service and the Controller use.
-    static func coordinatorDefaults() -> JSONValue {
+    static func coordinatorDefaults() -> JSON {
         let off = ["controller_server", "request_server", "mindie_client", "mindie_mangment", "external", "status",
                    "etcd_server", "alarm_client"]
-        var tls: [String: JSONValue] = [:]
+        var tls: JSON.Object = [:]
         for k in off { tls["\(k)_tls_enable"] = .bool(false) }
         return jo([
             "http_config": jo([
@@ -60,14 +61,14 @@ public enum PDConfigs {
 
     /// `ms_controller.json` for the pod: PD mode, the MindIE Server ports of the spec, the rank table where the
     /// manifests mount it, state files in the Controller's emptyDir, DIGS files in its ConfigMap.
-    static func controllerDefaults(_ s: InferServerSpec, prefill: Int, decode: Int) -> JSONValue {
+    static func controllerDefaults(_ s: InferServerSpec, prefill: Int, decode: Int) -> JSON {
         let tlsNames = ["request_coordinator", "request_server", "http_server", "cluster", "etcd_server", "ccae", "alarm",
                         "external_coordinator"]
-        var tls: [String: JSONValue] = [:]
+        var tls: JSON.Object = [:]
         for k in tlsNames { tls["\(k)_tls_enable"] = .bool(false) }
-        let conf = try? JSONValue.parse(Data(controllerTemplate.utf8))
+        let conf = try? JSON.parse(Data(controllerTemplate.utf8))
         var c = conf ?? .object([:])
-        let set: [(String, JSONValue)] = [
+        let set: [(String, JSON)] = [
             ("deploy_mode", js("pd_separate")),
             ("default_p_rate", ji(prefill)), ("default_d_rate", ji(decode)),
             ("global_rank_table_file_path", js(Manifests.rankTablePath)),
@@ -84,7 +85,7 @@ public enum PDConfigs {
     }
 
     /// The MindIE Server `config.json` keys the Deployer relies on; the rest is the server's own business.
-    static func serverDefaults(_ s: InferServerSpec) -> JSONValue {
+    static func serverDefaults(_ s: InferServerSpec) -> JSON {
         jo([
             "ServerConfig": jo([
                 "ipAddress": js("127.0.0.1"), "managementIpAddress": js("127.0.0.1"),
@@ -103,7 +104,7 @@ public enum PDConfigs {
 
     /// Builds the complete configs from the spec's overrides (`pd` carries them as given).
     static func complete(_ s: InferServerSpec, _ pd: PDClusterSpec) throws(DeployerError) -> PDClusterSpec {
-        func merged(_ base: JSONValue, _ key: String, _ patch: JSONValue) throws(DeployerError) -> JSONValue {
+        func merged(_ base: JSON, _ key: String, _ patch: JSON) throws(DeployerError) -> JSON {
             let m = base.merging(patch)
             guard case .object = m else { throw DeployerError(400, "failed to parse load params!: pd_cluster.\(key) must be an object") }
             return m
@@ -116,7 +117,7 @@ public enum PDConfigs {
             // after the spec's overrides: parseHA refused these sections in the spec, pd_cluster.ha is their one source
             // one member: host and port as the reference has them; several: "host:port,..." (the binaries fail over)
             let dns = ha.etcdMembers.count == 1 ? ha.etcdMembers[0].host : ha.etcdMembers.map { "\($0.host):\($0.port)" }.joined(separator: ",")
-            let etcd: [String: JSONValue] = ["database_server_dns": js(dns), "database_server_port": ji(ha.etcdMembers[0].port),
+            let etcd: JSON.Object = ["database_server_dns": js(dns), "database_server_port": ji(ha.etcdMembers[0].port),
                                              "lease_ttl_seconds": ji(ha.leaseTTLSeconds)]
             out.coordinatorConfig = out.coordinatorConfig.setting(["backup_config"], to: .object(etcd.merging(["function_enable": jb(true)]) { a, _ in a }))
             out.controllerConfig = out.controllerConfig.setting(["controller_backup_cfg"], to: .object(etcd.merging(["function_sw": jb(true)]) { a, _ in a }))
@@ -206,8 +207,8 @@ public enum PDConfigs {
     """
 
     /// `conf/model_config/llama2-70B.json` and `conf/machine_config/800IA2.json`, the reference's samples.
-    static var modelTemplate: [String: JSONValue] { (try? JSONValue.parse(Data(modelJSON.utf8)))?.objectValue ?? [:] }
-    static var machineTemplate: [String: JSONValue] { (try? JSONValue.parse(Data(machineJSON.utf8)))?.objectValue ?? [:] }
+    static var modelTemplate: JSON.Object { (try? JSON.parse(Data(modelJSON.utf8)))?.objectValue ?? [:] }
+    static var machineTemplate: JSON.Object { (try? JSON.parse(Data(machineJSON.utf8)))?.objectValue ?? [:] }
     static let modelJSON = #"{"hidden_size":"8192","initializer_range":"0.02","intermediate_size":"28672","max_position_embeddings":"4096","num_attention_heads":"64","num_hidden_layers":"80","num_key_value_heads":"8","torch_dtype":"float16"}"#
     static let machineJSON = #"{"BW_GB":"392","BW_RDMA_Gb":"200","BWeff":"0.5","BW_RDMAeff":"0.5","TFLOPS":"246","TFLOPSeff":"0.5","MBW_TB":"0.8","MBW_TBeff":"0.3","alpha":"2","MEMCapacity":"32","eta_OOM":"0.9","staticTransferDelay":"0.00001"}"#
 }

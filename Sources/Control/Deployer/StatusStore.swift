@@ -35,7 +35,7 @@ public struct StatusStore: Sendable {
         do { bytes = try FileCheck(maxMode: FileCheck.configMode, environment: environment).read(path) } catch {
             throw ConfigLoadError("ms_status_file: \(error)")
         }
-        guard let doc = try? JSONValue.parse(Data(bytes)), let list = doc["server_list"]?.arrayValue else {
+        guard let doc = try? JSON.parse(Data(bytes)), let list = doc["server_list"]?.arrayValue else {
             throw ConfigLoadError("ms_status_file \(path): not a JSON object with a server_list array")
         }
         var entries: [Entry] = [], dropped: [String] = []

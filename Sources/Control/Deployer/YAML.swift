@@ -1,3 +1,5 @@
+import MSCore
+
 /// Renders JSON trees as YAML for `kubectl apply -f -` (block style, keys sorted, strings quoted when needed).
 public enum YAML {
     /// A multi-document stream, one document per object.
@@ -5,13 +7,13 @@ public enum YAML {
         objects.map { "---\n" + render($0.body) }.joined()
     }
 
-    public static func render(_ value: JSONValue) -> String {
+    public static func render(_ value: JSON) -> String {
         var out = ""
         write(value, indent: 0, into: &out)
         return out
     }
 
-    static func write(_ v: JSONValue, indent: Int, into out: inout String) {
+    static func write(_ v: JSON, indent: Int, into out: inout String) {
         let pad = String(repeating: " ", count: indent)
         switch v {
         case .object(let o):
@@ -41,7 +43,7 @@ public enum YAML {
         }
     }
 
-    static func writeChild(_ child: JSONValue, indent: Int, into out: inout String) {
+    static func writeChild(_ child: JSON, indent: Int, into out: inout String) {
         switch child {
         case .object(let o) where !o.isEmpty:
             out += "\n"
@@ -60,11 +62,11 @@ public enum YAML {
         }
     }
 
-    static func key(_ k: String) -> String { isPlain(k) ? k : JSONValue.escape(k) }
+    static func key(_ k: String) -> String { isPlain(k) ? k : JSON.quoted(k) }
 
-    static func scalar(_ v: JSONValue) -> String {
+    static func scalar(_ v: JSON) -> String {
         switch v {
-        case .string(let s): return isPlain(s) ? s : JSONValue.escape(s)
+        case .string(let s): return isPlain(s) ? s : JSON.quoted(s)
         case .object: return "{}"
         case .array: return "[]"
         default: return v.serialized()

@@ -1,3 +1,5 @@
+import MSCore
+
 /// A configuration value that is missing, of the wrong type or out of range.
 ///
 /// The description names the file, the key (dotted path), the value found and what is allowed
@@ -26,9 +28,9 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 struct ConfigReader {
     let file: String
     let path: String
-    let object: JSONValue
+    let object: JSON
 
-    init(file: String, path: String, object: JSONValue) {
+    init(file: String, path: String, object: JSON) {
         self.file = file
         self.path = path
         self.object = object
@@ -36,8 +38,8 @@ struct ConfigReader {
 
     func key(_ k: String) -> String { path.isEmpty ? k : path + "." + k }
 
-    func fail(_ k: String, _ v: JSONValue?, _ allowed: String) -> ConfigError {
-        ConfigError(file: file, key: key(k), value: v.map { $0.dumped() } ?? "<missing>", allowed: allowed)
+    func fail(_ k: String, _ v: JSON?, _ allowed: String) -> ConfigError {
+        ConfigError(file: file, key: key(k), value: v.map { $0.compact } ?? "<missing>", allowed: allowed)
     }
 
     func has(_ k: String) -> Bool { object[k] != nil }
@@ -59,7 +61,7 @@ struct ConfigReader {
 
     func int(_ k: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let v = object[k]
-        guard case .number(let text)? = v, let i = Int(text), range.contains(i) else {
+        guard case .int(let n)? = v, let i = Int(exactly: n), range.contains(i) else {
             throw fail(k, v, "integer \(range.lowerBound)...\(range.upperBound)")
         }
         return i

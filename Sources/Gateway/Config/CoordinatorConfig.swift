@@ -1,3 +1,5 @@
+import MSCore
+
 /// The Coordinator's configuration: every key of `ms_coordinator.json` (docs/wire/coordinator.md §8), validated.
 ///
 /// Parse with ``CoordinatorConfig/parse(_:environment:file:)``. Keys, defaults and ranges are the
@@ -196,14 +198,7 @@ public struct CoordinatorConfig: Sendable, Equatable {
     }
 
     /// One `X_tls_items` block.
-    public struct TLSItems: Sendable, Equatable {
-        public var caCert = ""
-        public var tlsCert = ""
-        public var tlsKey = ""
-        public var tlsPasswd = ""
-        public var tlsCrl = ""
-        public init() {}
-    }
+    public typealias TLSItems = MSCore.TLSItems
 
     /// One `X_tls_enable` switch with its items (items are empty when disabled and absent).
     public struct TLSEndpoint: Sendable, Equatable {
@@ -282,9 +277,9 @@ extension CoordinatorConfig {
     public static func parse(
         _ data: some Collection<UInt8>, environment: [String: String] = [:], file: String = "ms_coordinator.json"
     ) throws(ConfigError) -> CoordinatorConfig {
-        let root: JSONValue
+        let root: JSON
         do {
-            root = try JSONValue.parse(data, maxDepth: 64)
+            root = try JSON.parse(data, maxDepth: 64)
         } catch {
             let where_: String
             switch error {
@@ -294,7 +289,7 @@ extension CoordinatorConfig {
             throw ConfigError(file: file, key: "<document>", value: where_, allowed: "a JSON object")
         }
         guard case .object = root else {
-            throw ConfigError(file: file, key: "<document>", value: String(root.dumped().prefix(40)), allowed: "a JSON object")
+            throw ConfigError(file: file, key: "<document>", value: String(root.compact.prefix(40)), allowed: "a JSON object")
         }
         let r = ConfigReader(file: file, path: "", object: root)
         var c = CoordinatorConfig()
@@ -381,7 +376,7 @@ extension CoordinatorConfig {
             try opt("max_open_ms", 1...3_600_000, \.maxOpenMs)
             try opt("probe_timeout_ms", 1...600_000, \.probeTimeoutMs)
             if c.health.maxOpenMs < c.health.openMs {
-                throw ih.fail("max_open_ms", .number(String(c.health.maxOpenMs)), "an integer >= open_ms (\(c.health.openMs))")
+                throw ih.fail("max_open_ms", .int(c.health.maxOpenMs), "an integer >= open_ms (\(c.health.openMs))")
             }
         }
 
@@ -402,7 +397,7 @@ extension CoordinatorConfig {
         if r.has("digs_scheduler_config") {
             c.scheduler = try parseScheduler(try r.section("digs_scheduler_config"))
         } else {
-            c.scheduler = try parseScheduler(ConfigReader(file: file, path: "digs_scheduler_config", object: .object([])))
+            c.scheduler = try parseScheduler(ConfigReader(file: file, path: "digs_scheduler_config", object: .object([:])))
         }
 
         let t = try r.section("tls_config")

@@ -1,3 +1,5 @@
+import MSCore
+
 /// A refusal the Coordinator writes itself: an HTTP status plus the reference's message text
 /// (without its trailing `\r\n`), rendered per dialect at the edge (DECISIONS 2).
 public struct GatewayError: Error, Sendable, Equatable {
@@ -101,12 +103,12 @@ public struct GatewayError: Error, Sendable, Equatable {
     /// - Triton: `{"error":M}`
     /// - MindIE, vLLM, tokenizer and unknown (nil): `{"error":M,"code":S}`
     public func json(dialect: Dialect?) -> String {
-        let m = JSONValue.quoted(message)
+        let m = JSON.quoted(message)
         switch dialect {
         case .openAI:
-            return "{\"error\":{\"message\":\(m),\"type\":\(JSONValue.quoted(resolvedOpenAIType)),\"code\":\(status)}}"
+            return "{\"error\":{\"message\":\(m),\"type\":\(JSON.quoted(resolvedOpenAIType)),\"code\":\(status)}}"
         case .tgi:
-            return "{\"error\":\(m),\"error_type\":\(JSONValue.quoted(resolvedTGIErrorType))}"
+            return "{\"error\":\(m),\"error_type\":\(JSON.quoted(resolvedTGIErrorType))}"
         case .triton:
             return "{\"error\":\(m)}"
         case .mindIE, .vllm, .tokenizer, nil:

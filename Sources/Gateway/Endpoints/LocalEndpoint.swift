@@ -1,3 +1,5 @@
+import MSCore
+
 /// A GET endpoint of the data port that the Coordinator answers itself, with no round trip to an instance
 /// (`/metrics` scrapes the instances' metrics ports, as the external port does).
 ///
@@ -83,7 +85,7 @@ public enum ModelCatalog {
 
     /// One OpenAI model object.
     public static func card(_ name: String, created: Int) -> String {
-        "{\"id\":\(JSONValue.quoted(name)),\"object\":\"model\",\"created\":\(created),\"owned_by\":\"\(owner)\",\"root\":\(JSONValue.quoted(name))}"
+        "{\"id\":\(JSON.quoted(name)),\"object\":\"model\",\"created\":\(created),\"owned_by\":\"\(owner)\",\"root\":\(JSON.quoted(name))}"
     }
 
     /// OpenAI's `GET /v1/models` body.
@@ -101,9 +103,9 @@ public enum ModelCatalog {
     public static func info(_ snapshot: InstanceSnapshot, version: String) -> String {
         let names = names(snapshot)
         let slots = snapshot.instances.filter { !$0.offline && $0.role != .decode }.reduce(0) { $0 + $1.totalSlots }
-        var s = "{\"model_id\":\(JSONValue.quoted(names.first ?? "")),\"model_pipeline_tag\":\"text-generation\""
-        s += ",\"max_concurrent_requests\":\(slots),\"router\":\"mindie-ms-coordinator\",\"version\":\(JSONValue.quoted(version))"
-        s += ",\"models\":[" + names.map { JSONValue.quoted($0) }.joined(separator: ",") + "]}"
+        var s = "{\"model_id\":\(JSON.quoted(names.first ?? "")),\"model_pipeline_tag\":\"text-generation\""
+        s += ",\"max_concurrent_requests\":\(slots),\"router\":\"mindie-ms-coordinator\",\"version\":\(JSON.quoted(version))"
+        s += ",\"models\":[" + names.map { JSON.quoted($0) }.joined(separator: ",") + "]}"
         return s
     }
 }

@@ -1,3 +1,5 @@
+import MSCore
+
 /// A refused inference request, with what the edge needs to reply: the error, the dialect to render
 /// it in, and extra headers (`Allow: POST` on 405).
 public struct Refusal: Error, Sendable, Equatable {
@@ -45,7 +47,7 @@ extension RequestParser {
 
     /// For a refused `/generate` body: TGI if it mentions `inputs`, vLLM if `prompt`, else generic.
     static func guessGenerateDialect(_ body: some Collection<UInt8>) -> Dialect? {
-        guard let v = try? JSONValue.parse(body, maxDepth: 64) else { return nil }
+        guard let v = try? JSON.parse(body, maxDepth: 64) else { return nil }
         if v["inputs"] != nil { return .tgi }
         if v["prompt"] != nil { return .vllm }
         return nil

@@ -1,3 +1,5 @@
+import MSCore
+
 /// Parses an inference body per route (docs/wire/coordinator.md §2.1): stream flag, prompt, max tokens, and every 400.
 ///
 /// Pure; never rewrites the body. Usage: `RouteTable.match` → `RequestParser().parse(route:body:)`.
@@ -26,9 +28,9 @@ public struct RequestParser: Sendable {
         if case .tritonInfer(let m, let v) = route, m.isEmpty || v?.isEmpty == true { throw .formatInvalid }
         if case .passthrough = route { return Self.passthrough(route: route, body: body, maxDepth: maxDepth) }
 
-        let json: JSONValue
+        let json: JSON
         do {
-            json = try JSONValue.parse(body, maxDepth: maxDepth)
+            json = try JSON.parse(body, maxDepth: maxDepth)
         } catch {
             switch error {
             case .syntax: throw .formatInvalid
@@ -123,7 +125,7 @@ public struct RequestParser: Sendable {
     /// object's `stream` (so a broken stream ends with an SSE error event), `model` and `max_tokens` are read when
     /// present.
     static func passthrough(route: Route, body: some Collection<UInt8>, maxDepth: Int) -> InferenceRequest {
-        guard let json = try? JSONValue.parse(body, maxDepth: maxDepth), case .object = json else {
+        guard let json = try? JSON.parse(body, maxDepth: maxDepth), case .object = json else {
             return InferenceRequest(route: route, dialect: .openAI, stream: false)
         }
         return InferenceRequest(route: route, dialect: .openAI, stream: json["stream"]?.boolValue ?? false,
@@ -134,7 +136,7 @@ public struct RequestParser: Sendable {
     // MARK: Helpers
 
     /// `stream`: absent or null → false; a bool → it; anything else → 400.
-    static func streamFlag(_ json: JSONValue) throws(GatewayError) -> Bool {
+    static func streamFlag(_ json: JSON) throws(GatewayError) -> Bool {
         switch json["stream"] {
         case nil, .null?: return false
         case .bool(let b)?: return b
@@ -143,8 +145,8 @@ public struct RequestParser: Sendable {
     }
 
     /// A non-negative integer field, else nil (the backend validates such fields).
-    static func int(_ v: JSONValue?) -> Int? {
-        guard let i = v?.integerValue, i >= 0, i <= Int64(Int32.max) else { return nil }
+    static func int(_ v: JSON?) -> Int? {
+        guard let i = v?.intValue, i >= 0, i <= Int64(Int32.max) else { return nil }
         return Int(i)
     }
 
@@ -166,7 +168,7 @@ public struct RequestParser: Sendable {
     }
 
     /// A list of integers 0…UInt32.max; nested lists are flattened when `flatten` (tensor data).
-    static func uint32List(_ v: JSONValue, flatten: Bool) -> [UInt32]? {
+    static func uint32List(_ v: JSON, flatten: Bool) -> [UInt32]? {
         guard case .array(let items) = v else { return nil }
         var out: [UInt32] = []
         out.reserveCapacity(items.count)
@@ -176,7 +178,7 @@ public struct RequestParser: Sendable {
                 out += inner
                 continue
             }
-            guard let i = item.integerValue, i >= 0, i <= Int64(UInt32.max) else { return nil }
+            guard let i = item.intValue, i >= 0, i <= Int64(UInt32.max) else { return nil }
             out.append(UInt32(i))
         }
         return out
@@ -185,7 +187,7 @@ public struct RequestParser: Sendable {
     /// Triton token input: `inputs[0]` with `datatype` "UINT32" and integer `data`.
     /// - Returns: nil if there is no `inputs` member at all.
     /// - Throws: 400 if `inputs` is present but not a UINT32 tensor with data.
-    static func tritonTokens(_ json: JSONValue) throws(GatewayError) -> [UInt32]? {
+    static func tritonTokens(_ json: JSON) throws(GatewayError) -> [UInt32]? {
         guard let inputs = json["inputs"] else { return nil }
         guard let first = inputs.arrayValue?.first, first["datatype"]?.stringValue == "UINT32",
               let data = first["data"], let tokens = uint32List(data, flatten: true) else {
@@ -195,8 +197,8 @@ public struct RequestParser: Sendable {
     }
 
     /// OpenAI `prompt`: a string, a list of strings, a token list, or a list of token lists.
-    static func openAIPrompt(_ p: JSONValue) throws(GatewayError) -> PromptFeatures {
-        let dumpLength = p.dumped().utf8.count
+    static func openAIPrompt(_ p: JSON) throws(GatewayError) -> PromptFeatures {
+        let dumpLength = p.compact.utf8.count
         switch p {
         case .string(let s):
             return PromptFeatures(renderedPrompt: Array(s.utf8), size: .bytes(dumpLength))
@@ -217,7 +219,7 @@ public struct RequestParser: Sendable {
 
     /// OpenAI chat `messages`: an array of objects whose `content` is a string, null, or an array of
     /// content parts (objects; a `text` part's `text` must be a string).
-    static func chatPrompt(_ msgs: JSONValue, detailed: Bool = true) throws(GatewayError) -> PromptFeatures {
+    static func chatPrompt(_ msgs: JSON, detailed: Bool = true) throws(GatewayError) -> PromptFeatures {
         guard case .array(let items) = msgs else { throw .formatInvalid }
         if !detailed {
             for m in items {
@@ -242,7 +244,7 @@ public struct RequestParser: Sendable {
         var total = 2  // the surrounding [ ]
         for (n, m) in items.enumerated() {
             guard case .object = m else { throw .formatInvalid }
-            let dump = m.dumped()
+            let dump = m.compact
             total += dump.utf8.count + (n > 0 ? 1 : 0)
             dumps.append(dump)
             rendered += m["role"]?.stringValue ?? ""
@@ -257,7 +259,7 @@ public struct RequestParser: Sendable {
                         guard let t = part["text"]?.stringValue else { throw .formatInvalid }
                         rendered += t
                     } else {
-                        rendered += part.dumped()
+                        rendered += part.compact
                     }
                 }
             default:

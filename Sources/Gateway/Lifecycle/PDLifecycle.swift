@@ -299,7 +299,7 @@ struct PDLifecycle<Instance: LifecycleInstance> {
                 out += end(relay)
                 return
             }
-            guard let j = try? JSONValue.parse(body, maxDepth: 8), let rid = j["reqId"]?.stringValue, j["isStream"]?.boolValue != nil,
+            guard let j = try? JSON.parse(body, maxDepth: 8), let rid = j["reqId"]?.stringValue, j["isStream"]?.boolValue != nil,
                   j["isLastResp"] == nil || j["isLastResp"]?.boolValue != nil, j["output"] == nil || j["output"]?.stringValue != nil,
                   !(settings.stream && (j["isLastResp"] == nil || j["output"] == nil)) else {
                 out += fail(.pInstanceError)
@@ -321,7 +321,7 @@ struct PDLifecycle<Instance: LifecycleInstance> {
 
     /// A MindIE error body (`{"error":"<text>","error_type":"<type>"}`) as a ``GatewayError``; nil for other bodies.
     static func instanceError(status: Int, body: [UInt8]) -> GatewayError? {
-        guard let j = try? JSONValue.parse(body, maxDepth: 4), let message = j["error"]?.stringValue else { return nil }
+        guard let j = try? JSON.parse(body, maxDepth: 4), let message = j["error"]?.stringValue else { return nil }
         return GatewayError(status: status, message: message, tgiErrorType: j["error_type"]?.stringValue)
     }
 
@@ -588,7 +588,7 @@ enum PDFraming {
     static func isRoleOnlyChunk(_ frame: [UInt8]) -> Bool {
         let prefix = Array("data:".utf8)
         guard frame.starts(with: prefix) else { return false }
-        guard let j = try? JSONValue.parse(Array(frame.dropFirst(prefix.count)), maxDepth: 8),
+        guard let j = try? JSON.parse(Array(frame.dropFirst(prefix.count)), maxDepth: 8),
               let choices = j["choices"]?.arrayValue, choices.count == 1,
               choices[0]["finish_reason"].map({ $0 == .null }) ?? true,
               let delta = choices[0]["delta"]?.objectValue, delta.contains(where: { $0.0 == "role" }) else { return false }

@@ -32,7 +32,7 @@ extension Coordinator {
     /// Built on the link loop, which owns the `/dresult` links and the table of gone instances; answered on the
     /// request's own loop.
     private func serveCluster(_ res: HTTPResponder) {
-        let box = ResponderBox(responder: res)
+        let box = res.bound
         linkLoop.execute { [self] in
             let now = DispatchTime.now().uptimeNanoseconds
             let body: [UInt8]
@@ -44,9 +44,7 @@ extension Coordinator {
             }
             // instance metrics are scraped only while someone watches
             self.scrapeInstancesIfDue()
-            box.responder.loop.execute {
-                box.responder.respond(status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")], body: body)
-            }
+            box.execute { $0.respond(status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")], body: body) }
         }
     }
 
@@ -280,7 +278,7 @@ final class JSONWriter {
 
     func key(_ k: String) {
         if needComma { out += "," }
-        out += JSONValue.quoted(k) + ":"
+        out += JSON.quoted(k) + ":"
         needComma = false
     }
 
@@ -313,7 +311,7 @@ final class JSONWriter {
 
     func field(_ k: String, _ v: String?) {
         key(k)
-        raw(v.map(JSONValue.quoted) ?? "null")
+        raw(v.map(JSON.quoted) ?? "null")
     }
 
     func field(_ k: String, _ v: Bool) {

@@ -170,8 +170,7 @@ extension Coordinator {
         var tls: TLSClient?
         if let t = config.tls["etcd_server"], t.enabled {
             do {
-                tls = try TLSClient(TLSConfiguration(certificatePath: t.items.tlsCert, privateKeyPath: t.items.tlsKey,
-                                                     caPath: t.items.caCert, crlPath: t.items.tlsCrl.isEmpty ? nil : t.items.tlsCrl))
+                tls = try TLSClient(try t.items.configuration(environment: ProcessInfo.processInfo.environment))
             } catch {
                 throw CoordinatorStartError("etcd_server TLS: \(error)")
             }

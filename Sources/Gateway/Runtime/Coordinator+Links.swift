@@ -36,7 +36,7 @@ extension Coordinator {
                     // drop it on the next turn of the loop
                     let call = link.call
                     link.call = nil
-                    let box = LinkBox(link: link)
+                    let box = LoopBound(link, on: self.linkLoop)
                     self.linkLoop.schedule(afterMilliseconds: 0) { call?.cancel(); _ = box }
                     ok = false
                     self.linkLost(link, why: "close message")
@@ -91,12 +91,12 @@ extension Coordinator {
         guard !link.closed, !isShutDown.load(ordering: .relaxed) else { return }
         if !first { link.relinkAttempts += 1 }
         guard link.relinkAttempts < config.exceptions.maxRetry else { return markFaulty(link) }
-        let box = LinkBox(link: link)
+        let box = LoopBound(link, on: linkLoop)
         link.relinkTimer = linkLoop.schedule(afterMilliseconds: first ? 200 : 500) { [weak self] in
-            guard let self, !box.link.closed else { return }
-            box.link.relinkTimer = nil
-            self.logger.debug("/dresult relink", metadata: ["instance": "\(box.link.instance)", "attempt": "\(box.link.relinkAttempts + 1)"])
-            self.openLink(box.link)
+            guard let self, !box.value.closed else { return }
+            box.value.relinkTimer = nil
+            self.logger.debug("/dresult relink", metadata: ["instance": "\(box.value.instance)", "attempt": "\(box.value.relinkAttempts + 1)"])
+            self.openLink(box.value)
         }
     }
 

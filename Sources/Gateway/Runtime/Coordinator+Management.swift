@@ -7,7 +7,7 @@ extension Coordinator {
     }
 
     private func managementError(_ res: HTTPResponder, _ status: Int, _ message: String) {
-        json(res, status, "{\"message\":\(JSONValue.quoted(message)),\"status\":\(status)}")
+        json(res, status, "{\"message\":\(JSON.quoted(message)),\"status\":\(status)}")
     }
 
     // MARK: - management port (the Controller's API, docs/wire/coordinator.md §3.1–3.2)
@@ -57,7 +57,7 @@ extension Coordinator {
         }
         for reason in plan.rejected { logger.warning("refresh: instance skipped", metadata: ["reason": "\(reason)"]) }
         // applied on the link loop, one refresh at a time: new D's get their /dresult link first
-        let box = ResponderBox(responder: res)
+        let box = res.bound
         linkLoop.execute { [self] in
             self.refreshQueue.append((plan, box))
             if !self.refreshing { self.nextRefresh() }
@@ -70,7 +70,7 @@ extension Coordinator {
         refreshing = true
         let (plan, box) = refreshQueue.removeFirst()
         applyRefresh(plan) { [self] in
-            box.responder.loop.execute { box.responder.respond(status: 200, body: []) }
+            box.execute { $0.respond(status: 200, body: []) }
             self.refreshing = false
             // not inside the link callback that may have completed this refresh
             self.linkLoop.execute { [self] in if !self.refreshing { self.nextRefresh() } }
@@ -181,10 +181,10 @@ extension Coordinator {
     }
 
     private func ids(_ body: [UInt8]) -> [InstanceID]? {
-        guard let v = try? JSONValue.parse(body, maxDepth: 8), let arr = v["ids"]?.arrayValue, arr.count <= 4096 else { return nil }
+        guard let v = try? JSON.parse(body, maxDepth: 8), let arr = v["ids"]?.arrayValue, arr.count <= 4096 else { return nil }
         var out: [InstanceID] = []
         for x in arr {
-            guard let n = x.integerValue, n >= 0 else { return nil }
+            guard let n = x.intValue, n >= 0 else { return nil }
             out.append(InstanceID(n))
         }
         return out
@@ -209,18 +209,18 @@ extension Coordinator {
     func tasks(_ req: HTTPRequest, _ res: HTTPResponder) {
         let view = cluster.view
         let counts = registry.counts()
-        var out: [String] = []
+        var out: [Int] = []
         for pair in (req.query ?? "").split(separator: "&").prefix(100) {
             let kv = pair.split(separator: "=", maxSplits: 1)
             guard kv.count == 2, kv[0] == "id" else { continue }
-            if let id = InstanceID(kv[1]), view.entries[id] != nil { out.append(String(counts[id] ?? 0)) } else { out.append("-1") }
+            if let id = InstanceID(kv[1]), view.entries[id] != nil { out.append(counts[id] ?? 0) } else { out.append(-1) }
         }
-        json(res, 200, "{\"tasks\":[\(out.joined(separator: ","))]}")
+        json(res, 200, TasksReply(tasks: out).body)
     }
 
     func queryTasks(_ req: HTTPRequest, _ res: HTTPResponder) {
-        guard let v = try? JSONValue.parse(req.body, maxDepth: 8), let p = v["p_id"]?.integerValue,
-              let d = v["d_id"]?.integerValue, let type = v["role_change_type"]?.integerValue, type == 0 || type == 1 else {
+        guard let v = try? JSON.parse(req.body, maxDepth: 8), let p = v["p_id"]?.intValue,
+              let d = v["d_id"]?.intValue, let type = v["role_change_type"]?.intValue, type == 0 || type == 1 else {
             return json(res, 400, "{\"is_end\":true}")
         }
         let view = cluster.view
@@ -237,28 +237,28 @@ extension Coordinator {
         let now = DispatchTime.now().uptimeNanoseconds
         // beyond the reference: an instance whose passive-health circuit is not closed says so (the Controller ignores
         // unknown keys); a healthy instance's entry stays byte-identical to the reference's
-        func circuit(_ id: InstanceID) -> String {
+        func circuit(_ id: InstanceID) -> String? {
             let c = view.entries[id]?.load.circuit(now: now) ?? .closed
-            return c == .closed ? "" : ",\"circuit\":\"\(c.rawValue)\""
+            return c == .closed ? nil : c.rawValue
         }
-        let schedule: [String]
+        let schedule: [CoordinatorInfo.Schedule]
         if let booked {
-            schedule = booked.map { "{\"id\":\($0.id),\"allocated_slots\":\($0.slots),\"allocated_blocks\":\($0.blocks)\(circuit($0.id))}" }
+            schedule = booked.map { .init(id: Int($0.id), allocatedSlots: $0.slots, allocatedBlocks: $0.blocks, circuit: circuit($0.id)) }
         } else {
             schedule = view.snapshot.instances.map { i in
-                "{\"id\":\(i.id),\"allocated_slots\":\(view.entries[i.id]?.inFlightCount ?? 0),\"allocated_blocks\":0\(circuit(i.id))}"
+                .init(id: Int(i.id), allocatedSlots: view.entries[i.id]?.inFlightCount ?? 0, allocatedBlocks: 0, circuit: circuit(i.id))
             }
         }
         let (input, output) = lengthInfo()
-        var body = "{\"schedule_info\":[\(schedule.joined(separator: ","))]"
-        if !view.entries.isEmpty { body += ",\"request_num\":\(arrivalCount)" }
-        body += ",\"request_length_info\":{\"input_len\":\(Int(input)),\"output_len\":\(Int(output))}}"
-        json(res, 200, body)
+        let info = CoordinatorInfo(
+            scheduleInfo: schedule, requestNum: view.entries.isEmpty ? nil : arrivalCount,
+            inputLength: Int(input), outputLength: Int(output))
+        json(res, 200, info.body)
     }
 
     func backupInfo(_ req: HTTPRequest, _ res: HTTPResponder) {
         guard cluster.view.initialized else { return json(res, 503, "{\"update_successfully\":false}") }
-        guard let v = try? JSONValue.parse(req.body, maxDepth: 8), v["is_master"]?.boolValue != nil,
+        guard let v = try? JSON.parse(req.body, maxDepth: 8), v["is_master"]?.boolValue != nil,
               let abnormal = v["is_abnormal"]?.boolValue else {
             return json(res, 400, "{\"update_successfully\":false}")
         }

@@ -58,7 +58,7 @@ public final class Coordinator: @unchecked Sendable {
     /// Instances kept out after a link could not be restored, until the uptime in ns (link loop only).
     nonisolated(unsafe) var faultyIDs: [InstanceID: UInt64] = [:]
     nonisolated(unsafe) var faultyVirtualIDs: [UInt64: UInt64] = [:]
-    nonisolated(unsafe) var refreshQueue: [(RefreshPlan, ResponderBox)] = []
+    nonisolated(unsafe) var refreshQueue: [(RefreshPlan, LoopBound<HTTPResponder>)] = []
     nonisolated(unsafe) var refreshing = false
     /// DIGS `load_balance` (created by the first refresh with instances: it needs the block size).
     let digs = Mutex<DIGSScheduler?>(nil)
@@ -105,8 +105,7 @@ public final class Coordinator: @unchecked Sendable {
         self.clientBufferBytes = config.http.relayBufferBytes
         if let t = config.tls["mindie_client"], t.enabled {
             do {
-                instanceTLS = try TLSClient(TLSConfiguration(certificatePath: t.items.tlsCert, privateKeyPath: t.items.tlsKey,
-                                                             caPath: t.items.caCert, crlPath: t.items.tlsCrl.isEmpty ? nil : t.items.tlsCrl))
+                instanceTLS = try TLSClient(try t.items.configuration(environment: ProcessInfo.processInfo.environment))
             } catch {
                 throw CoordinatorStartError("mindie_client TLS: \(error)")
             }
@@ -128,14 +127,9 @@ public final class Coordinator: @unchecked Sendable {
         }
         func tls(_ prefix: String) throws(CoordinatorStartError) -> TLSConfiguration? {
             guard let t = config.tls[prefix], t.enabled else { return nil }
-            // one rule for every TLS file, as in the other binaries (FileCheck.tls)
-            for path in [t.items.tlsCert, t.items.tlsKey, t.items.caCert, t.items.tlsCrl, t.items.tlsPasswd] where !path.isEmpty {
-                do { try FileCheck.tls(environment: ProcessInfo.processInfo.environment).validate(path) } catch {
-                    throw CoordinatorStartError("\(prefix) TLS: \(error)")
-                }
+            do { return try t.items.configuration(environment: ProcessInfo.processInfo.environment) } catch {
+                throw CoordinatorStartError("\(prefix) TLS: \(error)")
             }
-            return TLSConfiguration(certificatePath: t.items.tlsCert, privateKeyPath: t.items.tlsKey, caPath: t.items.caCert,
-                                    crlPath: t.items.tlsCrl.isEmpty ? nil : t.items.tlsCrl, verifyPeer: true)
         }
         // each listener has its own cap, so a flood on the data port leaves descriptors for probes and the Controller
         let caps = h.maxConnections

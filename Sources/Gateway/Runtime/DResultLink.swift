@@ -81,12 +81,3 @@ final class DResultLink {
     }
 }
 
-/// Lets the link loop hand a link to closures that the compiler wants Sendable (used on that loop only).
-struct LinkBox: @unchecked Sendable {
-    let link: DResultLink
-}
-
-/// A responder carried to another loop and back (used only on its own loop).
-struct ResponderBox: @unchecked Sendable {
-    let responder: HTTPResponder
-}

@@ -1,3 +1,4 @@
+import MSCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,7 +49,7 @@ public enum RefreshParser {
 
     /// Parses and validates a refresh body. Malformed bodies throw (400); an invalid instance is only skipped.
     public static func parse(_ body: [UInt8], pd: Bool, singleContainer: Bool) throws(GatewayError) -> RefreshPlan {
-        guard let root = try? JSONValue.parse(body, maxDepth: 16) else {
+        guard let root = try? JSON.parse(body, maxDepth: 16) else {
             throw GatewayError(status: 400, message: "refresh body is not JSON")
         }
         guard let idsValue = root["ids"]?.arrayValue else {
@@ -63,7 +64,7 @@ public enum RefreshParser {
         var ids: [InstanceID] = []
         var seenIDs = Set<InstanceID>()
         for v in idsValue {
-            guard let n = v.integerValue, n >= 0 else { throw GatewayError(status: 400, message: "'ids' must hold non-negative integers") }
+            guard let n = v.intValue, n >= 0 else { throw GatewayError(status: 400, message: "'ids' must hold non-negative integers") }
             // a set with one id twice cannot be routed (two entries, one key): refuse it whole, keep the last good set
             guard seenIDs.insert(InstanceID(n)).inserted else {
                 throw GatewayError(status: 400, message: "refresh 'ids' lists instance \(n) more than once")
@@ -80,7 +81,7 @@ public enum RefreshParser {
             switch try validate(v, pd: pd, singleContainer: singleContainer) {
             case .success(let i):
                 // every flex instance's decode half is UINT64_MAX-1: two split flex instances would collide
-                if i.roleCode == 70, i.pPercentage != 100 { flex.append(i.id) }
+                if i.roleCode == RoleCode.flex.rawValue, i.pPercentage != 100 { flex.append(i.id) }
                 plan.accepted.append(i)
             case .failure(let reason): plan.rejected.append(reason.reason)
             }
@@ -92,16 +93,16 @@ public enum RefreshParser {
     }
 
     /// A dynamic value (`dynamic_info`): absent → `def`; present, it must be an integer in `range`.
-    static func dynamicInt(_ v: JSONValue?, _ key: String, _ range: ClosedRange<Int>, default def: Int, tag: String) throws(GatewayError) -> Int {
+    static func dynamicInt(_ v: JSON?, _ key: String, _ range: ClosedRange<Int>, default def: Int, tag: String) throws(GatewayError) -> Int {
         guard let v else { return def }
         guard let n = int(v), range.contains(n) else {
-            throw GatewayError(status: 400, message: "\(tag): dynamic_info.\(key) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(v.dumped())")
+            throw GatewayError(status: 400, message: "\(tag): dynamic_info.\(key) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(v.compact)")
         }
         return n
     }
 
-    static func int(_ v: JSONValue?) -> Int? {
-        if let n = v?.integerValue { return Int(n) }
+    static func int(_ v: JSON?) -> Int? {
+        if let n = v?.intValue { return Int(n) }
         if let s = v?.stringValue, let n = Int(s) { return n }
         return nil
     }
@@ -114,7 +115,7 @@ public enum RefreshParser {
 
     /// Static problems skip the instance (docs/wire/coordinator.md §3.1); impossible dynamic values (what the Controller measured just
     /// now) throw, because they mean the whole report is wrong and the previous set is the better one.
-    static func validate(_ v: JSONValue, pd: Bool, singleContainer: Bool) throws(GatewayError) -> Result<RefreshInstance, RefreshRejection> {
+    static func validate(_ v: JSON, pd: Bool, singleContainer: Bool) throws(GatewayError) -> Result<RefreshInstance, RefreshRejection> {
         guard let id = int(v["id"]), id >= 0 else { return .failure(RefreshRejection("instance without a valid id")) }
         let tag = "instance \(id)"
         guard let ip = v["ip"]?.stringValue, validIP(ip) else { return .failure(RefreshRejection("\(tag): invalid ip")) }
@@ -125,8 +126,8 @@ public enum RefreshParser {
         guard let p = portValue("port"), let port = p else { return .failure(RefreshRejection("\(tag): invalid port")) }
         guard let mp = portValue("metric_port", required: false) else { return .failure(RefreshRejection("\(tag): invalid metric_port")) }
         guard let icp = portValue("inter_comm_port", required: singleContainer) else { return .failure(RefreshRejection("\(tag): invalid inter_comm_port")) }
-        let s = v["static_info"] ?? .object([])
-        let d = v["dynamic_info"] ?? .object([])
+        let s = v["static_info"] ?? .object([:])
+        let d = v["dynamic_info"] ?? .object([:])
         guard let maxSeq = int(s["max_seq_len"]), maxSeq > 0 else { return .failure(RefreshRejection("\(tag): max_seq_len must be > 0")) }
         guard let maxOut = int(s["max_output_len"]), maxOut >= 1, maxOut <= maxSeq else {
             return .failure(RefreshRejection("\(tag): max_output_len must be in 1...max_seq_len"))
@@ -137,10 +138,10 @@ public enum RefreshParser {
         guard let role = int(s["role"]) else { return .failure(RefreshRejection("\(tag): missing role")) }
         let label = int(s["label"]) ?? 2
         if pd {
-            guard [80, 68, 70].contains(role) else { return .failure(RefreshRejection("\(tag): PD mode needs role P, D or F")) }
+            guard [RoleCode.prefill, .decode, .flex].map(\.rawValue).contains(role) else { return .failure(RefreshRejection("\(tag): PD mode needs role P, D or F")) }
             guard [2, 3, 4].contains(label) else { return .failure(RefreshRejection("\(tag): PD mode needs label 2, 3 or 4")) }
         } else {
-            guard role == 85 else { return .failure(RefreshRejection("\(tag): single_node mode needs role U (85)")) }
+            guard role == RoleCode.undefined.rawValue else { return .failure(RefreshRejection("\(tag): single_node mode needs role U (85)")) }
         }
         func nonNegative(_ key: String, default def: Int, max: Int = .max) -> Int? {
             guard let raw = s[key] else { return def }
@@ -159,7 +160,7 @@ public enum RefreshParser {
             guard let arr = p.arrayValue else { throw GatewayError(status: 400, message: "\(tag): dynamic_info.peers must be an array of instance ids") }
             for x in arr {
                 guard let n = int(x), n >= 0 else {
-                    throw GatewayError(status: 400, message: "\(tag): dynamic_info.peers holds \(x.dumped()), not an instance id")
+                    throw GatewayError(status: 400, message: "\(tag): dynamic_info.peers holds \(x.compact), not an instance id")
                 }
                 peers.append(InstanceID(n))
             }
@@ -178,7 +179,7 @@ public enum RefreshParser {
         for i in plan.accepted {
             if let role = i.role {
                 out.append((i, i.info(role: role)))
-            } else if i.roleCode == 70 {
+            } else if i.roleCode == RoleCode.flex.rawValue {
                 switch i.pPercentage {
                 case 100: out.append((i, i.info(role: .prefill)))
                 case 0: out.append((i, i.info(role: .decode, id: flexDecodeID)))

@@ -66,9 +66,11 @@ final class TrackedRequest {
 }
 
 /// Lets other threads reach a loop-bound request (only inside `loop.execute`).
-struct TrackedHandle: @unchecked Sendable {
-    let request: TrackedRequest
-    let loop: EventLoop
+typealias TrackedHandle = LoopBound<TrackedRequest>
+
+extension LoopBound where Value == TrackedRequest {
+    /// The request; on its loop only.
+    var request: TrackedRequest { value }
 }
 
 /// Every request in flight, by id: for duplicate-id checks, task counts, and failing the requests of a removed
@@ -85,7 +87,7 @@ final class RequestRegistry: Sendable {
     func insert(_ r: TrackedRequest) -> Bool {
         table.withLock { t in
             if t[r.id] != nil { return false }
-            t[r.id] = Entry(handle: TrackedHandle(request: r, loop: r.responder.loop), instances: [])
+            t[r.id] = Entry(handle: TrackedHandle(r, on: r.responder.loop), instances: [])
             return true
         }
     }

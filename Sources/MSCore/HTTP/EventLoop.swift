@@ -53,7 +53,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs `work` on this loop after `ms` milliseconds. Loop thread only.
     @discardableResult
     public func schedule(afterMilliseconds ms: UInt64, _ work: @escaping () -> Void) -> LoopTimer {
-        let timer = LoopTimer(work: work)
+        assert(inEventLoop, "EventLoop.schedule called off the loop")
+        let timer = LoopTimer(loop: self, work: work)
         let ctx = Unmanaged.passRetained(timer).toOpaque()
         timer.raw = ch2o_timer_start(raw, ms, fireLoopTimer, ctx)
         return timer
@@ -73,12 +74,17 @@ private let runWorkBox: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ar
 public final class LoopTimer {
     fileprivate var raw: OpaquePointer?
     fileprivate let work: () -> Void
+    private let loop: EventLoop
 
-    fileprivate init(work: @escaping () -> Void) { self.work = work }
+    fileprivate init(loop: EventLoop, work: @escaping () -> Void) {
+        self.loop = loop
+        self.work = work
+    }
 
     public var isPending: Bool { raw != nil }
 
     public func cancel() {
+        assert(loop.inEventLoop, "LoopTimer.cancel called off its loop")
         guard let raw else { return }
         self.raw = nil
         ch2o_timer_cancel(raw)

@@ -122,9 +122,11 @@ public final class ClientCall {
     /// Inside one of this call's callbacks: a cancel then only marks it, and the callback's return value ends it
     /// (freeing the C call under its own feet would be a use-after-free).
     fileprivate var inCallback = false
+    private let loop: EventLoop
 
-    fileprivate init(onHead: @escaping (Int, HTTPHeaders) -> Void, onBody: @escaping ([UInt8]) -> Void,
+    fileprivate init(loop: EventLoop, onHead: @escaping (Int, HTTPHeaders) -> Void, onBody: @escaping ([UInt8]) -> Void,
                      onEnd: @escaping (HTTPClientError?) -> Void) {
+        self.loop = loop
         self.onHead = onHead
         self.onBody = onBody
         self.onEnd = onEnd
@@ -132,6 +134,7 @@ public final class ClientCall {
 
     /// Stops the call and closes its connection; `onEnd` is not called.
     public func cancel() {
+        assert(loop.inEventLoop, "ClientCall.cancel called off its loop")
         guard !done, let raw else { return }
         done = true
         if inCallback { return }
@@ -210,7 +213,8 @@ public final class HTTPClient: @unchecked Sendable {
     @discardableResult
     public func stream(_ request: HTTPClientRequest, on loop: EventLoop, onHead: @escaping (Int, HTTPHeaders) -> Void,
                        onBody: @escaping ([UInt8]) -> Void, onEnd: @escaping (HTTPClientError?) -> Void) -> ClientCall {
-        let call = ClientCall(onHead: onHead, onBody: onBody, onEnd: onEnd)
+        assert(loop.inEventLoop, "HTTPClient.stream called off the loop it runs on")
+        let call = ClientCall(loop: loop, onHead: onHead, onBody: onBody, onEnd: onEnd)
         let up: Upstream
         do {
             up = try upstream(host: request.host, port: request.port)
@@ -236,22 +240,53 @@ public final class HTTPClient: @unchecked Sendable {
         return call
     }
 
-    /// Whole-body request from async code.
+    /// Whole-body request from async code. Cancelling the task cancels the call (its connection is closed) and
+    /// throws `.cancelled`; so does a client whose loop has stopped.
     public func execute(_ request: HTTPClientRequest) async throws(HTTPClientError) -> HTTPClientResponse {
-        let result: Result<HTTPClientResponse, HTTPClientError> = await withCheckedContinuation { cont in
-            let loop = self.loop
-            let posted = loop.execute {
-                var status = 0
-                var headers = HTTPHeaders()
-                var body: [UInt8] = []
-                self.stream(request, on: loop, onHead: { s, h in status = s; headers = h }, onBody: { body.append(contentsOf: $0) },
-                            onEnd: { err in
-                                if let err { cont.resume(returning: .failure(err)) }
-                                else { cont.resume(returning: .success(HTTPClientResponse(status: status, headers: headers, body: body))) }
-                            })
+        let loop = self.loop
+        // the call and the continuation live on the loop; the cancel handler reaches them by posting there, so
+        // the call's end and a cancel are ordered and only the first answers
+        let state = LoopBound(ExecuteState(), on: loop)
+        let result: Result<HTTPClientResponse, HTTPClientError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { cont in
+                let posted = state.execute { s in
+                    s.continuation = cont
+                    if s.cancelled { return s.finish(.failure(.cancelled)) }
+                    var status = 0
+                    var headers = HTTPHeaders()
+                    var body: [UInt8] = []
+                    s.call = self.stream(
+                        request, on: loop, onHead: { st, h in status = st; headers = h }, onBody: { body.append(contentsOf: $0) },
+                        onEnd: { err in
+                            s.call = nil
+                            s.finish(err.map { .failure($0) } ?? .success(HTTPClientResponse(status: status, headers: headers, body: body)))
+                        })
+                }
+                if !posted { cont.resume(returning: .failure(.cancelled)) }  // the client's loop has stopped
             }
-            if !posted { cont.resume(returning: .failure(.cancelled)) } // the client's loop has stopped
+        } onCancel: {
+            // a stopped loop has already answered (or will, above): nothing is left to cancel
+            state.execute { s in
+                s.cancelled = true
+                s.call?.cancel()
+                s.call = nil
+                s.finish(.failure(.cancelled))
+            }
         }
         return try result.get()
+    }
+}
+
+/// One `execute` in flight (its loop only).
+private final class ExecuteState {
+    var continuation: CheckedContinuation<Result<HTTPClientResponse, HTTPClientError>, Never>?
+    var call: ClientCall?
+    var cancelled = false
+
+    /// Answers the awaiting task once; later answers (a cancel after the end, or the reverse) are dropped.
+    func finish(_ result: Result<HTTPClientResponse, HTTPClientError>) {
+        guard let c = continuation else { return }
+        continuation = nil
+        c.resume(returning: result)
     }
 }

@@ -234,6 +234,11 @@ public final class HTTPResponder {
         self.loop = loop
     }
 
+    /// Every method of a responder is loop-only (h2o's request is not thread-safe).
+    func assertOnLoop(_ function: StaticString = #function) {
+        assert(loop.inEventLoop, "HTTPResponder.\(function) called off its event loop")
+    }
+
     /// The proxy owns the response from now on; Swift-side writes become no-ops.
     func markProxied() {
         isFinished = true
@@ -250,6 +255,7 @@ public final class HTTPResponder {
 
     /// A whole response with Content-Length.
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
+        assertOnLoop()
         guard let raw, !isFinished, !isStreaming else { return }
         isFinished = true
         onClientGone = nil
@@ -266,6 +272,7 @@ public final class HTTPResponder {
 
     /// Starts a streamed response (chunked on HTTP/1.1); the head goes out at once.
     public func startStream(status: Int, headers: [(String, String)] = []) {
+        assertOnLoop()
         guard let raw, !isFinished, !isStreaming else { return }
         isStreaming = true
         sentStatus = status
@@ -273,12 +280,14 @@ public final class HTTPResponder {
     }
 
     public func write(_ bytes: [UInt8]) {
+        assertOnLoop()
         guard let raw, isStreaming, !isFinished else { return }
         sentBodyBytes += UInt64(bytes.count)
         bytes.withUnsafeBytes { ch2o_req_stream_write(raw, $0.baseAddress, $0.count) }
     }
 
     public func write(_ text: String) {
+        assertOnLoop()
         var text = text
         guard let raw, isStreaming, !isFinished else { return }
         sentBodyBytes += UInt64(text.utf8.count)
@@ -289,6 +298,7 @@ public final class HTTPResponder {
     public var pendingBytes: Int { raw.map { ch2o_req_stream_pending($0) } ?? 0 }
 
     public func end() {
+        assertOnLoop()
         guard let raw, isStreaming, !isFinished else { return }
         isFinished = true
         onClientGone = nil
@@ -297,6 +307,7 @@ public final class HTTPResponder {
 
     /// Breaks the stream: the client sees an error (no clean end).
     public func abort() {
+        assertOnLoop()
         guard let raw, isStreaming, !isFinished else { return }
         isFinished = true
         onClientGone = nil
@@ -309,9 +320,3 @@ public final class HTTPResponder {
     }
 }
 
-/// Carries a loop-bound responder through async code back to its loop (touch `responder` only inside
-/// `responder.loop.execute`).
-public final class ResponderBox: @unchecked Sendable {
-    public let responder: HTTPResponder
-    public init(_ r: HTTPResponder) { responder = r }
-}

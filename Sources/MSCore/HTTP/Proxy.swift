@@ -138,6 +138,7 @@ extension HTTPResponder {
                       head: ((Int) -> Void)? = nil,
                       firstBody: (() -> Void)? = nil,
                       finish: @escaping (ProxyOutcome) -> Void) {
+        assertOnLoop()
         guard let raw, !isFinished, !isStreaming else { return }
         markProxied()
         let box = ProxyBox(current: upstream, retry: retry, head: head, firstBody: firstBody, finish: finish,
@@ -172,6 +173,7 @@ extension HTTPResponder {
     /// Ends a proxied request from our side (timeout, removed instance): the upstream exchange is cancelled; before
     /// the head the client gets `status` + `body`, after it `body` ends the stream. `finish` reports `result`.
     public func abortProxy(status: Int, headers: [(String, String)] = [], body: [UInt8], result: ProxyResult) {
+        assertOnLoop()
         guard let raw else { return }
         let r: Int32 = switch result {
         case .ok: Int32(CH2O_PROXY_OK)

@@ -1,3 +1,5 @@
+import MSCore
+
 /// The PD role and links of one dmi instance (docs/wire/simulator.md §4, `/v1/role/*`, `/v1/status`). Pure; time injected (ms).
 public struct RoleState: Sendable, Equatable {
     public enum Status: String, Sendable { case unknown = "RoleUnknown", switching = "RoleSwitching", ready = "RoleReady" }

@@ -1,3 +1,5 @@
+import MSCore
+
 /// A configuration error naming the key, the value and what was expected.
 public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     public var key: String
@@ -15,7 +17,7 @@ extension InstanceConfiguration {
     /// `chunking` (message|coalesce), `loadTime` (s), `linkDelay` (ms), `scaleProtocolTimers`, `controlPort`.
     public mutating func apply(configFile text: [UInt8]) throws(ConfigError) {
         let root: JSON
-        do { root = try JSON.parse(text) } catch { throw ConfigError(key: "config.json", value: "offset \(error.offset)", reason: error.reason) }
+        do { root = try JSON.parse(text) } catch { throw ConfigError(key: "config.json", value: "<unparsable>", reason: error.reason) }
         try apply(configJSON: root)
     }
 

@@ -1,3 +1,5 @@
+import MSCore
+
 /// An injected fault (docs/wire/simulator.md §7).
 public struct Fault: Sendable, Equatable {
     public var id: String
@@ -78,13 +80,12 @@ public struct Fault: Sendable, Equatable {
     public var mode: String? { params["mode"] }
 
     public var json: JSON {
-        var p: [JSON.Member] = []
-        for k in params.keys.sorted() { p.append(.init(k, .string(params[k]!))) }
-        var m: [JSON.Member] = []
-        if let v = matchPath { m.append(.init("path", .string(v))) }
-        if let v = matchReqId { m.append(.init("reqId", .string(v))) }
-        if let v = matchDialect { m.append(.init("dialect", .string(v))) }
-        if let v = matchRole { m.append(.init("role", .string(v))) }
+        let p = JSON.Object(params.keys.sorted().map { ($0, JSON.string(params[$0]!)) })
+        var m = JSON.Object()
+        if let v = matchPath { m["path"] = .string(v) }
+        if let v = matchReqId { m["reqId"] = .string(v) }
+        if let v = matchDialect { m["dialect"] = .string(v) }
+        if let v = matchRole { m["role"] = .string(v) }
         return .obj([
             "id": .string(id), "type": .string(type), "params": .object(p), "match": .object(m),
             "probability": .double(probability), "count": count.map { .int($0) } ?? .null,

@@ -1,3 +1,5 @@
+import MSCore
+
 extension SimInstance {
     /// `SERVICE_INIT`, `SERVICE_NORMAL`, `SERVICE_BUSY`, `SERVICE_ABNORMAL` (without the prefix).
     public var serviceState: String {
@@ -42,7 +44,7 @@ extension SimInstance {
     func garbled(_ j: JSON, _ f: Fault) -> [UInt8] {
         switch f.mode ?? f.params["kind"] ?? "invalid" {
         case "missing_field":
-            if case .object(var ms) = j, !ms.isEmpty { ms.removeFirst(); return JSON.object(ms).bytes }
+            if case .object(var ms) = j, let first = ms.keys.first { ms.removeValue(forKey: first); return JSON.object(ms).bytes }
             return j.bytes
         case "out_of_range":
             if j["resource"] != nil { return j.setting("resource", (j["resource"] ?? .null).setting("availSlotsNum", -1)).bytes }

@@ -1,3 +1,5 @@
+import MSCore
+
 extension SimInstance {
     // MARK: P side
 
@@ -79,7 +81,7 @@ extension SimInstance {
             sink.respond(status: 200, headers: jsonHeaders, body: Array(body.prefix(max(1, body.count / 2))))
         case "missing_field":
             var j = (try? JSON.parse(body)) ?? .obj([:])
-            if case .object(var ms) = j { ms.removeAll { $0.key == "isStream" }; j = .object(ms) }
+            if case .object(var ms) = j { ms.removeValue(forKey: "isStream"); j = .object(ms) }
             sink.respond(status: 200, headers: jsonHeaders, body: j.bytes)
         case "wrong_reqid":
             let j = ((try? JSON.parse(body)) ?? .obj([:])).setting("reqId", "ffffffff")

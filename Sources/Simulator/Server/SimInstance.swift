@@ -1,3 +1,5 @@
+import MSCore
+
 /// Which listener a request arrived on.
 public enum PortKind: String, Sendable, CaseIterable {
     case data, management, metrics, interComm, control

@@ -106,6 +106,21 @@ public final class SimulatorServer: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on every instance's loop and returns once all have run (a stopped instance runs it here:
+    /// nothing else touches it then). Blocks the calling thread, which must not be an instance's loop; for
+    /// synchronous teardown, where awaiting `withInstance` would need a free thread of the task pool.
+    public func withEveryInstance(_ body: @escaping @Sendable (SimInstance) -> Void) {
+        let group = DispatchGroup()
+        for h in hosts {
+            group.enter()
+            if !h.execute({ body(h.instance); group.leave() }) {
+                body(h.instance)
+                group.leave()
+            }
+        }
+        group.wait()
+    }
+
     func host(ip: String, interCommPort: Int) -> InstanceHost? {
         hosts.first { $0.instance.configuration.ipAddress == ip && $0.ports.interComm == interCommPort }
     }
@@ -176,13 +191,14 @@ final class InstanceHost: @unchecked Sendable {
         if let cp = c.controlPort { add(c.managementIpAddress, cp, .control) }
         var tagKinds: [Int: [PortKind]] = [:]
         for (i, k) in kinds.enumerated() { tagKinds[i] = k }
-        let box = Unchecked<InstanceHost?>(nil)
+        // set once below, before start(): no request reaches the handler earlier
+        let box = Mutex<InstanceHost?>(nil)
         let server = try HTTPServer(
             configuration: HTTPServerConfiguration(
                 threads: 1, listeners: listeners, maxRequestBodyBytes: 2 * c.maxRequestLength,  // the instance answers the spec's JSON 413 itself below this
                 maxConnections: maxConnections, idleTimeoutMilliseconds: 600_000, gracefulTimeoutMilliseconds: 1000),
             handler: { [tagKinds] req, responder in
-                guard let host = box.value else { responder.respond(status: 503, headers: [], body: []); return }
+                guard let host = box.withLock({ $0 }) else { responder.respond(status: 503, headers: [], body: []); return }
                 host.serve(req, responder, kinds: tagKinds[req.listener] ?? [.data])
             })
         let bound = server.boundPorts
@@ -199,7 +215,7 @@ final class InstanceHost: @unchecked Sendable {
         instance.configuration.interCommPort = ports.interComm
         instance.configuration.controlPort = ports.control
         self.server = server
-        box.value = self
+        box.withLock { $0 = self }
     }
 
     func start() throws(HTTPServerError) {
@@ -260,8 +276,9 @@ final class InstanceHost: @unchecked Sendable {
     /// Runs `work` on this instance's loop; false (work not run) when the instance has no running loop.
     @discardableResult
     func execute(_ work: @escaping () -> Void) -> Bool {
-        let w = Unchecked(work)
-        return server?.loops.first?.execute { w.value() } ?? false
+        guard let loop = server?.loops.first else { return false }
+        let w = LoopBound(work, on: loop)
+        return loop.execute { w.value() }
     }
 
     func wakeFromAnyThread() {
@@ -290,7 +307,8 @@ final class InstanceHost: @unchecked Sendable {
 
 extension InstanceHost: PDTransport {
     func sendDecode(host: String, port: Int, parameters: DecodeParameters, completion: @escaping (String?) -> Void) {
-        let done = Unchecked(completion)
+        guard let ownLoop = server?.loops.first else { completion("no loop"); return }
+        let done = LoopBound(completion, on: ownLoop)
         if let d = owner?.host(ip: host, interCommPort: port), d.running {
             // same process: a direct call on D's loop, the answer back on ours
             d.execute { [self] in
@@ -329,11 +347,6 @@ extension InstanceHost: PDTransport {
     }
 }
 
-/// Moves a non-Sendable value across an `execute` hop; the receiver is the only user afterwards.
-final class Unchecked<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
-}
 
 /// The manual clock's time (ms).
 final class ManualTime: Sendable {

@@ -1,3 +1,5 @@
+import MSCore
+
 /// The request dialects of the data port (docs/wire/simulator.md §2.2).
 public enum Dialect: String, Sendable, Equatable, CaseIterable {
     /// `POST /` (TGI general; `stream` optional; non-stream replies are a one-element array).

@@ -1,3 +1,5 @@
+import MSCore
+
 /// Byte formats of the PD protocol, server side (docs/wire/simulator.md §3).
 public enum PDWire {
     /// P's reply: `{"reqId","isStream"[,"isLastResp","output"]}`.

@@ -1,3 +1,5 @@
+import MSCore
+
 /// One output token as rendered.
 public struct TokenInfo: Sendable, Equatable {
     public var index: Int

@@ -1,3 +1,5 @@
+import MSCore
+
 /// An error reply of the data port (docs/wire/simulator.md §2.1): `{"error":"<msg>","error_type":"<t>"}`.
 public struct WireError: Error, Equatable, Sendable {
     public var status: Int

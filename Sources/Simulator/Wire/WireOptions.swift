@@ -1,3 +1,5 @@
+import MSCore
+
 /// How replies are rendered.
 public enum WireMode: String, Sendable, CaseIterable {
     /// Byte-faithful to MindIE Server, quirks included.

@@ -1,155 +1,39 @@
-/// A parsed JSON value that keeps object key order and the exact text of numbers.
-///
-/// The Coordinator parses bodies only to route and schedule; it never rewrites them. This small
-/// parser gives exact type checks (a bool is never a number), a nesting-depth limit
-/// (DECISIONS 14) and a deterministic compact dump used for affinity keys.
-public enum JSONValue: Sendable, Equatable {
-    case null
-    case bool(Bool)
-    /// The number's literal text as it appeared in the input (e.g. `"1.10"`, `"-3"`).
-    case number(String)
-    case string(String)
-    case array([JSONValue])
-    /// Members in input order. Duplicate keys are kept; lookups return the last one.
-    case object([(String, JSONValue)])
-
-    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
-        switch (lhs, rhs) {
-        case (.null, .null): return true
-        case let (.bool(a), .bool(b)): return a == b
-        case let (.number(a), .number(b)): return a == b
-        case let (.string(a), .string(b)): return a == b
-        case let (.array(a), .array(b)): return a == b
-        case let (.object(a), .object(b)):
-            return a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-        default: return false
-        }
-    }
-
-    /// The member named `key` of an object (the last one if repeated), else nil.
-    public subscript(key: String) -> JSONValue? {
-        guard case let .object(members) = self else { return nil }
-        return members.last(where: { $0.0 == key })?.1
-    }
-
-    /// The string payload, if this is a string.
-    public var stringValue: String? { if case let .string(s) = self { s } else { nil } }
-    /// The bool payload, if this is a bool.
-    public var boolValue: Bool? { if case let .bool(b) = self { b } else { nil } }
-    /// The elements, if this is an array.
-    public var arrayValue: [JSONValue]? { if case let .array(a) = self { a } else { nil } }
-    /// The members, if this is an object.
-    public var objectValue: [(String, JSONValue)]? { if case let .object(o) = self { o } else { nil } }
-    /// The number as a Double, if this is a number.
-    public var doubleValue: Double? { if case let .number(n) = self { Double(n) } else { nil } }
-
-    /// The number as an exact integer, if this is a number without fraction or exponent that fits Int64.
-    public var integerValue: Int64? {
-        guard case let .number(n) = self else { return nil }
-        if let i = Int64(n) { return i }
-        // Accept integral values written as 1.0 / 1e3 only if exact.
-        if let d = Double(n), d.rounded() == d, abs(d) < 9.0e15 { return Int64(d) }
-        return nil
-    }
-
-    /// The nesting depth: scalars are 0, a container is 1 + the deepest child.
-    public var depth: Int {
-        switch self {
-        case .array(let a): return 1 + (a.map(\.depth).max() ?? 0)
-        case .object(let o): return 1 + (o.map(\.1.depth).max() ?? 0)
-        default: return 0
-        }
-    }
-
-    /// Compact JSON text of this value, keys in input order, strings escaped minimally.
-    public func dumped() -> String {
-        var out = ""
-        dump(into: &out)
-        return out
-    }
-
-    /// Appends the compact JSON text of this value to `out`.
-    public func dump(into out: inout String) {
-        switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .number(let n): out += n
-        case .string(let s): JSONValue.appendQuoted(s, to: &out)
-        case .array(let a):
-            out += "["
-            for (i, v) in a.enumerated() {
-                if i > 0 { out += "," }
-                v.dump(into: &out)
-            }
-            out += "]"
-        case .object(let o):
-            out += "{"
-            for (i, (k, v)) in o.enumerated() {
-                if i > 0 { out += "," }
-                JSONValue.appendQuoted(k, to: &out)
-                out += ":"
-                v.dump(into: &out)
-            }
-            out += "}"
-        }
-    }
-
-    /// Appends `s` as a JSON string literal.
-    public static func appendQuoted(_ s: String, to out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
-    }
-
-    /// `s` as a JSON string literal.
-    public static func quoted(_ s: String) -> String {
-        var out = ""
-        appendQuoted(s, to: &out)
-        return out
-    }
-}
-
-/// Why a body is not acceptable JSON.
+/// Why a text is not acceptable JSON.
 public enum JSONParseError: Error, Sendable, Equatable {
     /// Not JSON; `offset` is the byte where parsing failed.
     case syntax(offset: Int)
     /// Containers nested deeper than `limit`.
     case tooDeep(limit: Int)
+
+    /// The byte where parsing stopped.
+    public var offset: Int? { if case .syntax(let o) = self { o } else { nil } }
+
+    /// A short human-readable reason.
+    public var reason: String {
+        switch self {
+        case .syntax(let o): "syntax error at byte \(o)"
+        case .tooDeep(let l): "nesting deeper than \(l)"
+        }
+    }
 }
 
-extension JSONValue {
+extension JSON {
     /// Parses one JSON text (RFC 8259; surrounding whitespace allowed, nothing else after it).
+    /// Duplicate object keys follow the rule on `JSON`: the last value wins, at the first key's position.
     /// - Parameters:
     ///   - bytes: UTF-8 JSON text.
     ///   - maxDepth: the deepest container nesting accepted; the top-level container is depth 1.
     /// - Throws: `JSONParseError.syntax` for malformed input, `.tooDeep` past `maxDepth`.
-    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = 512) throws(JSONParseError) -> JSONValue {
-        let result: Result<JSONValue, JSONParseError>
+    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = 512) throws(JSONParseError) -> JSON {
+        let result: Result<JSON, JSONParseError>
         if let r = bytes.withContiguousStorageIfAvailable({ buf in
-            var p = JSONParser(buf: buf, maxDepth: maxDepth)
+            var p = Parser(buf: buf, maxDepth: maxDepth)
             return Result { () throws(JSONParseError) in try p.parseDocument() }
         }) {
             result = r
         } else {
             result = Array(bytes).withUnsafeBufferPointer { buf in
-                var p = JSONParser(buf: buf, maxDepth: maxDepth)
+                var p = Parser(buf: buf, maxDepth: maxDepth)
                 return Result { () throws(JSONParseError) in try p.parseDocument() }
             }
         }
@@ -157,12 +41,12 @@ extension JSONValue {
     }
 
     /// Parses a JSON text given as a String.
-    public static func parse(_ text: String, maxDepth: Int = 512) throws(JSONParseError) -> JSONValue {
+    public static func parse(_ text: String, maxDepth: Int = 512) throws(JSONParseError) -> JSON {
         try parse(Array(text.utf8), maxDepth: maxDepth)
     }
 }
 
-private struct JSONParser {
+private struct Parser {
     let buf: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
     var i = 0
@@ -173,7 +57,7 @@ private struct JSONParser {
         self.maxDepth = maxDepth
     }
 
-    mutating func parseDocument() throws(JSONParseError) -> JSONValue {
+    mutating func parseDocument() throws(JSONParseError) -> JSON {
         skipWS()
         let v = try parseValue()
         skipWS()
@@ -193,7 +77,7 @@ private struct JSONParser {
         i += n
     }
 
-    mutating func parseValue() throws(JSONParseError) -> JSONValue {
+    mutating func parseValue() throws(JSONParseError) -> JSON {
         guard i < buf.count else { throw .syntax(offset: i) }
         switch buf[i] {
         case UInt8(ascii: "{"): return try parseObject()
@@ -211,10 +95,10 @@ private struct JSONParser {
         if depth > maxDepth { throw .tooDeep(limit: maxDepth) }
     }
 
-    mutating func parseObject() throws(JSONParseError) -> JSONValue {
+    mutating func parseObject() throws(JSONParseError) -> JSON {
         try enter()
         i += 1
-        var members: [(String, JSONValue)] = []
+        var members = JSON.Object()
         skipWS()
         if i < buf.count, buf[i] == UInt8(ascii: "}") { i += 1; depth -= 1; return .object(members) }
         while true {
@@ -225,8 +109,7 @@ private struct JSONParser {
             guard i < buf.count, buf[i] == UInt8(ascii: ":") else { throw .syntax(offset: i) }
             i += 1
             skipWS()
-            let value = try parseValue()
-            members.append((key, value))
+            members[key] = try parseValue()
             skipWS()
             guard i < buf.count else { throw .syntax(offset: i) }
             if buf[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -237,10 +120,10 @@ private struct JSONParser {
         return .object(members)
     }
 
-    mutating func parseArray() throws(JSONParseError) -> JSONValue {
+    mutating func parseArray() throws(JSONParseError) -> JSON {
         try enter()
         i += 1
-        var items: [JSONValue] = []
+        var items: [JSON] = []
         skipWS()
         if i < buf.count, buf[i] == UInt8(ascii: "]") { i += 1; depth -= 1; return .array(items) }
         while true {
@@ -256,24 +139,30 @@ private struct JSONParser {
         return .array(items)
     }
 
-    mutating func parseNumber() throws(JSONParseError) -> JSONValue {
+    mutating func parseNumber() throws(JSONParseError) -> JSON {
         let start = i
+        var integral = true
         func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
         if i < buf.count, buf[i] == UInt8(ascii: "-") { i += 1 }
         guard i < buf.count, isDigit(buf[i]) else { throw .syntax(offset: i) }
         if buf[i] == 0x30 { i += 1 } else { while i < buf.count, isDigit(buf[i]) { i += 1 } }
         if i < buf.count, buf[i] == UInt8(ascii: ".") {
+            integral = false
             i += 1
             guard i < buf.count, isDigit(buf[i]) else { throw .syntax(offset: i) }
             while i < buf.count, isDigit(buf[i]) { i += 1 }
         }
         if i < buf.count, buf[i] == UInt8(ascii: "e") || buf[i] == UInt8(ascii: "E") {
+            integral = false
             i += 1
             if i < buf.count, buf[i] == UInt8(ascii: "+") || buf[i] == UInt8(ascii: "-") { i += 1 }
             guard i < buf.count, isDigit(buf[i]) else { throw .syntax(offset: i) }
             while i < buf.count, isDigit(buf[i]) { i += 1 }
         }
-        return .number(String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self))
+        let text = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<i]), as: UTF8.self)
+        if integral, let v = Int64(text) { return .int(v) }
+        guard let d = Double(text) else { throw .syntax(offset: start) }
+        return .double(d)
     }
 
     mutating func hex4() throws(JSONParseError) -> UInt32 {
