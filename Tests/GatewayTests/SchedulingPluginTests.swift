@@ -35,6 +35,8 @@ struct SchedulingPluginTests {
         c.algorithm = .loadBalance
         var digs = Scheduler(config: c)
         #expect(digs.policy == nil)
+        // DIGS's demand and D score come from the prompt's size: without it every request weighs 0 and lands on one D
+        #expect(SchedulingHost(config: c).needs == .prompt)
         #expect(digs.select(RequestFeatures(dialect: .openAI), snapshot: InstanceSnapshot([info(1, .prefill)]), load: LoadCounters()) == nil)
     }
 

@@ -97,6 +97,9 @@ public struct DIGSScheduler: Sendable {
     // MARK: Inputs
 
     /// Queues a new request; `excluding` names instances it must not be placed on (a retry elsewhere).
+    /// What the parser must extract: the prompt's size sets each request's demand and the D score.
+    public static let needs = RequestNeeds.prompt
+
     public mutating func enqueue(_ id: RequestID, features: RequestFeatures, excluding: Set<InstanceID> = []) {
         let w1 = configuration.loadCostCoefficient.count > 1 ? configuration.loadCostCoefficient[1] : 0.22
         let inputLen = features.prompt.size.inputLength(w1: w1)

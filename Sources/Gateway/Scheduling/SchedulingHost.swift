@@ -14,7 +14,8 @@ public final class SchedulingHost: Sendable {
     public init(config: CoordinatorConfig.Scheduler, registry: PolicyRegistry = .builtIn) {
         let type = registry.policy(for: config)
         name = config.algorithm.rawValue
-        needs = type?.needs ?? []
+        // DIGS is no plug-in, but its demand and decode score come from the prompt's size (§5.1)
+        needs = type?.needs ?? (config.algorithm == .loadBalance ? DIGSScheduler.needs : [])
         let scheduler = Scheduler(config: config, registry: registry)
         if type?.scope == .loop {
             shared = nil

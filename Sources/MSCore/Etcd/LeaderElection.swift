@@ -161,7 +161,7 @@ public final class LeaderElection: Sendable {
                 logger.warning("leadership lost: stopped acting", metadata: ["term": "\(term)", "why": "\(why)"])
                 await handlers.demoted(why)
                 // the lease may still live (etcd cut off): give it back so the lock frees now, not at its TTL
-                do { try await client.revoke(granted.id) } catch { unrevoked = granted.id }
+                do { try await giveBack(granted.id) } catch { unrevoked = granted.id }
                 lease = nil
             } catch is CancellationError {
                 break
@@ -178,7 +178,14 @@ public final class LeaderElection: Sendable {
             fence.revoke()
             await handlers.demoted("stopping")
         }
-        if let lease { try? await client.revoke(lease.id) }
+        if let id = lease?.id ?? unrevoked { try? await giveBack(id) }
+    }
+
+    /// Revokes a lease even when the campaign is being cancelled: stopping is exactly when the lock must be freed
+    /// (so the standby takes over at once, not after the TTL), and the client's calls honour task cancellation.
+    private func giveBack(_ id: Int64) async throws {
+        let client = self.client
+        try await Task.detached { try await client.revoke(id) }.value
     }
 
     /// Keeps the lease until it is lost. - Returns: why it was lost.
