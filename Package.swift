@@ -5,6 +5,8 @@ import PackageDescription
 // binary that imports MSCore gets jemalloc as its process-wide heap.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
 let package = Package(

@@ -1,4 +1,4 @@
-import ArgumentParser
+public import ArgumentParser
 import Foundation
 
 /// The exit statuses of every mindie-ms binary (docs/decisions.md, "One exit-status convention"):

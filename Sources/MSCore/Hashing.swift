@@ -1,4 +1,4 @@
-import CH2O
+internal import CH2O
 
 /// 64-bit xxHash (XXH3) of a byte range, seeded.
 ///

@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// # Simulator
 ///

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Control
 import Foundation
+import Logging
 import MSCommandLine
 import MSCore
 import Synchronization

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import Logging
 import MSCommandLine
 import MSCore
 

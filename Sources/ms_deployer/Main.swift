@@ -4,6 +4,7 @@ import Control
 import Gateway
 import MSCommandLine
 import MSCore
+import Logging
 
 @main
 struct Main: ParsableCommand {

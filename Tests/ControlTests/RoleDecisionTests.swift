@@ -1,4 +1,5 @@
 import Foundation
+import MSCore
 import Testing
 
 @testable import Control

@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 @testable import Control
 import MSCore
+import Synchronization
 
 @Suite struct KubeClientTests {
     func cm(_ name: String, ns: String = "mindie") -> KubeObject {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Control
+import MSCore
 
 /// Golden manifests: `Tests/DeployerTests/Golden/*`. Regenerate with `UPDATE_GOLDEN=1 swift test --filter DeployerTests`
 /// and review the diff.

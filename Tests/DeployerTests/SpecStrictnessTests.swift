@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Control
+import MSCore
 
 /// Issue 14 item 5: what the spec parser and msctl used to let through silently.
 @Suite struct SpecStrictnessTests {

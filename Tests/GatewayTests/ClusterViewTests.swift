@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 @testable import Gateway
 @testable import MSCore
+import Simulator
 
 /// The Coordinator's view of the cluster across refreshes: load accounting, refresh validation.
 @Suite("Coordinator cluster view", .serialized)

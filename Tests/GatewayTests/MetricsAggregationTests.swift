@@ -1,5 +1,6 @@
 import Testing
 @testable import Gateway
+import Foundation
 
 @Suite("Prometheus aggregation (docs/wire/coordinator.md §7)")
 struct MetricsAggregationTests {

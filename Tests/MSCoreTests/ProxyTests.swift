@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
-import CH2O
+internal import CH2O
 @testable import MSCore
 
 /// A gateway that proxies every request to `pick()` and records each outcome.

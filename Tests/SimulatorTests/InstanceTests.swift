@@ -1,6 +1,7 @@
 import Testing
 @testable import Simulator
 import MSCore
+import Foundation
 
 @Suite struct StandardModeTests {
     @Test func case1ChatNonStream() throws {

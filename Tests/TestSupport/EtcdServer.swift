@@ -1,5 +1,5 @@
-import Foundation
-import MSCore
+public import Foundation
+public import MSCore
 
 /// A real etcd (Debian `etcd-server`) on loopback with free ports and a temporary data directory, for tests.
 /// `stop()` kills it and `start()` brings it back on the same ports and data (an outage).

@@ -1,6 +1,6 @@
-import Foundation
+public import Foundation
 import Synchronization
-import MSCore
+public import MSCore
 
 /// Starts a server on 127.0.0.1 (port 0) with `threads` loops; stop it with `shutdown()`.
 public func startServer(threads: Int = 2, tls: TLSConfiguration? = nil, maxBody: Int = 1 << 20, maxConnections: Int = 0,

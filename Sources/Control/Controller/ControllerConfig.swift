@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// The Controller's configuration: every key of `ms_controller.json` (reference names, defaults and ranges,
 /// docs/wire/controller.md §11), after the environment overrides have been applied.

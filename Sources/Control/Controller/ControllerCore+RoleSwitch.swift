@@ -1,5 +1,5 @@
-import Foundation
-import MSCore
+public import Foundation
+public import MSCore
 
 /// A role switch in progress (§6.5 "Switch X from P to D"; D→P is the same without the query_tasks step).
 public struct RoleSwitch: Sendable, Equatable {

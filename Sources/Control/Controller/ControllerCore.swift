@@ -1,5 +1,5 @@
-import Foundation
-import MSCore
+public import Foundation
+public import MSCore
 
 /// The Controller's pure core: `transition(state, event, now) -> (state, [effect])` (docs/architecture.md, Controller).
 ///

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import MSCore
 
 /// The body of `POST /v1/role/{prefill|decode|flex}` (§3.1, v1 format).

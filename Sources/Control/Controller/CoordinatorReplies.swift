@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import MSCore
 
 /// The Controller's management calls to the Coordinator (§3.2) that have pure parts.

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A model file of `conf/model_config/` (`digs_model_config_path`): the LLM's shape for the analytic role
 /// model (docs/controller-role-model.md §1). Values may be JSON numbers or numeric strings.

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import MSCore
 
 /// `scaling_rule_file_path` (default `./conf/elastic_scaling.json`), read only by the fault manager's

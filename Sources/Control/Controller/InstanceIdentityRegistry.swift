@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Instance identities: sequential ids from 0, keyed by `server_ip` + `mgmt_port` (§4), persisted as JSON.
 ///

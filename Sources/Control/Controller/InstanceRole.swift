@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// The P/D role of an instance, with the reference's ASCII codes (85 U, 80 P, 68 D, 70 F).
 public enum InstanceRole: String, Sendable, Codable, CaseIterable, Hashable {

@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// What one discovery pass found: the instances in table order and the coordinator IPs (a rank table's group 2
 /// and group 0).

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import MSCore
 
 /// The process state (§10.1): written every sync period (temp file + rename, by the effect runner) and read

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import MSCore
 
 /// A global rank table (docs/wire/controller.md §8), parsed and validated.

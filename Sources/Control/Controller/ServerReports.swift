@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import MSCore
 
 /// `service.roleStatus` of a MindIE Server.

@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import MSCore
+public import MSCore
 
 /// Validation of the alarm bodies the Controller receives (§2).
 public enum AlarmRequests {

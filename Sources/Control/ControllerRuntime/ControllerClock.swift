@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The time source of the Controller runtime (injected so tests can drive it).
 public protocol ControllerClock: Sendable {

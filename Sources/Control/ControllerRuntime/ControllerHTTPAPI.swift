@@ -1,6 +1,6 @@
 import Foundation
-import Logging
-import MSCore
+public import Logging
+public import MSCore
 
 /// The Controller's inbound REST API (§2 with DECISIONS 1, 21, 22).
 ///

@@ -1,6 +1,6 @@
 import Foundation
 import Metrics
-import MSCore
+public import MSCore
 
 /// The Controller's `/metrics` (on its REST port): counters through swift-metrics, and gauges written from the
 /// status board at scrape time (a gauge pushed on every change would keep series of removed states and could

@@ -1,6 +1,6 @@
-import Foundation
-import Logging
-import MSCore
+public import Foundation
+public import Logging
+public import MSCore
 import Synchronization
 
 /// What the HTTP handlers may read without going through the actor: updated after every transition.

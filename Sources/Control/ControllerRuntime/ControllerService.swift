@@ -1,6 +1,6 @@
 import Foundation
-import Logging
-import MSCore
+public import Logging
+public import MSCore
 
 /// Why the Controller could not start.
 public struct ControllerStartError: Error, Sendable, CustomStringConvertible {

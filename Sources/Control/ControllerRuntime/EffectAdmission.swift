@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Which of the core's effects start now, which wait for one in flight, and which are dropped — a value with no
 /// I/O, so the rules are table-tested without sockets; `ControllerRuntime` executes what it returns.

@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// What an effect needs to know about the cluster when it runs.
 public struct EffectContext: Sendable, Equatable {

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import MSCore
+public import MSCore
 import Synchronization
 
 /// Controller active/standby through etcd (controller.md §9, `controller_backup_cfg`).

@@ -1,6 +1,6 @@
-import Foundation
+public import Foundation
 import Logging
-import MSCore
+public import MSCore
 
 /// Where an HA leader keeps the §10.1 process state so that a standby can take over from it.
 public protocol ControllerStateStore: Sendable {

@@ -1,6 +1,6 @@
 import Foundation
-import Logging
-import MSCore
+public import Logging
+public import MSCore
 
 /// Routing of the REST API (docs/wire/deployer.md §2 with DECISIONS 1 and 25): `/v1/servers` create/update/get/delete.
 public enum DeployerAPI {

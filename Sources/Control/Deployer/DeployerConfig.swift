@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// `conf/ms_deployer.json`: the reference's `ms_server.json` keys (docs/wire/deployer.md §2) plus a few optional ones.
 ///

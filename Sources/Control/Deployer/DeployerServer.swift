@@ -1,6 +1,6 @@
 import Foundation
-import Logging
-import MSCore
+public import Logging
+public import MSCore
 
 /// ms_deployer assembled: config → Kubernetes client → restored service → HTTPS listener → reconcile loop.
 public final class DeployerServer: @unchecked Sendable {

@@ -1,6 +1,6 @@
-import Foundation
-import Logging
-import MSCore
+public import Foundation
+public import Logging
+public import MSCore
 
 /// A reply of the Deployer's REST API: status code and the `{"data"?,"message","status"}` envelope.
 public struct DeployerReply: Sendable, Equatable {

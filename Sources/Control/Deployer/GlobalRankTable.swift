@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// The PD cluster's global rank table, built from the pods Kubernetes reports (docs/wire/deployer.md §5,
 /// `gen_global_ranktable.py`): group 0 = Coordinator pod IPs, group 1 = Controller, group 2 = P and D servers.

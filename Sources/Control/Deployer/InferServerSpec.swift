@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// The kinds of inference service the Deployer knows.
 public enum ServerType: String, Sendable, Equatable, Codable {

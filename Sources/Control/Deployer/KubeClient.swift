@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// A Kubernetes API failure, typed by what the caller can do about it.
 public enum KubeError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// One Kubernetes object as the Deployer creates it: its REST coordinates and its JSON body.
 public struct KubeObject: Sendable, Equatable {

@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// The Controller's part of a PD cluster's manifests: how it finds its instances (issue 19, README "Instance
 /// discovery"). Kept apart from the rest of the manifest building so the two evolve separately.

@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// Asks a MindIE Server pod's management port what the reference's query asks (`/v2/health/ready`,
 /// `/v2/health/live`, `/info`), over TLS when `client_mindie_server_tls_enable` is on.

@@ -1,5 +1,5 @@
-import Foundation
-import MSCore
+public import Foundation
+public import MSCore
 
 /// msctl's work without argument parsing (docs/wire/deployer.md §1, DECISIONS 24): load `~/.mindie_ms/msctl.json`, send
 /// one request to ms_deployer, print its JSON reply. Exit codes: 0 success, 1 the deployer refused or could not

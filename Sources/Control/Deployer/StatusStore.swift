@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 
 /// The persisted list of managed servers (`ms_status_file`, docs/wire/deployer.md §4 "Status file", DECISIONS 26):
 /// `{"server_list":[{"namespace","replicas","server_name","server_type","use_service","spec"}]}`, 0640, 4-space

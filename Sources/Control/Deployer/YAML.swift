@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// Renders JSON trees as YAML for `kubectl apply -f -` (block style, keys sorted, strings quoted when needed).
 public enum YAML {

@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// The Coordinator's configuration: every key of `ms_coordinator.json` (docs/wire/coordinator.md §8), validated.
 ///

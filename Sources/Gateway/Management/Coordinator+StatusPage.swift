@@ -1,5 +1,6 @@
 import Foundation
 import MSCore
+import Synchronization
 
 // The live status page: `GET /v1/cluster` (JSON, README "Status page") and `GET /` for a browser, on the status and
 // external ports. The data port's `/` belongs to TGI and is never served here.

@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 import Synchronization
 
 /// What an instance is known by across refreshes: its id and where it listens. The same key means the same

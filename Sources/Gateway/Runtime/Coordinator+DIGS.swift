@@ -1,5 +1,7 @@
 import Foundation
+import Metrics
 import MSCore
+import Synchronization
 
 /// DIGS (`load_balance`, PD only, docs/wire/coordinator.md §5.1): one process-wide queue and booking table,
 /// passes on the link loop at least every 100 ms and whenever a booking is released; placements go to the

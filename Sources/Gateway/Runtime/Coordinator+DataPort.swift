@@ -1,5 +1,6 @@
 import Foundation
 import MSCore
+import Synchronization
 
 /// The data port's endpoints that are not inference: model list, health, TGI info and metrics (``LocalEndpoint``),
 /// and the PD-mode dispatch of pass-through routes.

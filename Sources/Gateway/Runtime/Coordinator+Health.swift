@@ -1,5 +1,8 @@
 import Foundation
+import Logging
+import Metrics
 import MSCore
+import Synchronization
 
 /// Passive health (`instance_health_config`): consecutive failed attempts open an instance's circuit; a
 /// half-open probe closes it.

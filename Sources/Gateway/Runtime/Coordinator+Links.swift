@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import MSCore
+import Synchronization
 
 /// The `/dresult` links, one per D (docs/wire/coordinator.md §4.2 step 4, §4.3), and the faulty ids of a D whose
 /// link could not be restored. Link loop only.

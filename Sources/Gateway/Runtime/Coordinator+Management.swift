@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import MSCore
+import Synchronization
 
 extension Coordinator {
     private func json(_ res: HTTPResponder, _ status: Int, _ body: String) {

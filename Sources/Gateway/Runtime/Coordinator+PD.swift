@@ -1,5 +1,7 @@
 import Foundation
+import Metrics
 import MSCore
+import Synchronization
 
 /// The PD state of one request (docs/wire/coordinator.md §4.2): its ``PDLifecycle`` and what executing it needs
 /// (P's call, the armed timers, a clock reading). Loop-bound like its ``TrackedRequest``.

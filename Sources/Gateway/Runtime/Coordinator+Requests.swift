@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import Metrics
 import MSCore
+import Synchronization
 
 /// The data path of an inference request (loop thread; never blocks): admission, the bookkeeping end every
 /// request goes through, the access log line, stopInfer and the tokenizer.

@@ -1,5 +1,7 @@
 import Foundation
+import Metrics
 import MSCore
+import Synchronization
 
 /// A relayed request's ``SingleLifecycle`` and what executing it needs. Loop-bound like its ``TrackedRequest``.
 struct SingleState {

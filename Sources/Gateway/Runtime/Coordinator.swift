@@ -1,6 +1,6 @@
 import Foundation
-import Logging
-import MSCore
+public import Logging
+public import MSCore
 import Synchronization
 
 /// Listener tags of the Coordinator's ports (docs/wire/coordinator.md §1).

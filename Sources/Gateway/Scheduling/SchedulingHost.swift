@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 import Synchronization
 
 /// Owns the configured policy's state for the whole Coordinator, as the policy's ``PolicyStateScope`` asks:

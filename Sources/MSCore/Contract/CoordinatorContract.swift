@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 // The Controller ↔ Coordinator management contract (docs/wire/coordinator.md §3): the bodies one side writes and
 // the other reads. Both binaries build and read them through these types, so a key renamed on one side is a

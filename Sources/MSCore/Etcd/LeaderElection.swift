@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 import Synchronization
 
 /// The right to act of an elected leader, checked before every action that changes instances.

@@ -1,4 +1,4 @@
-import CH2O
+internal import CH2O
 
 /// One h2o event loop and its thread. Work for a loop runs on that loop's thread; `execute` is the one way in
 /// from elsewhere.

@@ -1,4 +1,4 @@
-import CH2O
+internal import CH2O
 import Synchronization
 
 public enum HTTPClientError: Error, Equatable, CustomStringConvertible, Sendable {

@@ -1,6 +1,6 @@
-import CH2O
+internal import CH2O
 import Dispatch
-import Logging
+public import Logging
 #if canImport(Glibc)
 import Glibc
 #endif

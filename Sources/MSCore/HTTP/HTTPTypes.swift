@@ -1,4 +1,4 @@
-import CH2O
+internal import CH2O
 
 /// Header fields in arrival order with case-insensitive lookup.
 public struct HTTPHeaders: Sendable, Sequence {

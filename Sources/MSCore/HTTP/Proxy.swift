@@ -1,4 +1,4 @@
-import CH2O
+internal import CH2O
 
 public enum ProxyResult: Sendable, Equatable {
     case ok

@@ -1,7 +1,7 @@
-import CH2O
-import Logging
-import Metrics
-import Prometheus
+internal import CH2O
+public import Logging
+public import Metrics
+public import Prometheus
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// The PD role and links of one dmi instance (docs/wire/simulator.md §4, `/v1/role/*`, `/v1/status`). Pure; time injected (ms).
 public struct RoleState: Sendable, Equatable {

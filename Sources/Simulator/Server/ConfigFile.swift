@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// A configuration error naming the key, the value and what was expected.
 public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {

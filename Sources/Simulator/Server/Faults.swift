@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// An injected fault (docs/wire/simulator.md §7).
 public struct Fault: Sendable, Equatable {

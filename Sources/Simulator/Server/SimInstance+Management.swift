@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 extension SimInstance {
     /// `SERVICE_INIT`, `SERVICE_NORMAL`, `SERVICE_BUSY`, `SERVICE_ABNORMAL` (without the prefix).

@@ -1,5 +1,5 @@
 import Foundation
-import MSCore
+public import MSCore
 import Synchronization
 
 extension HTTPResponder: ResponseSink {}

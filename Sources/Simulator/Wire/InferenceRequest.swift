@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// The request dialects of the data port (docs/wire/simulator.md §2.2).
 public enum Dialect: String, Sendable, Equatable, CaseIterable {

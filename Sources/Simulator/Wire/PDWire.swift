@@ -1,4 +1,4 @@
-import MSCore
+public import MSCore
 
 /// Byte formats of the PD protocol, server side (docs/wire/simulator.md §3).
 public enum PDWire {
