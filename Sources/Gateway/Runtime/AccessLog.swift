@@ -43,29 +43,54 @@ struct AccessRecord: Sendable {
 /// Loop threads only ``submit(_:)`` a record into a bounded queue under a short lock (an append); a dedicated
 /// writer thread formats and writes whole batches with one `write(2)`. When the queue is full the record is dropped
 /// and `mindie_coordinator_access_log_dropped_total` counts it: the data path never waits for the disk.
-/// The file is opened with `O_APPEND`; after each batch the writer compares the path's inode with its descriptor's
-/// and reopens when the file was renamed or removed, so rotation by rename needs no signal (copytruncate works too).
+///
+/// A wake-up, a `write(2)` and a rotation check per line cost more than formatting the line (issue 16), so the writer
+/// gathers: woken by the first record of a batch, it waits until `batchLines` are queued or `linger` has passed,
+/// whichever comes first, then writes them all at once. Every line therefore reaches the file within about `linger`
+/// (plus the write itself), and ``close()`` cuts the wait short and writes everything still queued.
+/// The file is opened with `O_APPEND`; at most once a second, before a write, the writer compares the path's inode
+/// with its descriptor's and reopens when the file was renamed or removed, so rotation by rename needs no signal
+/// (lines written within that second after a rename still land in the renamed file, as logrotate expects of a
+/// daemon it does not signal; copytruncate works too).
 final class AccessLog: Sendable {
     struct Queue {
         var records: [AccessRecord] = []
         var stopping = false
     }
 
+    /// How often, at most, the writer looks for a rename or removal of the file.
+    static let rotationCheckNanos: UInt64 = 1_000_000_000
+
     let path: String
     let capacity: Int
+    /// The queue length at which the writer stops lingering (below `capacity`, so a burst is not dropped meanwhile).
+    let batchLines: Int
+    let lingerNanos: UInt64
     private let queue = Mutex<Queue>(Queue())
+    /// Signalled by the first record of a batch (the queue was empty) and by close().
     private let wake = DispatchSemaphore(value: 0)
+    /// Signalled when the queue reaches `batchLines` and by close(): ends the writer's linger early.
+    private let full = DispatchSemaphore(value: 0)
     private let stopped = DispatchSemaphore(value: 0)
     private let dropped: Counter
     /// Records written, for tests and the shutdown flush.
     let written = Atomic<Int>(0)
+    /// write(2) batches, for tests and the bench: how many lines each write carries is written / batches.
+    let batches = Atomic<Int>(0)
     private let fd = Atomic<Int32>(-1)
 
     /// Opens (creates, mode 0640) `path` for appending and starts the writer thread.
     /// - Throws: a message naming the path when it cannot be opened.
-    init(path: String, capacity: Int, dropped: Counter) throws(CoordinatorStartError) {
+    /// - Parameters:
+    ///   - batchLines: queue length that ends the linger at once (capped at half the capacity).
+    ///   - linger: the longest a line waits in the queue for others before it is written.
+    init(path: String, capacity: Int, dropped: Counter, batchLines: Int = 512,
+         linger: Duration = .milliseconds(2)) throws(CoordinatorStartError) {
         self.path = path
         self.capacity = capacity
+        self.batchLines = max(1, min(batchLines, capacity / 2))
+        let (s, atto) = linger.components
+        self.lingerNanos = UInt64(max(0, s)) * 1_000_000_000 + UInt64(max(0, atto) / 1_000_000_000)
         self.dropped = dropped
         let f = Self.open(path)
         guard f >= 0 else {
@@ -96,17 +121,18 @@ final class AccessLog: Sendable {
     /// Hands a record to the writer; never blocks beyond one append. false when the queue was full (dropped).
     @discardableResult
     func submit(_ r: AccessRecord) -> Bool {
-        let (accepted, wasEmpty) = queue.withLock { q -> (Bool, Bool) in
-            guard !q.stopping, q.records.count < capacity else { return (false, false) }
+        let (accepted, count) = queue.withLock { q -> (Bool, Int) in
+            guard !q.stopping, q.records.count < capacity else { return (false, 0) }
             q.records.append(r)
-            return (true, q.records.count == 1)
+            return (true, q.records.count)
         }
         guard accepted else {
             dropped.increment()
             return false
         }
-        // one wake-up per batch: the writer drains everything queued once it runs
-        if wasEmpty { wake.signal() }
+        // at most two signals per batch, each a syscall only when the writer is actually waiting on it
+        if count == 1 { wake.signal() }
+        if count == batchLines { full.signal() }
         return true
     }
 
@@ -118,33 +144,43 @@ final class AccessLog: Sendable {
         }
         guard !already else { return }
         wake.signal()
+        full.signal()
         stopped.wait()
     }
+
+    private static func monotonicNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     private func run() {
         var batch: [AccessRecord] = []
         var out: [UInt8] = []
+        var checked = Self.monotonicNanos()
         while true {
             wake.wait()
-            while true {
-                let stopping = queue.withLock { q in
-                    swap(&batch, &q.records)
-                    return q.stopping
-                }
-                if batch.isEmpty {
-                    if stopping {
-                        Glibc.close(fd.exchange(-1, ordering: .relaxed))
-                        stopped.signal()
-                        return
-                    }
-                    break
+            // Gather. A signal of `full` left over from a batch taken just after its linger timed out only makes the
+            // next batch an early one, never a late one.
+            _ = full.wait(timeout: DispatchTime(uptimeNanoseconds: Self.monotonicNanos() + lingerNanos))
+            let stopping = queue.withLock { q in
+                swap(&batch, &q.records)
+                return q.stopping
+            }
+            if !batch.isEmpty {
+                let now = Self.monotonicNanos()
+                if now &- checked >= Self.rotationCheckNanos {
+                    reopenIfMoved()
+                    checked = now
                 }
                 out.removeAll(keepingCapacity: true)
                 for r in batch { Self.format(r, into: &out) }
                 writeAll(out)
                 written.add(batch.count, ordering: .relaxed)
+                batches.add(1, ordering: .relaxed)
                 batch.removeAll(keepingCapacity: true)
-                reopenIfMoved()
+            }
+            // once stopping is seen under the lock nothing more is queued: what was taken above is the last
+            if stopping {
+                Glibc.close(fd.exchange(-1, ordering: .relaxed))
+                stopped.signal()
+                return
             }
         }
     }
