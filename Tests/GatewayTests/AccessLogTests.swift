@@ -256,4 +256,23 @@ struct AccessLogTests {
         #expect(j["tokens_out"] is NSNull)
         #expect(AccessLog.traceID("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01") == "4bf92f3577b34da6a3ce929d0e0e4736")
     }
+
+    @Test("numbers and the time are written exactly: zero padding, three decimals, null for what is unknown")
+    func exactLine() {
+        var out: [UInt8] = []
+        // 2026-01-02T03:04:05.006Z
+        let wall: Int64 = 1_767_323_045 * 1_000_000_000 + 6_400_000
+        AccessLog.format(AccessRecord(requestID: 18_446_744_073_709_551_615, method: "GET", route: "/v1/models", dialect: .openAI,
+                                      stream: true, model: "m", status: 503, arrivalNanos: 1_000, firstByteNanos: 6_000,
+                                      endNanos: 1_234_568_000, wallNanos: wall, tokensOut: 0, bytesOut: 10, retries: 2,
+                                      clientDisconnect: true, traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                      error: "tab\there"), into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == """
+            {"time":"2026-01-02T03:04:05.006Z","request_id":"18446744073709551615","method":"GET","route":"/v1/models",\
+            "dialect":"openai","stream":true,"model":"m","instance":null,"prefill":null,"decode":null,"status":503,\
+            "ttft_ms":0.005,"duration_ms":1234.567,"tokens_out":0,"bytes_out":10,"retries":2,"client_disconnect":true,\
+            "trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","error":"tab\\there"}
+
+            """)
+    }
 }

@@ -211,31 +211,39 @@ final class AccessLog: Sendable {
 
     // MARK: - formatting (writer thread)
 
-    /// Appends `r` as one JSON line.
+    /// Appends `r` as one JSON line. Byte appends of literals and digits only: after batching, formatting is most
+    /// of what the writer does per line, and temporary arrays and interpolated strings were most of formatting.
     static func format(_ r: AccessRecord, into out: inout [UInt8]) {
-        out += Array("{\"time\":\"".utf8)
+        out.append(contentsOf: "{\"time\":\"".utf8)
         appendTime(r.wallNanos, into: &out)
-        out += Array("\",\"request_id\":".utf8)
-        if let id = r.requestID { string(String(id), into: &out) } else { out += Array("null".utf8) }
+        out.append(contentsOf: "\",\"request_id\":".utf8)
+        if let id = r.requestID {
+            out.append(UInt8(ascii: "\""))
+            decimal(id, into: &out)
+            out.append(UInt8(ascii: "\""))
+        } else {
+            null(into: &out)
+        }
         field("method", into: &out); string(r.method, into: &out)
         field("route", into: &out); string(r.route, into: &out)
         field("dialect", into: &out); optionalString(r.dialect?.rawValue, into: &out)
-        field("stream", into: &out); out += Array((r.stream ? "true" : "false").utf8)
+        field("stream", into: &out); bool(r.stream, into: &out)
         field("model", into: &out); optionalString(r.model, into: &out)
         field("instance", into: &out); instance(r.instance, into: &out)
         field("prefill", into: &out); instance(r.prefill, into: &out)
         field("decode", into: &out); instance(r.decode, into: &out)
-        field("status", into: &out); out += Array(String(r.status).utf8)
+        field("status", into: &out); integer(r.status, into: &out)
         field("ttft_ms", into: &out)
-        if r.firstByteNanos >= r.arrivalNanos, r.firstByteNanos > 0 { millis(r.firstByteNanos - r.arrivalNanos, into: &out) } else { out += Array("null".utf8) }
+        if r.firstByteNanos >= r.arrivalNanos, r.firstByteNanos > 0 { millis(r.firstByteNanos - r.arrivalNanos, into: &out) } else { null(into: &out) }
         field("duration_ms", into: &out); millis(r.endNanos >= r.arrivalNanos ? r.endNanos - r.arrivalNanos : 0, into: &out)
-        field("tokens_out", into: &out); out += Array((r.tokensOut.map(String.init) ?? "null").utf8)
-        field("bytes_out", into: &out); out += Array(String(r.bytesOut).utf8)
-        field("retries", into: &out); out += Array(String(r.retries).utf8)
-        field("client_disconnect", into: &out); out += Array((r.clientDisconnect ? "true" : "false").utf8)
+        field("tokens_out", into: &out)
+        if let t = r.tokensOut { integer(t, into: &out) } else { null(into: &out) }
+        field("bytes_out", into: &out); decimal(r.bytesOut, into: &out)
+        field("retries", into: &out); integer(r.retries, into: &out)
+        field("client_disconnect", into: &out); bool(r.clientDisconnect, into: &out)
         field("trace_id", into: &out); optionalString(traceID(r.traceparent), into: &out)
         field("error", into: &out); optionalString(r.error, into: &out)
-        out += Array("}\n".utf8)
+        out.append(contentsOf: "}\n".utf8)
     }
 
     /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); nil when it is not one.
@@ -250,43 +258,85 @@ final class AccessLog: Sendable {
         (0x30...0x39).contains(c) || (0x61...0x66).contains(c) || (0x41...0x46).contains(c)
     }
 
-    private static func field(_ name: String, into out: inout [UInt8]) {
-        out += Array(",\"\(name)\":".utf8)
+    private static func field(_ name: StaticString, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: ","))
+        out.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { out.append(contentsOf: $0) }
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+    }
+
+    private static func null(into out: inout [UInt8]) {
+        out.append(contentsOf: "null".utf8)
+    }
+
+    private static func bool(_ b: Bool, into out: inout [UInt8]) {
+        out.append(contentsOf: (b ? "true" : "false").utf8)
+    }
+
+    private static func integer(_ v: Int, into out: inout [UInt8]) {
+        if v < 0 { out.append(UInt8(ascii: "-")) }
+        decimal(v.magnitude, into: &out)
+    }
+
+    /// `v` in decimal, at least `width` digits (zero-padded).
+    private static func decimal<T: UnsignedInteger>(_ v: T, width: Int = 1, into out: inout [UInt8]) {
+        var v = UInt64(v)
+        let start = out.count
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(v % 10))
+            v /= 10
+        } while v > 0 || out.count - start < width
+        out[start...].reverse()
     }
 
     private static func instance(_ e: InstanceEntry?, into out: inout [UInt8]) {
-        guard let e else { return out += Array("null".utf8) }
-        out += Array("{\"id\":\(e.info.id),\"address\":".utf8)
-        string("\(e.ip):\(e.port)", into: &out)
-        out.append(UInt8(ascii: "}"))
+        guard let e else { return null(into: &out) }
+        out.append(contentsOf: "{\"id\":".utf8)
+        decimal(e.info.id, into: &out)
+        out.append(contentsOf: ",\"address\":\"".utf8)
+        escaped(e.ip, into: &out)
+        out.append(UInt8(ascii: ":"))
+        integer(e.port, into: &out)
+        out.append(contentsOf: "\"}".utf8)
     }
 
     private static func optionalString(_ s: String?, into out: inout [UInt8]) {
-        if let s { string(s, into: &out) } else { out += Array("null".utf8) }
+        if let s { string(s, into: &out) } else { null(into: &out) }
     }
 
     /// A JSON string literal (RFC 8259 escapes; control characters as \u00XX).
     static func string(_ s: String, into out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
+        escaped(s, into: &out)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func escaped(_ s: String, into out: inout [UInt8]) {
+        let hex: StaticString = "0123456789abcdef"
         for c in s.utf8 {
             switch c {
-            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
-            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
-            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
-            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
-            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
-            case 0..<0x20: out += Array("\\u00".utf8) + [hex[Int(c >> 4)], hex[Int(c & 0xF)]]
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(c)
+            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case 0..<0x20:
+                out.append(contentsOf: "\\u00".utf8)
+                hex.withUTF8Buffer { h in
+                    out.append(h[Int(c >> 4)])
+                    out.append(h[Int(c & 0xF)])
+                }
             default: out.append(c)
             }
         }
-        out.append(UInt8(ascii: "\""))
     }
 
     private static func millis(_ ns: UInt64, into out: inout [UInt8]) {
         // three decimals: microsecond resolution is plenty for a log and keeps lines short
         let us = (ns + 500) / 1000
-        out += Array("\(us / 1000).\(String(us % 1000 + 1000).dropFirst())".utf8)
+        decimal(us / 1000, into: &out)
+        out.append(UInt8(ascii: "."))
+        decimal(us % 1000, width: 3, into: &out)
     }
 
     /// RFC 3339 UTC with milliseconds.
@@ -294,14 +344,14 @@ final class AccessLog: Sendable {
         var secs = time_t(wallNanos / 1_000_000_000)
         var tm = tm()
         gmtime_r(&secs, &tm)
-        let ms = Int((wallNanos / 1_000_000) % 1000)
-        func pad(_ v: Int32, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        let text = "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T"
-            + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
-        out += Array(text.utf8)
+        let ms = UInt64((wallNanos / 1_000_000) % 1000)
+        decimal(UInt64(tm.tm_year + 1900), width: 4, into: &out); out.append(UInt8(ascii: "-"))
+        decimal(UInt64(tm.tm_mon + 1), width: 2, into: &out); out.append(UInt8(ascii: "-"))
+        decimal(UInt64(tm.tm_mday), width: 2, into: &out); out.append(UInt8(ascii: "T"))
+        decimal(UInt64(tm.tm_hour), width: 2, into: &out); out.append(UInt8(ascii: ":"))
+        decimal(UInt64(tm.tm_min), width: 2, into: &out); out.append(UInt8(ascii: ":"))
+        decimal(UInt64(tm.tm_sec), width: 2, into: &out); out.append(UInt8(ascii: "."))
+        decimal(ms, width: 3, into: &out); out.append(UInt8(ascii: "Z"))
     }
 
     /// Wall clock now, ns since the epoch (a vDSO call: cheap enough for the loop).
