@@ -135,6 +135,75 @@ struct AccessLogTests {
         #expect(log.written.load(ordering: .relaxed) == accepted)
     }
 
+    @Test("lines are gathered: a full batch is written at once, close() cuts the linger short and writes the rest")
+    func batching() async throws {
+        let path = tempPath("access.log")
+        let dropped = Counter(label: "mindie_coordinator_access_log_dropped_total", factory: MetricsSink.isolated().factory)
+        // a linger no test waits out: whatever is written below was written by the batch size or by close()
+        let log = try AccessLog(path: path, capacity: 64, dropped: dropped, batchLines: 8, linger: .seconds(3600))
+        let record = AccessRecord(requestID: 1, method: "POST", route: "/v1/chat/completions", dialect: .openAI, status: 200)
+        for _ in 0..<8 { #expect(log.submit(record)) }
+        #expect(await eventually(within: 10) { log.written.load(ordering: .relaxed) == 8 })
+        #expect(log.batches.load(ordering: .relaxed) == 1, "eight lines, one write")
+        #expect(lines(path).count == 8)
+
+        for _ in 0..<3 { #expect(log.submit(record)) }
+        let closed = DispatchSemaphore(value: 0)
+        let closer = Thread {
+            log.close()
+            closed.signal()
+        }
+        closer.start()
+        #expect(await eventually(within: 30) { closed.wait(timeout: .now()) == .success }, "close() does not wait out the linger")
+        #expect(log.written.load(ordering: .relaxed) == 11)
+        #expect(log.batches.load(ordering: .relaxed) == 2)
+        #expect(lines(path).count == 11)
+        #expect(!log.submit(record), "a closed log takes nothing")
+    }
+
+    @Test("a rename (logrotate) or removal of the file is noticed: the writer reopens the path, no line is lost or doubled")
+    func rotation() async throws {
+        let path = tempPath("access.log")
+        let dropped = Counter(label: "mindie_coordinator_access_log_dropped_total", factory: MetricsSink.isolated().factory)
+        let log = try AccessLog(path: path, capacity: 1024, dropped: dropped)
+        defer { log.close() }
+        var submitted = 0
+        func submit() {
+            submitted += 1
+            #expect(log.submit(AccessRecord(requestID: UInt64(submitted), method: "POST", route: "/v1/completions", status: 200)))
+        }
+        submit()
+        #expect(await eventually(within: 10) { lines(path).count == 1 })
+
+        // Rotation is looked for at most once a second, so keep logging (as a live Coordinator would) until the
+        // writer has reopened the path; a generous deadline, no timing assumed.
+        let rotated = path + ".1"
+        #expect(rename(path, rotated) == 0)
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: path), Date() < deadline {
+            submit()
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(FileManager.default.fileExists(atPath: path), "the renamed file was noticed and the path reopened")
+        #expect(await eventually(within: 10) { log.written.load(ordering: .relaxed) == submitted })
+        let old = lines(rotated), new = lines(path)
+        #expect(old.count + new.count == submitted, "every line once, in one file or the other")
+        let ids = (old + new).compactMap { ($0["request_id"] as? String).flatMap(Int.init) }
+        #expect(ids == Array(1...submitted), "in order, the old file's lines first")
+
+        // removed outright: the path is created again
+        #expect(unlink(path) == 0)
+        let again = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: path), Date() < again {
+            submit()
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(FileManager.default.fileExists(atPath: path), "the removed file was noticed and the path created again")
+        #expect(await eventually(within: 10) { log.written.load(ordering: .relaxed) == submitted })
+        let last = try #require(lines(path).last)
+        #expect(last["request_id"] as? String == String(submitted))
+    }
+
     @Test("log_info.access_log: bad values are refused with the key named")
     func config() throws {
         func parse(_ accessLog: String) throws -> CoordinatorConfig {
@@ -189,5 +258,24 @@ struct AccessLogTests {
         #expect(j["trace_id"] is NSNull)
         #expect(j["tokens_out"] is NSNull)
         #expect(AccessLog.traceID("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01") == "4bf92f3577b34da6a3ce929d0e0e4736")
+    }
+
+    @Test("numbers and the time are written exactly: zero padding, three decimals, null for what is unknown")
+    func exactLine() {
+        var out: [UInt8] = []
+        // 2026-01-02T03:04:05.006Z
+        let wall: Int64 = 1_767_323_045 * 1_000_000_000 + 6_400_000
+        AccessLog.format(AccessRecord(requestID: 18_446_744_073_709_551_615, method: "GET", route: "/v1/models", dialect: .openAI,
+                                      stream: true, model: "m", status: 503, arrivalNanos: 1_000, firstByteNanos: 6_000,
+                                      endNanos: 1_234_568_000, wallNanos: wall, tokensOut: 0, bytesOut: 10, retries: 2,
+                                      clientDisconnect: true, traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                      error: "tab\there"), into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == """
+            {"time":"2026-01-02T03:04:05.006Z","request_id":"18446744073709551615","method":"GET","route":"/v1/models",\
+            "dialect":"openai","stream":true,"model":"m","instance":null,"prefill":null,"decode":null,"status":503,\
+            "ttft_ms":0.005,"duration_ms":1234.567,"tokens_out":0,"bytes_out":10,"retries":2,"client_disconnect":true,\
+            "trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","error":"tab\\there"}
+
+            """)
     }
 }

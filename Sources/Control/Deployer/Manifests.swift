@@ -307,11 +307,11 @@ public enum Manifests {
             // alone, the Coordinator holds every D's /dresult link (a surge pod would take them from it mid-stream) and
             // the Controller assigns roles (two at once would both assign): replaced, never doubled
             let strategy = oneActive(role) ? oneActiveRollout() : jo(["type": js("Recreate")])
-            if role == "coordinator" {
-                template = template.setting(["metadata", "annotations"], to: jo([
-                    "prometheus.io/scrape": "true", "prometheus.io/port": String(coordinatorMetricsPort), "prometheus.io/path": "/metrics",
-                ]))
-            }
+            // deploy/prometheus/scrape-kubernetes.yml keeps annotated pods; the Controller serves /metrics on its REST port
+            let metricsPort = role == "coordinator" ? coordinatorMetricsPort : controllerPort
+            template = template.setting(["metadata", "annotations"], to: jo([
+                "prometheus.io/scrape": "true", "prometheus.io/port": String(metricsPort), "prometheus.io/path": "/metrics",
+            ]))
             return jo([
                 "apiVersion": js("apps/v1"), "kind": js("Deployment"),
                 "metadata": metadata(depName, ns, labels: labels),
