@@ -190,12 +190,24 @@ struct HTTPServerTests {
     }
 
     @Test func gracefulShutdownLetsAnInFlightRequestFinish() async throws {
-        // signals, not deadlines: on a loaded machine spawning curl alone can take seconds
+        // signals, not deadlines: the slow request's answer is held until the test has seen the shutdown begin (a
+        // fixed delay raced the test's own scheduling on a loaded machine: the answer went out before the check)
         let arrived = AsyncStream<Void>.makeStream()
         let finished = AsyncStream<Void>.makeStream()
+        let release = Box(false)
         let (server, port) = try startServer(threads: 1) { req, res in
+            guard req.path == "/slow" else { return res.respond(status: 200, body: "quick") }
             arrived.continuation.yield()
-            res.loop.schedule(afterMilliseconds: 200) { res.respond(status: 200, body: "finished") }
+            let bound = res.bound
+            @Sendable func answerWhenReleased() {
+                let res = bound.value
+                if release.get() {
+                    res.respond(status: 200, body: "finished")
+                } else {
+                    res.loop.schedule(afterMilliseconds: 5) { answerWhenReleased() }
+                }
+            }
+            answerWhenReleased()
         }
         let result = Box<ProcessResult?>(nil)
         let t = Thread {
@@ -207,11 +219,15 @@ struct HTTPServerTests {
         var inFlight = arrived.stream.makeAsyncIterator()
         _ = await inFlight.next()
         #expect(server.openConnections == 1)
-        server.shutdown()
+        let stopper = Thread { server.shutdown() }
+        stopper.start()
+        // the shutdown has begun once the listener refuses new connections; the slow request is still unanswered
+        while (try? curl(["http://127.0.0.1:\(port)/"]))?.status == 0 {}
+        #expect(result.get() == nil)
+        release.set(true)
         var done = finished.stream.makeAsyncIterator()
         _ = await done.next()
         #expect(result.get()?.stdout == "finished")
-        let after = try curl(["http://127.0.0.1:\(port)/"])
-        #expect(after.status != 0) // no longer listening
+        server.waitUntilStopped()
     }
 }
