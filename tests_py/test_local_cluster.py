@@ -233,20 +233,28 @@ def test_drill_instance_killed_mid_traffic_then_restarted(single_cluster):
     assert sorted(c.instances_in_coordinator()) == [0, 1]
     # long streams in flight on both instances
     results = []
+    # a stream whose instance dies before its first byte is retried elsewhere (DECISIONS 10) and ends ok, so
+    # the kill waits until every stream has relayed a token: from then on the loss is the client's to see
+    streaming = [threading.Event() for _ in range(4)]
 
-    def stream_one():
+    def stream_one(started):
         try:
-            text = "".join((ch.choices[0].delta.content or "") for ch in chat(c, stream=True, max_tokens=1000) if ch.choices)
+            text = ""
+            for ch in chat(c, stream=True, max_tokens=1000):
+                if ch.choices:
+                    text += ch.choices[0].delta.content or ""
+                    if text:
+                        started.set()
             results.append(("ok", text))
         except Exception as e:  # an in-stream error surfaces as an exception in the SDK
             results.append(("error", repr(e)))
 
-    threads = [threading.Thread(target=stream_one) for _ in range(4)]
+    threads = [threading.Thread(target=stream_one, args=(e,)) for e in streaming]
     for t in threads:
         t.start()
-    wait_until(lambda: sum(json.loads(requests.get(
-        f"http://127.0.0.1:{c.coord_ports['manage']}/v1/instances/tasks?id=0&id=1", timeout=5).text)["tasks"]) == 4,
-        20, "4 streams in flight")
+    wait_until(lambda: all(e.is_set() for e in streaming), 20, "4 streams relaying tokens")
+    assert json.loads(requests.get(
+        f"http://127.0.0.1:{c.coord_ports['manage']}/v1/instances/tasks?id=0&id=1", timeout=5).text)["tasks"] == [2, 2]
     c.kill_process("sim0")
     for t in threads:
         t.join(60)
