@@ -131,7 +131,7 @@ struct MindieSimCommand: ParsableCommand {
         var base = InstanceConfiguration()
         if let path = configFile {
             guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
-            do { try base.apply(configFile: Array(data)) } catch { throw ValidationError("\(path): \(error)") }
+            do { try base.apply(configFile: Array(data), file: path) } catch { throw ValidationError(error.description) }
         }
         if let p = profile, let prof = ModelProfile.named(p) { base.engine.profile = prof }
         for kv in overrides {

@@ -55,8 +55,8 @@ func loadConfig(_ changes: [(String, JSON?)] = [], environment: [String: String]
     return try ControllerConfig(data: json.data, environment: environment)
 }
 
-/// The `ControllerConfigError` thrown for our config with `changes`, or nil if it loads.
-func configError(_ changes: [(String, JSON?)], environment: [String: String] = [:]) throws -> ControllerConfigError? {
+/// The `ConfigError` thrown for our config with `changes`, or nil if it loads.
+func configError(_ changes: [(String, JSON?)], environment: [String: String] = [:]) throws -> ConfigError? {
     var json = try ourControllerJSON()
     for (k, v) in changes { json = json.setting(k, to: v) }
     do {

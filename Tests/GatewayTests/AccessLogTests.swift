@@ -223,8 +223,8 @@ struct AccessLogTests {
                            (#"{"enable": true, "path": "/tmp/"}"#, "log_info.access_log.path"),
                            (#"{"enable": true, "path": "/tmp/a", "queue_size": 1}"#, "log_info.access_log.queue_size"),
                            (#""on""#, "log_info.access_log")] {
-            #expect(throws: Gateway.ConfigError.self) { try parse(bad) }
-            do { _ = try parse(bad) } catch let e as Gateway.ConfigError { #expect(e.key == key, "\(bad)") }
+            #expect(throws: ConfigError.self) { try parse(bad) }
+            do { _ = try parse(bad) } catch let e as ConfigError { #expect(e.key == key, "\(bad)") }
         }
     }
 

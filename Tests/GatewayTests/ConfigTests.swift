@@ -100,7 +100,7 @@ struct ConfigTests {
     func maxRequestsZero() throws {
         let text = replacingOnce(try shippedConf(), "\"max_requests\": 10000", "\"max_requests\": 0")
         let e = try #require(configError(text))
-        #expect(e == ConfigError(file: "ms_coordinator.json", key: "request_limit.max_requests",
+        #expect(e == ConfigError(code: .outOfRange, file: "ms_coordinator.json", key: "request_limit.max_requests",
                                  value: "0", allowed: "integer 1...90000"))
         #expect(e.description == "ms_coordinator.json: request_limit.max_requests = 0: allowed integer 1...90000")
     }
@@ -223,7 +223,7 @@ struct ConfigTests {
     @Test("a missing mandatory key is reported as <missing>")
     func missingKey() throws {
         let text = replacingOnce(try shippedConf(), "\"user_agent\": \"Coordinator/1.0\"", "\"user_agent_x\": \"a\"")
-        #expect(configError(text) == ConfigError(file: "ms_coordinator.json", key: "http_config.user_agent",
+        #expect(configError(text) == ConfigError(code: .missingKey, file: "ms_coordinator.json", key: "http_config.user_agent",
                                                  value: "<missing>", allowed: "a string"))
     }
 

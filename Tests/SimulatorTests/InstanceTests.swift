@@ -488,7 +488,7 @@ import Foundation
         #expect(c.engine.speedup == 4 && c.wire.mode == .compat && c.wire.fixes == [.doubleLastData])
         #expect(c.faults.map(\.type) == ["http_error"] && c.faults[0].params["status"] == "503")
         var bad = InstanceConfiguration()
-        #expect(throws: ConfigError(key: "ScheduleConfig.cacheBlockSize", value: "0", reason: "must be an integer in [1, 128]")) {
+        #expect(throws: ConfigError(code: .outOfRange, file: "config.json", key: "ScheduleConfig.cacheBlockSize", value: "0", allowed: "integer 1...128")) {
             try bad.apply(configFile: Array(#"{"ScheduleConfig":{"cacheBlockSize":0}}"#.utf8))
         }
     }

@@ -1,9 +1,9 @@
 public import Foundation
-import MSCore
+public import MSCore
 
 extension ControllerConfig {
-    static let portRange: ClosedRange<Int64> = 1024...65535
-    static let commonRange: ClosedRange<Int64> = 1...65535
+    static let portRange: ClosedRange<Int> = 1024...65535
+    static let commonRange: ClosedRange<Int> = 1...65535
     /// Largest single rate (§6.1).
     public static let maxRate = 767
     /// Largest sum of the two rates (§6.1).
@@ -14,54 +14,53 @@ extension ControllerConfig {
     ///   - data: the file's bytes.
     ///   - environment: the process environment (inject `ProcessInfo.processInfo.environment`).
     ///   - file: the name used in error messages.
-    /// - Throws: `ControllerConfigError` naming the first invalid key, its value and the allowed range.
+    /// - Throws: `ConfigError` naming the first invalid key, its value and the allowed range.
     public init(data: Data, environment: [String: String] = [:], file: String = "ms_controller.json")
-        throws(ControllerConfigError)
+        throws(ConfigError)
     {
-        let c = try ConfigReader(data: data, file: file)
+        let c = try ConfigReader(document: data, file: file)
         try self.init(reader: c, environment: environment)
     }
 
-    init(reader c: ConfigReader, environment env: [String: String]) throws(ControllerConfigError) {
+    init(reader c: ConfigReader, environment env: [String: String]) throws(ConfigError) {
         allowAllZeroIPListening = try c.bool("allow_all_zero_ip_listening")
         isHeterogeneous = try c.bool("is_heterogeneous")
 
-        let modeName = try c.string(
-            "deploy_mode", oneOf: DeployMode.allCases.map(\.rawValue))
+        let modeName = try c.choice("deploy_mode", DeployMode.allCases.map(\.rawValue))
         deployMode = DeployMode(rawValue: modeName)!
 
-        initialDistServerPort = try c.int("initial_dist_server_port", in: Self.portRange)
-        clusterPort = try c.int("cluster_port", in: Self.portRange, default: 8899)
+        initialDistServerPort = try c.int("initial_dist_server_port", Self.portRange)
+        clusterPort = try c.int("cluster_port", Self.portRange, default: 8899)
 
-        func outputFile(_ key: String) throws(ControllerConfigError) -> OutputFile {
-            let o = try c.object(key)
+        func outputFile(_ key: String) throws(ConfigError) -> OutputFile {
+            let o = try c.section(key)
             let toFile = try o.bool("to_file")
             if toFile {
-                return OutputFile(toFile: true, filePath: try o.string("file_path"))
+                return OutputFile(toFile: true, filePath: try o.string("file_path", length: 1...4096))
             }
-            let path = o.contains("file_path") ? try o.string("file_path", length: 0...4096) : ""
+            let path = o.has("file_path") ? try o.string("file_path", length: 0...4096) : ""
             return OutputFile(toFile: false, filePath: path)
         }
         processManager = try outputFile("process_manager")
         clusterStatus = try outputFile("cluster_status")
 
         var backup = BackupConfig()
-        if let b = try c.optionalObject("controller_backup_cfg") {
+        if let b = try c.optionalSection("controller_backup_cfg") {
             backup.functionSwitch = try b.bool("function_sw", default: false)
             if backup.functionSwitch {
                 // HA asked for with an address that cannot be one is a config error (the reference silently
                 // turns HA off); a well-formed address that does not answer is retried at run time, never "off"
-                if b.contains("database_server_dns") {
+                if b.has("database_server_dns") {
                     backup.databaseServerDNS = try b.string("database_server_dns", length: 1...1024)
                     guard let members = EtcdClient.Endpoint.list(backup.databaseServerDNS, defaultPort: 2379),
                           members.allSatisfy({ Self.isValidHostName($0.host) }) else {
-                        throw b.error(
-                            .invalidValue, "database_server_dns", b.object["database_server_dns"],
-                            "a DNS name or an IP address of etcd, or several comma-separated host[:port]")
+                        throw b.fail(
+                            "database_server_dns", b.object["database_server_dns"],
+                            "a DNS name or an IP address of etcd, or several comma-separated host[:port]", .invalidValue)
                     }
                 }
-                backup.databaseServerPort = try b.int("database_server_port", in: 1...65535, default: 2379)
-                backup.leaseTTLSeconds = try b.int("lease_ttl_seconds", in: 2...3600, default: 20)
+                backup.databaseServerPort = try b.int("database_server_port", 1...65535, default: 2379)
+                backup.leaseTTLSeconds = try b.int("lease_ttl_seconds", 2...3600, default: 20)
             } else {
                 if case .string(let dns)? = b.object["database_server_dns"] { backup.databaseServerDNS = dns }
                 if case .int(let p)? = b.object["database_server_port"] { backup.databaseServerPort = Int(clamping: p) }
@@ -72,7 +71,7 @@ extension ControllerConfig {
         self.haEnabled = haEnabled
 
         var fr = FaultRecovery()
-        if let f = try c.optionalObject("fault_recovery_func_dict") {
+        if let f = try c.optionalSection("fault_recovery_func_dict") {
             fr.lingquLink = try f.bool("lingqu_link", default: fr.lingquLink)
             fr.oom = try f.bool("oom", default: fr.oom)
             fr.hbm = try f.bool("hbm", default: fr.hbm)
@@ -80,60 +79,59 @@ extension ControllerConfig {
         }
         faultRecovery = fr
 
-        globalRankTableFilePath = try c.string("global_rank_table_file_path")
-        scalingRuleFilePath = try c.string("scaling_rule_file_path")
-        clusterSynchronizationSeconds = try c.int("cluster_synchronization_seconds", in: Self.commonRange)
-        rankTableDetectingSeconds = try c.int("rank_table_detecting_seconds", in: Self.commonRange)
-        disappearedServerWaitingSeconds = try c.int("disappeared_server_waiting_seconds", in: Self.commonRange)
-        prefillLossRebalanceSeconds = try c.int("prefill_loss_rebalance_seconds", in: 0...65535, default: 60)
+        globalRankTableFilePath = try c.string("global_rank_table_file_path", length: 1...4096)
+        scalingRuleFilePath = try c.string("scaling_rule_file_path", length: 1...4096)
+        clusterSynchronizationSeconds = try c.int("cluster_synchronization_seconds", Self.commonRange)
+        rankTableDetectingSeconds = try c.int("rank_table_detecting_seconds", Self.commonRange)
+        disappearedServerWaitingSeconds = try c.int("disappeared_server_waiting_seconds", Self.commonRange)
+        prefillLossRebalanceSeconds = try c.int("prefill_loss_rebalance_seconds", 0...65535, default: 60)
 
-        let rateRange: ClosedRange<Int64> = 0...Int64(Self.maxRate)
-        defaultPRate = try c.int("default_p_rate", in: rateRange)
-        defaultDRate = try c.int("default_d_rate", in: rateRange)
+        let rateRange: ClosedRange<Int> = 0...Self.maxRate
+        defaultPRate = try c.int("default_p_rate", rateRange)
+        defaultDRate = try c.int("default_d_rate", rateRange)
 
-        serverOnlineAttemptTimes = try c.int("server_online_attempt_times", in: Self.commonRange)
-        serverOnlineWaitSeconds = try c.int("server_online_wait_seconds", in: Self.commonRange)
-        initRoleAttemptTimes = try c.int("init_role_attempt_times", in: Self.commonRange)
-        checkRoleAttemptTimes = try c.int("check_role_attempt_times", in: Self.commonRange)
-        checkRoleWaitSeconds = try c.int("check_role_wait_seconds", in: Self.commonRange)
+        serverOnlineAttemptTimes = try c.int("server_online_attempt_times", Self.commonRange)
+        serverOnlineWaitSeconds = try c.int("server_online_wait_seconds", Self.commonRange)
+        initRoleAttemptTimes = try c.int("init_role_attempt_times", Self.commonRange)
+        checkRoleAttemptTimes = try c.int("check_role_attempt_times", Self.commonRange)
+        checkRoleWaitSeconds = try c.int("check_role_wait_seconds", Self.commonRange)
 
-        mindieServerPort = try c.int("mindie_server_port", in: Self.portRange)
-        mindieServerControlPort = try c.int("mindie_server_control_port", in: Self.portRange)
-        mindieServerMetricPort = try c.int("mindie_server_metric_port", in: Self.portRange)
-        controllerAlarmPort = try c.int("controller_alarm_port", in: Self.portRange)
-        mindieMSCoordinatorPort = try c.int("mindie_ms_coordinator_port", in: Self.portRange)
-        mindieMSCoordinatorExternalPort = try c.int("mindie_ms_coordinator_external_port", in: Self.portRange)
-        nodeManagerPort = try c.int("node_manager_port", in: Self.portRange)
+        mindieServerPort = try c.int("mindie_server_port", Self.portRange)
+        mindieServerControlPort = try c.int("mindie_server_control_port", Self.portRange)
+        mindieServerMetricPort = try c.int("mindie_server_metric_port", Self.portRange)
+        controllerAlarmPort = try c.int("controller_alarm_port", Self.portRange)
+        mindieMSCoordinatorPort = try c.int("mindie_ms_coordinator_port", Self.portRange)
+        mindieMSCoordinatorExternalPort = try c.int("mindie_ms_coordinator_external_port", Self.portRange)
+        nodeManagerPort = try c.int("node_manager_port", Self.portRange)
 
-        httpTimeoutSeconds = try c.int("http_timeout_seconds", in: Self.commonRange)
-        httpRetries = try c.int("http_retries", in: 0...65535)
+        httpTimeoutSeconds = try c.int("http_timeout_seconds", Self.commonRange)
+        httpRetries = try c.int("http_retries", 0...65535)
 
-        roleDecisionMethods = try c.string("role_decision_methods", oneOf: ["digs"])
-        transferType = try c.string("transfer_type", oneOf: ["D2DTransfer"])
-        digsRequestSummaryInputLength = try c.int("digs_request_summary_input_length", in: Self.commonRange)
-        digsRequestSummaryOutputLength = try c.int("digs_request_summary_output_length", in: Self.commonRange)
-        digsPrefillSLO = try c.int("digs_prefill_slo", in: Self.commonRange)
-        digsDecodeSLO = try c.int("digs_decode_slo", in: Self.commonRange)
-        digsPP = try c.int("digs_pp", in: Self.commonRange)
-        digsModelConfigPath = try c.string("digs_model_config_path")
-        digsMachineConfigPath = try c.string("digs_machine_config_path")
-        modelType = try c.string("model_type")
+        roleDecisionMethods = try c.choice("role_decision_methods", ["digs"])
+        transferType = try c.choice("transfer_type", ["D2DTransfer"])
+        digsRequestSummaryInputLength = try c.int("digs_request_summary_input_length", Self.commonRange)
+        digsRequestSummaryOutputLength = try c.int("digs_request_summary_output_length", Self.commonRange)
+        digsPrefillSLO = try c.int("digs_prefill_slo", Self.commonRange)
+        digsDecodeSLO = try c.int("digs_decode_slo", Self.commonRange)
+        digsPP = try c.int("digs_pp", Self.commonRange)
+        digsModelConfigPath = try c.string("digs_model_config_path", length: 1...4096)
+        digsMachineConfigPath = try c.string("digs_machine_config_path", length: 1...4096)
+        modelType = try c.string("model_type", length: 1...4096)
 
         var mn = MultiNodeConfig()
-        if let m = try c.optionalObject("multi_node_infer_config") {
+        if let m = try c.optionalSection("multi_node_infer_config") {
             mn.enabled = try m.bool("multi_node_infer_enable")
-            func node(_ key: String) throws(ControllerConfigError) -> NodeConfig {
-                let n = try m.object(key)
+            func node(_ key: String) throws(ConfigError) -> NodeConfig {
+                let n = try m.section(key)
                 var nc = NodeConfig()
                 nc.enableDistDPServer = try n.bool("enable_dist_dp_server")
-                nc.nodeMachineNum = try n.int("node_machine_num", in: 1...768)
-                nc.tpSize = try n.int("tp_size", in: 1...16)
-                nc.dpSize = try n.int("dp_size", in: 1...512)
-                nc.spSize = try n.int("sp_size", in: 1...16)
-                nc.cpSize = try n.int("cp_size", in: 1...16, default: 1)
+                nc.nodeMachineNum = try n.int("node_machine_num", 1...768)
+                nc.tpSize = try n.int("tp_size", 1...16)
+                nc.dpSize = try n.int("dp_size", 1...512)
+                nc.spSize = try n.int("sp_size", 1...16)
+                nc.cpSize = try n.int("cp_size", 1...16, default: 1)
                 if nc.dpSize > 1 && nc.cpSize > 1 {
-                    throw n.error(
-                        .invalidValue, "cp_size", .int(Int64(nc.cpSize)), "1 when dp_size > 1 (dp_size is \(nc.dpSize))")
+                    throw n.fail("cp_size", .int(Int64(nc.cpSize)), "1 when dp_size > 1 (dp_size is \(nc.dpSize))", .invalidValue)
                 }
                 return nc
             }
@@ -142,21 +140,21 @@ extension ControllerConfig {
         }
         multiNode = mn
 
-        let p = try c.object("digs_periodic_role_decision")
+        let p = try c.section("digs_periodic_role_decision")
         periodicRoleDecision = PeriodicRoleDecision(
             autoSwitchingEnabled: try p.bool("auto_pd_role_switching_enable"),
-            periodSeconds: try p.int("role_decision_time_period", in: 3600...1_296_000),
-            tasksEndWaitSeconds: try p.int("tasks_end_wait_seconds", in: Self.commonRange))
+            periodSeconds: try p.int("role_decision_time_period", 3600...1_296_000),
+            tasksEndWaitSeconds: try p.int("tasks_end_wait_seconds", Self.commonRange))
 
-        let h = try c.object("http_server")
+        let h = try c.section("http_server")
         let allowZero = allowAllZeroIPListening
         let ipAllowed = allowZero ? "an IPv4 or IPv6 address" : "an IPv4 or IPv6 address other than 0.0.0.0 and ::"
         let ipValue = try h.required("ip", ipAllowed)
-        guard case .string(let ip) = ipValue else { throw h.error(.wrongType, "ip", ipValue, ipAllowed) }
+        guard case .string(let ip) = ipValue else { throw h.fail("ip", ipValue, ipAllowed, .wrongType) }
         guard IPAddress.isValid(ip), allowZero || !IPAddress.isAllZero(ip) else {
-            throw h.error(.invalidValue, "ip", ipValue, ipAllowed)
+            throw h.fail("ip", ipValue, ipAllowed, .invalidValue)
         }
-        let port = try h.int("port", in: Self.portRange)
+        let port = try h.int("port", Self.portRange)
         var listenIP = ip
         if let pod = env["POD_IP"], IPAddress.isValid(pod), allowZero || !IPAddress.isAllZero(pod) {
             listenIP = pod
@@ -165,25 +163,25 @@ extension ControllerConfig {
 
         hasFlex = try c.bool("has_flex", default: false)
         if hasFlex {
-            throw c.error(.invalidValue, "has_flex", .bool(true), "false (flex instances are not supported)")
+            throw c.fail("has_flex", .bool(true), "false (flex instances are not supported)", .invalidValue)
         }
 
-        if let cc = try c.optionalObject("ccae") {
+        if let cc = try c.optionalSection("ccae") {
             var v = CCAE()
             if case .string(let s)? = cc.object["ip"] { v.ip = s }
-            if cc.contains("port") { v.port = try cc.int("port", in: Self.portRange) }
-            if cc.contains("kafka_port") { v.kafkaPort = try cc.int("kafka_port", in: Self.portRange) }
+            if cc.has("port") { v.port = try cc.int("port", Self.portRange) }
+            if cc.has("kafka_port") { v.kafkaPort = try cc.int("kafka_port", Self.portRange) }
             ccae = v
         } else {
             ccae = nil
         }
 
-        let t = try c.object("tls_config")
-        func tlsSetting(_ name: String, required: Bool) throws(ControllerConfigError) -> TLSSetting {
+        let t = try c.section("tls_config")
+        func tlsSetting(_ name: String, required: Bool) throws(ConfigError) -> TLSSetting {
             let enableKey = name + "_tls_enable"
             let itemsKey = name + "_tls_items"
             let enabled = required ? try t.bool(enableKey) : try t.bool(enableKey, default: false)
-            guard enabled || t.contains(itemsKey) else { return TLSSetting(enabled: false, items: nil) }
+            guard enabled || t.has(itemsKey) else { return TLSSetting(enabled: false, items: nil) }
             guard enabled else {
                 // Items of a disabled switch are not validated; keep what parses.
                 let o = t.object[itemsKey]?.objectValue ?? [:]
@@ -194,12 +192,12 @@ extension ControllerConfig {
                         caCert: s("ca_cert"), tlsCert: s("tls_cert"), tlsKey: s("tls_key"),
                         tlsPasswd: s("tls_passwd"), tlsCrl: s("tls_crl")))
             }
-            let i = try t.object(itemsKey)
+            let i = try t.section(itemsKey)
             return TLSSetting(
                 enabled: true,
                 items: TLSItems(
-                    caCert: try i.string("ca_cert"), tlsCert: try i.string("tls_cert"),
-                    tlsKey: try i.string("tls_key"), tlsPasswd: try i.string("tls_passwd"),
+                    caCert: try i.string("ca_cert", length: 1...4096), tlsCert: try i.string("tls_cert", length: 1...4096),
+                    tlsKey: try i.string("tls_key", length: 1...4096), tlsPasswd: try i.string("tls_passwd", length: 1...4096),
                     tlsCrl: try i.string("tls_crl", length: 0...4096)))
         }
         tls = TLSConfig(
@@ -213,44 +211,43 @@ extension ControllerConfig {
             alarm: try tlsSetting("alarm", required: false))
 
         var li = LogInfo()
-        if let l = try c.optionalObject("log_info") {
-            if l.contains("log_level") {
-                li.logLevel = try l.string(
-                    "log_level", oneOf: ["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"])
+        if let l = try c.optionalSection("log_info") {
+            if l.has("log_level") {
+                li.logLevel = try l.choice("log_level", ["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"])
             }
             li.toFile = try l.bool("to_file", default: li.toFile)
             li.toStdout = try l.bool("to_stdout", default: li.toStdout)
-            if l.contains("run_log_path") { li.runLogPath = try l.string("run_log_path") }
-            if l.contains("operation_log_path") { li.operationLogPath = try l.string("operation_log_path") }
-            li.maxLogStrSize = try l.int("max_log_str_size", in: 1...8192, default: li.maxLogStrSize)
-            li.maxLogFileSize = try l.int("max_log_file_size", in: 1...500, default: li.maxLogFileSize)
-            li.maxLogFileNum = try l.int("max_log_file_num", in: 1...64, default: li.maxLogFileNum)
+            if l.has("run_log_path") { li.runLogPath = try l.string("run_log_path", length: 1...4096) }
+            if l.has("operation_log_path") { li.operationLogPath = try l.string("operation_log_path", length: 1...4096) }
+            li.maxLogStrSize = try l.int("max_log_str_size", 1...8192, default: li.maxLogStrSize)
+            li.maxLogFileSize = try l.int("max_log_file_size", 1...500, default: li.maxLogFileSize)
+            li.maxLogFileNum = try l.int("max_log_file_num", 1...64, default: li.maxLogFileNum)
         }
         logInfo = li
 
         var disc = InstanceDiscovery()
-        if let d = try c.optionalObject("instance_discovery") {
-            if d.contains("source") {
+        if let d = try c.optionalSection("instance_discovery") {
+            if d.has("source") {
                 disc.source = InstanceDiscovery.Source(
-                    rawValue: try d.string("source", oneOf: InstanceDiscovery.Source.allCases.map(\.rawValue)))!
+                    rawValue: try d.choice("source", InstanceDiscovery.Source.allCases.map(\.rawValue)))!
             }
-            if d.contains("label_selector") { disc.labelSelector = try d.string("label_selector", length: 0...4096) }
-            if d.contains("role_label") { disc.roleLabel = try d.string("role_label", length: 1...317) }
-            func roles(_ key: String) throws(ControllerConfigError) -> [String]? {
+            if d.has("label_selector") { disc.labelSelector = try d.string("label_selector", length: 0...4096) }
+            if d.has("role_label") { disc.roleLabel = try d.string("role_label", length: 1...317) }
+            func roles(_ key: String) throws(ConfigError) -> [String]? {
                 guard let v = d.object[key] else { return nil }
                 let allowed = "non-empty array of non-empty strings"
-                guard case .array(let a) = v, !a.isEmpty else { throw d.error(.wrongType, key, v, allowed) }
+                guard case .array(let a) = v, !a.isEmpty else { throw d.fail(key, v, allowed, .wrongType) }
                 var out: [String] = []
                 for e in a {
-                    guard case .string(let s) = e, !s.isEmpty else { throw d.error(.invalidValue, key, v, allowed) }
+                    guard case .string(let s) = e, !s.isEmpty else { throw d.fail(key, v, allowed, .invalidValue) }
                     out.append(s)
                 }
                 return out
             }
             disc.instanceRoles = try roles("instance_roles") ?? disc.instanceRoles
             disc.coordinatorRoles = try roles("coordinator_roles") ?? disc.coordinatorRoles
-            if d.contains("namespace") { disc.namespace = try d.string("namespace", length: 0...63) }
-            disc.timeoutSeconds = try d.int("timeout_seconds", in: 1...300, default: disc.timeoutSeconds)
+            if d.has("namespace") { disc.namespace = try d.string("namespace", length: 0...63) }
+            disc.timeoutSeconds = try d.int("timeout_seconds", 1...300, default: disc.timeoutSeconds)
         }
         instanceDiscovery = disc
 
@@ -271,11 +268,11 @@ extension ControllerConfig {
     }
 
     static func validateRates(p: Int, d: Int, file: String, environment env: [String: String])
-        throws(ControllerConfigError)
+        throws(ConfigError)
     {
         guard !areValidRates(p: p, d: d) else { return }
         let fromEnv = env["MINDIE_MS_P_RATE"] != nil || env["MINDIE_MS_D_RATE"] != nil
-        throw ControllerConfigError(
+        throw ConfigError(
             code: .invalidValue, file: file, key: "default_p_rate/default_d_rate",
             value: "\(p)/\(d)" + (fromEnv ? " (after MINDIE_MS_P_RATE/MINDIE_MS_D_RATE)" : ""),
             allowed: "both 0 (automatic), or both in [1, \(maxRate)] with a sum ≤ \(maxRateSum)")

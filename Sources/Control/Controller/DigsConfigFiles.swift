@@ -1,4 +1,5 @@
 public import Foundation
+public import MSCore
 
 /// A model file of `conf/model_config/` (`digs_model_config_path`): the LLM's shape for the analytic role
 /// model (docs/controller-role-model.md §1). Values may be JSON numbers or numeric strings.
@@ -38,18 +39,18 @@ public struct DigsModelConfig: Sendable, Equatable {
     }
 
     /// Parses and validates a model file.
-    /// - Throws: `ControllerConfigError` naming the key, value and allowed range.
-    public init(data: Data, file: String = "model_config.json") throws(ControllerConfigError) {
-        let r = try ConfigReader(data: data, file: file)
+    /// - Throws: `ConfigError` naming the key, value and allowed range.
+    public init(data: Data, file: String = "model_config.json") throws(ConfigError) {
+        let r = try ConfigReader(document: data, file: file)
         let v = Self.valueRange
-        hiddenSize = try r.flexibleDouble("hidden_size", in: v)
-        initializerRange = try r.flexibleDouble("initializer_range", in: v)
-        intermediateSize = try r.flexibleDouble("intermediate_size", in: v)
-        maxPositionEmbeddings = try r.flexibleDouble("max_position_embeddings", in: v)
-        numAttentionHeads = try r.flexibleDouble("num_attention_heads", in: v)
-        numHiddenLayers = try r.flexibleDouble("num_hidden_layers", in: v)
-        numKeyValueHeads = try r.flexibleDouble("num_key_value_heads", in: v)
-        torchDType = try r.string("torch_dtype", oneOf: ["float16", "bfloat16"])
+        hiddenSize = try r.numberOrNumericString("hidden_size", v)
+        initializerRange = try r.numberOrNumericString("initializer_range", v)
+        intermediateSize = try r.numberOrNumericString("intermediate_size", v)
+        maxPositionEmbeddings = try r.numberOrNumericString("max_position_embeddings", v)
+        numAttentionHeads = try r.numberOrNumericString("num_attention_heads", v)
+        numHiddenLayers = try r.numberOrNumericString("num_hidden_layers", v)
+        numKeyValueHeads = try r.numberOrNumericString("num_key_value_heads", v)
+        torchDType = try r.choice("torch_dtype", ["float16", "bfloat16"])
     }
 
     /// Bytes per parameter: 2 for float16 / bfloat16 (and for anything else, as the reference does).
@@ -105,22 +106,22 @@ public struct DigsMachineConfig: Sendable, Equatable {
     }
 
     /// Parses and validates a machine file.
-    /// - Throws: `ControllerConfigError` naming the key, value and allowed range.
-    public init(data: Data, file: String = "machine_config.json") throws(ControllerConfigError) {
-        let r = try ConfigReader(data: data, file: file)
+    /// - Throws: `ConfigError` naming the key, value and allowed range.
+    public init(data: Data, file: String = "machine_config.json") throws(ConfigError) {
+        let r = try ConfigReader(document: data, file: file)
         let v = Self.valueRange
         let e = Self.efficiencyRange
-        bwGB = try r.flexibleDouble("BW_GB", in: v)
-        bwRDMAGb = try r.flexibleDouble("BW_RDMA_Gb", in: v)
-        bwEff = try r.flexibleDouble("BWeff", in: e)
-        bwRDMAEff = try r.flexibleDouble("BW_RDMAeff", in: e)
-        tflops = try r.flexibleDouble("TFLOPS", in: v)
-        tflopsEff = try r.flexibleDouble("TFLOPSeff", in: e)
-        mbwTB = try r.flexibleDouble("MBW_TB", in: v)
-        mbwTBEff = try r.flexibleDouble("MBW_TBeff", in: e)
-        alpha = try r.flexibleDouble("alpha", in: v)
-        memCapacity = try r.flexibleDouble("MEMCapacity", in: v)
-        etaOOM = try r.flexibleDouble("eta_OOM", in: e)
-        staticTransferDelay = try r.flexibleDouble("staticTransferDelay", in: v)
+        bwGB = try r.numberOrNumericString("BW_GB", v)
+        bwRDMAGb = try r.numberOrNumericString("BW_RDMA_Gb", v)
+        bwEff = try r.numberOrNumericString("BWeff", e)
+        bwRDMAEff = try r.numberOrNumericString("BW_RDMAeff", e)
+        tflops = try r.numberOrNumericString("TFLOPS", v)
+        tflopsEff = try r.numberOrNumericString("TFLOPSeff", e)
+        mbwTB = try r.numberOrNumericString("MBW_TB", v)
+        mbwTBEff = try r.numberOrNumericString("MBW_TBeff", e)
+        alpha = try r.numberOrNumericString("alpha", v)
+        memCapacity = try r.numberOrNumericString("MEMCapacity", v)
+        etaOOM = try r.numberOrNumericString("eta_OOM", e)
+        staticTransferDelay = try r.numberOrNumericString("staticTransferDelay", v)
     }
 }

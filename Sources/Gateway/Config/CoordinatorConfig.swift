@@ -277,21 +277,7 @@ extension CoordinatorConfig {
     public static func parse(
         _ data: some Collection<UInt8>, environment: [String: String] = [:], file: String = "ms_coordinator.json"
     ) throws(ConfigError) -> CoordinatorConfig {
-        let root: JSON
-        do {
-            root = try JSON.parse(data, maxDepth: 64)
-        } catch {
-            let where_: String
-            switch error {
-            case .syntax(let off): where_ = "syntax error at byte \(off)"
-            case .tooDeep(let l): where_ = "nesting deeper than \(l)"
-            }
-            throw ConfigError(file: file, key: "<document>", value: where_, allowed: "a JSON object")
-        }
-        guard case .object = root else {
-            throw ConfigError(file: file, key: "<document>", value: String(root.compact.prefix(40)), allowed: "a JSON object")
-        }
-        let r = ConfigReader(file: file, path: "", object: root)
+        let r = try ConfigReader(document: data, file: file, maxDepth: 64)
         var c = CoordinatorConfig()
 
         // http_config
@@ -299,17 +285,17 @@ extension CoordinatorConfig {
         c.http.allowAllZeroIPListening = try h.bool("allow_all_zero_ip_listening")
         for (k, kp) in [("predict_ip", \HTTP.predictIP), ("manage_ip", \HTTP.manageIP)] {
             let ip = try h.string(k)
-            guard isValidIPAddress(ip) else { throw h.fail(k, .string(ip), "an IPv4 or IPv6 address") }
-            if !c.http.allowAllZeroIPListening && isAllZero(ip) {
+            guard IPAddress.isValid(ip) else { throw h.fail(k, .string(ip), "an IPv4 or IPv6 address") }
+            if !c.http.allowAllZeroIPListening && IPAddress.isAllZero(ip) {
                 throw h.fail(k, .string(ip), "a specific address (0.0.0.0 and :: need allow_all_zero_ip_listening=true)")
             }
             c.http[keyPath: kp] = ip
         }
-        c.http.predictPort = try h.port("predict_port")
-        c.http.managePort = try h.port("manage_port")
-        c.http.alarmPort = try h.port("alarm_port")
-        c.http.externalPort = try h.port("external_port")
-        c.http.statusPort = try h.port("status_port")
+        c.http.predictPort = try h.stringPort("predict_port")
+        c.http.managePort = try h.stringPort("manage_port")
+        c.http.alarmPort = try h.stringPort("alarm_port")
+        c.http.externalPort = try h.stringPort("external_port")
+        c.http.statusPort = try h.stringPort("status_port")
         // Each bound port is its own listener: two of them on one port would make the second bind fail (or, with
         // port sharing, split one port's traffic between two meanings).
         let bound = [("predict_port", c.http.predictPort), ("manage_port", c.http.managePort),
@@ -333,9 +319,8 @@ extension CoordinatorConfig {
             for port in ["data", "management", "status", "external"] where caps.has(port) {
                 c.http.maxConnections[port] = try caps.int(port, 1...1_000_000)
             }
-            if case .object(let fields) = caps.object,
-               let unknown = fields.map(\.0).first(where: { !["data", "management", "status", "external"].contains($0) }) {
-                throw caps.fail(unknown, fields.first { $0.0 == unknown }?.1, "one of data, management, status, external")
+            if let unknown = caps.object.keys.first(where: { !["data", "management", "status", "external"].contains($0) }) {
+                throw caps.fail(unknown, caps.object[unknown], "one of data, management, status, external")
             }
         }
 
@@ -397,7 +382,7 @@ extension CoordinatorConfig {
         if r.has("digs_scheduler_config") {
             c.scheduler = try parseScheduler(try r.section("digs_scheduler_config"))
         } else {
-            c.scheduler = try parseScheduler(ConfigReader(file: file, path: "digs_scheduler_config", object: .object([:])))
+            c.scheduler = try parseScheduler(ConfigReader(file: file, path: "digs_scheduler_config", object: [:]))
         }
 
         let t = try r.section("tls_config")
@@ -454,11 +439,6 @@ extension CoordinatorConfig {
         if manageIP.hasPrefix("127.") || manageIP == "::1" { return nil }
         return "manage_port \(http.managePort) listens on \(manageIP) without TLS (controller_server_tls_enable is false): "
             + "anyone who reaches it can register or remove instances; enable TLS or listen on loopback"
-    }
-
-    static func isAllZero(_ ip: String) -> Bool {
-        if ip == "0.0.0.0" { return true }
-        return ip.contains(":") && ip.allSatisfy { $0 == ":" || $0 == "0" }
     }
 
     /// A request-limit override: non-numeric is fatal, out of range clamps to the maximum (with a warning).
@@ -609,5 +589,14 @@ extension CoordinatorConfig {
             }
         }
         return c
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return String(s)
     }
 }

@@ -4,20 +4,21 @@ import Glibc
 import Darwin
 #endif
 
-/// Textual IP address checks used by the config and rank-table validation.
+/// Textual IP address checks: the one validator of every binary's config, rank-table and API input.
 public enum IPAddress {
     /// Whether `text` is a dotted-quad IPv4 address or an IPv6 address (no zone, no brackets).
     public static func isValid(_ text: String) -> Bool {
         isIPv4(text) || isIPv6(text)
     }
 
-    /// Strict dotted quad: four decimal fields 0...255, no empty field, no sign, at most 3 digits each.
+    /// Strict dotted quad: four decimal fields 0...255, no empty field, no sign, at most 3 digits each, no
+    /// leading zero (`010` reads as octal to some parsers and as decimal to others, and `inet_pton` refuses it).
     public static func isIPv4(_ text: String) -> Bool {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 4 else { return false }
         for p in parts {
             guard (1...3).contains(p.count), p.allSatisfy({ $0.isASCII && $0.isNumber }), let v = Int(p),
-                v <= 255
+                v <= 255, p.count == 1 || p.first != "0"
             else { return false }
         }
         return true
