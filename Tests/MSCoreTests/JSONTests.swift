@@ -72,6 +72,25 @@ struct JSONTests {
         #expect(JSON.object(o).setting("c", true).compact == #"{"a":"x","c":true,"d":null}"#)
     }
 
+    @Test("large objects (an index past 16 members) keep the same rules as small ones", arguments: [3, 16, 17, 40])
+    func largeObjects(count: Int) throws {
+        let text = "{" + (0..<count).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"k1\":\"again\"}"
+        var o = try #require(try JSON.parse(text).objectValue)
+        #expect(o.count == count)
+        #expect(o["k1"] == "again" && o.keys[1] == "k1")
+        #expect(o["k\(count - 1)"] == .int(Int64(count - 1)) && o["k\(count)"] == nil)
+        // removing shifts the later members: every lookup still finds its own value
+        o["k0"] = nil
+        o["new"] = true
+        #expect(o.keys.first == "k1" && o.keys.last == "new" && o.count == count)
+        for n in 2..<count { #expect(o["k\(n)"] == .int(Int64(n))) }
+        #expect(o.removeValue(forKey: "new") == true && o["new"] == nil)
+        var shuffled = JSON.Object(Array(o).reversed().map { ($0.key, $0.value) })
+        #expect(shuffled == o && shuffled.hashValue == o.hashValue)
+        shuffled["k1"] = 1
+        #expect(shuffled != o)
+    }
+
     @Test("escapes control characters as nlohmann does; pretty and sorted renderings")
     func rendering() {
         #expect(JSON.quoted("a\"\\\n\u{01}\u{08}") == #""a\"\\\n\u0001\b""#)
