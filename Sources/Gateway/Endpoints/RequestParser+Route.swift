@@ -28,7 +28,8 @@ extension RequestParser {
     /// - Throws: a ``Refusal`` carrying 404/405/414 or the route's 400, in the caller's dialect.
     public func parse(method: some StringProtocol, target: some StringProtocol,
                       body: some Collection<UInt8>) throws(Refusal) -> InferenceRequest {
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        // only a refusal needs the path (to guess its dialect)
+        var path: some StringProtocol { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "" }
         switch RouteTable.match(method: method, target: target, passthrough: passthroughRoutes) {
         case .notFound:
             throw Refusal(.notFound, dialect: Dialect.guess(path: path))

@@ -86,8 +86,9 @@ public enum RouteTable {
     public static func match(method: some StringProtocol, target: some StringProtocol,
                              passthrough: Set<String> = []) -> RouteMatch {
         if target.utf8.count > maxTargetLength { return .targetTooLong }
+        // on the UTF-8 view: walking Characters runs grapheme breaking over every byte of the target
         let path: Substring
-        if let q = target.firstIndex(where: { $0 == "?" || $0 == "#" }) {
+        if let q = target.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             path = Substring(target[..<q])
         } else {
             path = Substring(target)
