@@ -19,7 +19,7 @@ extension InstanceEntry: LifecycleInstance {
 
 /// The timers a lifecycle arms; the Coordinator owns the clock and the durations (from the config), the lifecycle
 /// decides when each is armed, cancelled, and what its firing means.
-enum LifecycleTimer: Hashable, Sendable, CaseIterable {
+enum LifecycleTimer: Int, Hashable, Sendable, CaseIterable {
     /// `schedule_timeout`: not placed yet.
     case schedule
     /// default_scheduler: no place now, try again in 10 ms.

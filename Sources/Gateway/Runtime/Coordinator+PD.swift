@@ -14,7 +14,7 @@ final class PDState {
     let features: RequestFeatures
     var lifecycle: Lifecycle
     var pCall: ClientCall?
-    var timers: [LifecycleTimer: LoopTimer] = [:]
+    var timers = ArmedTimers()
     /// Uptime (ns) of the last result relayed to the client (the status page's inter-token latency).
     var lastFrameNanos: UInt64 = 0
 
@@ -28,10 +28,7 @@ final class PDState {
         self.lifecycle = Lifecycle(settings: settings, body: body)
     }
 
-    func cancelTimers() {
-        for t in timers.values { t.cancel() }
-        timers.removeAll()
-    }
+    func cancelTimers() { timers.cancelAll() }
 }
 
 /// Headers the Coordinator never forwards to P (hop-by-hop, or its own PD headers).
@@ -169,7 +166,7 @@ extension Coordinator {
         case .arm(let timer):
             arm(t, pd, timer)
         case .cancel(let timer):
-            pd.timers.removeValue(forKey: timer)?.cancel()
+            pd.timers.take(timer)?.cancel()
         case .checkClientBacklog:
             run(t, pd, .clientBacklog(t.responder.pendingBytes))
         case .log(let line):
@@ -179,7 +176,7 @@ extension Coordinator {
 
     private func arm(_ t: TrackedRequest, _ pd: PDState, _ timer: LifecycleTimer) {
         let milliseconds = timer == .pHead && pd.pCall == nil ? 0 : timerMilliseconds(t, timer)
-        pd.timers.removeValue(forKey: timer)?.cancel()
+        pd.timers.take(timer)?.cancel()
         guard milliseconds > 0 else { return }
         pd.timers[timer] = t.responder.loop.schedule(afterMilliseconds: milliseconds) { [unowned self] in
             pd.timers[timer] = nil
