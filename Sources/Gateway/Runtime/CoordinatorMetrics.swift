@@ -15,7 +15,8 @@ final class CoordinatorMetrics: Sendable {
     let accessLogDropped: Counter
     private let ttfb: Metrics.Timer
     private let duration: Metrics.Timer
-    private let replies = Mutex<[String: Counter]>([:])
+    /// Keyed by dialect position × 1000 + status: building a string key per reply cost more than counting it.
+    private let replies = Mutex<[Int: Counter]>([:])
     private let received = Atomic<Int>(0)
     private let succeeded = Atomic<Int>(0)
     private let failed = Atomic<Int>(0)
@@ -61,11 +62,12 @@ final class CoordinatorMetrics: Sendable {
     }
 
     func reply(dialect: Dialect?, status: Int) {
-        let d = dialect?.rawValue ?? "none"
-        let code = (100...599).contains(status) ? String(status) : "other"
-        let key = d + "/" + code
+        let known = (100...599).contains(status)
+        let key = (dialect.flatMap { Dialect.allCases.firstIndex(of: $0) }.map { $0 + 1 } ?? 0) * 1000 + (known ? status : 0)
         let counter = replies.withLock { table in
             if let c = table[key] { return c }
+            let d = dialect?.rawValue ?? "none"
+            let code = known ? String(status) : "other"
             let c = Counter(label: "mindie_coordinator_requests_total", dimensions: [("dialect", d), ("status", code)], factory: factory)
             table[key] = c
             return c

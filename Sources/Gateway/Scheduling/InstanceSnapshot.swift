@@ -65,7 +65,11 @@ public struct InstanceSnapshot: Sendable, Equatable {
     public let instances: [InstanceInfo]
     private let index: [InstanceID: Int]
 
-    private let byRole: [InstanceRole: [InstanceInfo]]
+    /// Per-role lists as fields: the lookup runs for every request, and hashing an enum key costs more than the
+    /// rest of the lookup.
+    private let prefills: [InstanceInfo]
+    private let decodes: [InstanceInfo]
+    private let mixed: [InstanceInfo]
     private let decodesByPrefill: [InstanceID: [InstanceInfo]]
 
     /// Builds the snapshot and its per-role and P→D indexes (once per refresh, not per request).
@@ -78,7 +82,9 @@ public struct InstanceSnapshot: Sendable, Equatable {
             roles[i.role, default: []].append(i)
         }
         self.index = idx
-        self.byRole = roles
+        self.prefills = roles[.prefill] ?? []
+        self.decodes = roles[.decode] ?? []
+        self.mixed = roles[.mixed] ?? []
         var dp: [InstanceID: [InstanceInfo]] = [:]
         for p in roles[.prefill] ?? [] {
             dp[p.id] = (roles[.decode] ?? []).filter(CandidateFilter.peer(of: p.id))
@@ -93,7 +99,13 @@ public struct InstanceSnapshot: Sendable, Equatable {
     public func position(of id: InstanceID) -> Int? { index[id] }
 
     /// Instances with `role`, in registration order.
-    public func instances(role: InstanceRole) -> [InstanceInfo] { byRole[role] ?? [] }
+    public func instances(role: InstanceRole) -> [InstanceInfo] {
+        switch role {
+        case .prefill: prefills
+        case .decode: decodes
+        case .mixed: mixed
+        }
+    }
 
     /// The D instances that serve P `p`: those listing it in `peers`, or `p` itself (flex self-pair).
     public func decodes(for p: InstanceID) -> [InstanceInfo] {
