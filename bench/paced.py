@@ -203,6 +203,8 @@ http {{
         software cpu-clock: no hardware counters in VMs) of each router under the same paced load."""
         d = self.a.profile
         os.makedirs(d, exist_ok=True)
+        if self.a.profile_chats:
+            stream = chat  # the non-streamed path: what a request costs apart from its events
         for name, url, p in running:
             if p is None:
                 continue
@@ -257,7 +259,7 @@ http {{
                 f = ln.strip().split(",")
                 if len(f) > 2 and f[0].replace(".", "").isdigit() and float(f[0]) > 0:
                     lines.append(f"    {f[2].replace('syscalls:sys_enter_', ''):28} {float(f[0]) / max(1, rs['n']):7.2f}")
-            pr = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2999", "-g", "-p", ",".join(pids), "-o",
+            pr = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2999", "--call-graph", self.a.call_graph, "-p", ",".join(pids), "-o",
                                    f"{d}/{name}-perf.data"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
             rp = wrk(url + "/v1/chat/completions", stream, self.a.conns, self.seconds)
@@ -370,6 +372,9 @@ def main():
     ap.add_argument("--only", help="comma-separated systems to start (e.g. ms_coordinator,nginx)")
     ap.add_argument("--profile", metavar="DIR", help="instead of the table: per-thread CPU, strace -c -f and perf record -g "
                     "of each router under the same load, into DIR")
+    ap.add_argument("--call-graph", default="fp", help="with --profile: perf's call-graph mode (fp, or dwarf where frame "
+                    "pointers are missing: Swift's runtime and inlined code)")
+    ap.add_argument("--profile-chats", action="store_true", help="with --profile: non-streamed chats instead of paced streams")
     ap.add_argument("--out", help="result file (default bench/results/<date>-paced.md)")
     a = ap.parse_args()
     if not shutil.which("wrk"):
