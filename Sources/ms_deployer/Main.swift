@@ -29,11 +29,7 @@ struct Main: ParsableCommand {
                                       defaultPath: "../conf/ms_deployer.json", environment: env)
         let deployerConfig: DeployerConfig
         do {
-            let bytes = try location.read(environment: env)
-            guard let doc = try? JSON.parse(Data(bytes)), case .object = doc else {
-                throw ConfigLoadError("config file \(location.path): not a JSON object")
-            }
-            deployerConfig = try DeployerConfig.parse(doc, environment: env)
+            deployerConfig = try DeployerConfig.parse(location.read(environment: env), environment: env, file: location.path)
         } catch {
             FileHandle.standardError.write(Data("ms_deployer: \(error)\n".utf8))
             throw ExitStatus.usage

@@ -122,9 +122,14 @@ import Synchronization
 @Suite struct DeployerConfigTests {
     let base = #"{"ip":"127.0.0.1","port":9789,"k8s_apiserver_ip":"127.0.0.1","k8s_apiserver_port":6443,"ms_status_file":"/tmp/s.json","server_tls_enable":false,"client_k8s_tls_enable":false,"client_mindie_server_tls_enable":false}"#
 
-    func parse(_ patch: String, env: [String: String] = [:]) -> Result<DeployerConfig, ConfigLoadError> {
+    func parse(_ patch: String, env: [String: String] = [:]) -> Result<DeployerConfig, ConfigError> {
         let doc = try! JSON.parse(Data(base.utf8)).merging(try! JSON.parse(Data(patch.utf8)))
-        return Result { () throws(ConfigLoadError) in try DeployerConfig.parse(doc, environment: env) }
+        return Result { () throws(ConfigError) in try DeployerConfig.parse(Array(doc.compact.utf8), environment: env, file: "/etc/ms/ms_deployer.json") }
+    }
+
+    func message(_ patch: String, env: [String: String] = [:]) -> String? {
+        guard case .failure(let e) = parse(patch, env: env) else { return nil }
+        return e.description
     }
 
     @Test func defaultsAndOverrides() throws {
@@ -142,7 +147,43 @@ import Synchronization
                       #"{"client_mindie_server_tls_enable":"yes"}"#, #"{"namespace":"Bad"}"#])
     func refuses(_ patch: String) {
         guard case .failure(let e) = parse(patch) else { Issue.record("accepted \(patch)"); return }
-        #expect(e.description.hasPrefix("ms_deployer config:"))
+        #expect(e.description.hasPrefix("/etc/ms/ms_deployer.json: "))
+    }
+
+    /// The one config error format of every binary (DECISIONS 3): `FILE: KEY = VALUE: allowed ALLOWED`.
+    @Test func errorsNameFileKeyValueAndWhatIsAllowed() {
+        let f = "/etc/ms/ms_deployer.json"
+        let ip = "allowed an IPv4 or IPv6 address other than 0.0.0.0 and ::"
+        #expect(message(#"{"port":"sss"}"#) == "\(f): port = \"sss\": allowed integer 1024...65535")
+        #expect(message(#"{"k8s_apiserver_port":-20}"#) == "\(f): k8s_apiserver_port = -20: allowed integer 1024...65535")
+        #expect(message(#"{"rank_table_sync_seconds":3601}"#) == "\(f): rank_table_sync_seconds = 3601: allowed integer 1...3600")
+        #expect(message(#"{"ms_status_file":null}"#) == "\(f): ms_status_file = <missing>: allowed a non-empty file path")
+        #expect(message(#"{"ms_status_file":""}"#) == "\(f): ms_status_file = \"\": allowed a non-empty file path")
+        #expect(message(#"{"client_mindie_server_tls_enable":null}"#) == "\(f): client_mindie_server_tls_enable = <missing>: allowed true or false")
+        #expect(message(#"{"client_mindie_server_tls_enable":"yes"}"#) == "\(f): client_mindie_server_tls_enable = \"yes\": allowed true or false")
+        #expect(message(#"{"ip":"256.0.0.0"}"#) == "\(f): ip = \"256.0.0.0\": \(ip)")
+        #expect(message(#"{"ip":"::"}"#) == "\(f): ip = \"::\": \(ip)")
+        #expect(message(#"{"ip":127}"#) == "\(f): ip = 127: \(ip)")
+        #expect(message(#"{"k8s_apiserver_ip":null}"#) == "\(f): k8s_apiserver_ip = <missing>: \(ip)")
+        #expect(message("{}", env: ["MINDIE_MS_SERVER_IP": "10.0.0.256"]) == "environment: MINDIE_MS_SERVER_IP = 10.0.0.256: \(ip)")
+        #expect(message(#"{"server_tls_enable":true}"#) == "\(f): server_tls_items = <missing>: allowed an object")
+        #expect(message(#"{"client_k8s_tls_enable":true,"client_k8s_tls_items":{"ca_cert":"a","tls_cert":"b","tls_key":1,"tls_passwd":"","tls_crl":""}}"#)
+                == "\(f): client_k8s_tls_items.tls_key = 1: allowed a string of 1...4096 bytes")
+        #expect(message(#"{"namespace":"Bad"}"#)
+                == "\(f): namespace = \"Bad\": allowed a DNS-1123 label (lowercase letters, digits and '-', at most 48 characters)")
+        let notObject = Result { () throws(ConfigError) in try DeployerConfig.parse(Array("[1]".utf8), file: f) }
+        #expect(throws: ConfigError(code: .invalidJSON, file: f, key: "<document>", value: "[1]", allowed: "a JSON object")) { try notObject.get() }
+    }
+
+    @Test func errorCodesTellTheKindOfMistake() {
+        func code(_ patch: String) -> ConfigError.Code? {
+            guard case .failure(let e) = parse(patch) else { return nil }
+            return e.code
+        }
+        #expect(code(#"{"port":"sss"}"#) == .wrongType)
+        #expect(code(#"{"port":80}"#) == .outOfRange)
+        #expect(code(#"{"ip":null}"#) == .missingKey)
+        #expect(code(#"{"ip":"127.0.1"}"#) == .invalidValue)
     }
 
     @Test func tlsItemsWithMissingFilesStillParse() throws {

@@ -31,6 +31,31 @@ import MSCore
         #expect(o.exitCode == 2, "\(http): \(o)")
     }
 
+    /// The one config error format of every binary (DECISIONS 3), after msctl's own prefix.
+    @Test func configErrorsNameFileKeyValueAndWhatIsAllowed() async {
+        func stderr(_ http: String) async -> (String, String) {
+            let path = config(http)
+            let o = await MsctlClient.run(.get(name: "a"), environment: [:], configPath: path)
+            #expect(o.exitCode == 2)
+            return (path, o.stderr)
+        }
+        let ip = "allowed an IPv4 or IPv6 address other than 0.0.0.0 and ::"
+        var (f, e) = await stderr(#"{"dstIP":"0.0.0.0","dstPort":9789,"timeout":5}"#)
+        #expect(e == "msctl: \(f): http.dstIP = \"0.0.0.0\": \(ip)\n")
+        (f, e) = await stderr(#"{"dstIP":123,"dstPort":9789,"timeout":5}"#)
+        #expect(e == "msctl: \(f): http.dstIP = 123: \(ip)\n")
+        (f, e) = await stderr(#"{"dstIP":"127.0.0.1","dstPort":"9789","timeout":5}"#)
+        #expect(e == "msctl: \(f): http.dstPort = \"9789\": allowed integer 1024...65535\n")
+        (f, e) = await stderr(#"{"dstIP":"127.0.0.1","dstPort":9789,"timeout":123}"#)
+        #expect(e == "msctl: \(f): http.timeout = 123: allowed integer 1...60\n")
+        (f, e) = await stderr(#"{"dstIP":"127.0.0.1","dstPort":9789}"#)
+        #expect(e == "msctl: \(f): http.timeout = <missing>: allowed integer 1...60\n")
+        (f, e) = await stderr(#"{"dstIP":"127.0.0.1","dstPort":9789,"timeout":5,"ca_cert":"","tls_cert":"b","tls_key":"c","tls_crl":""}"#)
+        #expect(e == "msctl: \(f): http.ca_cert = \"\": allowed a string of 1...4096 bytes\n")
+        (f, e) = await stderr(#""123""#)
+        #expect(e == "msctl: \(f): http = \"123\": allowed an object\n")
+    }
+
     @Test func configPermissionsAreChecked() async {
         let loose = config(plain, mode: 0o644)
         #expect(await MsctlClient.run(.get(name: "a"), environment: [:], configPath: loose).exitCode == 2)

@@ -29,66 +29,65 @@ public struct DeployerConfig: Sendable, Equatable {
     public var namespace: String
     public var rankTableSyncSeconds: Int
 
-    /// Validates the document; errors name the key, the value and the rule (DECISIONS 3).
-    public static func parse(_ doc: JSON, environment: [String: String] = [:]) throws(ConfigLoadError) -> DeployerConfig {
-        func fail(_ key: String, _ rule: String) -> ConfigLoadError {
-            let v = doc[key].map { $0.rendered } ?? "nothing"
-            return ConfigLoadError("ms_deployer config: \(key) \(rule), got \(v)")
+    /// Parses and validates the file's bytes.
+    /// - Parameter file: the name used in error messages (the path the binary read).
+    /// - Throws: `ConfigError` naming the file, the first invalid key, its value and what is allowed (DECISIONS 3).
+    public static func parse(
+        _ bytes: some Collection<UInt8>, environment: [String: String] = [:], file: String = "ms_deployer.json"
+    ) throws(ConfigError) -> DeployerConfig {
+        try parse(ConfigReader(document: bytes, file: file), environment: environment)
+    }
+
+    /// Validates an already parsed document.
+    public static func parse(
+        _ doc: JSON, environment: [String: String] = [:], file: String = "ms_deployer.json"
+    ) throws(ConfigError) -> DeployerConfig {
+        guard case .object(let o) = doc else {
+            throw ConfigError(code: .invalidJSON, file: file, key: "<document>", value: String(doc.compact.prefix(40)), allowed: "a JSON object")
         }
-        func ip(_ key: String, override: String? = nil) throws(ConfigLoadError) -> String {
-            let v = override ?? doc[key]?.stringValue
-            guard let v, IPAddress.isValid(v), !IPAddress.isAllZero(v) else { throw fail(key, "must be an IPv4 or IPv6 address, not all-zero") }
-            return v
+        return try parse(ConfigReader(file: file, object: o), environment: environment)
+    }
+
+    static func parse(_ r: ConfigReader, environment: [String: String]) throws(ConfigError) -> DeployerConfig {
+        func items(_ key: String) throws(ConfigError) -> TLSItems {
+            let i = try r.section(key)
+            return TLSItems(caCert: try i.string("ca_cert", utf8Length: 1...4096), tlsCert: try i.string("tls_cert", utf8Length: 1...4096),
+                            tlsKey: try i.string("tls_key", utf8Length: 1...4096), tlsPasswd: try i.string("tls_passwd", utf8Length: 0...4096),
+                            tlsCrl: try i.string("tls_crl", utf8Length: 0...4096))
         }
-        func port(_ key: String, _ def: Int) throws(ConfigLoadError) -> Int {
-            guard let raw = doc[key] else { return def }
-            guard case .int(let p) = raw, (1024...65535).contains(p) else { throw fail(key, "must be an integer in [1024, 65535]") }
-            return Int(p)
-        }
-        func bool(_ key: String, _ def: Bool?) throws(ConfigLoadError) -> Bool {
-            guard let raw = doc[key] else {
-                if let def { return def }
-                throw fail(key, "must be a boolean")
-            }
-            guard case .bool(let b) = raw else { throw fail(key, "must be a boolean") }
-            return b
-        }
-        func items(_ key: String) throws(ConfigLoadError) -> TLSItems {
-            guard case .object(let o)? = doc[key] else { throw fail(key, "must be an object with ca_cert, tls_cert, tls_key, tls_passwd, tls_crl") }
-            func s(_ k: String, min: Int) throws(ConfigLoadError) -> String {
-                guard case .string(let v)? = o[k], (min...4096).contains(v.utf8.count) else {
-                    throw ConfigLoadError("ms_deployer config: \(key).\(k) must be a string of \(min)..4096 characters, got \(o[k]?.rendered ?? "nothing")")
-                }
-                return v
-            }
-            return TLSItems(caCert: try s("ca_cert", min: 1), tlsCert: try s("tls_cert", min: 1), tlsKey: try s("tls_key", min: 1),
-                            tlsPasswd: try s("tls_passwd", min: 0), tlsCrl: try s("tls_crl", min: 0))
-        }
+        let portRange = 1024...65535
         var c = DeployerConfig(ip: "", port: 9789, apiserverIP: "", apiserverPort: 6443, logLevel: nil, statusFile: "", serverTLSEnable: true,
                                serverTLS: nil, k8sTLSEnable: false, k8sTLS: nil, mindieTLSEnable: false, mindieTLS: nil, kubeconfig: nil,
                                k8sTokenFile: nil, namespace: Manifests.defaultNamespace, rankTableSyncSeconds: 5)
-        c.ip = try ip("ip", override: environment["MINDIE_MS_SERVER_IP"].flatMap { $0.isEmpty ? nil : $0 })
-        c.port = try port("port", 9789)
-        if case .string(let k)? = doc["kubeconfig"], !k.isEmpty { c.kubeconfig = k } else { c.apiserverIP = try ip("k8s_apiserver_ip") }
-        c.apiserverPort = try port("k8s_apiserver_port", 6443)
-        c.logLevel = doc["log_info"]?["log_level"]?.stringValue
-        guard case .string(let sf)? = doc["ms_status_file"], !sf.isEmpty else { throw fail("ms_status_file", "must be a file path") }
-        c.statusFile = sf
-        c.serverTLSEnable = try bool("server_tls_enable", true)
+        // the environment wins over the file (the reference's pod template sets it); then the file's ip is not read
+        if let v = environment["MINDIE_MS_SERVER_IP"], !v.isEmpty {
+            guard ConfigReader.isSpecificIP(v) else {
+                throw ConfigError(file: "environment", key: "MINDIE_MS_SERVER_IP", value: v, allowed: ConfigReader.specificIPAllowed)
+            }
+            c.ip = v
+        } else {
+            c.ip = try r.specificIP("ip")
+        }
+        c.port = try r.int("port", portRange, default: 9789)
+        if case .string(let k)? = r.object["kubeconfig"], !k.isEmpty { c.kubeconfig = k } else { c.apiserverIP = try r.specificIP("k8s_apiserver_ip") }
+        c.apiserverPort = try r.int("k8s_apiserver_port", portRange, default: 6443)
+        c.logLevel = r.object["log_info"]?["log_level"]?.stringValue
+        c.statusFile = try r.nonEmptyString("ms_status_file", "a non-empty file path")
+        c.serverTLSEnable = try r.bool("server_tls_enable", default: true)
         if c.serverTLSEnable { c.serverTLS = try items("server_tls_items") }
-        c.k8sTLSEnable = try bool("client_k8s_tls_enable", c.kubeconfig == nil ? nil : false)
+        // the apiserver keys need their TLS switch; a kubeconfig carries its own TLS settings
+        c.k8sTLSEnable = c.kubeconfig == nil ? try r.bool("client_k8s_tls_enable") : try r.bool("client_k8s_tls_enable", default: false)
         if c.k8sTLSEnable { c.k8sTLS = try items("client_k8s_tls_items") }
-        c.mindieTLSEnable = try bool("client_mindie_server_tls_enable", nil)
+        c.mindieTLSEnable = try r.bool("client_mindie_server_tls_enable")
         if c.mindieTLSEnable { c.mindieTLS = try items("client_mindie_tls_items") }
-        if case .string(let t)? = doc["k8s_token_file"], !t.isEmpty { c.k8sTokenFile = t }
-        if let ns = doc["namespace"] {
-            guard case .string(let n) = ns, InferServerSpec.isValidServerName(n) else { throw fail("namespace", "must be a DNS-1123 label") }
+        if case .string(let t)? = r.object["k8s_token_file"], !t.isEmpty { c.k8sTokenFile = t }
+        if let ns = r.object["namespace"] {
+            let allowed = "a DNS-1123 label (lowercase letters, digits and '-', at most 48 characters)"
+            guard case .string(let n) = ns else { throw r.fail("namespace", ns, allowed, .wrongType) }
+            guard InferServerSpec.isValidServerName(n) else { throw r.fail("namespace", ns, allowed, .invalidValue) }
             c.namespace = n
         }
-        if let r = doc["rank_table_sync_seconds"] {
-            guard case .int(let v) = r, (1...3600).contains(v) else { throw fail("rank_table_sync_seconds", "must be an integer in [1, 3600]") }
-            c.rankTableSyncSeconds = Int(v)
-        }
+        c.rankTableSyncSeconds = try r.int("rank_table_sync_seconds", 1...3600, default: 5)
         return c
     }
 

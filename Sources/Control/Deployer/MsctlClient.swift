@@ -58,42 +58,39 @@ public enum MsctlClient {
         return "\(home)/.mindie_ms/msctl.json"
     }
 
+    /// Reads the file with the config-file checks, parses it and checks the certificate files it names.
     public static func loadConfig(path: String, environment: [String: String]) throws(LocalError) -> Config {
         let bytes: [UInt8]
         do { bytes = try FileCheck(maxMode: FileCheck.configMode, environment: environment).read(path) } catch {
             throw LocalError("msctl config: \(error)")
         }
-        guard let doc = try? JSON.parse(Data(bytes)), case .object = doc else { throw LocalError("msctl config \(path): not a JSON object") }
-        guard case .object(let h)? = doc["http"] else { throw LocalError("msctl config \(path): http must be an object") }
-        func fail(_ k: String, _ rule: String) -> LocalError {
-            LocalError("msctl config \(path): http.\(k) \(rule), got \(h[k]?.rendered ?? "nothing")")
-        }
-        guard case .string(let ip)? = h["dstIP"], IPAddress.isValid(ip), !IPAddress.isAllZero(ip) else {
-            throw fail("dstIP", "must be an IPv4 or IPv6 address, not all-zero")
-        }
-        guard case .int(let port)? = h["dstPort"], (1024...65535).contains(port) else { throw fail("dstPort", "must be an integer in [1024, 65535]") }
-        guard case .int(let timeout)? = h["timeout"], (1...60).contains(timeout) else { throw fail("timeout", "must be an integer in [1, 60]") }
-        var tlsEnable = true
-        if let t = h["tls_enable"] {
-            guard case .bool(let b) = t else { throw fail("tls_enable", "must be a boolean") }
-            tlsEnable = b
-        }
-        func str(_ k: String, min: Int) throws(LocalError) -> String {
-            guard case .string(let s)? = h[k], (min...4096).contains(s.utf8.count) else { throw fail(k, "must be a string of \(min)..4096 characters") }
-            return s
-        }
-        var tls: TLSConfiguration?
-        if tlsEnable {
-            let ca = try str("ca_cert", min: 1), cert = try str("tls_cert", min: 1), key = try str("tls_key", min: 1), crl = try str("tls_crl", min: 0)
+        let config: Config
+        do { config = try parseConfig(bytes, file: path) } catch { throw LocalError(error.description) }
+        if let tls = config.tls {
             let check = FileCheck(maxMode: FileCheck.secretMode, environment: environment)
             do {
-                for p in [ca, cert, key] + (crl.isEmpty ? [] : [crl]) { try check.validate(p) }
+                for p in [tls.caPath ?? "", tls.certificatePath, tls.privateKeyPath, tls.crlPath ?? ""] where !p.isEmpty { try check.validate(p) }
             } catch {
                 throw LocalError("msctl config: certificate file: \(error)")
             }
+        }
+        return config
+    }
+
+    /// The keys of `msctl.json`, without touching the files they name.
+    /// - Throws: `ConfigError` naming the file, the first invalid key, its value and what is allowed (DECISIONS 3).
+    public static func parseConfig(_ bytes: some Collection<UInt8>, file: String) throws(ConfigError) -> Config {
+        let h = try ConfigReader(document: bytes, file: file).section("http")
+        let ip = try h.specificIP("dstIP")
+        let port = try h.int("dstPort", 1024...65535)
+        let timeout = try h.int("timeout", 1...60)
+        var tls: TLSConfiguration?
+        if try h.bool("tls_enable", default: true) {
+            let ca = try h.string("ca_cert", utf8Length: 1...4096), cert = try h.string("tls_cert", utf8Length: 1...4096)
+            let key = try h.string("tls_key", utf8Length: 1...4096), crl = try h.string("tls_crl", utf8Length: 0...4096)
             tls = TLSConfiguration(certificatePath: cert, privateKeyPath: key, caPath: ca, crlPath: crl.isEmpty ? nil : crl)
         }
-        return Config(host: ip, port: Int(port), timeoutSeconds: Int(timeout), tls: tls)
+        return Config(host: ip, port: port, timeoutSeconds: timeout, tls: tls)
     }
 
     /// Reads a spec file with the config-file checks (≤0640, owner, no symlink).
