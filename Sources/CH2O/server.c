@@ -920,7 +920,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
         if (sock != NULL && sock->on_close.cb == on_conn_close) {
             struct conn_info *ci = sock->on_close.data;
-            if (++ci->requests > srv->cfg.max_requests_per_connection) {
+            ++ci->requests;
+            /* HTTP/1: the last request the limit allows is served with "Connection: close", so a keep-alive client
+             * reconnects instead of losing its next request to a 429 (DECISIONS: connection request limit); only a
+             * request the client sent anyway (pipelined, or an HTTP/2 stream) gets the reference's 429 */
+            if (req->version < 0x200 && ci->requests == srv->cfg.max_requests_per_connection)
+                req->http1_is_persistent = 0;
+            if (ci->requests > srv->cfg.max_requests_per_connection) {
                 char body[128];
                 snprintf(body, sizeof(body), "{\"error\":\"Connection request out of limit, max is %u\",\"code\":429}",
                          srv->cfg.max_requests_per_connection);

@@ -47,6 +47,26 @@ struct HTTPServerAbuseTests {
         return (server, port, seen)
     }
 
+    @Test func requestsPipelinedPastTheConnectionLimitAreNotServedAndTheConnectionCloses() throws {
+        let seen = Box<[String]>([])
+        let server = try HTTPServer(
+            configuration: HTTPServerConfiguration(threads: 1, listeners: [HTTPListener(host: "127.0.0.1", port: 0)],
+                                                   maxRequestsPerConnection: 2),
+            handler: { req, res in
+                seen.update { $0.append(req.path) }
+                res.respondJSON(status: 200, "{}")
+            })
+        try server.start()
+        defer { server.shutdown() }
+        let r = try exchange(server.boundPorts[0], Array((1...4).map { "GET /\($0) HTTP/1.1\r\nHost: x\r\n\r\n" }.joined().utf8))
+        // the 2nd reply closes the connection; the client must send the 3rd and 4th again on a new one (RFC 9112 §9.3.2)
+        #expect(r.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 2, "\(r)")
+        #expect(r.components(separatedBy: "Connection: keep-alive").count - 1 == 1, "\(r)")
+        #expect(r.components(separatedBy: "Connection: close").count - 1 == 1, "\(r)")
+        #expect(!r.hasSuffix("<timeout>"), "the connection must close")
+        #expect(seen.get() == ["/1", "/2"])
+    }
+
     @Test func contentLengthWithTransferEncodingIs400AndTheTrailingBytesAreNeverARequest() throws {
         let (server, port, seen) = try recordingServer()
         defer { server.shutdown() }

@@ -96,7 +96,8 @@ typedef struct ch2o_server_config {
     uint64_t upstream_io_timeout_ms; /* default per-read timeout of proxied upstreams */
     uint64_t graceful_timeout_ms;    /* how long shutdown waits for in-flight requests */
     const char *server_name;         /* the Server header of every reply; NULL: "mindie-ms" */
-    uint32_t max_requests_per_connection; /* the next request gets 429 and the connection closes; 0 = no limit */
+    uint32_t max_requests_per_connection; /* HTTP/1: the last one is answered with Connection: close; a request
+                                            * past it (pipelined, HTTP/2) gets 429 and the connection closes; 0 = no limit */
     uint32_t max_stream_resets;  /* HTTP/2: RST_STREAMs a connection may send in a burst (refilled at a tenth of it
                                     per second); past it GOAWAY(ENHANCE_YOUR_CALM). 0 = 200 */
 } ch2o_server_config_t;
