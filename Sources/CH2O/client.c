@@ -57,6 +57,7 @@ struct ch2o_call {
     int keepalive;
     int deferred_result;
     int paused;
+    int ending; /* the body bytes being delivered are the last: on_done(OK) follows in the same turn */
 };
 
 /* ---------------------------------------------------------------- upstreams */
@@ -244,6 +245,7 @@ static int deliver_body(ch2o_call_t *call, h2o_socket_t *sock)
             }
             if (size != 0) {
                 call->body_read += size;
+                call->ending = rc >= 0;
                 if (call->cbs.on_body(call->ctx, sock->input->bytes, size) != 0) {
                     call->cbs.on_done = NULL;
                     call_detach_conn(call, 0);
@@ -264,6 +266,7 @@ static int deliver_body(ch2o_call_t *call, h2o_socket_t *sock)
         if (call->content_length != SIZE_MAX && n > call->content_length - call->body_read)
             n = call->content_length - call->body_read;
         call->body_read += n;
+        call->ending = call->content_length != SIZE_MAX && call->body_read == call->content_length;
         if (n != 0 && call->cbs.on_body(call->ctx, sock->input->bytes, n) != 0) {
             call_detach_conn(call, 0);
             call_free(call);
@@ -523,6 +526,8 @@ void ch2o_call_cancel(ch2o_call_t *call)
     call_detach_conn(call, 0);
     call_free(call);
 }
+
+int ch2o_call_ending(const ch2o_call_t *call) { return call != NULL && call->ending; }
 
 void ch2o_call_pause(ch2o_call_t *call, int paused)
 {

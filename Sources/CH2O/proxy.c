@@ -282,7 +282,10 @@ static int on_body(void *ctx, const void *data, size_t len)
     p->bytes += len;
     if (p->creq == NULL)
         return 1;
-    ch2o_req_stream_write(p->creq, data, len);
+    if (ch2o_call_ending(p->call))
+        ch2o_req_stream_append(p->creq, data, len); /* the end follows at once: one write for both */
+    else
+        ch2o_req_stream_write(p->creq, data, len);
     /* back-pressure: a client that reads slower than the upstream writes must not make us buffer without bound */
     if (!p->paused && p->creq != NULL && ch2o_req_stream_pending(p->creq) > p->buffer_limit) {
         p->paused = 1;

@@ -1191,6 +1191,15 @@ void ch2o_req_stream_write(ch2o_req_t *r, const void *data, size_t len)
         flush(r);
 }
 
+void ch2o_req_stream_append(ch2o_req_t *r, const void *data, size_t len)
+{
+    if (r->req == NULL || r->state != CH2O_REQ_STREAMING || len == 0)
+        return;
+    h2o_iovec_t dst = h2o_buffer_reserve(&r->pending, len);
+    memcpy(dst.base, data, len);
+    r->pending->size += len;
+}
+
 size_t ch2o_req_stream_pending(ch2o_req_t *r)
 {
     if (r->req == NULL || r->state != CH2O_REQ_STREAMING)

@@ -163,6 +163,9 @@ void ch2o_req_respond(ch2o_req_t *req, int status, const ch2o_header_t *headers,
 void ch2o_req_stream_start(ch2o_req_t *req, int status, const ch2o_header_t *headers, size_t num_headers);
 /** Append bytes to the stream (copied; sent as soon as the previous send completed). */
 void ch2o_req_stream_write(ch2o_req_t *req, const void *data, size_t len);
+/** As ch2o_req_stream_write, without sending now: the bytes go out with the next write, flush or end (so the
+ *  last event and the end of a stream leave in one write). */
+void ch2o_req_stream_append(ch2o_req_t *req, const void *data, size_t len);
 /** Bytes written but not yet handed to the socket. */
 size_t ch2o_req_stream_pending(ch2o_req_t *req);
 /** End the stream cleanly (after pending bytes). */
@@ -213,6 +216,8 @@ void ch2o_call_cancel(ch2o_call_t *call);
 /** Stop reading the response body (paused = 1) or read again (0), for back-pressure from a slow consumer. While
  *  paused the call's I/O timeout does not run. Only while the body is being read; otherwise a no-op (loop thread). */
 void ch2o_call_pause(ch2o_call_t *call, int paused);
+/** Inside on_body: whether these bytes are the body's last (on_done with CH2O_CALL_OK follows in the same turn). */
+int ch2o_call_ending(const ch2o_call_t *call);
 
 /* ---------------------------------------------------------------- proxy */
 
