@@ -9,15 +9,18 @@ public enum TraceContext {
     ///   - parentID: the Coordinator's request id (the `req-id` header's value), 0 mapped to 1 likewise.
     public static func traceparent(traceID: (UInt64, UInt64), parentID: UInt64) -> String {
         let t = traceID == (0, 0) ? (0, 1) : traceID
-        var out = [UInt8](repeating: 0x2D, count: 55) // '-' where no digit goes
-        out[0] = 0x30
-        out[1] = 0x30
-        hex16(t.0, into: &out, at: 3)
-        hex16(t.1, into: &out, at: 19)
-        hex16(parentID == 0 ? 1 : parentID, into: &out, at: 36)
-        out[53] = 0x30
-        out[54] = 0x31
-        return String(decoding: out, as: UTF8.self)
+        // written in place: no temporary array per request
+        return String(unsafeUninitializedCapacity: 55) { out in
+            out.initialize(repeating: 0x2D) // '-' where no digit goes
+            out[0] = 0x30
+            out[1] = 0x30
+            hex16(t.0, into: out, at: 3)
+            hex16(t.1, into: out, at: 19)
+            hex16(parentID == 0 ? 1 : parentID, into: out, at: 36)
+            out[53] = 0x30
+            out[54] = 0x31
+            return 55
+        }
     }
 
     /// A fresh `traceparent` whose parent is request `id`. The trace id is splitmix64 over a per-process random seed
@@ -42,10 +45,10 @@ public enum TraceContext {
         return z ^ (z >> 31)
     }
 
-    private static func hex16(_ v: UInt64, into out: inout [UInt8], at start: Int) {
-        let digits: StaticString = "0123456789abcdef"
-        digits.withUTF8Buffer { d in
-            for i in 0..<16 { out[start + i] = d[Int((v >> UInt64(60 - 4 * i)) & 0xF)] }
+    private static func hex16(_ v: UInt64, into out: UnsafeMutableBufferPointer<UInt8>, at start: Int) {
+        for i in 0..<16 {
+            let d = UInt8((v >> UInt64(60 - 4 * i)) & 0xF)
+            out[start + i] = d < 10 ? 0x30 + d : 0x57 + d // 'a' - 10
         }
     }
 }
