@@ -60,7 +60,9 @@ public func eventually(within seconds: Double, _ condition: () -> Bool) async ->
     return condition()
 }
 
-/// A port with nothing listening on it (bound, then closed).
+/// A port with nothing listening on it: bound and never listened on, and kept bound for the rest of the process
+/// (one descriptor per call), so a connection is refused and no other test's server can be given the port meanwhile
+/// (a closed port could be handed to the next server that binds port 0).
 public func deadPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
@@ -70,7 +72,6 @@ public func deadPort() -> Int {
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    close(fd)
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
