@@ -58,6 +58,7 @@ struct ch2o_call {
     int deferred_result;
     int paused;
     int ending; /* the body bytes being delivered are the last: on_done(OK) follows in the same turn */
+    int written; /* the socket wrote all of reqbuf */
 };
 
 /* ---------------------------------------------------------------- upstreams */
@@ -159,6 +160,16 @@ static void call_free(ch2o_call_t *call)
     ch2o_upstream_release(call->up);
     free(call->reqbuf);
     free(call);
+}
+
+/* The request bytes are needed until they are written and, for a retry on a fresh connection, until the upstream
+ * answered; a streamed response then lasts minutes without them. */
+static void release_reqbuf(ch2o_call_t *call)
+{
+    if (call->written && call->state == CALL_BODY && call->reqbuf != NULL) {
+        free(call->reqbuf);
+        call->reqbuf = NULL;
+    }
 }
 
 static void call_detach_conn(ch2o_call_t *call, int reuse)
@@ -347,6 +358,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
             call->keepalive = 0;
         call->dec.consume_trailer = 1;
         call->state = CALL_BODY;
+        release_reqbuf(call);
         ch2o_header_t out[MAX_RESPONSE_HEADERS];
         for (size_t i = 0; i < num_headers; ++i)
             out[i] = (ch2o_header_t){headers[i].name, headers[i].name_len, headers[i].value, headers[i].value_len};
@@ -369,8 +381,13 @@ static void on_write_complete(h2o_socket_t *sock, const char *err)
 {
     struct upconn *c = sock->data;
     ch2o_call_t *call = c != NULL ? c->call : NULL;
-    if (call == NULL || err == NULL)
+    if (call == NULL)
         return;
+    if (err == NULL) {
+        call->written = 1;
+        release_reqbuf(call);
+        return;
+    }
     call_fail(call, CH2O_CALL_ERR_BEFORE_HEAD, err);
 }
 
@@ -380,6 +397,7 @@ static void call_send(ch2o_call_t *call)
     c->call = call;
     c->sock->data = c;
     call->state = CALL_HEAD;
+    call->written = 0;
     rearm_timeout(call);
     h2o_iovec_t buf = h2o_iovec_init(call->reqbuf, call->reqlen);
     h2o_socket_write(c->sock, &buf, 1, on_write_complete);

@@ -382,10 +382,8 @@ static void refuse_h1_in_read(h2o_socket_t *sock, struct conn_info *ci, int stat
 }
 
 /* 1 when the bytes read so far already break a limit (and the connection was answered) */
-static int h1_check_head(h2o_socket_t *sock, struct conn_info *ci)
+static int h1_check_head(h2o_socket_t *sock, struct conn_info *ci, int r)
 {
-    struct h1_head h;
-    int r = parse_h1_head(sock, &h);
     if (r > 0 || sock->input == NULL)
         return 0;
     const char *buf = sock->input->bytes;
@@ -455,6 +453,57 @@ static int h1_check_chunk(h2o_socket_t *sock, struct conn_info *ci)
     return 0;
 }
 
+/* The Content-Length of a parsed head: -1 when absent, -2 when there is more than one or it is not a number */
+static long long head_content_length(const struct h1_head *h)
+{
+    long long cl = -1;
+    for (size_t i = 0; i < h->num_headers; ++i) {
+        if (h->headers[i].name_len != 14 || strncasecmp(h->headers[i].name, "content-length", 14) != 0)
+            continue;
+        if (cl != -1 || h->headers[i].value_len == 0 || h->headers[i].value_len > 15)
+            return -2;
+        cl = 0;
+        for (size_t k = 0; k < h->headers[i].value_len; ++k) {
+            char c = h->headers[i].value[k];
+            if (c < '0' || c > '9')
+                return -2;
+            cl = cl * 10 + (c - '0');
+        }
+    }
+    return cl;
+}
+
+/* h2o keeps a request's bytes (head and a Content-Length body) in the socket's input buffer until the response is
+ * complete, and that buffer was allocated for a read (8 kB, one touched page and a 10 kB jemalloc region): a
+ * streamed response holds it for minutes. When the buffer holds exactly one whole request, it moves here to a
+ * buffer of its size before h2o parses it, so that h2o's pointers into it (path, headers, body) are into the copy.
+ * h2o does not read the socket again until the response is done (then it consumes the request, which frees the
+ * copy: its capacity is not the prototype's), so nothing is appended to the copy while those pointers live.
+ * Plain connections only: a TLS socket's input is refilled by the TLS layer. */
+static void h1_compact_input(h2o_socket_t *sock, const struct h1_head *h, int head_len)
+{
+    h2o_buffer_t *in = sock->input;
+    if (sock->ssl != NULL || in == NULL || in->bytes == NULL || in->_fd != -1 || head_is_chunked(h))
+        return;
+    long long cl = head_content_length(h);
+    if (cl == -2)
+        return;
+    size_t need = (size_t)head_len + (cl > 0 ? (size_t)cl : 0);
+    if (in->size != need || offsetof(h2o_buffer_t, _buf) + need > in->capacity / 2)
+        return;
+    h2o_buffer_t *copy = malloc(offsetof(h2o_buffer_t, _buf) + need);
+    if (copy == NULL)
+        return;
+    copy->capacity = need;
+    copy->size = need;
+    copy->bytes = copy->_buf;
+    copy->_prototype = in->_prototype;
+    copy->_fd = -1;
+    memcpy(copy->_buf, in->bytes, need);
+    h2o_buffer_dispose(&sock->input);
+    sock->input = copy;
+}
+
 static void dispatch(ch2o_req_t *r);
 
 static void flush_deferred(void)
@@ -474,7 +523,15 @@ static void on_server_read(h2o_socket_t *sock, const char *err)
     struct conn_info *outer = reading_ci;
     reading_ci = ci;
     ci->in_read = 1;
-    if (!(err == NULL && h1 && h1_check_head(sock, ci))) {
+    int refused = 0;
+    if (err == NULL && h1) {
+        struct h1_head h;
+        int r = parse_h1_head(sock, &h);
+        refused = h1_check_head(sock, ci, r);
+        if (!refused && r > 0)
+            h1_compact_input(sock, &h, r);
+    }
+    if (!refused) {
         inner(sock, err);
         if (!ci->closed && err == NULL && h1 && ci->inner_read == inner)
             h1_check_chunk(sock, ci);
