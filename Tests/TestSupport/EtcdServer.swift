@@ -13,9 +13,9 @@ public final class EtcdServer: @unchecked Sendable {
     private let logURL: URL
 
     public init(pki: URL? = nil) throws {
-        clientPort = deadPort()
-        var p = deadPort()
-        while p == clientPort { p = deadPort() }
+        clientPort = freePort()
+        var p = freePort()
+        while p == clientPort { p = freePort() }
         peerPort = p
         dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)

@@ -60,10 +60,19 @@ public func eventually(within seconds: Double, _ condition: () -> Bool) async ->
     return condition()
 }
 
+/// A port free for a server to take now (bound, then closed; the kernel may give it to another binder later).
+public func freePort() -> Int {
+    let (fd, port) = boundSocket()
+    close(fd)
+    return port
+}
+
 /// A port with nothing listening on it: bound and never listened on, and kept bound for the rest of the process
 /// (one descriptor per call), so a connection is refused and no other test's server can be given the port meanwhile
 /// (a closed port could be handed to the next server that binds port 0).
-public func deadPort() -> Int {
+public func deadPort() -> Int { boundSocket().port }
+
+private func boundSocket() -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
@@ -72,7 +81,7 @@ public func deadPort() -> Int {
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
 }
 
 /// A raw TCP connection for tests that need to misbehave as a client.
