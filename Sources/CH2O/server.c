@@ -1237,25 +1237,24 @@ void ch2o_req_stream_start_len(ch2o_req_t *r, int status, const ch2o_header_t *h
         ch2o_deadline_link(r->loop, &r->watchdog, WATCHDOG_MS);
 }
 
-void ch2o_req_stream_write(ch2o_req_t *r, const void *data, size_t len)
+/* 1 when the bytes were queued (the stream is open and len is not 0) */
+static int stream_queue(ch2o_req_t *r, const void *data, size_t len)
 {
     if (r->req == NULL || r->state != CH2O_REQ_STREAMING || len == 0)
-        return;
+        return 0;
     h2o_iovec_t dst = h2o_buffer_reserve(&r->pending, len);
     memcpy(dst.base, data, len);
     r->pending->size += len;
-    if (!r->sending)
+    return 1;
+}
+
+void ch2o_req_stream_write(ch2o_req_t *r, const void *data, size_t len)
+{
+    if (stream_queue(r, data, len) && !r->sending)
         flush(r);
 }
 
-void ch2o_req_stream_append(ch2o_req_t *r, const void *data, size_t len)
-{
-    if (r->req == NULL || r->state != CH2O_REQ_STREAMING || len == 0)
-        return;
-    h2o_iovec_t dst = h2o_buffer_reserve(&r->pending, len);
-    memcpy(dst.base, data, len);
-    r->pending->size += len;
-}
+void ch2o_req_stream_append(ch2o_req_t *r, const void *data, size_t len) { (void)stream_queue(r, data, len); }
 
 size_t ch2o_req_stream_pending(ch2o_req_t *r)
 {
