@@ -56,6 +56,7 @@ async def stream_chat(host, port, messages, max_tokens, stats):
             last = now
     writer.close()
     stats["ok" if ok and b"data: [DONE]" in text else "failed"] += 1
+    stats["events"] = stats.get("events", 0) + text.count(b"data: ")
     return text
 
 
@@ -290,6 +291,8 @@ def pd(args, out):
             stats = new_stats()
             convs = conversations(args.conversations, 1)
             t0 = time.perf_counter()
+            coordinator = c.procs["ms_coordinator"].pid
+            ticks0 = tree_ticks(coordinator)
 
             async def load():
                 sem = asyncio.Semaphore(args.concurrency)
@@ -303,14 +306,18 @@ def pd(args, out):
 
             asyncio.run(load())
             elapsed = time.perf_counter() - t0
+            # the Coordinator's CPU per SSE event it delivered: relayed whole (single) or demultiplexed from P's reply
+            # and D's /dresult link (PD)
+            per_event = (tree_ticks(coordinator) - ticks0) * 1e6 / HZ / max(stats.get("events", 0), 1)
             rows.append(("1P1D (pd_separate)" if mode == "pd" else "2 mixed (single_node)", pct(stats["ttft"], 0.5),
                          pct(stats["ttft"], 0.99), pct(stats["itl"], 0.5), pct(stats["itl"], 0.99), stats["ok"] / elapsed,
-                         stats["failed"]))
+                         stats["failed"], per_event))
             print(rows[-1], flush=True)
         finally:
             c.stop()
-    lines = ["| deployment | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | req/s | failed |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.1f} | {r[6]} |" for r in rows]
+    lines = ["| deployment | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | req/s | failed | Coordinator CPU µs/event |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.1f} | {r[6]} | {r[7]:.1f} |" for r in rows]
     out(f"PD: two simulated accelerators either as 1P1D or as 2 mixed instances (8b profile, speedup {args.speedup}), "
         f"{args.conversations * 4} streamed chats of 64 tokens on ~5,000-character prompts, {args.concurrency} in flight, "
         "through the full stack (Controller, Coordinator, round_robin).", lines, [])
