@@ -168,6 +168,12 @@ import Synchronization
                 == "\(f): client_k8s_tls_items.tls_key = 1: allowed a string of 1...4096 bytes")
         #expect(message(#"{"namespace":"Bad"}"#)
                 == "\(f): namespace = \"Bad\": allowed a DNS-1123 label (lowercase letters, digits and '-', at most 48 characters)")
+        // optional paths and the log level: a wrong type is refused, not taken as "unset"
+        #expect(message(#"{"kubeconfig":5}"#) == "\(f): kubeconfig = 5: allowed a kubeconfig file path or \"in-cluster\"")
+        #expect(message(#"{"k8s_token_file":["t"]}"#) == "\(f): k8s_token_file = [\"t\"]: allowed a token file path")
+        #expect(message(#"{"log_info":{"log_level":3}}"#) == "\(f): log_info.log_level = 3: allowed a string (a log level)")
+        #expect((try? parse(#"{"kubeconfig":null,"k8s_token_file":"","log_info":{"log_level":null}}"#).get())?.k8sTokenFile == nil)
+        #expect((try? parse(#"{"kubeconfig":null,"k8s_token_file":"","log_info":{"log_level":null}}"#).get()) != nil)
         let notObject = Result { () throws(ConfigError) in try DeployerConfig.parse(Array("[1]".utf8), file: f) }
         #expect(throws: ConfigError(code: .invalidJSON, file: f, key: "<document>", value: "[1]", allowed: "a JSON object")) { try notObject.get() }
     }

@@ -69,9 +69,21 @@ public struct DeployerConfig: Sendable, Equatable {
             c.ip = try r.specificIP("ip")
         }
         c.port = try r.int("port", portRange, default: 9789)
-        if case .string(let k)? = r.object["kubeconfig"], !k.isEmpty { c.kubeconfig = k } else { c.apiserverIP = try r.specificIP("k8s_apiserver_ip") }
+        // optional paths: absent, null or "" leave them unset; any other non-string is a mistake, not "unset"
+        func optionalPath(_ key: String, _ allowed: String) throws(ConfigError) -> String? {
+            switch r.object[key] {
+            case nil, .null?: return nil
+            case .string(let v)?: return v.isEmpty ? nil : v
+            case let v?: throw r.fail(key, v, allowed, .wrongType)
+            }
+        }
+        c.kubeconfig = try optionalPath("kubeconfig", "a kubeconfig file path or \"in-cluster\"")
+        if c.kubeconfig == nil { c.apiserverIP = try r.specificIP("k8s_apiserver_ip") }
         c.apiserverPort = try r.int("k8s_apiserver_port", portRange, default: 6443)
-        c.logLevel = r.object["log_info"]?["log_level"]?.stringValue
+        if let level = r.object["log_info"]?["log_level"], level != .null {
+            guard case .string(let l) = level else { throw r.fail("log_info.log_level", level, "a string (a log level)", .wrongType) }
+            c.logLevel = l
+        }
         c.statusFile = try r.nonEmptyString("ms_status_file", "a non-empty file path")
         c.serverTLSEnable = try r.bool("server_tls_enable", default: true)
         if c.serverTLSEnable { c.serverTLS = try items("server_tls_items") }
@@ -80,7 +92,7 @@ public struct DeployerConfig: Sendable, Equatable {
         if c.k8sTLSEnable { c.k8sTLS = try items("client_k8s_tls_items") }
         c.mindieTLSEnable = try r.bool("client_mindie_server_tls_enable")
         if c.mindieTLSEnable { c.mindieTLS = try items("client_mindie_tls_items") }
-        if case .string(let t)? = r.object["k8s_token_file"], !t.isEmpty { c.k8sTokenFile = t }
+        if let t = try optionalPath("k8s_token_file", "a token file path") { c.k8sTokenFile = t }
         if let ns = r.object["namespace"] {
             let allowed = "a DNS-1123 label (lowercase letters, digits and '-', at most 48 characters)"
             guard case .string(let n) = ns else { throw r.fail("namespace", ns, allowed, .wrongType) }
