@@ -56,7 +56,7 @@ async def stream_chat(host, port, messages, max_tokens, stats):
             last = now
     writer.close()
     stats["ok" if ok and b"data: [DONE]" in text else "failed"] += 1
-    stats["events"] = stats.get("events", 0) + text.count(b"data: ")
+    stats["events"] += text.count(b"data: ")
     return text
 
 
@@ -68,7 +68,7 @@ def pct(xs, p):
 
 
 def new_stats():
-    return {"ttft": [], "itl": [], "ok": 0, "failed": 0}
+    return {"ttft": [], "itl": [], "ok": 0, "failed": 0, "events": 0}
 
 
 # ---------------------------------------------------------------------------- cluster pieces
@@ -308,7 +308,7 @@ def pd(args, out):
             elapsed = time.perf_counter() - t0
             # the Coordinator's CPU per SSE event it delivered: relayed whole (single) or demultiplexed from P's reply
             # and D's /dresult link (PD)
-            per_event = (tree_ticks(coordinator) - ticks0) * 1e6 / HZ / max(stats.get("events", 0), 1)
+            per_event = (tree_ticks(coordinator) - ticks0) * 1e6 / HZ / max(stats["events"], 1)
             rows.append(("1P1D (pd_separate)" if mode == "pd" else "2 mixed (single_node)", pct(stats["ttft"], 0.5),
                          pct(stats["ttft"], 0.99), pct(stats["itl"], 0.5), pct(stats["itl"], 0.99), stats["ok"] / elapsed,
                          stats["failed"], per_event))

@@ -15,6 +15,19 @@ public enum Dialect: String, Sendable, Equatable, CaseIterable {
         if path.hasPrefix("/v2/") { return .triton }
         return nil
     }
+    /// A small index for tables kept per dialect: 0 for no dialect, then 1... in declaration order (no array is
+    /// built per lookup, as `allCases.firstIndex` would).
+    static func slot(_ d: Dialect?) -> Int {
+        switch d {
+        case nil: 0
+        case .openAI?: 1
+        case .tgi?: 2
+        case .vllm?: 3
+        case .triton?: 4
+        case .mindIE?: 5
+        case .tokenizer?: 6
+        }
+    }
 }
 
 /// An inference route of the data port (docs/wire/coordinator.md §2.1). All are POST.

@@ -63,7 +63,7 @@ final class CoordinatorMetrics: Sendable {
 
     func reply(dialect: Dialect?, status: Int) {
         let known = (100...599).contains(status)
-        let key = (dialect.flatMap { Dialect.allCases.firstIndex(of: $0) }.map { $0 + 1 } ?? 0) * 1000 + (known ? status : 0)
+        let key = Dialect.slot(dialect) * 1000 + (known ? status : 0)
         let counter = replies.withLock { table in
             if let c = table[key] { return c }
             let d = dialect?.rawValue ?? "none"
